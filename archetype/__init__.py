@@ -1,0 +1,1 @@
+"""The archetype command line."""

@@ -1,0 +1,1 @@
+"""The domain: topology model and validation, names and labels, settings, lab state."""

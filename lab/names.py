@@ -1,0 +1,145 @@
+"""Every name, label, marker and path Archetype gives to what it creates: one place.
+
+Discovery and cleanup trust these markers, never a name prefix alone, and never split a
+runtime name to recover a lab id (lab ids contain dashes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from lab.settings import get_settings
+
+LAB_ID_PATTERN = r"^[a-z][a-z0-9-]{0,19}$"
+NODE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,29}$"
+LAB_ID_RE = re.compile(LAB_ID_PATTERN)
+NODE_NAME_RE = re.compile(NODE_NAME_PATTERN)
+
+# Docker
+LABEL_LAB = "archetype.lab_id"
+LABEL_NODE = "archetype.node_name"
+LABEL_KIND = "archetype.kind"
+LABEL_PROVIDER = "archetype.provider"
+
+# libvirt
+METADATA_NS = "https://archetype.dev/xmlns/node/1"
+METADATA_PREFIX = "archetype"
+
+# OVS external_ids on every port we add
+OVS_LAB_KEY = "archetype-lab"
+OVS_LINK_KEY = "archetype-link"
+OVS_NODE_KEY = "archetype-node"
+
+# Host-side interface names are at most 15 characters (IFNAMSIZ - 1).
+VETH_PREFIX = "arv"
+TAP_PREFIX = "art"
+
+
+def is_valid_lab_id(lab_id: str) -> bool:
+    return bool(LAB_ID_RE.match(lab_id))
+
+
+def is_valid_node_name(name: str) -> bool:
+    return bool(NODE_NAME_RE.match(name))
+
+
+def container_name(lab_id: str, node: str) -> str:
+    return f"archetype-{lab_id}-{node}"
+
+
+def domain_name(lab_id: str, node: str) -> str:
+    return f"arch-{lab_id}-{node}"
+
+
+def mgmt_network_name(lab_id: str) -> str:
+    return f"archetype-{lab_id}-mgmt"
+
+
+def container_labels(lab_id: str, node: str, kind: str) -> dict[str, str]:
+    return {LABEL_LAB: lab_id, LABEL_NODE: node, LABEL_KIND: kind, LABEL_PROVIDER: "docker"}
+
+
+def _short_hash(*parts: str, length: int) -> str:
+    return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:length]
+
+
+def host_port_name(lab_id: str, node: str, interface: str, *, prefix: str = VETH_PREFIX) -> str:
+    """Deterministic host-side port name (veth host end or VM tap), 15 characters at most.
+
+    Deterministic so that a redeploy finds the port it made before.
+    """
+    return prefix + _short_hash(lab_id, node, interface, length=15 - len(prefix))
+
+
+def link_id(a: str, b: str) -> str:
+    """Stable id of a link from its two ``node:interface`` endpoints, order-independent."""
+    first, second = sorted((a, b))
+    return f"{first}--{second}"
+
+
+def artifact_slug(text: str) -> str:
+    """Prefect artifact keys allow only ``[a-z0-9-]``."""
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+
+
+def state_artifact_key(lab_id: str) -> str:
+    return f"lab-{lab_id}-state"
+
+
+def config_artifact_key(lab_id: str, node: str) -> str:
+    return f"lab-{lab_id}-config-{artifact_slug(node)}"
+
+
+# Workspace layout -------------------------------------------------------------------
+
+
+def workspace() -> Path:
+    return get_settings().workspace
+
+
+def disks_dir(lab_id: str) -> Path:
+    return workspace() / "disks" / lab_id
+
+
+def data_dir(lab_id: str) -> Path:
+    return workspace() / "data" / lab_id
+
+
+def configs_dir(lab_id: str) -> Path:
+    return workspace() / "configs" / lab_id
+
+
+def node_dir(lab_id: str, node: str) -> Path:
+    """Per-node files a container binds (startup config, flash, ...)."""
+    return workspace() / "labs" / lab_id / node
+
+
+def lab_dir(lab_id: str) -> Path:
+    return workspace() / "labs" / lab_id
+
+
+def vlan_records_dir() -> Path:
+    """Host-local VLAN reservations, one JSON file per lab (guarded by the VLAN lock)."""
+    return workspace() / "vlans"
+
+
+def vlan_record_path(lab_id: str) -> Path:
+    return vlan_records_dir() / f"{lab_id}.json"
+
+
+def locks_dir() -> Path:
+    return workspace() / "locks"
+
+
+def vlan_lock_path() -> Path:
+    return locks_dir() / "vlans.lock"
+
+
+def lab_lock_path(lab_id: str) -> Path:
+    return locks_dir() / f"lab-{lab_id}.lock"
+
+
+def serial_log_path(lab_id: str, node: str) -> Path:
+    return workspace() / "logs" / lab_id / f"{node}.serial.log"

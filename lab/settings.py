@@ -1,0 +1,52 @@
+"""Settings: one pydantic-settings model, environment prefix ``ARCHETYPE_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARCHETYPE_", env_nested_delimiter="__")
+
+    workspace: Path = Field(Path("/var/lib/archetype"), description="Root of every lab's files")
+    image_dir: Path = Field(Path("/var/lib/archetype/images"), description="VM images (disks, kernels)")
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="Extra folders that startup-config and bind paths may point into "
+        "(the topology's own folder and the workspace are always allowed)",
+    )
+
+    ovs_bridge: str = "arch-ovs"
+    ovs_datapath_type: str = Field("netdev", description="'netdev' (userspace) or 'system' (kernel)")
+    vlan_min: int = Field(100, ge=1, le=4094)
+    vlan_max: int = Field(4000, ge=1, le=4094)
+    link_mtu: int = Field(1500, ge=576, le=9500)
+
+    docker_url: str = "unix:///var/run/docker.sock"
+    libvirt_uri: str = "qemu:///system"
+    domain_type: str = Field("qemu", description="'qemu' (TCG) or 'kvm'")
+
+    ready_timeout: float = Field(300.0, description="Default readiness timeout, seconds")
+    command_timeout: float = Field(30.0, description="Default timeout of one node command, seconds")
+    console_timeout: float = Field(30.0, description="Default timeout of one console wait, seconds")
+    lab_lock_timeout: float = Field(600.0, description="How long a run waits for another run of the same lab")
+
+    # Console logins override the catalog's defaults per kind: ARCHETYPE_CONSOLE_PASSWORD__cisco_iosv=...
+    console_username: dict[str, str] = Field(default_factory=dict)
+    console_password: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _vlan_range_is_ordered(self) -> Settings:
+        if self.vlan_min > self.vlan_max:
+            raise ValueError(f"vlan_min ({self.vlan_min}) is above vlan_max ({self.vlan_max})")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests call ``get_settings.cache_clear()`` after changing env)."""
+    return Settings()

@@ -1,0 +1,479 @@
+"""The topology: a containerlab-compatible YAML document, parsed raw then resolved.
+
+``load_topology`` reads a file (or YAML text), collects *every* problem with its place
+(``topology.nodes.r1.kind: unknown kind 'foo'``) and either returns a resolved ``Lab``
+or raises one ``TopologyError`` listing them all. Nothing here touches the host.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab import names
+from lab.errors import TopologyError
+from lab.settings import get_settings
+
+# containerlab node fields that Archetype reads but does not use: a warning, not an error.
+IGNORED_NODE_FIELDS = frozenset(
+    {
+        "type", "mgmt-ipv4", "mgmt-ipv6", "mgmt_ipv4", "mgmt_ipv6", "license", "ports", "publish",
+        "cmd", "entrypoint", "user", "network-mode", "enforce-startup-config", "suppress-startup-config",
+        "auto-remove", "runtime", "sandbox", "kernel", "stages", "certificate", "dns", "healthcheck",
+        "image-pull-policy", "wait-for", "config", "components", "aliases", "restart-policy",
+        "mac-address", "startup-delay", "cpu-set", "shm-size", "devices", "sysctls", "env-files",
+        "memory-reservation", "ipv4", "ipv6", "extras", "position",
+    }
+)
+NODE_FIELDS = frozenset(
+    {"kind", "image", "startup-config", "env", "binds", "exec", "labels", "memory", "cpus", "group"}
+)
+# extras keys we honour (vendor `extras_env`) are read before the rest of `extras` is ignored.
+IGNORED_TOP_FIELDS = frozenset({"prefix", "mgmt", "settings", "debug"})
+IGNORED_LINK_FIELDS = frozenset({"mtu", "vars", "labels", "type"})
+
+
+@dataclass(frozen=True)
+class Bind:
+    host: Path
+    container: str
+    mode: str = "rw"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    node: str
+    interface: str  # as the user wrote it
+    port: int  # data port number (1-based) per the vendor's naming
+
+    def __str__(self) -> str:
+        return f"{self.node}:{self.interface}"
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    a: Endpoint
+    b: Endpoint
+
+    @property
+    def id(self) -> str:
+        return names.link_id(str(self.a), str(self.b))
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, Endpoint]:
+        return (self.a, self.b)
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    kind: str  # the catalog's canonical kind
+    image: str
+    startup_config: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    binds: tuple[Bind, ...] = ()
+    exec: tuple[tuple[str, ...], ...] = ()  # extra post-boot commands, argv form
+    labels: dict[str, str] = field(default_factory=dict)
+    memory_mb: int | None = None
+    cpus: int | None = None
+
+    @property
+    def vendor(self):  # noqa: ANN201 - VendorConfig; imported lazily (lab must not import vendors)
+        from vendors import get_vendor
+
+        return get_vendor(self.kind)
+
+
+@dataclass(frozen=True)
+class Lab:
+    id: str
+    nodes: dict[str, Node]
+    links: tuple[Link, ...]
+    source_dir: Path
+    warnings: tuple[str, ...] = ()
+
+    def links_of(self, node: str) -> list[tuple[Link, Endpoint]]:
+        """The node's link ends, in port order."""
+        ends = [(link, end) for link in self.links for end in link.endpoints if end.node == node]
+        return sorted(ends, key=lambda pair: pair[1].port)
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def error(self, where: str, message: str) -> None:
+        self.errors.append(f"{where}: {message}" if where else message)
+
+    def warn(self, where: str, message: str) -> None:
+        self.warnings.append(f"{where}: {message}")
+
+
+def load_topology(source: str | Path, *, base_dir: Path | None = None) -> Lab:
+    """Parse and validate a topology given as a file path or as YAML text.
+
+    A ``str`` holding a newline is taken as YAML text; otherwise as a path.
+    """
+    text, base = _read_source(source, base_dir)
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise TopologyError([_yaml_error(err)]) from None
+    return resolve(document, base)
+
+
+def _read_source(source: str | Path, base_dir: Path | None) -> tuple[str, Path]:
+    if isinstance(source, str) and "\n" in source:
+        return source, (base_dir or Path.cwd()).resolve()
+    path = Path(source)
+    try:
+        return path.read_text(), (base_dir or path.parent).resolve()
+    except (OSError, UnicodeDecodeError) as err:
+        raise TopologyError([f"{path}: cannot read the topology file ({err.__class__.__name__}: {err})"]) from None
+
+
+def _yaml_error(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: YAML syntax error: {problem}"
+    return f"YAML syntax error: {problem}"
+
+
+def resolve(document: Any, base_dir: Path) -> Lab:
+    """Validate a parsed document against the catalog and resolve it into a ``Lab``."""
+    from vendors import catalog  # late: keeps lab/ importable without the catalog
+
+    problems = _Problems()
+    if not isinstance(document, dict):
+        raise TopologyError(["the topology must be a mapping with 'name' and 'topology'"])
+    lab_id = _check_top(document, problems)
+    topo = document.get("topology")
+    if not isinstance(topo, dict):
+        problems.error("topology", "missing or not a mapping")
+        raise TopologyError(problems.errors)
+    _check_keys(topo, "topology", {"defaults", "kinds", "groups", "nodes", "links"}, frozenset(), problems)
+    defaults = _mapping(topo, "defaults", "topology", problems)
+    kinds = _mapping(topo, "kinds", "topology", problems)
+    groups = _mapping(topo, "groups", "topology", problems)
+    raw_nodes = _mapping(topo, "nodes", "topology", problems)
+    if not raw_nodes:
+        problems.error("topology.nodes", "the topology has no nodes")
+
+    roots = _allowed_roots(base_dir)
+    nodes: dict[str, Node] = {}
+    for name, raw in raw_nodes.items():
+        node = _resolve_node(str(name), raw, defaults, kinds, groups, base_dir, roots, problems, catalog())
+        if node is not None:
+            nodes[node.name] = node
+    for section, entries in (("kinds", kinds), ("groups", groups)):
+        for key, value in entries.items():
+            _check_node_fields(value, f"topology.{section}.{key}", problems)
+    _check_node_fields(defaults, "topology.defaults", problems)
+    for kind_name in kinds:
+        if kind_name not in catalog():
+            problems.error(f"topology.kinds.{kind_name}", f"unknown kind {kind_name!r}")
+
+    links = _resolve_links(topo.get("links"), raw_nodes, nodes, problems)
+    if problems.errors:
+        raise TopologyError(problems.errors)
+    return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=base_dir, warnings=tuple(problems.warnings))
+
+
+def _check_top(document: dict[str, Any], problems: _Problems) -> str:
+    _check_keys(document, "", {"name", "topology"}, IGNORED_TOP_FIELDS, problems)
+    lab_id = document.get("name")
+    if not isinstance(lab_id, str) or not names.is_valid_lab_id(lab_id):
+        problems.error(
+            "name",
+            f"invalid lab id {lab_id!r}: lowercase letters, digits and dashes, starting with a letter, "
+            "at most 20 characters",
+        )
+        return str(lab_id)
+    return lab_id
+
+
+def _check_keys(
+    mapping: dict[str, Any], where: str, known: set[str] | frozenset[str], ignored: frozenset[str], problems: _Problems
+) -> None:
+    for key in mapping:
+        place = f"{where}.{key}" if where else str(key)
+        if key in ignored:
+            problems.warn(place, "containerlab field not used by Archetype, ignored")
+        elif key not in known:
+            problems.error(place, f"unknown field {key!r}")
+
+
+def _mapping(parent: dict[str, Any], key: str, where: str, problems: _Problems) -> dict[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.error(f"{where}.{key}", "must be a mapping")
+        return {}
+    return value
+
+
+def _check_node_fields(fields: Any, where: str, problems: _Problems) -> None:
+    if not isinstance(fields, dict):
+        problems.error(where, "must be a mapping of node fields")
+        return
+    _check_keys(fields, where, NODE_FIELDS, IGNORED_NODE_FIELDS, problems)
+
+
+def _layers(raw: dict[str, Any], defaults: dict, kinds: dict, groups: dict) -> list[dict[str, Any]]:
+    """Field layers from least to most specific: defaults, kinds, group, node."""
+    group = raw.get("group", defaults.get("group"))
+    group_fields = groups.get(group, {}) if isinstance(group, str) else {}
+    kind = raw.get("kind") or (group_fields or {}).get("kind") or defaults.get("kind")
+    kind_fields = kinds.get(kind, {}) if isinstance(kind, str) else {}
+    return [d for d in (defaults, kind_fields, group_fields, raw) if isinstance(d, dict)]
+
+
+def _merged(layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Scalars: the most specific wins. env/labels: merged. binds: concatenated."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key in ("env", "labels") and isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            elif key == "binds" and isinstance(value, list) and isinstance(merged.get(key), list):
+                merged[key] = [*merged[key], *value]
+            else:
+                merged[key] = value
+    return merged
+
+
+def _resolve_node(
+    name: str, raw: Any, defaults: dict, kinds: dict, groups: dict, base_dir: Path, roots: list[Path],
+    problems: _Problems, known: Any,
+) -> Node | None:
+    where = f"topology.nodes.{name}"
+    if not names.is_valid_node_name(name):
+        problems.error(where, "invalid node name: letters, digits, '_' and '-', at most 30 characters")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.error(where, "must be a mapping of node fields")
+        return None
+    _check_node_fields(raw, where, problems)
+    group = raw.get("group")
+    if group is not None and group not in groups:
+        problems.error(f"{where}.group", f"unknown group {group!r}")
+    fields = _merged(_layers(raw, defaults, kinds, groups))
+    kind_name = fields.get("kind")
+    if not kind_name:
+        problems.error(f"{where}.kind", "no kind given (in the node, its group or the defaults)")
+        return None
+    vendor = known.find(str(kind_name))
+    if vendor is None:
+        problems.error(f"{where}.kind", f"unknown kind {kind_name!r} (known: {', '.join(v.kind for v in known.kinds())})")
+        return None
+    start = len(problems.errors)
+    env = _string_map(fields.get("env"), f"{where}.env", problems)
+    env.update(_honoured_extras(raw.get("extras"), vendor, where, problems))
+    node = Node(
+        name=name,
+        kind=vendor.kind,
+        image=str(fields.get("image") or vendor.default_image),
+        startup_config=_startup_config(fields.get("startup-config"), f"{where}.startup-config", base_dir, roots, problems),
+        env=env,
+        binds=_binds(fields.get("binds"), f"{where}.binds", vendor, base_dir, roots, problems),
+        exec=_exec(fields.get("exec"), f"{where}.exec", problems),
+        labels=_string_map(fields.get("labels"), f"{where}.labels", problems),
+        memory_mb=_memory(fields.get("memory"), f"{where}.memory", problems),
+        cpus=_positive_int(fields.get("cpus"), f"{where}.cpus", problems),
+    )
+    return node if len(problems.errors) == start else None
+
+
+def _string_map(value: Any, where: str, problems: _Problems) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.error(where, "must be a mapping")
+        return {}
+    return {str(k): "" if v is None else str(v) for k, v in value.items()}
+
+
+def _honoured_extras(extras: Any, vendor: Any, where: str, problems: _Problems) -> dict[str, str]:
+    """containerlab ``extras`` that the vendor turns into env vars, e.g. ``frr.daemons``."""
+    env: dict[str, str] = {}
+    if not isinstance(extras, dict) or vendor.container is None:
+        return env
+    for dotted, variable in vendor.container.extras_env.items():
+        value: Any = extras
+        for part in dotted.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        if isinstance(value, list) and all(isinstance(v, str) and v.isidentifier() for v in value):
+            env[variable] = " ".join(value)
+        else:
+            problems.error(f"{where}.extras.{dotted}", "must be a list of names")
+    return env
+
+
+def _allowed_roots(base_dir: Path) -> list[Path]:
+    settings = get_settings()
+    return [base_dir.resolve(), settings.workspace.resolve(), *(p.resolve() for p in settings.allowed_roots)]
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def _startup_config(value: Any, where: str, base_dir: Path, roots: list[Path], problems: _Problems) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        problems.error(where, "must be a file path or the configuration text")
+        return None
+    if "\n" in value:
+        return value  # inline configuration text
+    path = (base_dir / value).resolve()
+    if not _inside(path, roots):
+        problems.error(where, f"{value!r} is outside the allowed folders ({', '.join(map(str, roots))})")
+        return None
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        problems.error(where, f"unreadable startup-config {value!r}: {err.strerror or err}")
+        return None
+
+
+def _binds(value: Any, where: str, vendor: Any, base_dir: Path, roots: list[Path], problems: _Problems) -> tuple[Bind, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        problems.error(where, "must be a list of 'host:container[:ro|rw]'")
+        return ()
+    if vendor.container is None:
+        problems.error(where, f"kind {vendor.kind} runs as a VM: binds are for containers")
+        return ()
+    binds = []
+    for i, spec in enumerate(value):
+        parts = spec.split(":") if isinstance(spec, str) else []
+        if len(parts) not in (2, 3) or not all(parts[:2]) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            problems.error(f"{where}[{i}]", f"bad bind {spec!r}: expected 'host:container[:ro|rw]'")
+            continue
+        host = (base_dir / parts[0]).resolve()
+        if not _inside(host, roots):
+            problems.error(f"{where}[{i}]", f"host path {parts[0]!r} is outside the allowed folders")
+            continue
+        if not parts[1].startswith("/"):
+            problems.error(f"{where}[{i}]", f"container path {parts[1]!r} must be absolute")
+            continue
+        binds.append(Bind(host=host, container=parts[1], mode=parts[2] if len(parts) == 3 else "rw"))
+    return tuple(binds)
+
+
+def _exec(value: Any, where: str, problems: _Problems) -> tuple[tuple[str, ...], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        problems.error(where, "must be a list of commands")
+        return ()
+    commands = []
+    for i, command in enumerate(value):
+        try:
+            commands.append(tuple(shlex.split(command)))
+        except ValueError as err:
+            problems.error(f"{where}[{i}]", f"cannot split {command!r}: {err}")
+    return tuple(commands)
+
+
+def _memory(value: Any, where: str, problems: _Problems) -> int | None:
+    """Memory in MiB: an int, or a string like '512MB', '2GB', '1Gi' (containerlab style)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    text = str(value).strip().lower().removesuffix("b").removesuffix("i")
+    units = {"k": 1 / 1024, "m": 1, "g": 1024}
+    try:
+        if text and text[-1] in units:
+            mib = float(text[:-1]) * units[text[-1]]
+        else:
+            mib = float(text) / (1024 * 1024)  # a bare number in a string is bytes
+    except ValueError:
+        mib = 0
+    if mib < 1:
+        problems.error(where, f"bad memory {value!r}: use MiB as a number, or e.g. '512MB', '2GB'")
+        return None
+    return int(mib)
+
+
+def _positive_int(value: Any, where: str, problems: _Problems) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        problems.error(where, f"must be a positive number, not {value!r}")
+        return None
+    return max(1, int(value))
+
+
+def _resolve_links(raw_links: Any, raw_nodes: dict, nodes: dict[str, Node], problems: _Problems) -> list[Link]:
+    if raw_links is None:
+        return []
+    if not isinstance(raw_links, list):
+        problems.error("topology.links", "must be a list")
+        return []
+    used: dict[tuple[str, int], int] = {}
+    links = []
+    for i, raw in enumerate(raw_links):
+        where = f"links[{i}]"
+        if not isinstance(raw, dict) or "endpoints" not in raw:
+            problems.error(where, "must be a mapping with 'endpoints: [\"node:iface\", \"node:iface\"]'")
+            continue
+        _check_keys(raw, where, {"endpoints"}, IGNORED_LINK_FIELDS, problems)
+        ends = raw["endpoints"]
+        if not isinstance(ends, list) or len(ends) != 2:
+            problems.error(f"{where}.endpoints", "must list exactly two 'node:interface' endpoints")
+            continue
+        resolved = [_endpoint(e, f"{where}.endpoints[{j}]", raw_nodes, nodes, problems) for j, e in enumerate(ends)]
+        if None in resolved:
+            continue
+        a, b = resolved
+        if a.node == b.node:
+            problems.error(where, f"self-loop: both ends are on node {a.node}")
+            continue
+        clash = False
+        for end in (a, b):
+            key = (end.node, end.port)
+            if key in used:
+                problems.error(where, f"interface {end} is already used by links[{used[key]}]")
+                clash = True
+            else:
+                used[key] = i
+        if not clash:
+            links.append(Link(index=i, a=a, b=b))
+    return links
+
+
+def _endpoint(value: Any, where: str, raw_nodes: dict, nodes: dict[str, Node], problems: _Problems) -> Endpoint | None:
+    if not isinstance(value, str) or value.count(":") != 1 or not all(value.split(":")):
+        problems.error(where, f"bad endpoint {value!r}: expected 'node:interface'")
+        return None
+    node_name, interface = value.split(":")
+    if node_name not in raw_nodes:
+        problems.error(where, f"link to unknown node {node_name!r}")
+        return None
+    node = nodes.get(node_name)
+    if node is None:
+        return None  # the node's own problems are already reported
+    naming = node.vendor.interfaces
+    port = naming.port_of(interface)
+    if port is None:
+        problems.error(where, f"{node.kind} node {node_name} has no interface {interface!r} (expected e.g. {naming.examples()})")
+        return None
+    if port > naming.max_ports:
+        problems.error(where, f"{node.kind} node {node_name} has at most {naming.max_ports} data ports; {interface!r} is beyond")
+        return None
+    return Endpoint(node=node_name, interface=interface, port=port)

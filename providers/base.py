@@ -1,0 +1,161 @@
+"""The provider interface both runtimes implement, with a declared capability set.
+
+Flows never ask "is this docker?": they ask the catalog which provider a kind uses and
+the provider what it can do. No Prefect import anywhere under ``providers/``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar
+
+from lab.topology import Node
+
+
+class ProviderCapability(StrEnum):
+    CREATE = "create"
+    DESTROY = "destroy"
+    STATUS = "status"
+    READINESS = "readiness"
+    POST_BOOT = "post-boot"
+    CONFIG_EXTRACTION = "config-extraction"
+    CONSOLE = "console"  # interactive session for `archetype connect`
+    DISCOVERY = "discovery"
+    ORPHAN_CLEANUP = "orphan-cleanup"
+
+
+class NodeState(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"  # exists, not running (created, exited, shut off, paused...)
+    MISSING = "missing"  # nothing of that name
+
+
+@dataclass(frozen=True)
+class LinkEnd:
+    """One end of a link, as the node's provider must wire it."""
+
+    link_id: str
+    interface: str  # the vendor name, as the topology wrote it
+    port: int  # data port number, 1-based (vendor.interfaces maps it to runtime names / NIC order)
+    vlan: int
+    port_name: str  # host-side OVS port: veth host end (containers) or tap (VMs)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    lab_id: str
+    name: str
+    kind: str
+    provider: str
+    state: NodeState
+    runtime_name: str
+
+
+@dataclass(frozen=True)
+class DiscoveredLab:
+    lab_id: str
+    nodes: list[NodeStatus]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    exit_code: int | None  # None: timed out (console commands report 0 or 1)
+    output: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass
+class CleanupReport:
+    """What a destroy or orphan cleanup removed, and every failure (one does not stop the rest)."""
+
+    removed: dict[str, list[str]] = field(default_factory=dict)  # resource type -> names
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, resource: str, name: str) -> None:
+        self.removed.setdefault(resource, []).append(name)
+
+    def merge(self, other: CleanupReport) -> CleanupReport:
+        for resource, names in other.removed.items():
+            self.removed.setdefault(resource, []).extend(names)
+        self.errors.extend(other.errors)
+        return self
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class NodeProvider(abc.ABC):
+    """A runtime that runs nodes: containers (docker) or VMs (libvirt)."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[ProviderCapability]]
+
+    @abc.abstractmethod
+    def runtime_name(self, lab_id: str, node: str) -> str:
+        """The container or domain name of a node (from ``lab.names``)."""
+
+    @abc.abstractmethod
+    def create_node(self, lab_id: str, node: Node, ends: list[LinkEnd]) -> NodeStatus:
+        """Create and start the node, idempotently: an existing, running node of the
+        same lab is reused. VMs get their NICs here; containers are wired by ``wire_node``.
+        An error leaves nothing of the node behind."""
+
+    @abc.abstractmethod
+    def wire_node(self, lab_id: str, node: Node, ends: list[LinkEnd]) -> None:
+        """Make sure every link end of the node is on the bridge with its VLAN
+        (idempotent: what is already right is left alone)."""
+
+    @abc.abstractmethod
+    def remove_node(self, lab_id: str, node_name: str) -> CleanupReport:
+        """Remove the node and everything it owns (ports, disks); missing is fine."""
+
+    @abc.abstractmethod
+    def node_status(self, lab_id: str, node_name: str) -> NodeStatus:
+        """The live state of one node (``NodeState.MISSING`` when it does not exist)."""
+
+    @abc.abstractmethod
+    def wait_ready(self, lab_id: str, node: Node, timeout: float | None = None) -> float:
+        """Block until the vendor's readiness check passes; return seconds waited.
+        Raises ``ProviderError`` naming the node on timeout."""
+
+    @abc.abstractmethod
+    def run_post_boot(self, lab_id: str, node: Node) -> list[CommandResult]:
+        """Run the vendor's post-boot commands, then the node's own ``exec``, in order.
+        Raises ``CommandError`` at the first failing command."""
+
+    @abc.abstractmethod
+    def extract_config(self, lab_id: str, node: Node) -> str:
+        """The node's running configuration, by the vendor's extraction method."""
+
+    @abc.abstractmethod
+    def connect_command(self, lab_id: str, node: Node) -> list[str]:
+        """argv of an interactive session on the node (for ``archetype connect``)."""
+
+    @abc.abstractmethod
+    def discover_labs(self) -> list[DiscoveredLab]:
+        """Every lab that has nodes on this host, from our markers only."""
+
+    @abc.abstractmethod
+    def destroy_lab(self, lab_id: str) -> CleanupReport:
+        """Remove every resource of the lab this provider owns."""
+
+    def cleanup_orphans(self, known_lab_ids: Iterable[str]) -> CleanupReport:
+        """Destroy every discovered lab not in ``known_lab_ids``."""
+        known = set(known_lab_ids)
+        report = CleanupReport()
+        for lab in self.discover_labs():
+            if lab.lab_id not in known:
+                report.merge(self.destroy_lab(lab.lab_id))
+        return report
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,261 @@
+"""The vendor model: everything Archetype needs to know about one device kind, as data.
+
+Nothing outside ``vendors/`` asks "which kind is this?": providers and flows read the
+fields below instead.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from functools import cached_property
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Provider(StrEnum):
+    DOCKER = "docker"
+    LIBVIRT = "libvirt"
+
+
+class InterfaceFormat(_Model):
+    """One accepted spelling of a data interface, e.g. ``Ethernet{n}`` with ``first: 1``.
+
+    ``n = first + (port - 1) * step`` for data port number ``port`` (1-based).
+    """
+
+    format: str
+    first: int = 1
+    step: int = 1
+
+    @field_validator("format")
+    @classmethod
+    def _has_placeholder(cls, value: str) -> str:
+        if value.count("{n}") != 1:
+            raise ValueError(f"interface format {value!r} needs exactly one '{{n}}'")
+        return value
+
+    @cached_property
+    def regex(self) -> re.Pattern[str]:
+        head, tail = self.format.split("{n}")
+        return re.compile(rf"^{re.escape(head)}(\d+){re.escape(tail)}$", re.IGNORECASE)
+
+    def port_of(self, name: str) -> int | None:
+        match = self.regex.match(name)
+        if not match:
+            return None
+        offset = int(match.group(1)) - self.first
+        if offset < 0 or offset % self.step:
+            return None
+        return offset // self.step + 1
+
+    def name_of(self, port: int) -> str:
+        return self.format.replace("{n}", str(self.first + (port - 1) * self.step))
+
+
+class InterfaceNaming(_Model):
+    """How a kind names its data interfaces, and what the runtime calls them.
+
+    Data ports are numbered 1..max_ports. The first format is the vendor's own spelling
+    (shown to users); the others are accepted too (containerlab's ``eth1`` for cEOS...).
+    Containers: port N is the Linux interface ``runtime.name_of(N)`` inside the container.
+    VMs: port N is NIC number ``N - 1 + (1 if management_nic else 0)`` in the domain.
+    """
+
+    formats: list[InterfaceFormat] = Field(min_length=1)
+    max_ports: int = Field(8, ge=1, le=128)
+    management: str | None = Field(None, description="The vendor's management interface name")
+    management_nic: bool = Field(False, description="VMs: the first NIC is the management interface")
+    runtime: InterfaceFormat = InterfaceFormat(format="eth{n}", first=1)
+
+    def port_of(self, name: str) -> int | None:
+        """Data port number of an interface name in any accepted spelling, or None."""
+        for fmt in self.formats:
+            port = fmt.port_of(name)
+            if port is not None:
+                return port
+        return None
+
+    def vendor_name(self, port: int) -> str:
+        return self.formats[0].name_of(port)
+
+    def runtime_name(self, port: int) -> str:
+        return self.runtime.name_of(port)
+
+    def nic_index(self, port: int) -> int:
+        return port - 1 + (1 if self.management_nic else 0)
+
+    def examples(self) -> str:
+        return ", ".join(f.name_of(1) for f in self.formats)
+
+
+class ContainerOptions(_Model):
+    image: str
+    env: dict[str, str] = Field(default_factory=dict)
+    cap_add: list[str] = Field(default_factory=lambda: ["NET_ADMIN"])
+    cap_drop: list[str] = Field(default_factory=list)
+    security_opt: list[str] = Field(default_factory=list)
+    binds: list[str] = Field(
+        default_factory=list, description="host:container[:ro], with {workspace}, {lab} and {node} placeholders"
+    )
+    sysctls: dict[str, str] = Field(default_factory=dict)
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = Field(None, description="None keeps the image's own command")
+    tmpfs: dict[str, str] = Field(default_factory=dict)
+    startup_config_path: str | None = Field(None, description="Where the node's startup config goes inside")
+    shell: list[str] = Field(default_factory=lambda: ["sh"], description="What `archetype connect` runs")
+    extras_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="containerlab `extras` keys honoured, as env vars: {'frr.daemons': 'FRR_DAEMONS'}",
+    )
+    stop_timeout: int = 2
+
+
+class VmOptions(_Model):
+    machine: str = "pc"
+    disk_bus: Literal["virtio", "ide", "sata", "scsi"] = "virtio"
+    nic_model: str = "e1000"
+    disk_image: str | None = Field(None, description="Base disk under the image dir (qcow2)")
+    kernel: str | None = Field(None, description="Direct kernel boot: kernel under the image dir")
+    initrd: str | None = None
+    cmdline: str | None = None
+    data_volume_mb: int = Field(0, ge=0, description="A blank data disk (vdb) of this size; 0 = none")
+    serial_ports: int = Field(1, ge=1, le=4)
+    management_network: Literal["none", "user"] = Field(
+        "user", description="What the management NIC (if any) is attached to"
+    )
+
+    @model_validator(mode="after")
+    def _bootable(self) -> VmOptions:
+        if not self.disk_image and not self.kernel:
+            raise ValueError("a VM needs a disk_image or a kernel")
+        if self.initrd and not self.kernel:
+            raise ValueError("initrd without kernel")
+        return self
+
+
+class ReadinessMethod(StrEnum):
+    NONE = "none"
+    LOG_PATTERN = "log_pattern"  # container log or VM serial log
+    CLI_PROBE = "cli_probe"  # exec a command until it succeeds (and matches `pattern`, if any)
+    CONSOLE_PROMPT = "console_prompt"  # live serial console shows a prompt
+
+
+class Readiness(_Model):
+    method: ReadinessMethod = ReadinessMethod.NONE
+    pattern: str | None = None
+    command: list[str] | None = None
+    timeout: float = 120.0
+    interval: float = 0.2
+
+    @model_validator(mode="after")
+    def _complete(self) -> Readiness:
+        if self.method in (ReadinessMethod.LOG_PATTERN, ReadinessMethod.CONSOLE_PROMPT) and not self.pattern:
+            raise ValueError(f"readiness {self.method} needs a pattern")
+        if self.method is ReadinessMethod.CLI_PROBE and not self.command:
+            raise ValueError("readiness cli_probe needs a command")
+        return self
+
+
+class ConsoleStep(_Model):
+    """A boot dialog answer: when ``expect`` shows up, send ``send``."""
+
+    expect: str
+    send: str
+
+
+class ConsoleDialect(_Model):
+    username: str | None = None
+    password: str | None = Field(None, description="Default lab credential; settings may override it")
+    login_prompt: str = r"(?:[Uu]sername|[Ll]ogin):\s*$"
+    password_prompt: str = r"[Pp]assword:\s*$"
+    prompt: str = r"[\w.\-@]+(?:\([\w\-]+\))?[>#%$]\s*$"
+    privileged_prompt: str = r"#\s*$"
+    config_prompt: str = r"\(config[\w\-]*\)#\s*$"
+    enable_command: str | None = None
+    paging_off: str | None = None
+    config_enter: str | None = None
+    config_exit: str | None = None
+    dialogs: list[ConsoleStep] = Field(default_factory=list)
+    error_patterns: list[str] = Field(default_factory=list, description="Output that means the command failed")
+    login_failed: str = r"% Login invalid|Login incorrect|Authentication failed"
+
+
+class ExtractionMethod(StrEnum):
+    NONE = "none"
+    EXEC = "exec"
+    CONSOLE = "console"
+
+
+class ConfigExtraction(_Model):
+    method: ExtractionMethod = ExtractionMethod.NONE
+    command: str | None = None
+    fallback_command: str | None = None
+    timeout: float = 30.0
+
+    @model_validator(mode="after")
+    def _has_command(self) -> ConfigExtraction:
+        if self.method is not ExtractionMethod.NONE and not self.command:
+            raise ValueError(f"config extraction {self.method} needs a command")
+        return self
+
+
+class Capability(StrEnum):
+    STARTUP_CONFIG = "startup-config"
+    READINESS = "readiness"
+    POST_BOOT = "post-boot"
+    CONFIG_EXTRACTION = "config-extraction"
+    CONSOLE = "console"
+    SHELL = "shell"
+
+
+class VendorConfig(_Model):
+    kind: str
+    aliases: list[str] = Field(default_factory=list)
+    vendor: str
+    description: str = ""
+    provider: Provider
+    notes: str = Field("", description="Why the entry is the way it is (decisions between sources)")
+    interfaces: InterfaceNaming
+    memory_mb: int = 512
+    cpus: int = 1
+    container: ContainerOptions | None = None
+    vm: VmOptions | None = None
+    readiness: Readiness = Readiness()
+    console: ConsoleDialect = ConsoleDialect()
+    post_boot_commands: list[str] = Field(default_factory=list)
+    config_extraction: ConfigExtraction = ConfigExtraction()
+
+    @model_validator(mode="after")
+    def _runtime_block_matches_provider(self) -> VendorConfig:
+        if self.provider is Provider.DOCKER and self.container is None:
+            raise ValueError(f"kind {self.kind}: a docker kind needs a 'container' block")
+        if self.provider is Provider.LIBVIRT and self.vm is None:
+            raise ValueError(f"kind {self.kind}: a libvirt kind needs a 'vm' block")
+        return self
+
+    @property
+    def default_image(self) -> str:
+        if self.container:
+            return self.container.image
+        assert self.vm is not None
+        return self.vm.disk_image or self.vm.kernel or ""
+
+    @property
+    def capabilities(self) -> list[Capability]:
+        caps: list[Capability] = []
+        if self.container and self.container.startup_config_path:
+            caps.append(Capability.STARTUP_CONFIG)
+        if self.readiness.method is not ReadinessMethod.NONE:
+            caps.append(Capability.READINESS)
+        if self.post_boot_commands or self.provider is Provider.DOCKER:
+            caps.append(Capability.POST_BOOT)  # docker always runs the node's own `exec`
+        if self.config_extraction.method is not ExtractionMethod.NONE:
+            caps.append(Capability.CONFIG_EXTRACTION)
+        caps.append(Capability.SHELL if self.provider is Provider.DOCKER else Capability.CONSOLE)
+        return caps
