@@ -77,7 +77,8 @@ class Node:
     startup_config: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     binds: tuple[Bind, ...] = ()
-    exec: tuple[tuple[str, ...], ...] = ()  # extra post-boot commands, argv form
+    exec: tuple[tuple[str, ...], ...] = ()  # extra post-boot commands, argv form (containers)
+    exec_lines: tuple[str, ...] = ()  # the same commands as written (console lines for VMs)
     labels: dict[str, str] = field(default_factory=dict)
     memory_mb: int | None = None
     cpus: int | None = None
@@ -275,7 +276,6 @@ def _resolve_node(
     if vendor is None:
         problems.error(f"{where}.kind", f"unknown kind {kind_name!r} (known: {', '.join(v.kind for v in known.kinds())})")
         return None
-    start = len(problems.errors)
     env = _string_map(fields.get("env"), f"{where}.env", problems)
     env.update(_honoured_extras(raw.get("extras"), vendor, where, problems))
     node = Node(
@@ -285,12 +285,13 @@ def _resolve_node(
         startup_config=_startup_config(fields.get("startup-config"), f"{where}.startup-config", base_dir, roots, problems),
         env=env,
         binds=_binds(fields.get("binds"), f"{where}.binds", vendor, base_dir, roots, problems),
-        exec=_exec(fields.get("exec"), f"{where}.exec", problems),
+        exec=_exec(fields.get("exec"), f"{where}.exec", vendor, problems),
+        exec_lines=tuple(fields.get("exec") or ()) if isinstance(fields.get("exec"), list) else (),
         labels=_string_map(fields.get("labels"), f"{where}.labels", problems),
         memory_mb=_memory(fields.get("memory"), f"{where}.memory", problems),
         cpus=_positive_int(fields.get("cpus"), f"{where}.cpus", problems),
     )
-    return node if len(problems.errors) == start else None
+    return node  # even with field errors: its links are still checked
 
 
 def _string_map(value: Any, where: str, problems: _Problems) -> dict[str, str]:
@@ -374,7 +375,9 @@ def _binds(value: Any, where: str, vendor: Any, base_dir: Path, roots: list[Path
     return tuple(binds)
 
 
-def _exec(value: Any, where: str, problems: _Problems) -> tuple[tuple[str, ...], ...]:
+def _exec(value: Any, where: str, vendor: Any, problems: _Problems) -> tuple[tuple[str, ...], ...]:
+    """Container commands are split shell-style into argv (they never reach a shell);
+    VM commands are console lines, kept whole in ``exec_lines``."""
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
@@ -385,7 +388,9 @@ def _exec(value: Any, where: str, problems: _Problems) -> tuple[tuple[str, ...],
         try:
             commands.append(tuple(shlex.split(command)))
         except ValueError as err:
-            problems.error(f"{where}[{i}]", f"cannot split {command!r}: {err}")
+            if vendor.container is not None:
+                problems.error(f"{where}[{i}]", f"cannot split {command!r}: {err}")
+            commands.append(tuple(command.split()))
     return tuple(commands)
 
 

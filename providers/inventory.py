@@ -1,0 +1,41 @@
+"""Questions asked of every provider at once: what runs here, how to reach a node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab.errors import ArchetypeError
+from providers import all_providers, get_provider
+
+
+def discover_all(only_lab: str | None = None) -> list[dict[str, Any]]:
+    """Every lab with nodes on this host, merged across providers, from live markers."""
+    labs: dict[str, list[dict[str, Any]]] = {}
+    for provider in all_providers():
+        for lab in provider.discover_labs():
+            if only_lab is not None and lab.lab_id != only_lab:
+                continue
+            labs.setdefault(lab.lab_id, []).extend(
+                {
+                    "name": n.name,
+                    "kind": n.kind,
+                    "provider": n.provider,
+                    "state": n.state.value,
+                    "runtime_name": n.runtime_name,
+                }
+                for n in lab.nodes
+            )
+    return [{"lab_id": lab_id, "nodes": sorted(nodes, key=lambda n: n["name"])} for lab_id, nodes in sorted(labs.items())]
+
+
+def connect_command(lab_id: str, node_name: str) -> list[str]:
+    for lab in discover_all(lab_id):
+        for node in lab["nodes"]:
+            if node["name"] == node_name:
+                from lab.topology import Node
+                from vendors import get_vendor
+
+                vendor = get_vendor(node["kind"])
+                stub = Node(name=node_name, kind=vendor.kind, image=vendor.default_image)
+                return get_provider(node["provider"]).connect_command(lab_id, stub)
+    raise ArchetypeError(f"no node {node_name!r} in lab {lab_id!r} on this host")

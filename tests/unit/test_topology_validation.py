@@ -1,0 +1,357 @@
+"""Every validation error names its place, and all of them are reported at once."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lab.errors import TopologyError
+from lab.topology import load_topology
+
+PEERS = Path(__file__).resolve().parents[3] / "shared" / "peer-topologies" / "containerlab"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def problems_of(text: str, tmp_path: Path) -> list[str]:
+    path = tmp_path / "lab.yml"
+    path.write_text(textwrap.dedent(text))
+    with pytest.raises(TopologyError) as info:
+        load_topology(path)
+    return info.value.problems
+
+
+def lab_of(text: str, tmp_path: Path):
+    path = tmp_path / "lab.yml"
+    path.write_text(textwrap.dedent(text))
+    return load_topology(path)
+
+
+VALID = """
+    name: ok
+    topology:
+      nodes:
+        r1: {kind: frr}
+        r2: {kind: frr}
+      links:
+        - endpoints: ["r1:eth1", "r2:eth1"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        pytest.param(
+            "name: Bad_Id\ntopology: {nodes: {r1: {kind: frr}}}\n",
+            "name: invalid lab id 'Bad_Id'",
+            id="bad-lab-id",
+        ),
+        pytest.param(
+            "name: ab-toolongtoolongtoolong\ntopology: {nodes: {r1: {kind: frr}}}\n",
+            "name: invalid lab id",
+            id="lab-id-too-long",
+        ),
+        pytest.param(
+            "name: ok\ntopology: {nodes: {'r 1': {kind: frr}}}\n",
+            "topology.nodes.r 1: invalid node name",
+            id="bad-node-name",
+        ),
+        pytest.param(
+            "name: ok\ntopology: {nodes: {r1: {kind: foo}}}\n",
+            "topology.nodes.r1.kind: unknown kind 'foo'",
+            id="unknown-kind",
+        ),
+        pytest.param(
+            "name: ok\ntopology: {nodes: {r1: {image: x}}}\n",
+            "topology.nodes.r1.kind: no kind given",
+            id="no-kind",
+        ),
+        pytest.param(
+            "name: ok\ntopology:\n  nodes: {r1: {kind: frr}}\n  links: [{endpoints: ['r1:eth1', 'r9:eth1']}]\n",
+            "links[0].endpoints[1]: link to unknown node 'r9'",
+            id="unknown-node-in-link",
+        ),
+        pytest.param(
+            "name: ok\ntopology:\n  nodes: {r1: {kind: frr}, r2: {kind: frr}, r3: {kind: frr}}\n"
+            "  links:\n    - endpoints: ['r1:eth1', 'r2:eth1']\n    - endpoints: ['r3:eth1', 'r2:eth2']\n"
+            "    - endpoints: ['r1:eth1', 'r3:eth2']\n",
+            "links[2]: interface r1:eth1 is already used by links[0]",
+            id="interface-used-twice",
+        ),
+        pytest.param(
+            "name: ok\ntopology:\n  nodes: {r1: {kind: frr}, r2: {kind: frr}}\n"
+            "  links: [{endpoints: ['r1:Ethernet1', 'r2:eth1']}]\n",
+            "links[0].endpoints[0]: frr node r1 has no interface 'Ethernet1'",
+            id="interface-vendor-lacks",
+        ),
+        pytest.param(
+            "name: ok\ntopology:\n  nodes: {r1: {kind: frr}, r2: {kind: frr}}\n"
+            "  links: [{endpoints: ['r1:eth99', 'r2:eth1']}]\n",
+            "links[0].endpoints[0]: frr node r1 has at most 32 data ports",
+            id="interface-beyond-max-ports",
+        ),
+        pytest.param(
+            "name: ok\ntopology:\n  nodes: {r1: {kind: frr}}\n  links: [{endpoints: ['r1:eth1', 'r1:eth2']}]\n",
+            "links[0]: self-loop: both ends are on node r1",
+            id="self-loop",
+        ),
+        pytest.param(
+            "name: ok\ntopology:\n  nodes: {r1: {kind: frr}, r2: {kind: frr}}\n"
+            "  links: [{endpoints: ['r1-eth1', 'r2:eth1']}]\n",
+            "links[0].endpoints[0]: bad endpoint 'r1-eth1': expected 'node:interface'",
+            id="endpoint-syntax",
+        ),
+        pytest.param(
+            "name: ok\ntopology:\n  nodes: {r1: {kind: frr}, r2: {kind: frr}}\n"
+            "  links: [{endpoints: ['r1:eth1']}]\n",
+            "links[0].endpoints: must list exactly two",
+            id="one-endpoint",
+        ),
+        pytest.param(
+            "name: ok\ntopology: {nodes: {r1: {kind: frr, startup-config: missing.conf}}}\n",
+            "topology.nodes.r1.startup-config: unreadable startup-config 'missing.conf'",
+            id="unreadable-startup-config",
+        ),
+        pytest.param(
+            "name: ok\ntopology: {nodes: {r1: {kind: frr, startup-config: /etc/shadow}}}\n",
+            "topology.nodes.r1.startup-config: '/etc/shadow' is outside the allowed folders",
+            id="startup-config-outside-roots",
+        ),
+        pytest.param(
+            "name: ok\ntopology: {nodes: {r1: {kind: frr, binds: ['/etc:/host-etc']}}}\n",
+            "topology.nodes.r1.binds[0]: host path '/etc' is outside the allowed folders",
+            id="bind-outside-roots",
+        ),
+        pytest.param(
+            "name: ok\ntopology: {nodes: {}}\n",
+            "topology.nodes: the topology has no nodes",
+            id="empty-topology",
+        ),
+        pytest.param(
+            "name: ok\n",
+            "topology: missing or not a mapping",
+            id="no-topology",
+        ),
+        pytest.param(
+            "name: ok\ntopology: {nodes: {r1: {kind: frr, imgae: x}}}\n",
+            "topology.nodes.r1.imgae: unknown field 'imgae'",
+            id="typo-field",
+        ),
+        pytest.param(
+            "name: ok\ntopology:\n  nodes:\n    r1: [kind: frr\n  links: ]\n",
+            "line 5, column 8: YAML syntax error",
+            id="yaml-syntax",
+        ),
+        pytest.param(
+            "name: ok\ntopology: {nodes: {r1: {kind: frr, memory: lots}}}\n",
+            "topology.nodes.r1.memory: bad memory 'lots'",
+            id="bad-memory",
+        ),
+        pytest.param(
+            "name: ok\ntopology: {nodes: {r1: {kind: mini-ios, binds: ['a:/b']}}}\n",
+            "topology.nodes.r1.binds: kind mini-ios runs as a VM",
+            id="binds-on-vm",
+        ),
+    ],
+)
+def test_each_error_names_its_place(document: str, expected: str, tmp_path: Path) -> None:
+    problems = problems_of(document, tmp_path)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    problems = problems_of(
+        """
+        name: Bad
+        topology:
+          nodes:
+            r1: {kind: foo}
+            r2: {kind: frr, startup-config: nope.conf}
+          links:
+            - endpoints: ["r1:eth1", "r3:eth1"]
+            - endpoints: ["r2:eth1", "r2:eth2"]
+        """,
+        tmp_path,
+    )
+    assert len(problems) == 5, problems
+    assert [p.split(":")[0] for p in problems] == [
+        "name",
+        "topology.nodes.r1.kind",
+        "topology.nodes.r2.startup-config",
+        "links[0].endpoints[1]",
+        "links[1]",
+    ]
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(TopologyError, match="cannot read the topology file"):
+        load_topology(tmp_path / "none.yml")
+
+
+def test_node_overrides_group_overrides_kind_overrides_defaults(tmp_path: Path) -> None:
+    lab = lab_of(
+        """
+        name: inherit
+        topology:
+          defaults:
+            kind: linux
+            image: from-defaults
+            env: {A: defaults, B: defaults, C: defaults, D: defaults}
+            binds: ["d:/d"]
+          kinds:
+            linux: {image: from-kind, env: {B: kind, C: kind, D: kind}}
+          groups:
+            g1: {image: from-group, env: {C: group, D: group}}
+          nodes:
+            n1: {group: g1, env: {D: node}, binds: ["n:/n"]}
+            n2: {group: g1, image: from-node}
+            n3: {}
+        """,
+        tmp_path,
+    )
+    n1, n2, n3 = lab.nodes["n1"], lab.nodes["n2"], lab.nodes["n3"]
+    assert n1.env == {"A": "defaults", "B": "kind", "C": "group", "D": "node"}
+    assert n1.image == "from-group"
+    assert n2.image == "from-node"
+    assert n3.image == "from-kind"
+    assert [b.container for b in n1.binds] == ["/d", "/n"]  # binds add up
+    assert n1.kind == n3.kind == "linux"
+
+
+def test_kind_comes_from_group_and_aliases_resolve(tmp_path: Path) -> None:
+    lab = lab_of(
+        """
+        name: aliases
+        topology:
+          groups: {spines: {kind: srl}}
+          nodes:
+            s1: {group: spines}
+            c1: {kind: arista_ceos}
+            c2: {kind: crpd}
+        """,
+        tmp_path,
+    )
+    assert {n: lab.nodes[n].kind for n in lab.nodes} == {"s1": "nokia_srlinux", "c1": "ceos", "c2": "juniper_crpd"}
+
+
+def test_default_image_comes_from_the_catalog(tmp_path: Path) -> None:
+    lab = lab_of(VALID, tmp_path)
+    assert lab.nodes["r1"].image == "archetype/frr:latest"
+
+
+def test_startup_config_as_path_or_inline_text(tmp_path: Path) -> None:
+    (tmp_path / "r1.conf").write_text("hostname r1\n")
+    lab = lab_of(
+        """
+        name: cfg
+        topology:
+          nodes:
+            r1: {kind: frr, startup-config: r1.conf}
+            r2:
+              kind: frr
+              startup-config: |
+                hostname r2
+                router bgp 65002
+        """,
+        tmp_path,
+    )
+    assert lab.nodes["r1"].startup_config == "hostname r1\n"
+    assert lab.nodes["r2"].startup_config.startswith("hostname r2\nrouter bgp")
+
+
+def test_interfaces_in_the_vendors_own_form(tmp_path: Path) -> None:
+    lab = lab_of(
+        """
+        name: ifaces
+        topology:
+          nodes:
+            c1: {kind: ceos}
+            s1: {kind: srl}
+            v1: {kind: mini-ios}
+            j1: {kind: vjunos-router}
+          links:
+            - endpoints: ["c1:Ethernet3", "s1:e1-2"]
+            - endpoints: ["c1:eth1", "v1:GigabitEthernet0/1"]
+            - endpoints: ["s1:ethernet-1/5", "j1:ge-0/0/0"]
+        """,
+        tmp_path,
+    )
+    ports = {str(end): end.port for link in lab.links for end in link.endpoints}
+    assert ports == {
+        "c1:Ethernet3": 3, "s1:e1-2": 2, "c1:eth1": 1, "v1:GigabitEthernet0/1": 1, "s1:ethernet-1/5": 5, "j1:ge-0/0/0": 1,
+    }
+
+
+def test_cEOS_Ethernet1_and_eth1_are_the_same_interface(tmp_path: Path) -> None:
+    problems = problems_of(
+        """
+        name: same
+        topology:
+          nodes: {c1: {kind: ceos}, r1: {kind: frr}, r2: {kind: frr}}
+          links:
+            - endpoints: ["c1:Ethernet1", "r1:eth1"]
+            - endpoints: ["c1:eth1", "r2:eth1"]
+        """,
+        tmp_path,
+    )
+    assert problems == ["links[1]: interface c1:eth1 is already used by links[0]"]
+
+
+def test_containerlab_fields_warn_and_frr_extras_are_honoured(tmp_path: Path) -> None:
+    lab = lab_of(
+        """
+        name: clab
+        topology:
+          nodes:
+            r1:
+              kind: frr
+              type: ixr6
+              mgmt-ipv4: 172.20.20.2
+              extras: {frr: {daemons: [zebra, ospfd]}}
+        """,
+        tmp_path,
+    )
+    assert lab.nodes["r1"].env["FRR_DAEMONS"] == "zebra ospfd"
+    assert "topology.nodes.r1.type: containerlab field not used by Archetype, ignored" in lab.warnings
+    assert any(w.startswith("topology.nodes.r1.mgmt-ipv4") for w in lab.warnings)
+
+
+def test_exec_is_argv_for_containers_and_lines_for_vms(tmp_path: Path) -> None:
+    lab = lab_of(
+        """
+        name: ex
+        topology:
+          nodes:
+            h1: {kind: linux, exec: ["ip addr add '10.0.0.1/24' dev eth1"]}
+            v1: {kind: mini-ios, exec: ["description it's a VM"]}
+        """,
+        tmp_path,
+    )
+    assert lab.nodes["h1"].exec == (("ip", "addr", "add", "10.0.0.1/24", "dev", "eth1"),)
+    assert lab.nodes["v1"].exec_lines == ("description it's a VM",)
+
+
+def test_link_ids_do_not_depend_on_endpoint_order(tmp_path: Path) -> None:
+    lab = lab_of(VALID, tmp_path)
+    assert lab.links[0].id == "r1:eth1--r2:eth1"
+    swapped = lab_of(VALID.replace('["r1:eth1", "r2:eth1"]', '["r2:eth1", "r1:eth1"]'), tmp_path)
+    assert swapped.links[0].id == lab.links[0].id
+
+
+def test_yaml_text_is_accepted_as_well_as_a_path(tmp_path: Path) -> None:
+    lab = load_topology("name: text\ntopology: {nodes: {r1: {kind: linux}}}\n", base_dir=tmp_path)
+    assert lab.id == "text" and list(lab.nodes) == ["r1"]
+
+
+@pytest.mark.parametrize("name", ["clos02.clab.yml", "srlceos01.clab.yml"])
+def test_containerlab_peer_topologies_are_accepted(name: str) -> None:
+    if not (PEERS / name).exists():
+        pytest.skip("shared/peer-topologies not beside the repo")
+    lab = load_topology(PEERS / name)
+    assert lab.nodes and lab.links
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
+def test_examples_are_valid(path: Path) -> None:
+    assert load_topology(path).nodes
