@@ -1,1 +1,1 @@
-
+"""How the flows are served: single-host ``serve``, or work pools per lab host (prefect.yaml)."""

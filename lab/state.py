@@ -53,3 +53,48 @@ class LabState(BaseModel):
     def is_known(self) -> bool:
         """Deployed (or being deployed) and not destroyed: orphan cleanup leaves it alone."""
         return self.status is not LabStatus.DESTROYED
+
+
+# The artifact is one table: a person reads it in the UI, and recovery reads the same rows
+# back (Artifact.get returns table data as a JSON string). Every row has the same columns.
+ROW_COLUMNS = ("item", "name", "kind", "provider", "state", "runtime", "vlan", "endpoints", "ports", "ready_s", "error")
+
+
+def _row(**values: object) -> dict[str, object]:
+    return {column: values.get(column, "") for column in ROW_COLUMNS}
+
+
+def state_to_rows(state: LabState) -> list[dict[str, object]]:
+    rows = [_row(item="lab", name=state.lab_id, state=state.status.value, runtime=state.updated_at,
+                 error="; ".join(state.errors))]
+    rows += [
+        _row(item="node", name=n.name, kind=n.kind, provider=n.provider, state=n.state, runtime=n.runtime_name,
+             ready_s="" if n.ready_seconds is None else round(n.ready_seconds, 2), error=n.error or "")
+        for n in state.nodes
+    ]
+    rows += [
+        _row(item="link", name=link.id, vlan=link.vlan, endpoints=" ".join(link.endpoints), ports=" ".join(link.ports))
+        for link in state.links
+    ]
+    return rows
+
+
+def state_from_rows(rows: list[dict[str, object]]) -> LabState:
+    lab_row = next(r for r in rows if r["item"] == "lab")
+    return LabState(
+        lab_id=str(lab_row["name"]),
+        status=LabStatus(str(lab_row["state"])),
+        updated_at=str(lab_row["runtime"]),
+        errors=[e for e in str(lab_row["error"]).split("; ") if e],
+        nodes=[
+            NodeRecord(name=str(r["name"]), kind=str(r["kind"]), provider=str(r["provider"]), state=str(r["state"]),
+                       runtime_name=str(r["runtime"]), ready_seconds=float(r["ready_s"]) if r["ready_s"] != "" else None,
+                       error=str(r["error"]) or None)
+            for r in rows if r["item"] == "node"
+        ],
+        links=[
+            LinkRecord(id=str(r["name"]), vlan=int(r["vlan"]), endpoints=str(r["endpoints"]).split(),
+                       ports=str(r["ports"]).split())
+            for r in rows if r["item"] == "link"
+        ],
+    )

@@ -1,0 +1,32 @@
+"""destroy-lab: remove every node, port, disk and VLAN record of a lab; report every failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from lab.errors import TopologyError
+from lab.locks import lab_lock
+from lab.names import is_valid_lab_id
+from lab.state import LabState, LabStatus
+from tasks.labs import destroy_lab_everywhere
+from tasks.state import load_lab_state, publish_lab_state
+
+
+@flow(name="destroy-lab", flow_run_name="destroy-lab/{lab}")
+def destroy_lab(lab: str) -> dict[str, Any]:
+    """Destroy a lab: containers, VMs, disks, OVS ports, veths and VLAN reservations.
+
+    Args:
+        lab: the lab id (the topology's `name`).
+    """
+    if not is_valid_lab_id(lab):
+        raise TopologyError([f"lab: invalid lab id {lab!r}"])
+    with lab_lock(lab):
+        report = destroy_lab_everywhere(lab)
+        previous = load_lab_state(lab)
+        state = LabState(lab_id=lab, status=LabStatus.DESTROYED, errors=report.errors)
+        if previous is not None or report.removed:
+            publish_lab_state(state)
+    return {"lab_id": lab, "removed": report.removed, "errors": report.errors}

@@ -1,0 +1,69 @@
+"""extract-configs: every node's running configuration, as files and as artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from lab import names
+from lab.errors import ArchetypeError, TopologyError
+from lab.topology import Node
+from tasks.labs import discover_labs_live
+from tasks.nodes import extract_config, timed
+from tasks.state import publish_config
+from vendors import get_vendor
+
+
+@flow(name="extract-configs", flow_run_name="extract-configs/{lab}", task_runner=ThreadPoolTaskRunner(max_workers=16))
+def extract_configs(lab: str, out_dir: str | None = None) -> dict[str, Any]:
+    """Pull the running configuration of every node of a lab.
+
+    Args:
+        lab: the lab id.
+        out_dir: folder for the files (default: the workspace's configs/<lab>/).
+    """
+    if not names.is_valid_lab_id(lab):
+        raise TopologyError([f"lab: invalid lab id {lab!r}"])
+    found = discover_labs_live(lab)
+    if not found:
+        raise ArchetypeError(f"no lab {lab!r} on this host")
+    folder = Path(out_dir) if out_dir else names.configs_dir(lab)
+    folder.mkdir(parents=True, exist_ok=True)
+    nodes = [_node(entry) for entry in found[0]["nodes"]]
+    futures = {node.name: timed(extract_config, node).submit(lab, node) for node in nodes if _extractable(node)}
+    configs: dict[str, dict[str, Any]] = {}
+    for node in nodes:
+        if node.name not in futures:
+            configs[node.name] = {"ok": False, "path": None, "error": f"kind {node.kind} has no config extraction"}
+            continue
+        future = futures[node.name]
+        future.wait()
+        if not future.state.is_completed():
+            configs[node.name] = {"ok": False, "path": None, "error": _error(future)}
+            continue
+        text = future.result()
+        path = folder / f"{node.name}.cfg"
+        path.write_text(text)
+        publish_config(lab, node.name, text)
+        configs[node.name] = {"ok": True, "path": str(path), "error": None}
+    return {"lab_id": lab, "configs": configs}
+
+
+def _node(entry: dict[str, Any]) -> Node:
+    vendor = get_vendor(entry["kind"])
+    return Node(name=entry["name"], kind=vendor.kind, image=vendor.default_image)
+
+
+def _extractable(node: Node) -> bool:
+    return node.vendor.config_extraction.method.value != "none"
+
+
+def _error(future) -> str:
+    try:
+        future.result()
+    except Exception as err:  # noqa: BLE001 - reported per node
+        return str(err) or err.__class__.__name__
+    return "not completed"

@@ -1,0 +1,35 @@
+"""A lab's files in the workspace (disks, data volumes, node files, serial logs)."""
+
+from __future__ import annotations
+
+import shutil
+
+from lab import names
+from providers.base import CleanupReport
+
+# Extracted configs are the user's output: destroy keeps them (DESIGN, Identity: configs/).
+LAB_FOLDERS = (names.disks_dir, names.data_dir, names.lab_dir, lambda lab: names.workspace() / "logs" / lab)
+
+
+def remove_lab_files(lab_id: str) -> CleanupReport:
+    report = CleanupReport()
+    for folder_of in LAB_FOLDERS:
+        folder = folder_of(lab_id)
+        if not folder.exists():
+            continue
+        try:
+            shutil.rmtree(folder)
+            report.add("folders", str(folder))
+        except OSError as err:
+            report.errors.append(f"lab {lab_id}: cannot remove {folder}: {err}")
+    return report
+
+
+def workspace_labs() -> set[str]:
+    """Lab ids that own a folder in the workspace."""
+    labs: set[str] = set()
+    for folder_of in LAB_FOLDERS:
+        parent = folder_of("x").parent
+        if parent.is_dir():
+            labs.update(p.name for p in parent.iterdir() if p.is_dir() and names.is_valid_lab_id(p.name))
+    return labs

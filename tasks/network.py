@@ -1,0 +1,63 @@
+"""Network planning tasks: recover what a previous deploy reserved, then allocate VLANs."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from lab import names
+from lab.state import LabState
+from lab.topology import Lab
+from providers import get_provider, network
+from providers.base import LinkEnd
+from tasks.retry import retry_if_transient
+
+
+@task(
+    name="allocate-vlans",
+    task_run_name="allocate-vlans/{lab.id}",
+    retries=2,
+    retry_delay_seconds=[1, 3],
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+)
+def allocate_vlans(lab: Lab, previous: LabState | None) -> dict[str, int]:
+    """Stale-network recovery, then allocation: a redeploy keeps the tags it had."""
+    logger = get_run_logger()
+    network.ensure_bridge()
+    recovered: dict[str, int] = {}
+    if previous is not None and previous.links:
+        recovered = network.recover_allocation(lab.id, previous.links, _node_exists(lab))
+        dropped = set(previous.vlans()) - set(recovered)
+        logger.info("recovered %d VLANs of the previous deploy, dropped %d stale", len(recovered), len(dropped))
+    vlans = network.allocate_vlans(lab.id, [link.id for link in lab.links], recovered)
+    logger.info("VLANs: %s", ", ".join(f"{link}={tag}" for link, tag in sorted(vlans.items())) or "none")
+    return vlans
+
+
+def _node_exists(lab: Lab):
+    def exists(node_name: str) -> bool:
+        node = lab.nodes.get(node_name)
+        if node is None:
+            return False
+        provider = get_provider(node.vendor.provider.value)
+        return provider.node_status(lab.id, node_name).state.value != "missing"
+
+    return exists
+
+
+def plan_link_ends(lab: Lab, vlans: dict[str, int]) -> dict[str, list[LinkEnd]]:
+    """Each node's link ends, in port order, with their VLAN and host-side port name."""
+    ends: dict[str, list[LinkEnd]] = {name: [] for name in lab.nodes}
+    for name in lab.nodes:
+        for link, end in lab.links_of(name):
+            ends[name].append(
+                LinkEnd(
+                    link_id=link.id,
+                    interface=end.interface,
+                    port=end.port,
+                    vlan=vlans[link.id],
+                    port_name=names.host_port_name(lab.id, name, end.interface),
+                )
+            )
+    return ends

@@ -1,0 +1,92 @@
+"""Per-node tasks, one per node per stage: thin wrappers over the node's provider."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import Task, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from lab.settings import get_settings
+from lab.topology import Node
+from providers import get_provider
+from providers.base import CleanupReport, CommandResult, LinkEnd, NodeProvider, NodeStatus
+from tasks.retry import retry_if_transient
+
+_RETRYING = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": retry_if_transient, "cache_policy": NO_CACHE}
+
+
+def provider_of(node: Node) -> NodeProvider:
+    return get_provider(node.vendor.provider.value)
+
+
+@task(name="create-node", task_run_name="create-node/{node.name}", **_RETRYING)
+def create_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> NodeStatus:
+    started = time.monotonic()
+    status = provider_of(node).create_node(lab_id, node, ends)
+    get_run_logger().info("%s %s (%s) in %.1f s", status.runtime_name, status.state, node.kind, time.monotonic() - started)
+    return status
+
+
+@task(name="wire-node", task_run_name="wire-node/{node.name}", **_RETRYING)
+def wire_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> None:
+    provider_of(node).wire_node(lab_id, node, ends)
+    if ends:
+        get_run_logger().info("wired %s", ", ".join(f"{e.interface}@vlan{e.vlan}" for e in ends))
+
+
+@task(name="wait-ready", task_run_name="wait-ready/{node.name}", **{**_RETRYING, "retries": 1})
+def wait_ready(lab_id: str, node: Node) -> float:
+    seconds = provider_of(node).wait_ready(lab_id, node)
+    get_run_logger().info("%s ready after %.1f s", node.name, seconds)
+    return seconds
+
+
+@task(name="post-boot", task_run_name="post-boot/{node.name}", **{**_RETRYING, "retries": 1})
+def post_boot(lab_id: str, node: Node) -> list[CommandResult]:
+    logger = get_run_logger()
+    results = provider_of(node).run_post_boot(lab_id, node)
+    for result in results:
+        logger.info("%s: %r -> %s in %.2f s", node.name, result.command, result.exit_code, result.seconds)
+    return results
+
+
+@task(name="extract-config", task_run_name="extract-config/{node.name}", **{**_RETRYING, "retries": 1})
+def extract_config(lab_id: str, node: Node) -> str:
+    return provider_of(node).extract_config(lab_id, node)
+
+
+@task(name="remove-node", task_run_name="remove-node/{node_name}", cache_policy=NO_CACHE)
+def remove_node(lab_id: str, node_name: str, provider_name: str) -> CleanupReport:
+    return get_provider(provider_name).remove_node(lab_id, node_name)
+
+
+def timed(stage: Task, node: Node) -> Task:
+    """The stage with the node's own timeout (vendor readiness/extraction timeouts)."""
+    settings = get_settings()
+    vendor = node.vendor
+    seconds = {
+        "wait-ready": vendor.readiness.timeout + 30,
+        "extract-config": vendor.config_extraction.timeout * 2 + 30,
+        "post-boot": settings.command_timeout * (len(vendor.post_boot_commands) + len(node.exec) + 1) + 60,
+    }.get(stage.name, 300)
+    return stage.with_options(timeout_seconds=seconds)
+
+
+@task(name="remove-stale-nodes", task_run_name="remove-stale-nodes/{lab_id}", cache_policy=NO_CACHE)
+def remove_nodes_not_in(lab_id: str, wanted: list[str]) -> list[str]:
+    """A converging deploy removes the lab's nodes that its topology no longer has."""
+    from providers import all_providers
+
+    removed = []
+    for provider in all_providers():
+        for lab in provider.discover_labs():
+            if lab.lab_id != lab_id:
+                continue
+            for node in lab.nodes:
+                if node.name not in wanted:
+                    provider.remove_node(lab_id, node.name)
+                    removed.append(node.name)
+    if removed:
+        get_run_logger().info("removed nodes no longer in the topology: %s", ", ".join(removed))
+    return removed

@@ -1,0 +1,60 @@
+"""The lab state record as Prefect artifacts: ``lab-{lab}-state`` and the configs."""
+
+from __future__ import annotations
+
+import json
+
+from prefect import task
+from prefect.artifacts import Artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from lab import names
+from lab.state import LabState, LabStatus, state_from_rows, state_to_rows
+
+
+def load_lab_state(lab_id: str) -> LabState | None:
+    """The newest published state of the lab, from any earlier run; None if never published."""
+    artifact = Artifact.get(names.state_artifact_key(lab_id))
+    if artifact is None or not artifact.data:
+        return None
+    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    return state_from_rows(rows)
+
+
+@task(name="publish-state", task_run_name="publish-state/{state.lab_id}/{state.status}", cache_policy=NO_CACHE)
+def publish_lab_state(state: LabState) -> None:
+    create_table_artifact(
+        state_to_rows(state),
+        key=names.state_artifact_key(state.lab_id),
+        description=f"Lab **{state.lab_id}**: {state.status.value} at {state.updated_at}",
+    )
+
+
+def known_lab_ids() -> list[str]:
+    """Labs deployed (or being deployed) and not destroyed, from the newest state artifacts."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+    with get_client(sync_client=True) as client:
+        latest = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(like_="lab-%-state"))
+        )
+    known = []
+    for artifact in latest:
+        rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+        try:
+            state = state_from_rows(rows)
+        except (StopIteration, KeyError, ValueError):
+            continue  # not one of ours
+        if state.status is not LabStatus.DESTROYED:
+            known.append(state.lab_id)
+    return sorted(known)
+
+
+def publish_config(lab_id: str, node: str, text: str) -> None:
+    fence = "~~~~"  # configs contain backticks (banners); tildes are rarer
+    create_markdown_artifact(
+        f"# {node}\n\n{fence}text\n{text}\n{fence}\n",
+        key=names.config_artifact_key(lab_id, node),
+        description=f"Running configuration of {node} in lab {lab_id}",
+    )
