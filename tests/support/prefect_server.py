@@ -1,0 +1,140 @@
+"""A real Prefect server (and optionally a process worker) for flow and e2e tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).parent / "prefect")
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def quiet_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", PREFECT_LOGGING_LEVEL="INFO")
+    env.update(extra)
+    return env
+
+
+@dataclass
+class PrefectServer:
+    url: str  # .../api
+    home: Path
+    process: subprocess.Popen
+
+    @classmethod
+    def start(cls, home: Path, timeout: float = 60) -> PrefectServer:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/api"
+        env = quiet_env(PREFECT_HOME=str(home), PREFECT_SERVER_UI_API_URL=url)
+        env.pop("PREFECT_API_URL", None)
+        log = open(home / "server.log", "w")  # noqa: SIM115 - lives as long as the server
+        process = subprocess.Popen(
+            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    return cls(url=url, home=home, process=process)
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None:
+                break
+            time.sleep(0.3)
+        stop_process(process)
+        raise RuntimeError(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return quiet_env(PREFECT_API_URL=self.url, PREFECT_HOME=str(self.home), **extra)
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = httpx.request(method, f"{self.url}{path}", timeout=30, **kwargs)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def deployment_id(self, name: str) -> str:
+        found = self.api("POST", "/deployments/filter", json={"deployments": {"name": {"any_": [name]}}})
+        assert found, f"no deployment {name}"
+        return found[0]["id"]
+
+    def run_deployment(self, name: str, parameters: dict[str, Any]) -> str:
+        """Create a flow run through the REST API, as the UI's Run button does."""
+        run = self.api("POST", f"/deployments/{self.deployment_id(name)}/create_flow_run", json={"parameters": parameters})
+        return run["id"]
+
+    def wait_flow_run(self, run_id: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.api("GET", f"/flow_runs/{run_id}")
+            if run["state_type"] in TERMINAL:
+                return run
+            time.sleep(1)
+        raise TimeoutError(f"flow run {run_id} not finished after {timeout} s")
+
+    def artifact(self, key: str) -> dict[str, Any] | None:
+        found = self.api("POST", "/artifacts/latest/filter", json={"artifacts": {"key": {"any_": [key]}}})
+        return found[0] if found else None
+
+    def flow_run_logs(self, run_id: str) -> str:
+        logs = self.api("POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})
+        return "\n".join(entry["message"] for entry in logs)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen, grace: float = 5) -> None:
+    """SIGINT twice (a Prefect worker needs two), then SIGKILL the whole session."""
+    if process.poll() is not None:
+        return
+    for _ in range(2):
+        try:
+            os.killpg(process.pid, signal.SIGINT)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    process.wait(timeout=10)
+
+
+def start_worker(server: PrefectServer, pool: str) -> subprocess.Popen:
+    log = open(server.home / f"worker-{pool}.log", "w")  # noqa: SIM115
+    return subprocess.Popen(
+        [PREFECT, "worker", "start", "--pool", pool, "--limit", "4"],
+        env=server.env(ARCHETYPE_HOME=str(REPO), ARCHETYPE_WORK_POOL=pool),
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def deploy_from_prefect_yaml(server: PrefectServer, pool: str) -> None:
+    env = server.env(ARCHETYPE_HOME=str(REPO), ARCHETYPE_WORK_POOL=pool)
+    subprocess.run([PREFECT, "work-pool", "create", pool, "--type", "process"], env=env, cwd=REPO, check=True,
+                   capture_output=True, timeout=120)
+    result = subprocess.run([PREFECT, "--no-prompt", "deploy", "--all"], env=env, cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
