@@ -88,7 +88,9 @@ start_docker() {
 }
 
 # ---------------------------------------------------------------- libvirt
-libvirt_answers() { timeout 10 virsh -c qemu:///system version >/dev/null 2>&1; }
+# 'virsh version' costs ~4 s here (it probes QEMU); listing domains goes through the QEMU
+# driver too and takes ~10 ms.
+libvirt_answers() { timeout 10 virsh -c qemu:///system list --all --name >/dev/null 2>&1; }
 virtlogd_answers() { timeout 5 virt-admin -c virtlogd:///system srv-list >/dev/null 2>&1; }
 
 start_libvirt() {

@@ -1,0 +1,128 @@
+"""The command-line contract, from fresh shells: deploy, status, configs, destroy; a deploy
+killed with SIGKILL converges when run again, with the same VLANs and no duplicates."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from lab import names
+from tests.support.leftovers import leftovers
+from tests.support.prefect_server import REPO, PrefectServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.libvirt]
+ARCHETYPE = str(Path(sys.executable).parent / "archetype")
+
+
+def lab_copy(tmp_path: Path, example: str, lab_id: str) -> Path:
+    """An example topology under a unique lab id (the configs it points to copied along)."""
+    shutil.copytree(REPO / "examples" / "configs", tmp_path / "configs", dirs_exist_ok=True)
+    source = (REPO / "examples" / example).read_text()
+    original = next(line for line in source.splitlines() if line.startswith("name:"))
+    path = tmp_path / f"{lab_id}.yml"
+    path.write_text(source.replace(original, f"name: {lab_id}"))
+    return path
+
+
+def cli(server: PrefectServer | None, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = server.env() if server else {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    return subprocess.run([ARCHETYPE, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def reserved_vlans(lab_id: str) -> dict[str, int]:
+    record = json.loads(names.vlan_record_path(lab_id).read_text())
+    return {link: int(tag) for link, tag in record["vlans"].items()}
+
+
+def test_cli_contract_on_a_mixed_lab(prefect_server: PrefectServer, tmp_path: Path) -> None:
+    lab_id = f"cli-{secrets.token_hex(3)}"
+    topology = lab_copy(tmp_path, "demo.yml", lab_id)
+    try:
+        deployed = cli(prefect_server, "deploy", str(topology), "--json")
+        assert deployed.returncode == 0, deployed.stderr[-3000:]
+        result = json.loads(deployed.stdout)
+        assert result["lab_id"] == lab_id
+        assert {n["name"]: n["provider"] for n in result["nodes"]} == {"r1": "docker", "r2": "docker", "v1": "libvirt"}
+        assert all(n["state"] == "ready" and n["ready_seconds"] is not None for n in result["nodes"])
+        assert len({link["vlan"] for link in result["links"]}) == 2
+
+        status = cli(None, "status", lab_id, "--json")  # read-only: no Prefect needed
+        assert status.returncode == 0, status.stderr
+        (lab,) = json.loads(status.stdout)["labs"]
+        assert {n["name"]: n["state"] for n in lab["nodes"]} == {"r1": "running", "r2": "running", "v1": "running"}
+        assert {n["runtime_name"] for n in lab["nodes"]} >= {names.container_name(lab_id, "r1"), names.domain_name(lab_id, "v1")}
+
+        out = tmp_path / "configs-out"
+        configs = cli(prefect_server, "configs", lab_id, "--out", str(out), "--json")
+        assert configs.returncode == 0, configs.stderr[-3000:]
+        pulled = json.loads(configs.stdout)["configs"]
+        assert set(pulled) == {"r1", "r2", "v1"} and all(c["ok"] for c in pulled.values())
+        assert "router bgp 65001" in (out / "r1.cfg").read_text()
+        assert "GigabitEthernet0/1" in (out / "v1.cfg").read_text()
+    finally:
+        destroyed = cli(prefect_server, "destroy", lab_id, "--json")
+    assert destroyed.returncode == 0, destroyed.stderr[-3000:]
+    assert leftovers(lab_id) == {}
+    gone = cli(None, "status", lab_id, "--json")
+    assert gone.returncode == 1 and "error:" in gone.stderr
+
+
+def test_invalid_input_exits_2_and_creates_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: bad-input\ntopology:\n  nodes: {r1: {kind: frr}}\n  links: [{endpoints: ['r1:eth1', 'r9:eth1']}]\n")
+    result = cli(None, "deploy", str(bad), "--json")
+    assert result.returncode == 2
+    assert "error: links[0].endpoints[1]: link to unknown node 'r9'" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert leftovers("bad-input") == {}
+
+
+def test_a_deploy_killed_midway_converges_with_the_same_vlans(prefect_server: PrefectServer, tmp_path: Path) -> None:
+    lab_id = f"kill-{secrets.token_hex(3)}"
+    topology = lab_copy(tmp_path, "demo.yml", lab_id)
+    client = docker.from_env()
+    try:
+        process = subprocess.Popen([ARCHETYPE, "deploy", str(topology), "--json"], env=prefect_server.env(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        label = f"{names.LABEL_LAB}={lab_id}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not client.containers.list(all=True, filters={"label": label}):
+            time.sleep(0.1)
+        assert client.containers.list(all=True, filters={"label": label}), "the deploy never created a node"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        before = reserved_vlans(lab_id)
+
+        again = cli(prefect_server, "deploy", str(topology), "--json")
+        assert again.returncode == 0, again.stderr[-3000:]
+        result = json.loads(again.stdout)
+        assert {"--".join(sorted(link["endpoints"])): link["vlan"] for link in result["links"]} == before
+        assert len(client.containers.list(all=True, filters={"label": label})) == 2  # no duplicates
+        assert all(n["state"] == "ready" for n in result["nodes"])
+    finally:
+        client.close()
+        cli(prefect_server, "destroy", lab_id, "--json")
+    assert leftovers(lab_id) == {}
+
+
+def test_embedded_prefect_when_no_api_url_is_set(tmp_path: Path) -> None:
+    lab_id = f"emb-{secrets.token_hex(3)}"
+    topology = lab_copy(tmp_path, "linux-hosts.yml", lab_id)
+    try:
+        deployed = cli(None, "deploy", str(topology), "--json")
+        assert deployed.returncode == 0, deployed.stderr[-3000:]
+        assert json.loads(deployed.stdout)["lab_id"] == lab_id
+    finally:
+        destroyed = cli(None, "destroy", lab_id, "--json")
+    assert destroyed.returncode == 0, destroyed.stderr[-3000:]
+    assert leftovers(lab_id) == {}
