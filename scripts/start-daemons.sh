@@ -93,8 +93,22 @@ start_docker() {
 libvirt_answers() { timeout 10 virsh -c qemu:///system list --all --name >/dev/null 2>&1; }
 virtlogd_answers() { timeout 5 virt-admin -c virtlogd:///system srv-list >/dev/null 2>&1; }
 
+fix_kvm_device() {
+    # Without udev, /dev/kvm stays root:root 0600, so libvirt (which checks it as the
+    # libvirt-qemu user) finds KVM "not usable now" while its cached QEMU probe says KVM
+    # was there, declares the cache stale and re-probes QEMU on EVERY lookup: 4-8 s per
+    # `virsh version`, getCapabilities() and domain start. Give it the mode Debian's udev
+    # rule gives it (root:kvm 0660). Domains still use TCG (type='qemu'): KVM does not work
+    # on these hosts, and nothing here turns it on.
+    [[ -c /dev/kvm ]] && getent group kvm >/dev/null 2>&1 || return 0
+    if [[ $(stat -c '%G %a' /dev/kvm) != "kvm 660" ]]; then
+        chgrp kvm /dev/kvm && chmod 0660 /dev/kvm || log "could not set /dev/kvm to root:kvm 0660"
+    fi
+}
+
 start_libvirt() {
     mkdir -p /var/log/libvirt/qemu /run/libvirt
+    fix_kvm_device
     if ! virtlogd_answers; then
         if pid_live /run/virtlogd.pid virtlogd && wait_for 5 virtlogd virtlogd_answers; then
             :
