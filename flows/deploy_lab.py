@@ -107,7 +107,7 @@ def _bring_up(lab: Lab, ends: dict, state: LabState) -> dict[str, dict[str, Pref
         chains[name] = dict(zip(STAGES, (created, wired, ready, booted), strict=True))
 
     records = {record.name: record for record in state.nodes}
-    for name, chain in chains.items():
+    for chain in chains.values():
         chain["create"].wait()
     state.status = LabStatus.CREATING
     _record_stage(records, chains, "create")

@@ -112,9 +112,9 @@ def stop_process(process: subprocess.Popen, grace: float = 5) -> None:
             return
         try:
             process.wait(timeout=grace)
-            return
         except subprocess.TimeoutExpired:
             continue
+        return
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
