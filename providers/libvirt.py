@@ -1,0 +1,394 @@
+"""The libvirt provider: VM nodes as QEMU domains, driven over their serial console.
+
+Every libvirt call runs on the provider's one libvirt thread (``LibvirtThread``): the
+flows call the provider from many threads, libvirt-python is not thread-safe. The serial
+console (``providers.console``) and the serial-log readiness watch run in the caller's
+thread: they touch no libvirt object.
+
+Identity (DESIGN.md): a domain is ours only if it carries our ``<metadata>`` element, and
+it belongs to the lab and node that element names: domain names are never split, and a
+domain called ``arch-x-y`` without our metadata is never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+
+import libvirt
+
+from lab import names
+from lab.errors import CommandError, ProviderError
+from lab.settings import get_settings
+from lab.topology import Node
+from providers import network
+from providers.base import (
+    CleanupReport,
+    CommandResult,
+    DiscoveredLab,
+    LinkEnd,
+    NodeProvider,
+    NodeState,
+    NodeStatus,
+    ProviderCapability,
+)
+from providers.console import ConsoleSession, credentials_for
+from providers.libvirt_conn import LibvirtThread
+from providers.libvirt_disks import check_images, ensure_disks, remove_files
+from providers.libvirt_domains import (
+    DomainConflictError,
+    DomainInfo,
+    define_and_start,
+    inspect_domain,
+    lookup_domain,
+    our_domains,
+    remove_domain,
+    start_domain,
+)
+from providers.libvirt_ready import SerialLogWatcher
+from providers.libvirt_xml import DomainPlan, domain_xml, plan_domain
+from vendors.model import ExtractionMethod, ReadinessMethod, VendorConfig
+
+log = logging.getLogger("archetype.libvirt")
+
+READY_POLL_SECONDS = 0.1  # serial log polling: the pattern-to-ready delay is at most this
+STATE_CHECK_SECONDS = 1.0  # while waiting: is the domain still running?
+
+
+# The provider -----------------------------------------------------------------------------
+
+
+class LibvirtProvider(NodeProvider):
+    name = "libvirt"
+    capabilities = frozenset(
+        {
+            ProviderCapability.CREATE,
+            ProviderCapability.DESTROY,
+            ProviderCapability.STATUS,
+            ProviderCapability.READINESS,
+            ProviderCapability.POST_BOOT,
+            ProviderCapability.CONFIG_EXTRACTION,
+            ProviderCapability.CONSOLE,
+            ProviderCapability.DISCOVERY,
+            ProviderCapability.ORPHAN_CLEANUP,
+        }
+    )
+
+    def __init__(
+        self,
+        uri: str | None = None,
+        *,
+        interface_xml: Callable[..., str] | None = None,
+        console_command: Callable[[str], Sequence[str]] | None = None,
+    ):
+        """``interface_xml`` replaces ``providers.network.vm_interface_xml`` (tests);
+        ``console_command(domain)`` replaces the ``virsh console`` argv (tests)."""
+        self.uri = uri or get_settings().libvirt_uri
+        self._libvirt = LibvirtThread(self.uri)
+        self._interface_xml = interface_xml
+        self._console_command = console_command
+
+    def close(self) -> None:
+        self._libvirt.close()
+
+    # names and plans --------------------------------------------------------------------
+
+    def runtime_name(self, lab_id: str, node: str) -> str:
+        return names.domain_name(lab_id, node)
+
+    def plan(self, lab_id: str, node: Node, ends: Sequence[LinkEnd]) -> DomainPlan:
+        def interface_xml(end: LinkEnd | None, nic_model: str) -> str:
+            return (self._interface_xml or network.vm_interface_xml)(end, nic_model)
+
+        return plan_domain(lab_id, node, ends, interface_xml=interface_xml)
+
+    def _status(self, lab_id: str, node_name: str, kind: str, state: NodeState) -> NodeStatus:
+        return NodeStatus(lab_id, node_name, kind, self.name, state, self.runtime_name(lab_id, node_name))
+
+    def inspect(self, lab_id: str, node_name: str) -> DomainInfo | None:
+        return self._call(inspect_domain(self.runtime_name(lab_id, node_name)), f"node {node_name}")
+
+    def _call(self, fn: Callable[[libvirt.virConnect], object], what: str):  # noqa: ANN202
+        try:
+            return self._libvirt.run(fn)
+        except libvirt.libvirtError as err:
+            raise ProviderError(f"{what}: libvirt: {err}") from err
+
+    @staticmethod
+    def _check_ours(info: DomainInfo, lab_id: str, node_name: str) -> None:
+        if info.marker is None:
+            raise DomainConflictError(
+                f"domain {info.name} exists without Archetype's metadata: not ours, left alone "
+                f"(node {node_name} of lab {lab_id} cannot be created under that name)"
+            )
+        if (info.marker.lab_id, info.marker.node_name) != (lab_id, node_name):
+            raise DomainConflictError(
+                f"domain {info.name} belongs to node {info.marker.node_name} of lab {info.marker.lab_id}, "
+                f"not to node {node_name} of lab {lab_id}: left alone"
+            )
+
+    # nodes -------------------------------------------------------------------------------
+
+    def create_node(self, lab_id: str, node: Node, ends: list[LinkEnd]) -> NodeStatus:
+        plan = self.plan(lab_id, node, ends)
+        info = self.inspect(lab_id, node.name)
+        if info is not None:
+            self._check_ours(info, lab_id, node.name)
+            if info.state is NodeState.RUNNING:
+                log.info("%s is running: reused", plan.name)
+                return self._status(lab_id, node.name, plan.marker.kind, NodeState.RUNNING)
+        check_images(plan)  # before anything is created
+        made = ensure_disks(plan)
+        plan.serial_log.parent.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        try:
+            if info is None:
+                self._call(define_and_start(domain_xml(plan), undo_define=True), f"node {node.name}")
+            else:  # ours and stopped: redefine (NICs may have changed), same UUID, and start
+                self._call(define_and_start(domain_xml(plan, uuid=info.uuid), undo_define=False), f"node {node.name}")
+        except BaseException:
+            remove_files(made)
+            raise
+        log.info("%s %s in %.1f s", plan.name, "defined and started" if info is None else "started", time.monotonic() - started)
+        return self._status(lab_id, node.name, plan.marker.kind, NodeState.RUNNING)
+
+    def start_node(self, lab_id: str, node_name: str) -> None:
+        """Start a stopped node as it is defined (a restart keeps its disks and data)."""
+        info = self.inspect(lab_id, node_name)
+        if info is None:
+            raise ProviderError(f"node {node_name} of lab {lab_id} does not exist")
+        self._check_ours(info, lab_id, node_name)
+        self._call(start_domain(info.name), f"node {node_name}")
+
+    def stop_node(self, lab_id: str, node_name: str) -> None:
+        """Force-stop a node, keeping its definition and disks."""
+        info = self.inspect(lab_id, node_name)
+        if info is None:
+            return
+        self._check_ours(info, lab_id, node_name)
+
+        def stop(conn: libvirt.virConnect) -> None:
+            dom = lookup_domain(conn, info.name)
+            if dom is not None and dom.isActive():
+                dom.destroy()
+
+        self._call(stop, f"node {node_name}")
+
+    def wire_node(self, lab_id: str, node: Node, ends: list[LinkEnd]) -> None:
+        if ends:
+            network.ensure_vm_ports(lab_id, node.name, ends)
+
+    def node_status(self, lab_id: str, node_name: str) -> NodeStatus:
+        info = self.inspect(lab_id, node_name)
+        if info is None:
+            return self._status(lab_id, node_name, "", NodeState.MISSING)
+        self._check_ours(info, lab_id, node_name)
+        assert info.marker is not None
+        return self._status(lab_id, node_name, info.marker.kind, info.state)
+
+    def remove_node(self, lab_id: str, node_name: str) -> CleanupReport:
+        report = CleanupReport()
+        info = self.inspect(lab_id, node_name)
+        if info is not None:
+            try:
+                self._check_ours(info, lab_id, node_name)
+            except DomainConflictError as err:
+                log.warning("%s", err)
+                return report
+            self._remove(info, report)
+        if not report.errors:
+            self._remove_node_files(lab_id, node_name, report)
+        return report
+
+    def _remove(self, info: DomainInfo, report: CleanupReport) -> bool:
+        try:
+            self._call(remove_domain(info.name, info.uuid), f"domain {info.name}")
+        except ProviderError as err:
+            report.errors.append(f"libvirt: cannot remove domain {info.name}: {err}")
+            return False
+        report.add("domains", info.name)
+        return True
+
+    @staticmethod
+    def _remove_node_files(lab_id: str, node_name: str, report: CleanupReport) -> None:
+        files = [
+            names.disks_dir(lab_id) / f"{node_name}.qcow2",
+            names.data_dir(lab_id) / f"{node_name}.qcow2",
+            names.serial_log_path(lab_id, node_name),
+        ]
+        existing = [f for f in files if f.exists()]
+        errors = remove_files(existing)
+        report.errors.extend(f"libvirt: {e}" for e in errors)
+        for path in existing:
+            if not path.exists():
+                report.add("files", str(path))
+
+    # readiness, post-boot, extraction ---------------------------------------------------
+
+    def console(self, lab_id: str, node: Node, *, timeout: float | None = None) -> ConsoleSession:
+        """A console session on the node (a context manager; ``start()`` logs in)."""
+        vendor = node.vendor
+        domain = self.runtime_name(lab_id, node.name)
+        return ConsoleSession(
+            domain, vendor.console, node=node.name, credentials=credentials_for(vendor), uri=self.uri,
+            timeout=timeout, command=self._console_command(domain) if self._console_command else None,
+        )
+
+    def wait_ready(self, lab_id: str, node: Node, timeout: float | None = None) -> float:
+        vendor = node.vendor
+        readiness = vendor.readiness
+        timeout = readiness.timeout if timeout is None else timeout
+        started = time.monotonic()
+        if readiness.method is ReadinessMethod.LOG_PATTERN:
+            assert readiness.pattern
+            self._wait_serial_log(lab_id, node, readiness.pattern, timeout)
+        elif readiness.method is ReadinessMethod.CONSOLE_PROMPT:
+            assert readiness.pattern
+            with self.console(lab_id, node) as session:
+                session.wait_for(readiness.pattern, timeout)
+        elif readiness.method is ReadinessMethod.CLI_PROBE:
+            self._wait_cli_probe(lab_id, node, vendor, timeout)
+        else:
+            self._require_running(lab_id, node.name)
+        return time.monotonic() - started
+
+    def _require_running(self, lab_id: str, node_name: str) -> None:
+        info = self.inspect(lab_id, node_name)
+        if info is None or info.state is not NodeState.RUNNING:
+            state = "missing" if info is None else info.state.value
+            raise ProviderError(f"node {node_name} of lab {lab_id} is {state}, not running")
+
+    def _wait_serial_log(self, lab_id: str, node: Node, pattern: str, timeout: float) -> None:
+        watcher = SerialLogWatcher(names.serial_log_path(lab_id, node.name), pattern)
+        deadline = time.monotonic() + timeout
+        next_check = 0.0
+        while True:
+            if watcher.poll():
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                raise ProviderError(
+                    f"node {node.name} not ready within {timeout:.0f} s: {pattern!r} not in its serial log "
+                    f"{watcher.path}; last lines: {watcher.last_lines()!r}"
+                )
+            if now >= next_check:  # a VM that died will never print it
+                self._require_running(lab_id, node.name)
+                next_check = now + STATE_CHECK_SECONDS
+            time.sleep(READY_POLL_SECONDS)
+
+    def _wait_cli_probe(self, lab_id: str, node: Node, vendor: VendorConfig, timeout: float) -> None:
+        readiness = vendor.readiness
+        assert readiness.command
+        command = " ".join(readiness.command)
+        deadline = time.monotonic() + timeout
+        with self.console(lab_id, node, timeout=min(timeout, get_settings().console_timeout)) as session:
+            session.wake(timeout=max(0.0, deadline - time.monotonic()))  # boot messages, dialogs
+            session.start()  # login, enable, paging off
+            while True:
+                try:
+                    output = session.send_command(command)
+                    if not readiness.pattern or re.search(readiness.pattern, output, re.MULTILINE | re.IGNORECASE):
+                        return
+                except CommandError:
+                    pass
+                if time.monotonic() >= deadline:
+                    raise ProviderError(f"node {node.name} not ready within {timeout:.0f} s: probe {command!r} failed")
+                time.sleep(readiness.interval)
+
+    def run_post_boot(self, lab_id: str, node: Node) -> list[CommandResult]:
+        vendor = node.vendor
+        commands = [*vendor.post_boot_commands, *node.exec_lines]
+        if not commands:
+            return []
+        timeout = get_settings().command_timeout
+        results = []
+        with self.console(lab_id, node) as session:
+            session.start()
+            for command in commands:
+                started = time.monotonic()
+                try:
+                    output = session.send_command(command, timeout=timeout)
+                except CommandError as err:
+                    log.error("%s: %r failed: %s", node.name, command, err.output)  # noqa: TRY400 - the output is the story
+                    raise
+                seconds = time.monotonic() - started
+                log.info("%s: %r (%.2f s)%s", node.name, command, seconds, f":\n{output}" if output else "")
+                results.append(CommandResult(command, 0, output, seconds))
+        return results
+
+    def extract_config(self, lab_id: str, node: Node) -> str:
+        vendor = node.vendor
+        extraction = vendor.config_extraction
+        if extraction.method is not ExtractionMethod.CONSOLE or not extraction.command:
+            raise ProviderError(f"node {node.name}: kind {vendor.kind} has no console config extraction")
+        with self.console(lab_id, node) as session:
+            session.start()  # paging off
+            tried = []
+            for command in filter(None, (extraction.command, extraction.fallback_command)):
+                output = session.send_command(command, timeout=extraction.timeout, check=False)
+                if _credible(output, session):
+                    log.info("%s: %r: %d lines of configuration", node.name, command, output.count("\n") + 1)
+                    return output.rstrip() + "\n"
+                tried.append(f"{command!r} gave {output[:200]!r}")
+        raise ProviderError(f"node {node.name}: no credible configuration: {'; '.join(tried)}")
+
+    def connect_command(self, lab_id: str, node: Node) -> list[str]:
+        return ["virsh", "-c", self.uri, "console", "--force", self.runtime_name(lab_id, node.name)]
+
+    # labs ---------------------------------------------------------------------------------
+
+    def discover_labs(self) -> list[DiscoveredLab]:
+        labs: dict[str, list[NodeStatus]] = {}
+        for info in self._call(our_domains, "discovery"):
+            assert info.marker is not None
+            marker = info.marker
+            labs.setdefault(marker.lab_id, []).append(
+                NodeStatus(marker.lab_id, marker.node_name, marker.kind, self.name, info.state, info.name)
+            )
+        return [DiscoveredLab(lab_id, sorted(nodes, key=lambda n: n.name)) for lab_id, nodes in sorted(labs.items())]
+
+    def destroy_lab(self, lab_id: str) -> CleanupReport:
+        """Force-stop and undefine every domain of the lab (by metadata), remove its disks,
+        data volumes and serial logs, and release its network. A domain that fails to go
+        does not stop the others; its files and the lab's VLANs are kept (still in use)."""
+        report = CleanupReport()
+        try:
+            domains = [d for d in self._call(our_domains, "discovery") if d.marker and d.marker.lab_id == lab_id]
+        except ProviderError as err:
+            report.errors.append(f"libvirt: lab {lab_id}: {err}")
+            return report
+        remaining = []
+        for info in domains:
+            assert info.marker is not None
+            if self._remove(info, report):
+                self._remove_node_files(lab_id, info.marker.node_name, report)
+            else:
+                remaining.append(info.name)
+        if remaining:
+            report.errors.append(
+                f"libvirt: lab {lab_id}: kept its disks, data and VLANs: domains {', '.join(remaining)} remain"
+            )
+            return report
+        for folder in (names.disks_dir(lab_id), names.data_dir(lab_id), names.serial_log_path(lab_id, "x").parent):
+            if folder.exists():
+                try:
+                    shutil.rmtree(folder)
+                    report.add("folders", str(folder))
+                except OSError as err:
+                    report.errors.append(f"libvirt: lab {lab_id}: cannot remove {folder}: {err}")
+        try:
+            report.merge(network.release_lab(lab_id))
+        except Exception as err:  # noqa: BLE001 - reported; the rest is done
+            report.errors.append(f"network: lab {lab_id}: cannot release: {err!r}")
+        return report
+
+
+def _credible(output: str, session: ConsoleSession) -> bool:
+    """A configuration, not an error or a stray prompt: a few lines, no error marker."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    if len(lines) < 3:
+        return False
+    return session.error_in(output) is None

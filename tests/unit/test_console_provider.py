@@ -1,0 +1,95 @@
+"""The provider's console paths (readiness by console prompt or CLI probe, post-boot,
+config extraction) against the fake device of test_console_session.py, with the
+console password coming from settings. No daemon: the provider runs on test:///default
+and its console command is the fake."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import vendors
+from lab.errors import CommandError
+from lab.settings import get_settings
+from lab.topology import Node
+from providers.libvirt import LibvirtProvider
+from tests.unit import test_console_session as fake
+from vendors.model import Readiness, ReadinessMethod
+
+FAKE = str(Path(fake.__file__))
+
+
+@pytest.fixture(autouse=True)
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("ARCHETYPE_WORKSPACE", str(tmp_path))
+    monkeypatch.setenv("ARCHETYPE_CONSOLE_PASSWORD__mini-ios", "s3cret")  # the catalog says admin/admin
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def provider(*options: str) -> LibvirtProvider:
+    return LibvirtProvider("test:///default", console_command=lambda _domain: [sys.executable, FAKE, *options])
+
+
+def with_readiness(monkeypatch: pytest.MonkeyPatch, readiness: Readiness) -> None:
+    vendor = vendors.get_vendor("mini-ios").model_copy(update={"readiness": readiness})
+    real = vendors.get_vendor
+    monkeypatch.setattr(vendors, "get_vendor", lambda kind: vendor if kind == "mini-ios" else real(kind))
+
+
+def node(*exec_lines: str) -> Node:
+    return Node(name="r1", kind="mini-ios", image="x", exec_lines=exec_lines)
+
+
+def test_console_prompt_readiness(monkeypatch: pytest.MonkeyPatch) -> None:
+    with_readiness(monkeypatch, Readiness(method=ReadinessMethod.CONSOLE_PROMPT, pattern=r"configuration dialog", timeout=10))
+    p = provider("booting")
+    try:
+        assert p.wait_ready("lab", node()) < 5
+    finally:
+        p.close()
+
+
+def test_cli_probe_readiness(monkeypatch: pytest.MonkeyPatch) -> None:
+    with_readiness(monkeypatch, Readiness(method=ReadinessMethod.CLI_PROBE, command=["show", "running-config"],
+                                          pattern=r"^hostname Router", timeout=10))
+    p = provider()
+    try:
+        assert p.wait_ready("lab", node()) < 5
+    finally:
+        p.close()
+
+
+def test_post_boot_reports_the_failing_command_and_logs_outputs(caplog: pytest.LogCaptureFixture) -> None:
+    # the fake knows `configure terminal` and `end` but not `no ip domain-lookup`
+    p = provider()
+    try:
+        with caplog.at_level(logging.INFO, logger="archetype.libvirt"), pytest.raises(CommandError) as caught:
+            p.run_post_boot("lab", node())
+    finally:
+        p.close()
+    assert caught.value.command == "no ip domain-lookup"
+    assert "% Invalid input detected" in caught.value.output
+    assert "'configure terminal'" in caplog.text and "no ip domain-lookup" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
+def test_exec_lines_run_after_the_vendor_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    vendor = vendors.get_vendor("mini-ios").model_copy(update={"post_boot_commands": ["terminal length 0"]})
+    real = vendors.get_vendor
+    monkeypatch.setattr(vendors, "get_vendor", lambda kind: vendor if kind == "mini-ios" else real(kind))
+    p = provider()
+    try:
+        results = p.run_post_boot("lab", node("configure terminal", "hostname EDGE", "end"))
+        config = p.extract_config("lab", node())
+    finally:
+        p.close()
+    assert [r.command for r in results] == ["terminal length 0", "configure terminal", "hostname EDGE", "end"]
+    assert all(r.ok for r in results)
+    assert "hostname EDGE" not in config  # a new session on the fake starts from scratch
+    assert config.splitlines()[0] == "Building configuration..." and config.rstrip().endswith("end")
