@@ -50,11 +50,11 @@ test-unit: venv
 lint: venv
 	$(RUFF) check .
 
-# TODO(flows issue): once `archetype deploy` is wired end to end, this recipe becomes
-# `$(ARCHETYPE) deploy examples/demo.yml` (validate + vendors until then).
+# Deploys the example lab (two FRR routers in eBGP and a mini-ios VM) through the
+# deploy-lab flow, on Prefect's embedded API unless PREFECT_API_URL points at a server.
 demo: setup
 	$(ARCHETYPE) validate examples/demo.yml
-	$(ARCHETYPE) vendors
+	$(ARCHETYPE) deploy examples/demo.yml
 
 bench: setup
 	@if [ -f benchmarks/run.py ]; then \
@@ -63,7 +63,7 @@ bench: setup
 		echo "benchmarks/run.py not present: nothing to run"; \
 	fi
 
-# TODO: `archetype cleanup` with no known labs removes every Archetype-owned container,
-# domain, OVS port and disk (by their markers, never by name); check it does all of that.
+# Removes every Archetype-owned resource whose lab is not known (deployed and not
+# destroyed, from the state artifacts): by markers, never by name.
 clean-host: venv
 	$(ARCHETYPE) cleanup

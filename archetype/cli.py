@@ -178,6 +178,10 @@ def _quiet_flow(as_json: bool, run: Callable[[], Any]) -> Any:
 
 
 def main() -> None:
+    from lab.settings import get_settings
+
+    # Embedded mode keeps Prefect's database with the host's labs, not in ~/.prefect.
+    os.environ.setdefault("PREFECT_HOME", str(get_settings().workspace / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     app()

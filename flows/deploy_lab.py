@@ -19,7 +19,7 @@ from lab.locks import lab_lock
 from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
 from lab.topology import Lab, load_topology
 from tasks.network import allocate_vlans, plan_link_ends
-from tasks.nodes import create_node, post_boot, remove_nodes_not_in, timed, wait_ready, wire_node
+from tasks.nodes import create_node, post_boot, remove_nodes_not_in, wait_ready, wire_node
 from tasks.state import load_lab_state, publish_lab_state
 
 STAGES = ("create", "wire", "ready", "post-boot")
@@ -100,10 +100,10 @@ def _bring_up(lab: Lab, ends: dict, state: LabState) -> dict[str, dict[str, Pref
     """Each node runs its own chain, so containers are ready while VMs still boot."""
     chains: dict[str, dict[str, PrefectFuture]] = {}
     for name, node in lab.nodes.items():
-        created = timed(create_node, node).submit(lab.id, node, ends[name])
-        wired = timed(wire_node, node).submit(lab.id, node, ends[name], wait_for=[created])
-        ready = timed(wait_ready, node).submit(lab.id, node, wait_for=[wired])
-        booted = timed(post_boot, node).submit(lab.id, node, wait_for=[ready])
+        created = create_node.submit(lab.id, node, ends[name])
+        wired = wire_node.submit(lab.id, node, ends[name], wait_for=[created])
+        ready = wait_ready.submit(lab.id, node, wait_for=[wired])
+        booted = post_boot.submit(lab.id, node, wait_for=[ready])
         chains[name] = dict(zip(STAGES, (created, wired, ready, booted), strict=True))
 
     records = {record.name: record for record in state.nodes}

@@ -12,7 +12,7 @@ from lab import names
 from lab.errors import ArchetypeError, TopologyError
 from lab.topology import Node
 from tasks.labs import discover_labs_live
-from tasks.nodes import extract_config, timed
+from tasks.nodes import extract_config
 from tasks.state import publish_config
 from vendors import get_vendor
 
@@ -33,7 +33,7 @@ def extract_configs(lab: str, out_dir: str | None = None) -> dict[str, Any]:
     folder = Path(out_dir) if out_dir else names.configs_dir(lab)
     folder.mkdir(parents=True, exist_ok=True)
     nodes = [_node(entry) for entry in found[0]["nodes"]]
-    futures = {node.name: timed(extract_config, node).submit(lab, node) for node in nodes if _extractable(node)}
+    futures = {node.name: extract_config.submit(lab, node) for node in nodes if _extractable(node)}
     configs: dict[str, dict[str, Any]] = {}
     for node in nodes:
         if node.name not in futures:

@@ -1,13 +1,18 @@
-"""Per-node tasks, one per node per stage: thin wrappers over the node's provider."""
+"""Per-node tasks, one per node per stage: thin wrappers over the node's provider.
+
+Timeouts live in the providers (the vendor's readiness, command and extraction timeouts),
+not on the tasks: Prefect cannot interrupt a task running in a worker thread, so a task
+timeout would only fire after the blocking call returned. A provider timeout raises a
+transient error, which the task's retry policy then handles.
+"""
 
 from __future__ import annotations
 
 import time
 
-from prefect import Task, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from lab.settings import get_settings
 from lab.topology import Node
 from providers import get_provider
 from providers.base import CleanupReport, CommandResult, LinkEnd, NodeProvider, NodeStatus
@@ -59,18 +64,6 @@ def extract_config(lab_id: str, node: Node) -> str:
 @task(name="remove-node", task_run_name="remove-node/{node_name}", cache_policy=NO_CACHE)
 def remove_node(lab_id: str, node_name: str, provider_name: str) -> CleanupReport:
     return get_provider(provider_name).remove_node(lab_id, node_name)
-
-
-def timed(stage: Task, node: Node) -> Task:
-    """The stage with the node's own timeout (vendor readiness/extraction timeouts)."""
-    settings = get_settings()
-    vendor = node.vendor
-    seconds = {
-        "wait-ready": vendor.readiness.timeout + 30,
-        "extract-config": vendor.config_extraction.timeout * 2 + 30,
-        "post-boot": settings.command_timeout * (len(vendor.post_boot_commands) + len(node.exec) + 1) + 60,
-    }.get(stage.name, 300)
-    return stage.with_options(timeout_seconds=seconds)
 
 
 @task(name="remove-stale-nodes", task_run_name="remove-stale-nodes/{lab_id}", cache_policy=NO_CACHE)
