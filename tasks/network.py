@@ -25,10 +25,13 @@ def allocate_vlans(lab: Lab, previous: LabState | None) -> dict[str, int]:
     """Stale-network recovery, then allocation: a redeploy keeps the tags it had."""
     logger = get_run_logger()
     network.ensure_bridge()
+    # The state artifact is the memory; the host-local reservation stands in when the
+    # artifact is missing (a run killed before publishing, or another Prefect backend).
+    links = previous.links if previous is not None and previous.links else network.reserved_links(lab.id)
     recovered: dict[str, int] = {}
-    if previous is not None and previous.links:
-        recovered = network.recover_allocation(lab.id, previous.links, _node_exists(lab))
-        dropped = set(previous.vlans()) - set(recovered)
+    if links:
+        recovered = network.recover_allocation(lab.id, links, _node_exists(lab))
+        dropped = {link.id for link in links} - set(recovered)
         logger.info("recovered %d VLANs of the previous deploy, dropped %d stale", len(recovered), len(dropped))
     vlans = network.allocate_vlans(lab.id, [link.id for link in lab.links], recovered)
     logger.info("VLANs: %s", ", ".join(f"{link}={tag}" for link, tag in sorted(vlans.items())) or "none")

@@ -40,8 +40,9 @@ def cli(server: PrefectServer | None, *args: str, timeout: float = 600) -> subpr
 
 
 def reserved_vlans(lab_id: str) -> dict[str, int]:
-    record = json.loads(names.vlan_record_path(lab_id).read_text())
-    return {link: int(tag) for link, tag in record["vlans"].items()}
+    from providers.network import reserved_links
+
+    return {link.id: link.vlan for link in reserved_links(lab_id)}
 
 
 def test_cli_contract_on_a_mixed_lab(prefect_server: PrefectServer, tmp_path: Path) -> None:
