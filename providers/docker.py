@@ -1,0 +1,480 @@
+"""The docker provider: one container per node, a management network per lab, data
+interfaces wired onto the OVS bridge by ``providers.network``.
+
+Identity (DESIGN.md): container ``archetype-{lab}-{node}`` with the ``archetype.*`` labels;
+the management network ``archetype-{lab}-mgmt`` labelled with the lab id. Discovery and
+cleanup trust the labels only: a container merely *named* like ours is never touched.
+
+Speed: one client per provider with a connection pool sized for parallel use, the
+low-level API (the high-level one inspects every container it creates or lists), and
+removals in a thread pool.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import shlex
+import shutil
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import PurePosixPath
+from typing import Any, ClassVar, TypeVar
+
+import docker
+import docker.errors
+from docker import APIClient
+
+import providers.network as network
+from lab import names
+from lab.errors import CommandError, ImageNotFoundError, ProviderError
+from lab.locks import lab_is_busy
+from lab.settings import get_settings
+from lab.topology import Node
+from providers import docker_labs
+from providers.base import (
+    CleanupReport,
+    CommandResult,
+    DiscoveredLab,
+    LinkEnd,
+    NodeProvider,
+    NodeState,
+    NodeStatus,
+    ProviderCapability,
+)
+from providers.docker_exec import ContainerMissingError, ContainerNotRunningError, run_exec, wait_until_ready
+from providers.docker_spec import ContainerSpec, build_container_spec
+from vendors.model import ExtractionMethod
+
+log = logging.getLogger("archetype.docker")
+
+POOL_SIZE = 32  # HTTP connections to dockerd: enough for a thread per node
+
+
+_explain = docker_labs.explain
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _docker_errors_named(func: F) -> F:
+    """A docker error that escapes a step (daemon down, socket timeout, an unexpected
+    answer) becomes a ``ProviderError`` naming the lab, the node and the step."""
+
+    @functools.wraps(func)
+    def wrapper(self: DockerProvider, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(self, *args, **kwargs)
+        except docker_labs.DOCKER_ERRORS as err:
+            where = " ".join(
+                f"node {a.name}" if isinstance(a, Node) else f"lab {a}" if i == 0 else f"node {a}"
+                for i, a in enumerate(args[:2])
+                if isinstance(a, Node | str)
+            )
+            step = func.__name__.replace("_", " ")
+            raise ProviderError(
+                f"{where + ': ' if where else ''}docker {step} failed: {_explain(err)}"
+            ) from err
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _is_ours(labels: dict[str, str] | None, lab_id: str, node: str) -> bool:
+    labels = labels or {}
+    return labels.get(names.LABEL_LAB) == lab_id and labels.get(names.LABEL_NODE) == node
+
+
+class DockerProvider(NodeProvider):
+    name: ClassVar[str] = "docker"
+    capabilities: ClassVar[frozenset[ProviderCapability]] = frozenset(ProviderCapability)
+
+    def __init__(self, base_url: str | None = None) -> None:
+        self._base_url = base_url or get_settings().docker_url
+        self._lock = threading.Lock()  # guards the caches and management-network creation
+        self._images: set[str] = set()  # images seen on this host (checked once per provider)
+        self._mgmt_networks: set[str] = set()  # labs whose management network is known to exist
+        self._client: docker.DockerClient | None = None
+
+    # -- the client ------------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The provider's one client (made on first use, so importing needs no daemon)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    # A socket read outlives the longest exec we wait for (exec output is
+                    # streamed; a command silent for longer than this would be cut off).
+                    timeout = int(max(60, get_settings().command_timeout + 30))
+                    try:
+                        self._client = docker.DockerClient(
+                            base_url=self._base_url, max_pool_size=POOL_SIZE, timeout=timeout
+                        )
+                    except docker.errors.DockerException as err:
+                        raise ProviderError(f"cannot reach dockerd at {self._base_url}: {err}") from err
+        return self._client
+
+    @property
+    def api(self) -> APIClient:
+        return self.client.api
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # -- names -----------------------------------------------------------------------
+
+    def runtime_name(self, lab_id: str, node: str) -> str:
+        return names.container_name(lab_id, node)
+
+    def connect_command(self, lab_id: str, node: Node) -> list[str]:
+        assert node.vendor.container is not None
+        return ["docker", "exec", "-it", self.runtime_name(lab_id, node.name), *node.vendor.container.shell]
+
+    # -- one node --------------------------------------------------------------------
+
+    def _inspect(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.api.inspect_container(name)
+        except docker.errors.NotFound:
+            return None
+
+    def _status(self, lab_id: str, node: str, info: dict[str, Any] | None) -> NodeStatus:
+        name = self.runtime_name(lab_id, node)
+        labels = (info or {}).get("Config", {}).get("Labels") or {}
+        if info is None or not _is_ours(labels, lab_id, node):
+            return NodeStatus(
+                lab_id, node, labels.get(names.LABEL_KIND, ""), self.name, NodeState.MISSING, name
+            )
+        state = NodeState.RUNNING if info["State"].get("Running") else NodeState.STOPPED
+        return NodeStatus(lab_id, node, labels.get(names.LABEL_KIND, ""), self.name, state, name)
+
+    @_docker_errors_named
+    def node_status(self, lab_id: str, node_name: str) -> NodeStatus:
+        return self._status(lab_id, node_name, self._inspect(self.runtime_name(lab_id, node_name)))
+
+    @_docker_errors_named
+    def create_node(self, lab_id: str, node: Node, ends: list[LinkEnd]) -> NodeStatus:
+        name = self.runtime_name(lab_id, node.name)
+        existing = self._inspect(name)
+        if (
+            existing is not None
+            and _is_ours(existing.get("Config", {}).get("Labels"), lab_id, node.name)
+            and existing.get("State", {}).get("Status") == "created"
+        ):
+            # Created but never started: a create interrupted (deploy killed) before its
+            # startup config was copied in and it started. It never ran: make it again.
+            log.info("%s was never started (an interrupted create): made again", name)
+            self._force_remove(existing["Id"])
+            existing = self._inspect(name)
+        if existing is not None:
+            return self._reuse(lab_id, node, existing)
+        self._check_image(node)
+        mgmt = self._ensure_mgmt_network(lab_id)
+        spec = build_container_spec(lab_id, node, len(ends), mgmt)
+        made_dir = not spec.node_dir.exists()
+        started = time.monotonic()
+        try:
+            self._prepare_files(node, spec)
+            container_id = self._create(lab_id, node, spec)
+        except Exception:
+            if made_dir:
+                shutil.rmtree(spec.node_dir, ignore_errors=True)
+            raise
+        if container_id is None:  # made meanwhile by a concurrent create of the same node
+            return self._reuse(lab_id, node, self._inspect(name) or {})
+        try:
+            if spec.startup_config is not None and not spec.startup_config.in_bind:
+                self._put_file(container_id, spec.startup_config.container_path, node.startup_config or "")
+            self.api.start(container_id)
+        except Exception as err:
+            self._force_remove(container_id)
+            if made_dir:
+                shutil.rmtree(spec.node_dir, ignore_errors=True)
+            raise ProviderError(f"node {node.name}: cannot start container {name}: {_explain(err)}") from err
+        log.info("created %s (%s) in %.2f s", name, node.image, time.monotonic() - started)
+        return NodeStatus(lab_id, node.name, node.kind, self.name, NodeState.RUNNING, name)
+
+    def _reuse(self, lab_id: str, node: Node, info: dict[str, Any]) -> NodeStatus:
+        name = self.runtime_name(lab_id, node.name)
+        labels = info.get("Config", {}).get("Labels") or {}
+        if not _is_ours(labels, lab_id, node.name):
+            raise ProviderError(
+                f"node {node.name}: a container named {name} exists but is not Archetype's node "
+                f"{node.name} of lab {lab_id} (labels {labels}); it is left alone: remove or rename it"
+            )
+        state = info.get("State", {})
+        if not state.get("Running"):
+            try:
+                self.api.start(name)
+            except docker.errors.APIError as err:
+                raise ProviderError(
+                    f"node {node.name}: cannot start the existing container {name}: {_explain(err)}"
+                ) from err
+            log.info("started the existing container %s", name)
+        elif state.get("Paused"):
+            self.api.unpause(name)
+        return NodeStatus(lab_id, node.name, node.kind, self.name, NodeState.RUNNING, name)
+
+    def _check_image(self, node: Node) -> None:
+        if node.image in self._images:
+            return
+        try:
+            self.api.inspect_image(node.image)
+        except docker.errors.NotFound:
+            raise ImageNotFoundError(
+                f"node {node.name}: image {node.image!r} is not on this host (images are built locally: "
+                "see scripts/setup-host.sh, or `docker import`/`docker load` it)"
+            ) from None
+        with self._lock:
+            self._images.add(node.image)
+
+    def _ensure_mgmt_network(self, lab_id: str) -> str:
+        name = names.mgmt_network_name(lab_id)
+        with self._lock:
+            if lab_id in self._mgmt_networks:
+                return name
+            found = [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
+            if found:
+                labels = found[0].get("Labels") or {}
+                if labels.get(names.LABEL_LAB) != lab_id:
+                    raise ProviderError(
+                        f"lab {lab_id}: a docker network named {name} exists and is not Archetype's"
+                    )
+            else:
+                self.api.create_network(
+                    name,
+                    driver="bridge",
+                    check_duplicate=True,
+                    labels={names.LABEL_LAB: lab_id, names.LABEL_PROVIDER: self.name},
+                )
+                log.info("created management network %s", name)
+            self._mgmt_networks.add(lab_id)
+        return name
+
+    def _prepare_files(self, node: Node, spec: ContainerSpec) -> None:
+        for folder in spec.host_dirs:
+            folder.mkdir(parents=True, exist_ok=True)
+        placement = spec.startup_config
+        if placement is not None and placement.host_path is not None:
+            placement.host_path.parent.mkdir(parents=True, exist_ok=True)
+            placement.host_path.write_text(node.startup_config or "")
+
+    def _create(self, lab_id: str, node: Node, spec: ContainerSpec) -> str | None:
+        """Create the container; None if another caller created it first."""
+        for attempt in (1, 2):
+            try:
+                host_config = self.api.create_host_config(**spec.host)
+                return self.api.create_container(host_config=host_config, **spec.create)["Id"]
+            except docker.errors.ImageNotFound:
+                with self._lock:
+                    self._images.discard(node.image)
+                raise ImageNotFoundError(
+                    f"node {node.name}: image {node.image!r} is not on this host"
+                ) from None
+            except docker.errors.NotFound as err:  # the management network went away meanwhile
+                with self._lock:
+                    self._mgmt_networks.discard(lab_id)
+                if attempt == 2:
+                    raise ProviderError(
+                        f"node {node.name}: cannot create {spec.name}: {_explain(err)}"
+                    ) from err
+                self._ensure_mgmt_network(lab_id)
+            except docker.errors.APIError as err:
+                if err.status_code == 409:
+                    return None
+                raise ProviderError(f"node {node.name}: cannot create {spec.name}: {_explain(err)}") from err
+        return None
+
+    def _put_file(self, container_id: str, path: str, text: str) -> None:
+        target = PurePosixPath(path)
+        data = text.encode()
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo(target.name)
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+        self.api.put_archive(container_id, str(target.parent), buffer.getvalue())
+
+    @_docker_errors_named
+    def wire_node(self, lab_id: str, node: Node, ends: list[LinkEnd]) -> None:
+        if not ends:
+            return
+        name = self.runtime_name(lab_id, node.name)
+        info = self._inspect(name)
+        if info is None or not _is_ours(info.get("Config", {}).get("Labels"), lab_id, node.name):
+            raise ProviderError(f"node {node.name}: no container {name} of lab {lab_id} to wire")
+        pid = info["State"].get("Pid") or 0
+        if not info["State"].get("Running") or pid <= 0:
+            raise ProviderError(
+                f"node {node.name}: container {name} is not running ({info['State'].get('Status')})"
+            )
+        runtime_names = [node.vendor.interfaces.runtime_name(end.port) for end in ends]
+        network.ensure_bridge()  # idempotent and cheap (one OVSDB transaction)
+        network.attach_container_ends(lab_id, node.name, pid, ends, runtime_names)
+
+    @_docker_errors_named
+    def remove_node(self, lab_id: str, node_name: str) -> CleanupReport:
+        report = CleanupReport()
+        name = self.runtime_name(lab_id, node_name)
+        info = self._inspect(name)
+        if info is not None and _is_ours(info.get("Config", {}).get("Labels"), lab_id, node_name):
+            docker_labs.remove_container(self.api, lab_id, info["Id"], name, report)
+        try:
+            ports = [
+                p.name
+                for p in network.bridge_ports().values()
+                if p.lab_id == lab_id and p.external_ids.get(names.OVS_NODE_KEY) == node_name
+            ]
+            if ports:
+                network.remove_ports(ports, lab_id=lab_id)
+                for port in ports:
+                    report.add("ovs-ports", port)
+        except Exception as err:  # noqa: BLE001 - reported, the rest goes on
+            report.errors.append(f"node {node_name} of lab {lab_id}: cannot remove its OVS ports: {err!r}")
+        docker_labs.remove_tree(
+            names.node_dir(lab_id, node_name), report, f"node {node_name} of lab {lab_id}"
+        )
+        return report
+
+    # -- readiness, commands, configs ------------------------------------------------
+
+    @_docker_errors_named
+    def wait_ready(self, lab_id: str, node: Node, timeout: float | None = None) -> float:
+        readiness = node.vendor.readiness
+        seconds = wait_until_ready(
+            self.api,
+            node.name,
+            self.runtime_name(lab_id, node.name),
+            readiness,
+            readiness.timeout if timeout is None else timeout,
+            get_settings().command_timeout,
+        )
+        log.info("%s ready after %.2f s (%s)", node.name, seconds, readiness.method)
+        return seconds
+
+    def _run(
+        self,
+        lab_id: str,
+        node: Node,
+        argv: list[str],
+        shown: str,
+        timeout: float,
+        *,
+        output_level: int = logging.INFO,
+    ) -> CommandResult:
+        container = self.runtime_name(lab_id, node.name)
+        try:
+            outcome = run_exec(self.api, container, argv, timeout)
+        except (ContainerMissingError, ContainerNotRunningError) as err:
+            raise ProviderError(f"node {node.name}: cannot run {shown!r}: {err}") from err
+        result = CommandResult(
+            command=shown, exit_code=outcome.exit_code, output=outcome.output, seconds=outcome.seconds
+        )
+        log.info(
+            "%s: %s -> %s in %.2f s",
+            node.name,
+            shown,
+            "timed out" if result.exit_code is None else result.exit_code,
+            result.seconds,
+        )
+        if result.output.strip():
+            log.log(output_level, "%s: %s output:\n%s", node.name, shown, result.output.rstrip()[-4000:])
+        return result
+
+    @_docker_errors_named
+    def run_post_boot(self, lab_id: str, node: Node) -> list[CommandResult]:
+        timeout = get_settings().command_timeout
+        commands = [(["sh", "-c", cmd], cmd) for cmd in node.vendor.post_boot_commands]
+        commands += [(list(argv), shlex.join(argv)) for argv in node.exec]
+        results = []
+        for argv, shown in commands:
+            result = self._run(lab_id, node, argv, shown, timeout)
+            results.append(result)
+            if not result.ok:
+                log.warning(
+                    "%s: %s failed (%s): %s", node.name, shown, result.exit_code, result.output.strip()[-500:]
+                )
+                raise CommandError(node.name, shown, result.exit_code, result.output)
+        return results
+
+    @_docker_errors_named
+    def extract_config(self, lab_id: str, node: Node) -> str:
+        extraction = node.vendor.config_extraction
+        if extraction.method is not ExtractionMethod.EXEC:
+            raise ProviderError(
+                f"node {node.name}: kind {node.kind} has no exec config extraction ({extraction.method})"
+            )
+        assert extraction.command is not None
+        result = self._run(
+            lab_id,
+            node,
+            ["sh", "-c", extraction.command],
+            extraction.command,
+            extraction.timeout,
+            output_level=logging.DEBUG,
+        )
+        if not result.ok and extraction.fallback_command:
+            fallback = extraction.fallback_command
+            result = self._run(
+                lab_id, node, ["sh", "-c", fallback], fallback, extraction.timeout, output_level=logging.DEBUG
+            )
+        if not result.ok:
+            raise CommandError(node.name, result.command, result.exit_code, result.output)
+        return result.output
+
+    # -- labs ------------------------------------------------------------------------
+
+    @_docker_errors_named
+    def discover_labs(self) -> list[DiscoveredLab]:
+        return docker_labs.discover(self.api)
+
+    def destroy_lab(self, lab_id: str) -> CleanupReport:
+        """Containers (in parallel), the management network and node files; the network
+        side (OVS ports, veths, VLAN record) is released at the same time, in its own thread."""
+        report = CleanupReport()
+        with self._lock:
+            self._mgmt_networks.discard(lab_id)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="release-lab") as pool:
+            released = pool.submit(network.release_lab, lab_id)
+            try:
+                api = self.api
+            except ProviderError as err:  # no daemon: the rest (files, network side) still goes
+                report.errors.append(f"lab {lab_id}: cannot remove its containers and network: {err}")
+            else:
+                docker_labs.remove_lab_containers(api, lab_id, report)
+                docker_labs.remove_mgmt_networks(api, lab_id, report)
+            docker_labs.remove_tree(names.lab_dir(lab_id), report, f"lab {lab_id}")
+            try:
+                report.merge(released.result())
+            except Exception as err:  # noqa: BLE001 - reported, the rest is done
+                report.errors.append(f"lab {lab_id}: cannot release its OVS ports, veths and VLANs: {err!r}")
+        return report
+
+    def cleanup_orphans(self, known_lab_ids: Iterable[str]) -> CleanupReport:
+        """Destroy every lab that owns our containers or management network and is not
+        known. A lab whose lock is held (a deploy or destroy running now) is left alone."""
+        known = set(known_lab_ids)
+        report = CleanupReport()
+        try:
+            labs = docker_labs.labs_with_resources(self.api)
+        except (ProviderError, *docker_labs.DOCKER_ERRORS) as err:
+            report.errors.append(f"cannot list Archetype's containers and networks: {_explain(err)}")
+            return report
+        for lab_id in sorted(labs - known):
+            if names.is_valid_lab_id(lab_id) and lab_is_busy(lab_id):
+                log.info("orphan cleanup: lab %s is busy (a run holds its lock): left alone", lab_id)
+                continue
+            log.info("orphan cleanup: removing lab %s", lab_id)
+            report.merge(self.destroy_lab(lab_id))
+        return report
+
+    def _force_remove(self, container_id: str) -> None:
+        try:
+            self.api.remove_container(container_id, force=True, v=True)
+        except docker.errors.APIError as err:
+            log.warning("could not remove the failed container %s: %s", container_id[:12], _explain(err))

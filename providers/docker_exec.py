@@ -1,0 +1,223 @@
+"""Commands in containers: exec with a deadline, and the vendor readiness checks.
+
+docker exec has no timeout of its own: the exec's output is read in a worker thread and,
+when the deadline passes, the exec's process is killed (it runs on this host: its PID is
+a host PID, checked to belong to the container before the signal is sent).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker.errors
+from docker import APIClient
+
+from lab.errors import ProviderError
+from vendors.model import Readiness, ReadinessMethod
+
+log = logging.getLogger("archetype.docker")
+
+LOG_TAIL = 1000  # log lines a log_pattern check reads
+EXIT_LOG_LINES = 20  # log lines quoted when a container exits before it is ready
+
+
+class ContainerNotRunningError(ProviderError):
+    """The container exists but is not running (exited, created, paused)."""
+
+
+class ContainerMissingError(ProviderError):
+    """No container of that name."""
+
+
+@dataclass(frozen=True)
+class ExecOutcome:
+    exit_code: int | None  # None: the deadline passed and the command was killed
+    output: str
+    seconds: float
+
+
+def _decode(chunks: list[bytes]) -> str:
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def run_exec(
+    api: APIClient, container: str, argv: Sequence[str], timeout: float, *, kill_local: bool = True
+) -> ExecOutcome:
+    """Run ``argv`` (no shell) in ``container``; stdout and stderr together.
+
+    Raises ``ContainerMissingError`` / ``ContainerNotRunningError``; a command that outlives
+    ``timeout`` is killed and reported with ``exit_code=None`` and the output it gave so far.
+    """
+    started = time.monotonic()
+    try:
+        exec_id = api.exec_create(container, list(argv), stdout=True, stderr=True)["Id"]
+    except docker.errors.NotFound as err:
+        raise ContainerMissingError(f"container {container} does not exist") from err
+    except docker.errors.APIError as err:
+        if err.status_code == 409:  # "Container ... is not running" / "is paused"
+            raise ContainerNotRunningError(
+                f"container {container} is not running: {err.explanation}"
+            ) from err
+        raise ProviderError(
+            f"container {container}: cannot exec {list(argv)}: {err.explanation or err}"
+        ) from err
+
+    chunks: list[bytes] = []
+    failure: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            for chunk in api.exec_start(exec_id, stream=True):
+                chunks.append(chunk)
+        except Exception as err:  # noqa: BLE001 - reported by the caller's thread
+            failure.append(err)
+
+    worker = threading.Thread(target=pump, name=f"exec:{container}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        if kill_local:
+            _kill_exec(api, exec_id)
+        worker.join(1.0)
+        return ExecOutcome(None, _decode(chunks), time.monotonic() - started)
+    if failure:
+        raise ProviderError(f"container {container}: exec {list(argv)} failed: {failure[0]}") from failure[0]
+    return ExecOutcome(_exit_code(api, exec_id), _decode(chunks), time.monotonic() - started)
+
+
+def _exit_code(api: APIClient, exec_id: str) -> int:
+    """The exec's exit code. dockerd may close the output stream a moment before it
+    records the code (inspect says Running, ExitCode null): ask again briefly."""
+    for _ in range(50):
+        info = api.exec_inspect(exec_id)
+        if info.get("ExitCode") is not None and not info.get("Running"):
+            return int(info["ExitCode"])
+        time.sleep(0.02)
+    return -1  # finished (its output ended) but dockerd never told how
+
+
+def _kill_exec(api: APIClient, exec_id: str) -> None:
+    """Kill a timed-out exec's process, only if its PID is really in the container's cgroup."""
+    try:
+        info = api.exec_inspect(exec_id)
+    except docker.errors.APIError:
+        return
+    pid, container_id = info.get("Pid") or 0, info.get("ContainerID") or ""
+    if not info.get("Running") or pid <= 1 or not container_id:
+        return
+    try:
+        if container_id not in Path(f"/proc/{pid}/cgroup").read_text():
+            return
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        return
+    log.warning(
+        "killed exec %s (pid %d) in container %s after its timeout", exec_id[:12], pid, container_id[:12]
+    )
+
+
+def last_log_lines(api: APIClient, container: str, lines: int = EXIT_LOG_LINES) -> str:
+    try:
+        return api.logs(container, stdout=True, stderr=True, tail=lines).decode("utf-8", errors="replace")
+    except docker.errors.APIError:
+        return ""
+
+
+def exited_error(api: APIClient, node: str, container: str) -> ProviderError:
+    """The error for a container that stopped before it was ready: with its last log lines."""
+    try:
+        state = api.inspect_container(container)["State"]
+        status = f"{state.get('Status')}, exit code {state.get('ExitCode')}"
+        if state.get("Error"):
+            status += f", {state['Error']}"
+    except docker.errors.NotFound:
+        return ProviderError(f"node {node}: container {container} disappeared before it was ready")
+    logs = last_log_lines(api, container).strip() or "(no output)"
+    return ProviderError(
+        f"node {node}: container {container} is not running ({status}); last log lines:\n{logs}"
+    )
+
+
+def wait_until_ready(
+    api: APIClient, node: str, container: str, readiness: Readiness, timeout: float, command_timeout: float
+) -> float:
+    """Poll the vendor's readiness check every ``readiness.interval``; return seconds waited."""
+    started = time.monotonic()
+    if readiness.method is ReadinessMethod.NONE:
+        return 0.0
+    if readiness.method not in (ReadinessMethod.LOG_PATTERN, ReadinessMethod.CLI_PROBE):
+        raise ProviderError(
+            f"node {node}: readiness method {readiness.method} is not available for containers"
+        )
+    deadline = started + timeout
+    pattern = re.compile(readiness.pattern, re.MULTILINE) if readiness.pattern else None
+    last = ""
+    while True:
+        if readiness.method is ReadinessMethod.LOG_PATTERN:
+            assert pattern is not None
+            ready, last = _log_matches(api, node, container, pattern)
+        else:
+            assert readiness.command is not None
+            remaining = max(0.5, deadline - time.monotonic())
+            ready, last = _probe(
+                api, node, container, readiness.command, pattern, min(command_timeout, remaining)
+            )
+        if ready:
+            return time.monotonic() - started
+        if time.monotonic() >= deadline:
+            what = (
+                f"log pattern {readiness.pattern!r}"
+                if readiness.method is ReadinessMethod.LOG_PATTERN
+                else (
+                    f"probe {list(readiness.command or [])}"
+                    + (f" matching {readiness.pattern!r}" if pattern else "")
+                )
+            )
+            raise ProviderError(
+                f"node {node}: not ready after {timeout:.0f} s ({what}); last output: {last.strip()[-800:] or '(none)'}"
+            )
+        time.sleep(max(0.0, min(readiness.interval, deadline - time.monotonic())))
+
+
+def _log_matches(api: APIClient, node: str, container: str, pattern: re.Pattern[str]) -> tuple[bool, str]:
+    try:
+        logs = api.logs(container, stdout=True, stderr=True, tail=LOG_TAIL).decode("utf-8", errors="replace")
+    except docker.errors.NotFound as err:
+        raise ProviderError(f"node {node}: container {container} does not exist") from err
+    if pattern.search(logs):
+        return True, logs
+    try:
+        running = api.inspect_container(container)["State"]["Running"]
+    except docker.errors.NotFound as err:
+        raise ProviderError(f"node {node}: container {container} does not exist") from err
+    if not running:
+        raise exited_error(api, node, container)
+    return False, "\n".join(logs.splitlines()[-EXIT_LOG_LINES:])
+
+
+def _probe(
+    api: APIClient,
+    node: str,
+    container: str,
+    command: Sequence[str],
+    pattern: re.Pattern[str] | None,
+    timeout: float,
+) -> tuple[bool, str]:
+    try:
+        outcome = run_exec(api, container, command, timeout)
+    except ContainerNotRunningError:
+        raise exited_error(api, node, container) from None
+    except ContainerMissingError as err:
+        raise ProviderError(f"node {node}: container {container} does not exist") from err
+    if outcome.exit_code is None:
+        return False, f"(probe timed out after {timeout:.1f} s) {outcome.output}"
+    ok = outcome.exit_code == 0 and (pattern is None or bool(pattern.search(outcome.output)))
+    return ok, f"exit code {outcome.exit_code}: {outcome.output}"

@@ -1,0 +1,153 @@
+"""What a node's container looks like: docker create arguments from its vendor entry and
+the node, as a pure function (no docker call, no file written), so it can be unit-tested.
+
+The arguments are the docker SDK's low-level ones (``APIClient.create_container`` and
+``APIClient.create_host_config``): the high-level ``containers.create`` inspects the
+container it just made, a call we do not need.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from lab import names
+from lab.topology import Node
+from vendors.model import VendorConfig
+
+# containerlab sets it; cEOS' entrypoint waits until that many data interfaces exist.
+INTERFACE_COUNT_ENV = "CLAB_INTFS"
+STARTUP_CONFIG_FILE = "startup-config"
+
+
+@dataclass(frozen=True)
+class StartupConfigPlacement:
+    """Where a node's startup config goes: a host file inside one of the container's binds
+    (written before the container starts), or a file copied into the container's own
+    filesystem (``put_archive``) between create and start."""
+
+    container_path: str
+    host_path: Path | None = None  # set: write here (the path is inside a bind)
+
+    @property
+    def in_bind(self) -> bool:
+        return self.host_path is not None
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    create: dict[str, Any]  # APIClient.create_container keyword arguments (but host_config)
+    host: dict[str, Any]  # APIClient.create_host_config keyword arguments
+    host_dirs: tuple[Path, ...] = ()  # folders the vendor binds: made before create
+    startup_config: StartupConfigPlacement | None = None
+    node_dir: Path = field(default_factory=Path)
+
+
+def expand_placeholders(text: str, lab_id: str, node: str) -> str:
+    """``{workspace}``, ``{lab}``, ``{node}`` and ``{node_dir}`` as lab.names gives them."""
+    return (
+        text.replace("{node_dir}", str(names.node_dir(lab_id, node)))
+        .replace("{workspace}", str(names.workspace()))
+        .replace("{lab}", lab_id)
+        .replace("{node}", node)
+    )
+
+
+def _split_bind(spec: str) -> tuple[str, str, str]:
+    parts = spec.split(":")
+    if len(parts) == 2:
+        return parts[0], parts[1], "rw"
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        return parts[0], parts[1], parts[2]
+    raise ValueError(f"bad bind {spec!r}: expected 'host:container[:ro|rw]'")
+
+
+def _place_startup_config(container_path: str, binds: list[tuple[str, str, str]]) -> StartupConfigPlacement:
+    """Inside a writable bind: the host file; anywhere else: copied in before start."""
+    target = PurePosixPath(container_path)
+    for host, inside, mode in binds:
+        root = PurePosixPath(inside)
+        if mode == "rw" and target != root and target.is_relative_to(root):
+            return StartupConfigPlacement(container_path, Path(host) / target.relative_to(root))
+    return StartupConfigPlacement(container_path)
+
+
+def _workspace_dirs(binds: list[tuple[str, str, str]]) -> tuple[Path, ...]:
+    """Host folders of vendor binds that live in the workspace (made on demand); a host
+    path outside it (``/lib/modules``) is the host's own and is never created."""
+    root = names.workspace()
+    return tuple(Path(h) for h, _, _ in binds if Path(h).is_relative_to(root))
+
+
+def cpu_limit(cpus: int | None, host_cpus: int | None = None) -> int:
+    """NanoCPUs for a cpu count, capped at the host's cores (docker refuses more)."""
+    wanted = max(1, cpus or 1)
+    return min(wanted, host_cpus or os.cpu_count() or 1) * 1_000_000_000
+
+
+def build_container_spec(
+    lab_id: str,
+    node: Node,
+    interface_count: int,
+    mgmt_network: str,
+    *,
+    vendor: VendorConfig | None = None,
+    host_cpus: int | None = None,
+) -> ContainerSpec:
+    """The container for ``node`` of ``lab_id``, with ``interface_count`` data interfaces to come."""
+    vendor = vendor or node.vendor
+    options = vendor.container
+    if options is None:
+        raise ValueError(f"kind {vendor.kind} is not a container kind")
+    name = names.container_name(lab_id, node.name)
+
+    vendor_binds = [_split_bind(expand_placeholders(b, lab_id, node.name)) for b in options.binds]
+    node_binds = [(str(b.host), b.container, b.mode) for b in node.binds]
+    binds = vendor_binds + node_binds
+    startup = None
+    if node.startup_config is not None and options.startup_config_path:
+        startup = _place_startup_config(options.startup_config_path, binds)
+
+    labels = {**node.labels, **names.container_labels(lab_id, node.name, vendor.kind)}
+    env = {**options.env, **node.env, INTERFACE_COUNT_ENV: str(interface_count)}
+    create: dict[str, Any] = {
+        "image": node.image,
+        "name": name,
+        "hostname": node.name,
+        "labels": labels,
+        "environment": env,
+        "detach": True,
+        "stop_timeout": options.stop_timeout,
+    }
+    if options.entrypoint is not None:
+        create["entrypoint"] = list(options.entrypoint)
+    if options.cmd is not None:
+        create["command"] = list(options.cmd)
+
+    host: dict[str, Any] = {
+        "binds": [f"{h}:{c}:{m}" for h, c, m in binds],
+        "cap_add": list(options.cap_add) or None,
+        "cap_drop": list(options.cap_drop) or None,
+        "security_opt": list(options.security_opt) or None,
+        "sysctls": dict(options.sysctls) or None,
+        "tmpfs": dict(options.tmpfs) or None,
+        "mem_limit": f"{node.memory_mb or vendor.memory_mb}m",
+        "nano_cpus": cpu_limit(node.cpus or vendor.cpus, host_cpus),
+        "restart_policy": {"Name": "no"},
+        "network_mode": mgmt_network,
+        "privileged": False,  # never: capabilities come from the vendor entry (DESIGN, Security)
+    }
+    host = {k: v for k, v in host.items() if v is not None}
+    return ContainerSpec(
+        name=name,
+        image=node.image,
+        create=create,
+        host=host,
+        host_dirs=_workspace_dirs(vendor_binds),
+        startup_config=startup,
+        node_dir=names.node_dir(lab_id, node.name),
+    )
