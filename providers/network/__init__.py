@@ -1,17 +1,31 @@
 """Host networking: one OVS bridge, a VLAN tag per link, veths for containers, taps for VMs.
 
 This facade is the contract the providers and flows code against. Implementation lives in
-the modules beside it (ovs.py, veth.py, vlans.py, recovery.py, libvirt_xml.py).
+the modules beside it: ``ovs.py`` (ovs-vsctl), ``netlink.py`` (pyroute2, setns, ethtool
+ioctl), ``veth.py`` (container ends), ``libvirt_xml.py`` (VM NICs and taps), ``vlans.py``
+(reservation records, lock, tag selection), ``recovery.py``, ``cleanup.py``.
 
 Markers: every OVS port we add carries external_ids ``archetype-lab``, ``archetype-link``
 and ``archetype-node`` (names in ``lab.names``); every host-side veth carries the ifalias
-``archetype lab=<lab> node=<node> link=<link>``.
+``archetype lab=<lab> node=<node> link=<link>``. Every port name a lab makes is also noted
+in its VLAN record before it is made, so cleanup finds ports even before they are marked.
+
+Cost: no function spawns more than one ``ovs-vsctl`` per batch (reads are one call, writes
+one transaction); veths, MTU, ifalias and TX offload go through netlink/ioctl in-process.
+Every failure raises ``lab.errors.NetworkError`` (transient) naming the lab/node/port.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from providers.network import cleanup as _cleanup
+from providers.network import libvirt_xml as _libvirt_xml
+from providers.network import ovs as _ovs
+from providers.network import recovery as _recovery
+from providers.network import veth as _veth
+from providers.network import vlans as _vlans
+from providers.network.ovs import PortInfo
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -19,80 +33,138 @@ if TYPE_CHECKING:
     from lab.state import LinkRecord
     from providers.base import CleanupReport, LinkEnd
 
-
-@dataclass(frozen=True)
-class PortInfo:
-    name: str
-    tag: int | None
-    external_ids: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def lab_id(self) -> str | None:
-        from lab.names import OVS_LAB_KEY
-
-        return self.external_ids.get(OVS_LAB_KEY)
+__all__ = [
+    "PortInfo",
+    "allocate_vlans",
+    "attach_container_ends",
+    "bridge_ports",
+    "ensure_bridge",
+    "ensure_vm_ports",
+    "network_inventory",
+    "network_labs",
+    "recover_allocation",
+    "release_lab",
+    "remove_ports",
+    "reserved_links",
+    "vm_interface_xml",
+]
 
 
 def ensure_bridge() -> None:
-    """Create the bridge from settings (datapath type too) if it is missing. Idempotent."""
-    raise NotImplementedError
+    """Create the bridge from settings (datapath type too) if it is missing. Idempotent.
+    (``attach_container_ends`` and ``ensure_vm_ports`` also ensure it, in their transaction.)"""
+    _ovs.ensure_bridge()
 
 
 def bridge_ports() -> dict[str, PortInfo]:
-    """Every port of the bridge with its tag and external_ids, read in one call."""
-    raise NotImplementedError
+    """Every port of the bridge with its tag and external_ids, read in one call
+    (empty when the bridge does not exist yet)."""
+    return _ovs.bridge_ports()
 
 
-def attach_container_ends(lab_id: str, node: str, pid: int, ends: list[LinkEnd], runtime_names: list[str]) -> None:
+def attach_container_ends(
+    lab_id: str, node: str, pid: int, ends: list[LinkEnd], runtime_names: list[str], *, mtu: int | None = None
+) -> None:
     """Wire a running container's link ends: per end a veth pair, the inside end moved into
-    the netns of ``pid`` and renamed ``runtime_names[i]``, MTU set, TX checksum offload off,
-    up; the host end (``end.port_name``) added to the bridge with ``end.vlan`` and our
-    external_ids, all ports in ONE ovs-vsctl transaction. Idempotent: ends already wired
-    right are left alone; a failure halfway removes what this call made."""
-    raise NotImplementedError
+    the netns of ``pid`` and renamed ``runtime_names[i]``, MTU set (``mtu``, default the
+    settings' ``link_mtu``), TX checksum offload off on both ends, up; the host end
+    (``end.port_name``) marked with the ifalias and added to the bridge with ``end.vlan``
+    and our external_ids, all ports in ONE ovs-vsctl transaction (the bridge is ensured in
+    it too).
+
+    Idempotent: ends already wired right are left alone (a re-wire that finds everything
+    right writes nothing); an end whose host veth is gone or no longer paired with the
+    runtime interface (the container restarted: new netns) is recreated, its OVS row
+    replaced. A failure halfway removes the veths this call made and raises
+    ``NetworkError``; so does an interface of that runtime name already in the container
+    that is not our veth, a ``pid`` in the host's own netns, or a host port of another lab."""
+    _veth.attach_container_ends(lab_id, node, pid, ends, runtime_names, mtu=mtu)
 
 
 def ensure_vm_ports(lab_id: str, node: str, ends: list[LinkEnd]) -> None:
     """After a VM started: make sure its taps (``end.port_name``) are on the bridge with the
-    right tag and our external_ids (libvirt adds them; this fixes tags / ids in one call)."""
-    raise NotImplementedError
+    right tag (access port) and our external_ids, in one read and at most one transaction.
+    libvirt sets the tag itself and keeps its own ids (iface-id, attached-mac, vm-id) on the
+    Interface row; ours go on the Port row, merged key by key, so nothing libvirt put there
+    is lost. Raises ``NetworkError`` when a tap does not exist (the VM is not running)."""
+    _libvirt_xml.ensure_vm_ports(lab_id, node, ends)
 
 
 def vm_interface_xml(end: LinkEnd | None, nic_model: str, *, mac: str | None = None) -> str:
-    """libvirt ``<interface>`` XML for one VM NIC on the bridge: ``virtualport type='openvswitch'``,
-    ``<vlan><tag id=.../></vlan>``, ``<target dev=end.port_name/>``, the model, and for virtio
-    the checksum-offload-off driver options. ``end=None``: a NIC with no link (placeholder that
-    keeps later NICs in place): link state down, isolated."""
-    raise NotImplementedError
+    """libvirt ``<interface>`` XML for one VM NIC on the bridge: ``type='bridge'`` on the
+    settings' bridge, ``<virtualport type='openvswitch'>`` with a stable interfaceid,
+    ``<vlan><tag id=.../></vlan>``, ``<target dev=end.port_name/>``, the model, for virtio the
+    checksum-offload-off driver options, and ``<mtu>`` when ``link_mtu`` is not 1500.
+
+    ``end=None``: a placeholder NIC with no link (it keeps later NICs in place):
+    ``type='ethernet'`` -- a tap libvirt creates and attaches to nothing (not on any bridge,
+    so never an untagged trunk port on OVS) -- with ``<link state='down'/>``."""
+    return _libvirt_xml.vm_interface_xml(end, nic_model, mac=mac)
 
 
 def allocate_vlans(lab_id: str, link_ids: list[str], recovered: dict[str, int] | None = None) -> dict[str, int]:
-    """Tags for the lab's links under the host-wide VLAN lock: ``recovered`` tags are kept,
-    the rest come from the settings' range, skipping tags in use on the bridge or reserved by
-    another lab's record. Saves the lab's host-local reservation record before returning.
-    Same lab redeployed: same tags."""
-    raise NotImplementedError
+    """Tags for the lab's links under the host-wide VLAN lock, saved in the lab's host-local
+    reservation record before returning. Per link, the first free tag of: its ``recovered``
+    tag, its tag in the lab's own record (so a redeploy gets the same tags even with
+    ``recovered`` empty), its tag before recovery dropped it, the tag a port of the lab
+    still carries for it; else the lowest free tag of the settings' range. Free = not
+    reserved by another lab's record, not on a bridge port that is not this lab's, not on
+    this lab's port of another link. A ``recovered`` tag another lab took in the meantime is
+    replaced, never shared. Links of the old record not in ``link_ids`` lose their
+    reservation. Raises ``NetworkError`` when the range is exhausted."""
+    return _vlans.allocate_vlans(lab_id, link_ids, recovered)
 
 
 def recover_allocation(
     lab_id: str, previous: Iterable[LinkRecord], node_exists: Callable[[str], bool]
 ) -> dict[str, int]:
-    """Stale-network recovery: keep each previous link whose tag is not taken by another
-    lab and whose ports that exist carry the right tag and whose nodes still exist (or are
-    about to be recreated...), drop the rest. Returns link_id -> vlan to reuse."""
-    raise NotImplementedError
+    """Stale-network recovery: check each previous link (from the state artifact, or from
+    ``reserved_links(lab_id)`` when there is none) against the bridge, the other labs'
+    records and ``node_exists(node)`` (asked once per node), keep what is valid and return
+    link_id -> vlan to pass to ``allocate_vlans``.
+
+    Dropped as stale: a link whose port is present with another lab's marker, or with the
+    wrong tag, or whose node is gone; a link with no port left and none of its nodes left;
+    a link whose tag is reserved by another lab, held by a port that is not ours or by our
+    port of another link, outside the range, or already kept for another link. A link
+    simply never wired (ports absent, a node still there) is kept: a half-wired lab comes
+    back with the same tags.
+
+    Side effects, under the VLAN lock: removes our own stale ports (OVS row and host veth)
+    -- those of dropped links and those whose node is gone; rewrites the lab's record to
+    reserve exactly the kept tags (dropped tags become hints allocation prefers when free;
+    a tag still held by a port that could not be removed stays blocked)."""
+    return _recovery.recover_allocation(lab_id, previous, node_exists)
+
+
+def reserved_links(lab_id: str) -> list[LinkRecord]:
+    """The lab's host-local reservation as ``LinkRecord``s (endpoints unknown: ``[]``), for
+    ``recover_allocation`` when the flow has no state artifact."""
+    return _vlans.reserved_links(lab_id)
 
 
 def release_lab(lab_id: str) -> CleanupReport:
-    """Remove the lab's OVS ports and host veths (by marker) and its VLAN reservation."""
-    raise NotImplementedError
+    """Remove the lab's OVS ports (marked with the lab, or recorded by it and unmarked) on
+    any bridge, its host veths (ifalias marker, or recorded name), and its VLAN record.
+    Another lab's ports are never touched; one failure does not stop the rest (report).
+    Idempotent. Report keys: ``ovs-ports``, ``veths``, ``vlan-records``."""
+    return _cleanup.release_lab(lab_id)
 
 
-def remove_ports(port_names: list[str]) -> None:
-    """Remove named ports from the bridge (one transaction) and delete their host veths."""
-    raise NotImplementedError
+def remove_ports(port_names: list[str], *, lab_id: str | None = None) -> None:
+    """Remove named ports from the bridge (one transaction) and delete their host veths
+    (a device that is not a veth, e.g. a VM tap, is left to libvirt). With ``lab_id``,
+    ports or veths marked for another lab are skipped. Missing ones are fine."""
+    _cleanup.remove_ports(port_names, lab_id=lab_id)
 
 
 def network_labs() -> set[str]:
-    """Lab ids that own ports, veths or VLAN reservations on this host (for orphan cleanup)."""
-    raise NotImplementedError
+    """Lab ids that own ports (any bridge), veths or VLAN reservations on this host (for
+    orphan cleanup)."""
+    return _cleanup.network_labs()
+
+
+def network_inventory() -> dict[str, dict[str, list[str]]]:
+    """lab id -> {"ovs-ports" | "veths" | "vlan-records": [names]}: what each lab owns here
+    (for a dry-run of orphan cleanup)."""
+    return _cleanup.network_inventory()
