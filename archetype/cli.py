@@ -146,11 +146,18 @@ def connect(lab: str, node: str) -> None:
 
 
 @app.command()
-def serve() -> None:
-    """Serve every flow as a deployment on this host (cleanup-orphans on a cron schedule)."""
+def serve(
+    host: Annotated[str, typer.Option(help="Address of the local Prefect server (when PREFECT_API_URL is unset)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the local Prefect server")] = 4200,
+) -> None:
+    """Serve every flow as a deployment on this host (cleanup-orphans on a cron schedule).
+
+    With PREFECT_API_URL set, the deployments go to that server; otherwise a server is
+    started on loopback first.
+    """
     from deployments.serve import serve_all
 
-    serve_all()
+    serve_all(host, port)
 
 
 def _check_lab_id(lab: str) -> None:

@@ -1,10 +1,18 @@
-"""Single-host mode: ``archetype serve`` serves every flow as a deployment from this process."""
+"""Single-host mode: ``archetype serve`` serves every flow as a deployment from this process.
+
+With no ``PREFECT_API_URL``, it first starts a Prefect server bound to loopback (the flows
+run as root: the API must not be reachable from the network unless you say so).
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from prefect import serve
+import httpx
 
 CLEANUP_CRON = os.environ.get("ARCHETYPE_CLEANUP_CRON", "*/30 * * * *")
 
@@ -27,5 +35,37 @@ def deployments() -> list:
     ]
 
 
-def serve_all() -> None:
-    serve(*deployments())
+def start_local_server(host: str, port: int, timeout: float = 90) -> subprocess.Popen:
+    """A Prefect server for this host; its UI is at http://HOST:PORT."""
+    url = f"http://{host}:{port}/api"
+    env = {**os.environ, "PREFECT_SERVER_UI_API_URL": url}
+    prefect = str(Path(sys.executable).parent / "prefect")
+    server = subprocess.Popen([prefect, "server", "start", "--host", host, "--port", str(port)], env=env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                os.environ["PREFECT_API_URL"] = url
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.5)
+        if server.poll() is not None:
+            break
+    server.terminate()
+    raise RuntimeError(f"the Prefect server on {host}:{port} did not start")
+
+
+def serve_all(host: str = "127.0.0.1", port: int = 4200) -> None:
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        server = start_local_server(host, port)
+    try:
+        from prefect import serve
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: os.environ["PREFECT_API_URL"]}):
+            serve(*deployments())
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)

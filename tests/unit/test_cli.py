@@ -1,0 +1,61 @@
+"""The command-line contract for the commands that need no daemon: exit codes, error lines, JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARCHETYPE = str(Path(sys.executable).parent / "archetype")
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([ARCHETYPE, *args], capture_output=True, text=True, timeout=60, cwd=REPO)
+
+
+@pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.yml")), ids=lambda p: p.name)
+def test_validate_accepts_the_examples(example: Path) -> None:
+    result = run("validate", str(example), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["nodes"]
+
+
+def test_validate_refuses_with_exit_2_and_one_error_line_per_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: Bad\ntopology:\n  nodes: {r1: {kind: nope}}\n  links: [{endpoints: ['r1:eth1', 'r2:eth1']}]\n")
+    result = run("validate", str(bad))
+    assert result.returncode == 2
+    errors = result.stderr.strip().splitlines()
+    assert errors == [
+        "error: name: invalid lab id 'Bad': lowercase letters, digits and dashes, starting with a letter, at most 20 characters",
+        errors[1],
+        "error: links[0].endpoints[1]: link to unknown node 'r2'",
+    ]
+    assert errors[1].startswith("error: topology.nodes.r1.kind: unknown kind 'nope'")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_a_yaml_error_gives_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: x\ntopology:\n  nodes: [\n")
+    result = run("validate", str(bad))
+    assert result.returncode == 2 and result.stderr.startswith("error: line 4")
+
+
+def test_a_bad_lab_id_on_the_command_line_is_invalid_input() -> None:
+    result = run("destroy", "Not_A_Lab", "--json")
+    assert result.returncode == 2 and "error: invalid lab id 'Not_A_Lab'" in result.stderr
+
+
+def test_vendors_json_lists_every_kind_with_provider_and_capabilities() -> None:
+    result = run("vendors", "--json")
+    assert result.returncode == 0
+    kinds = {k["kind"]: k for k in json.loads(result.stdout)["kinds"]}
+    assert kinds["frr"]["provider"] == "docker" and "config-extraction" in kinds["frr"]["capabilities"]
+    assert kinds["mini-ios"]["provider"] == "libvirt" and "console" in kinds["mini-ios"]["capabilities"]
+    assert len(kinds) >= 12
+    assert all(k["provider"] in ("docker", "libvirt") and k["capabilities"] for k in kinds.values())
