@@ -25,6 +25,18 @@ def provider_of(node: Node) -> NodeProvider:
     return get_provider(node.vendor.provider.value)
 
 
+def runtime_name(lab_id: str, node: Node) -> str:
+    return provider_of(node).runtime_name(lab_id, node.name)
+
+
+@task(name="running-nodes", task_run_name="running-nodes/{lab_id}", cache_policy=NO_CACHE)
+def running_nodes(lab_id: str) -> set[str]:
+    """The lab's nodes running right now, before this run touches anything."""
+    from providers.inventory import discover_all
+
+    return {n["name"] for lab in discover_all(lab_id) for n in lab["nodes"] if n["state"] == "running"}
+
+
 @task(name="create-node", task_run_name="create-node/{node.name}", **_RETRYING)
 def create_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> NodeStatus:
     started = time.monotonic()
@@ -48,8 +60,14 @@ def wait_ready(lab_id: str, node: Node) -> float:
 
 
 @task(name="post-boot", task_run_name="post-boot/{node.name}", **{**_RETRYING, "retries": 1})
-def post_boot(lab_id: str, node: Node) -> list[CommandResult]:
+def post_boot(lab_id: str, node: Node, already_done: bool = False) -> list[CommandResult]:
+    """The vendor's post-boot commands and the node's ``exec``, once per node's life: a node
+    that a previous deploy configured and that kept running is not configured again (its
+    ``exec`` lines need not be idempotent, as in containerlab)."""
     logger = get_run_logger()
+    if already_done:
+        logger.info("%s was configured by a previous deploy and kept running: post-boot skipped", node.name)
+        return []
     results = provider_of(node).run_post_boot(lab_id, node)
     for result in results:
         logger.info("%s: %r -> %s in %.2f s", node.name, result.command, result.exit_code, result.seconds)
