@@ -7,16 +7,16 @@ or raises one ``TopologyError`` listing them all. Nothing here touches the host.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lab import names
+from lab import names, node_fields
 from lab.errors import TopologyError
-from lab.settings import get_settings
+from lab.node_fields import Bind
+from lab.problems import Problems
 
 # containerlab node fields that Archetype reads but does not use: a warning, not an error.
 IGNORED_NODE_FIELDS = frozenset(
@@ -35,13 +35,6 @@ NODE_FIELDS = frozenset(
 # extras keys we honour (vendor `extras_env`) are read before the rest of `extras` is ignored.
 IGNORED_TOP_FIELDS = frozenset({"prefix", "mgmt", "settings", "debug"})
 IGNORED_LINK_FIELDS = frozenset({"mtu", "vars", "labels", "type"})
-
-
-@dataclass(frozen=True)
-class Bind:
-    host: Path
-    container: str
-    mode: str = "rw"
 
 
 @dataclass(frozen=True)
@@ -104,18 +97,6 @@ class Lab:
         return sorted(ends, key=lambda pair: pair[1].port)
 
 
-class _Problems:
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self.warnings: list[str] = []
-
-    def error(self, where: str, message: str) -> None:
-        self.errors.append(f"{where}: {message}" if where else message)
-
-    def warn(self, where: str, message: str) -> None:
-        self.warnings.append(f"{where}: {message}")
-
-
 def load_topology(source: str | Path, *, base_dir: Path | None = None) -> Lab:
     """Parse and validate a topology given as a file path or as YAML text.
 
@@ -151,7 +132,7 @@ def resolve(document: Any, base_dir: Path) -> Lab:
     """Validate a parsed document against the catalog and resolve it into a ``Lab``."""
     from vendors import catalog  # late: keeps lab/ importable without the catalog
 
-    problems = _Problems()
+    problems = Problems()
     if not isinstance(document, dict):
         raise TopologyError(["the topology must be a mapping with 'name' and 'topology'"])
     lab_id = _check_top(document, problems)
@@ -167,7 +148,7 @@ def resolve(document: Any, base_dir: Path) -> Lab:
     if not raw_nodes:
         problems.error("topology.nodes", "the topology has no nodes")
 
-    roots = _allowed_roots(base_dir)
+    roots = node_fields.allowed_roots(base_dir)
     nodes: dict[str, Node] = {}
     for name, raw in raw_nodes.items():
         node = _resolve_node(str(name), raw, defaults, kinds, groups, base_dir, roots, problems, catalog())
@@ -187,7 +168,7 @@ def resolve(document: Any, base_dir: Path) -> Lab:
     return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=base_dir, warnings=tuple(problems.warnings))
 
 
-def _check_top(document: dict[str, Any], problems: _Problems) -> str:
+def _check_top(document: dict[str, Any], problems: Problems) -> str:
     _check_keys(document, "", {"name", "topology"}, IGNORED_TOP_FIELDS, problems)
     lab_id = document.get("name")
     if not isinstance(lab_id, str) or not names.is_valid_lab_id(lab_id):
@@ -201,7 +182,7 @@ def _check_top(document: dict[str, Any], problems: _Problems) -> str:
 
 
 def _check_keys(
-    mapping: dict[str, Any], where: str, known: set[str] | frozenset[str], ignored: frozenset[str], problems: _Problems
+    mapping: dict[str, Any], where: str, known: set[str] | frozenset[str], ignored: frozenset[str], problems: Problems
 ) -> None:
     for key in mapping:
         place = f"{where}.{key}" if where else str(key)
@@ -211,7 +192,7 @@ def _check_keys(
             problems.error(place, f"unknown field {key!r}")
 
 
-def _mapping(parent: dict[str, Any], key: str, where: str, problems: _Problems) -> dict[str, Any]:
+def _mapping(parent: dict[str, Any], key: str, where: str, problems: Problems) -> dict[str, Any]:
     value = parent.get(key)
     if value is None:
         return {}
@@ -221,7 +202,7 @@ def _mapping(parent: dict[str, Any], key: str, where: str, problems: _Problems) 
     return value
 
 
-def _check_node_fields(fields: Any, where: str, problems: _Problems) -> None:
+def _check_node_fields(fields: Any, where: str, problems: Problems) -> None:
     if not isinstance(fields, dict):
         problems.error(where, "must be a mapping of node fields")
         return
@@ -253,7 +234,7 @@ def _merged(layers: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _resolve_node(
     name: str, raw: Any, defaults: dict, kinds: dict, groups: dict, base_dir: Path, roots: list[Path],
-    problems: _Problems, known: Any,
+    problems: Problems, known: Any,
 ) -> Node | None:
     where = f"topology.nodes.{name}"
     if not names.is_valid_node_name(name):
@@ -276,155 +257,25 @@ def _resolve_node(
     if vendor is None:
         problems.error(f"{where}.kind", f"unknown kind {kind_name!r} (known: {', '.join(v.kind for v in known.kinds())})")
         return None
-    env = _string_map(fields.get("env"), f"{where}.env", problems)
-    env.update(_honoured_extras(raw.get("extras"), vendor, where, problems))
+    env = node_fields.string_map(fields.get("env"), f"{where}.env", problems)
+    env.update(node_fields.honoured_extras(raw.get("extras"), vendor, where, problems))
     node = Node(
         name=name,
         kind=vendor.kind,
         image=str(fields.get("image") or vendor.default_image),
-        startup_config=_startup_config(fields.get("startup-config"), f"{where}.startup-config", base_dir, roots, problems),
+        startup_config=node_fields.startup_config(fields.get("startup-config"), f"{where}.startup-config", base_dir, roots, problems),
         env=env,
-        binds=_binds(fields.get("binds"), f"{where}.binds", vendor, base_dir, roots, problems),
-        exec=_exec(fields.get("exec"), f"{where}.exec", vendor, problems),
+        binds=node_fields.binds(fields.get("binds"), f"{where}.binds", vendor, base_dir, roots, problems),
+        exec=node_fields.exec(fields.get("exec"), f"{where}.exec", vendor, problems),
         exec_lines=tuple(fields.get("exec") or ()) if isinstance(fields.get("exec"), list) else (),
-        labels=_string_map(fields.get("labels"), f"{where}.labels", problems),
-        memory_mb=_memory(fields.get("memory"), f"{where}.memory", problems),
-        cpus=_positive_int(fields.get("cpus"), f"{where}.cpus", problems),
+        labels=node_fields.string_map(fields.get("labels"), f"{where}.labels", problems),
+        memory_mb=node_fields.memory(fields.get("memory"), f"{where}.memory", problems),
+        cpus=node_fields.positive_int(fields.get("cpus"), f"{where}.cpus", problems),
     )
     return node  # even with field errors: its links are still checked
 
 
-def _string_map(value: Any, where: str, problems: _Problems) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        problems.error(where, "must be a mapping")
-        return {}
-    return {str(k): "" if v is None else str(v) for k, v in value.items()}
-
-
-def _honoured_extras(extras: Any, vendor: Any, where: str, problems: _Problems) -> dict[str, str]:
-    """containerlab ``extras`` that the vendor turns into env vars, e.g. ``frr.daemons``."""
-    env: dict[str, str] = {}
-    if not isinstance(extras, dict) or vendor.container is None:
-        return env
-    for dotted, variable in vendor.container.extras_env.items():
-        value: Any = extras
-        for part in dotted.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is None:
-            continue
-        if isinstance(value, list) and all(isinstance(v, str) and v.isidentifier() for v in value):
-            env[variable] = " ".join(value)
-        else:
-            problems.error(f"{where}.extras.{dotted}", "must be a list of names")
-    return env
-
-
-def _allowed_roots(base_dir: Path) -> list[Path]:
-    settings = get_settings()
-    return [base_dir.resolve(), settings.workspace.resolve(), *(p.resolve() for p in settings.allowed_roots)]
-
-
-def _inside(path: Path, roots: list[Path]) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in roots)
-
-
-def _startup_config(value: Any, where: str, base_dir: Path, roots: list[Path], problems: _Problems) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        problems.error(where, "must be a file path or the configuration text")
-        return None
-    if "\n" in value:
-        return value  # inline configuration text
-    path = (base_dir / value).resolve()
-    if not _inside(path, roots):
-        problems.error(where, f"{value!r} is outside the allowed folders ({', '.join(map(str, roots))})")
-        return None
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        problems.error(where, f"unreadable startup-config {value!r}: {err.strerror or err}")
-        return None
-
-
-def _binds(value: Any, where: str, vendor: Any, base_dir: Path, roots: list[Path], problems: _Problems) -> tuple[Bind, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        problems.error(where, "must be a list of 'host:container[:ro|rw]'")
-        return ()
-    if vendor.container is None:
-        problems.error(where, f"kind {vendor.kind} runs as a VM: binds are for containers")
-        return ()
-    binds = []
-    for i, spec in enumerate(value):
-        parts = spec.split(":") if isinstance(spec, str) else []
-        if len(parts) not in (2, 3) or not all(parts[:2]) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-            problems.error(f"{where}[{i}]", f"bad bind {spec!r}: expected 'host:container[:ro|rw]'")
-            continue
-        host = (base_dir / parts[0]).resolve()
-        if not _inside(host, roots):
-            problems.error(f"{where}[{i}]", f"host path {parts[0]!r} is outside the allowed folders")
-            continue
-        if not parts[1].startswith("/"):
-            problems.error(f"{where}[{i}]", f"container path {parts[1]!r} must be absolute")
-            continue
-        binds.append(Bind(host=host, container=parts[1], mode=parts[2] if len(parts) == 3 else "rw"))
-    return tuple(binds)
-
-
-def _exec(value: Any, where: str, vendor: Any, problems: _Problems) -> tuple[tuple[str, ...], ...]:
-    """Container commands are split shell-style into argv (they never reach a shell);
-    VM commands are console lines, kept whole in ``exec_lines``."""
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        problems.error(where, "must be a list of commands")
-        return ()
-    commands = []
-    for i, command in enumerate(value):
-        try:
-            commands.append(tuple(shlex.split(command)))
-        except ValueError as err:
-            if vendor.container is not None:
-                problems.error(f"{where}[{i}]", f"cannot split {command!r}: {err}")
-            commands.append(tuple(command.split()))
-    return tuple(commands)
-
-
-def _memory(value: Any, where: str, problems: _Problems) -> int | None:
-    """Memory in MiB: an int, or a string like '512MB', '2GB', '1Gi' (containerlab style)."""
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    text = str(value).strip().lower().removesuffix("b").removesuffix("i")
-    units = {"k": 1 / 1024, "m": 1, "g": 1024}
-    try:
-        if text and text[-1] in units:
-            mib = float(text[:-1]) * units[text[-1]]
-        else:
-            mib = float(text) / (1024 * 1024)  # a bare number in a string is bytes
-    except ValueError:
-        mib = 0
-    if mib < 1:
-        problems.error(where, f"bad memory {value!r}: use MiB as a number, or e.g. '512MB', '2GB'")
-        return None
-    return int(mib)
-
-
-def _positive_int(value: Any, where: str, problems: _Problems) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        problems.error(where, f"must be a positive number, not {value!r}")
-        return None
-    return max(1, int(value))
-
-
-def _resolve_links(raw_links: Any, raw_nodes: dict, nodes: dict[str, Node], problems: _Problems) -> list[Link]:
+def _resolve_links(raw_links: Any, raw_nodes: dict, nodes: dict[str, Node], problems: Problems) -> list[Link]:
     if raw_links is None:
         return []
     if not isinstance(raw_links, list):
@@ -462,7 +313,7 @@ def _resolve_links(raw_links: Any, raw_nodes: dict, nodes: dict[str, Node], prob
     return links
 
 
-def _endpoint(value: Any, where: str, raw_nodes: dict, nodes: dict[str, Node], problems: _Problems) -> Endpoint | None:
+def _endpoint(value: Any, where: str, raw_nodes: dict, nodes: dict[str, Node], problems: Problems) -> Endpoint | None:
     if not isinstance(value, str) or value.count(":") != 1 or not all(value.split(":")):
         problems.error(where, f"bad endpoint {value!r}: expected 'node:interface'")
         return None
