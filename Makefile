@@ -1,7 +1,9 @@
 # Archetype: host setup, tests, demo. Everything runs as root on the lab host.
 #   make setup       install packages, create the venv, start the daemons, build images
-#   make test        setup, then the WHOLE suite (unit, integration, e2e)
+#   make test        setup, then the WHOLE suite (unit, integration, e2e, reliability)
 #   make test-unit   unit tests only (needs only the venv)
+#   make test-reliability  setup, then the fault tests alone (tests/reliability, ~6-10 min;
+#                    `make test` runs them too)
 #   make lint        ruff
 #   make demo        setup, then the demo lab
 #   make bench       benchmarks/run.py, if present
@@ -24,7 +26,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_HOME := /var/lib/archetype/prefect
 
-.PHONY: help setup daemons venv test test-unit lint demo bench clean-host
+.PHONY: help setup daemons venv test test-unit test-reliability lint demo bench clean-host
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -46,6 +48,12 @@ test: setup
 
 test-unit: venv
 	$(PYTEST) tests/unit -q -ra $(PYTEST_ARGS)
+
+# Fault injection on real daemons: SIGKILLed deploys, dockerd/libvirtd/OVS restarts, a
+# hanging console, concurrent labs, orphan cleanup during a deploy, invalid topologies.
+# They restart daemons: other labs on the host see a short outage.
+test-reliability: setup
+	$(PYTEST) tests/reliability -q -ra $(PYTEST_ARGS)
 
 lint: venv
 	$(RUFF) check .

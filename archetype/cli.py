@@ -174,14 +174,20 @@ def _exit_on_errors(result: dict[str, Any]) -> None:
 
 def _quiet_flow(as_json: bool, run: Callable[[], Any]) -> Any:
     """With --json, stdout carries only the document: Prefect's console logs go to stderr."""
-    if not as_json:
-        return render.with_progress(run)
-    stdout = sys.stdout
-    sys.stdout = sys.stderr
-    try:
-        return run()
-    finally:
-        sys.stdout = stdout
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    # Prefect's heartbeat thread makes every flow run end on its next whole second (0.5 s
+    # more on average, docs/performance.md). It feeds the zombie detection of worker runs;
+    # the user of a command-line run sees its end: none here.
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        if not as_json:
+            return render.with_progress(run)
+        stdout = sys.stdout
+        sys.stdout = sys.stderr
+        try:
+            return run()
+        finally:
+            sys.stdout = stdout
 
 
 def main() -> None:

@@ -23,15 +23,17 @@ def deployments() -> list:
     from flows.destroy_lab import destroy_lab
     from flows.discover_labs import discover_labs
     from flows.extract_configs import extract_configs
+    from lab.settings import get_settings
 
+    # Named after the host, as prefect.yaml's are after the host's pool: `deploy-lab/HOST`.
+    # One name for every host would make each host's deployments replace the others'.
+    host = get_settings().host_name
     return [
-        deploy_lab.to_deployment(name="deploy-lab", tags=["archetype"]),
-        destroy_lab.to_deployment(name="destroy-lab", tags=["archetype"]),
-        extract_configs.to_deployment(name="extract-configs", tags=["archetype"]),
-        discover_labs.to_deployment(name="discover-labs", tags=["archetype"]),
-        cleanup_orphans.to_deployment(
-            name="cleanup-orphans", cron=CLEANUP_CRON, tags=["archetype"], concurrency_limit=1
-        ),
+        deploy_lab.to_deployment(name=host, tags=["archetype"]),
+        destroy_lab.to_deployment(name=host, tags=["archetype"]),
+        extract_configs.to_deployment(name=host, tags=["archetype"]),
+        discover_labs.to_deployment(name=host, tags=["archetype"]),
+        cleanup_orphans.to_deployment(name=host, cron=CLEANUP_CRON, tags=["archetype"], concurrency_limit=1),
     ]
 
 

@@ -75,9 +75,12 @@ def deploy_lab(topology: str) -> dict[str, Any]:
         vlans = allocate_vlans(lab, previous)
         ends = plan_link_ends(lab, vlans)
         state = _planned_state(lab, vlans, ends)
+        configured = _configured_before(previous, running_nodes(lab.id))
+        for record in state.nodes:  # still configured: a run killed from here on must not forget it
+            if record.name in configured:
+                record.state = "ready"
         publish_lab_state(state)  # the allocation is remembered before any port exists
         remove_nodes_not_in(lab.id, list(lab.nodes))
-        configured = _configured_before(previous, running_nodes(lab.id))
         outcome = _bring_up(lab, ends, state, configured)
         state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
         publish_lab_state(state)
@@ -113,7 +116,7 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict) -> LabState:
     )
 
 
-def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> dict[str, dict[str, PrefectFuture]]:
+def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> dict[str, dict[str, PrefectFuture | None]]:
     """Each node runs its own chain, so containers are ready while VMs still boot."""
     # Submitted stage by stage (every create first), so that creates are never queued
     # behind other nodes' waiting stages even when the pool is smaller than the lab.
@@ -121,12 +124,13 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> di
     created = {name: create_node.submit(lab.id, node, ends[name]) for name, node in nodes}
     wired = {name: wire_node.submit(lab.id, node, ends[name], wait_for=[created[name]]) for name, node in nodes}
     ready = {name: wait_ready.submit(lab.id, node, wait_for=[wired[name]]) for name, node in nodes}
-    booted = {
+    booted = {  # a node with no post-boot command gets no post-boot task
         name: post_boot.submit(lab.id, node, already_done=name in configured, wait_for=[ready[name]])
         for name, node in nodes
+        if node.vendor.post_boot_commands or node.exec or node.exec_lines
     }
-    chains: dict[str, dict[str, PrefectFuture]] = {
-        name: dict(zip(STAGES, (created[name], wired[name], ready[name], booted[name]), strict=True))
+    chains: dict[str, dict[str, PrefectFuture | None]] = {
+        name: dict(zip(STAGES, (created[name], wired[name], ready[name], booted.get(name)), strict=True))
         for name in lab.nodes
     }
 
@@ -141,6 +145,8 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> di
         record = records[name]
         for stage in STAGES:
             future = chain[stage]
+            if future is None:  # nothing to run at that stage
+                continue
             future.wait()
             if future.state.is_failed() or future.state.is_crashed():
                 record.state, record.error = f"failed ({stage})", _error_of(future)
@@ -156,7 +162,7 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> di
 def _record_stage(records: dict[str, NodeRecord], chains: dict, stage: str) -> None:
     for name, chain in chains.items():
         future = chain[stage]
-        if future.state.is_completed():
+        if future.state.is_completed() and records[name].state != "ready":  # ready: configured before
             records[name].state = future.result().state.value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,6 +27,10 @@ class Settings(BaseSettings):
     vlan_max: int = Field(4000, ge=1, le=4094)
     link_mtu: int = Field(1500, ge=576, le=9500)
 
+    host_name: str = Field(
+        default_factory=socket.gethostname,
+        description="This lab host's name: the name of the deployments `archetype serve` makes",
+    )
     docker_url: str = "unix:///var/run/docker.sock"
     libvirt_uri: str = "qemu:///system"
     domain_type: str = Field("qemu", description="'qemu' (TCG) or 'kvm'")

@@ -34,6 +34,8 @@ from vendors.model import ConsoleDialect, VendorConfig
 log = logging.getLogger("archetype.console")
 
 DETACH = "\x1d"  # Ctrl-]
+INTERRUPT = "\x03"  # Ctrl-C: stops a command that outlived its timeout
+INTERRUPT_WAIT_SECONDS = 3.0  # how long a prompt may take to come back after Ctrl-C
 NUDGE_SECONDS = 2.0  # silence for this long while waking a console: press RETURN again
 FIRST_NUDGE_SECONDS = 0.2  # on attach, what the console shows at once before the first RETURN
 BANNER = r"Escape character is"
@@ -434,6 +436,8 @@ class ConsoleSession:
                 partial = clean_output("".join(pieces) + (child.before or ""), command)
                 what = "timed out" if isinstance(err, pexpect.TIMEOUT) else "console closed"
                 log.warning("%s: %r %s; partial output: %s", self.node, command, what, partial[-300:])
+                if isinstance(err, pexpect.TIMEOUT):
+                    self._interrupt()
                 raise CommandError(self.node, command, None, partial) from None
             pieces.append(child.before or "")
             if index == 0:
@@ -444,6 +448,20 @@ class ConsoleSession:
         if check and self.error_in(output):
             raise CommandError(self.node, command, 1, output)
         return output
+
+    def _interrupt(self) -> None:
+        """After a command timed out: Ctrl-C, and a short wait for the prompt, so the
+        command does not keep the console busy for the next session (a retry would find
+        no prompt and fail without naming the command). Best effort."""
+        child = self.child
+        if child is None:
+            return
+        try:
+            child.send(INTERRUPT)
+            child.expect([self._prompt], timeout=INTERRUPT_WAIT_SECONDS)
+            self.mode = self._mode_of(child.after)
+        except (pexpect.ExceptionPexpect, OSError):
+            log.warning("%s: the console shows no prompt after Ctrl-C", self.node)
 
     def error_in(self, output: str) -> str | None:
         """The first vendor error marker in the output, if any."""

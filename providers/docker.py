@@ -302,10 +302,17 @@ class DockerProvider(NodeProvider):
 
     @_docker_errors_named
     def wire_node(self, lab_id: str, node: Node, ends: list[LinkEnd]) -> None:
-        if not ends:
-            return
         name = self.runtime_name(lab_id, node.name)
         info = self._inspect(name)
+        if info is not None and _is_ours(info.get("Config", {}).get("Labels"), lab_id, node.name) \
+                and not info["State"].get("Running"):
+            # Stopped since its create (dockerd was restarted meanwhile): started again, as
+            # create does with an existing container; the retry of this step then wires it.
+            log.info("%s stopped after it was created (%s): starting it again", name, info["State"].get("Status"))
+            self._reuse(lab_id, node, info)
+            info = self._inspect(name)
+        if not ends:
+            return
         if info is None or not _is_ours(info.get("Config", {}).get("Labels"), lab_id, node.name):
             raise ProviderError(f"node {node.name}: no container {name} of lab {lab_id} to wire")
         pid = info["State"].get("Pid") or 0

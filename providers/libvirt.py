@@ -255,8 +255,16 @@ class LibvirtProvider(NodeProvider):
             self._require_running(lab_id, node.name)
         return time.monotonic() - started
 
-    def _require_running(self, lab_id: str, node_name: str) -> None:
-        info = self.inspect(lab_id, node_name)
+    def _require_running(self, lab_id: str, node_name: str, *, unanswered_ok: bool = False) -> None:
+        """Raise unless the domain runs. ``unanswered_ok``: libvirt not answering (libvirtd
+        restarting: the VM runs on without it) is no proof the VM died; let it pass."""
+        try:
+            info = self.inspect(lab_id, node_name)
+        except ProviderError as err:
+            if not unanswered_ok:
+                raise
+            log.warning("node %s of lab %s: cannot ask libvirt whether it runs: %s", node_name, lab_id, err)
+            return
         if info is None or info.state is not NodeState.RUNNING:
             state = "missing" if info is None else info.state.value
             raise ProviderError(f"node {node_name} of lab {lab_id} is {state}, not running")
@@ -275,7 +283,7 @@ class LibvirtProvider(NodeProvider):
                     f"{watcher.path}; last lines: {watcher.last_lines()!r}"
                 )
             if now >= next_check:  # a VM that died will never print it
-                self._require_running(lab_id, node.name)
+                self._require_running(lab_id, node.name, unanswered_ok=True)
                 next_check = now + STATE_CHECK_SECONDS
             time.sleep(READY_POLL_SECONDS)
 

@@ -29,7 +29,9 @@ def runtime_name(lab_id: str, node: Node) -> str:
     return provider_of(node).runtime_name(lab_id, node.name)
 
 
-@task(name="running-nodes", task_run_name="running-nodes/{lab_id}", cache_policy=NO_CACHE)
+# Discovery asks every runtime: a daemon restarting (libvirtd, with a containers-only lab)
+# must not fail the deploy, hence the retries.
+@task(name="running-nodes", task_run_name="running-nodes/{lab_id}", **_RETRYING)
 def running_nodes(lab_id: str) -> set[str]:
     """The lab's nodes running right now, before this run touches anything."""
     from providers.inventory import discover_all
@@ -84,7 +86,7 @@ def remove_node(lab_id: str, node_name: str, provider_name: str) -> CleanupRepor
     return get_provider(provider_name).remove_node(lab_id, node_name)
 
 
-@task(name="remove-stale-nodes", task_run_name="remove-stale-nodes/{lab_id}", cache_policy=NO_CACHE)
+@task(name="remove-stale-nodes", task_run_name="remove-stale-nodes/{lab_id}", **_RETRYING)
 def remove_nodes_not_in(lab_id: str, wanted: list[str]) -> list[str]:
     """A converging deploy removes the lab's nodes that its topology no longer has."""
     from providers import all_providers

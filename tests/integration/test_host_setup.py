@@ -47,6 +47,15 @@ def _processes(container) -> set[str]:
     return {line.strip() for line in out.decode().splitlines() if line.strip()}
 
 
+def _wait_processes(container, expected: set[str], timeout: float = 30.0) -> set[str]:
+    """The container's process names once all of ``expected`` run (watchfrr starts the
+    daemons one after the other: vtysh may answer before the last one is up)."""
+    deadline = time.monotonic() + timeout
+    while not expected <= (procs := _processes(container)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return procs
+
+
 def _run_frr(docker_client, name: str, **kwargs):
     return docker_client.containers.run(
         "archetype/frr:latest",
@@ -127,8 +136,9 @@ def test_frr_answers_vtysh_with_default_daemons(docker_client, unique_lab_id) ->
         out = _wait_exec(container, ["vtysh", "-c", "show version"], timeout=30)
         assert "FRRouting" in out
         _wait_exec(container, ["vtysh", "-c", "show bgp summary"], timeout=30)
-        procs = _processes(container)
-        assert {"zebra", "staticd", "bgpd", "ospfd", "ospf6d", "isisd", "watchfrr"} <= procs, procs
+        expected = {"zebra", "staticd", "bgpd", "ospfd", "ospf6d", "isisd", "watchfrr"}
+        procs = _wait_processes(container, expected)
+        assert expected <= procs, f"{procs}\n{container.logs().decode(errors='replace')}"
         # Stops cleanly (FRR stopped by the entrypoint, exit 0) and quickly.
         t0 = time.monotonic()
         container.stop(timeout=20)
@@ -146,7 +156,7 @@ def test_frr_daemons_follow_env(docker_client, unique_lab_id) -> None:
     )
     try:
         _wait_exec(container, ["vtysh", "-c", "show ip ospf"], timeout=30)
-        procs = _processes(container)
+        procs = _wait_processes(container, {"zebra", "staticd", "ospfd"})
         assert {"zebra", "staticd", "ospfd"} <= procs, procs
         assert not {"bgpd", "ospf6d", "isisd"} & procs, procs
     finally:

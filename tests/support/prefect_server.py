@@ -37,6 +37,7 @@ class PrefectServer:
     url: str  # .../api
     home: Path
     process: subprocess.Popen
+    pool: str | None = None  # the work pool whose deployments (deploy-lab/<pool>, ...) tests run
 
     @classmethod
     def start(cls, home: Path, timeout: float = 60) -> PrefectServer:
@@ -70,14 +71,14 @@ class PrefectServer:
         response.raise_for_status()
         return response.json() if response.content else None
 
-    def deployment_id(self, name: str) -> str:
-        found = self.api("POST", "/deployments/filter", json={"deployments": {"name": {"any_": [name]}}})
-        assert found, f"no deployment {name}"
-        return found[0]["id"]
+    def deployment_id(self, flow: str) -> str:
+        """The id of ``flow``'s deployment on this server's work pool (``flow/pool``)."""
+        assert self.pool, "no deployments made from prefect.yaml on this server"
+        return self.api("GET", f"/deployments/name/{flow}/{self.pool}")["id"]
 
-    def run_deployment(self, name: str, parameters: dict[str, Any]) -> str:
+    def run_deployment(self, flow: str, parameters: dict[str, Any]) -> str:
         """Create a flow run through the REST API, as the UI's Run button does."""
-        run = self.api("POST", f"/deployments/{self.deployment_id(name)}/create_flow_run", json={"parameters": parameters})
+        run = self.api("POST", f"/deployments/{self.deployment_id(flow)}/create_flow_run", json={"parameters": parameters})
         return run["id"]
 
     def wait_flow_run(self, run_id: str, timeout: float) -> dict[str, Any]:
@@ -138,3 +139,4 @@ def deploy_from_prefect_yaml(server: PrefectServer, pool: str) -> None:
     result = subprocess.run([PREFECT, "--no-prompt", "deploy", "--all"], env=env, cwd=REPO, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    server.pool = pool

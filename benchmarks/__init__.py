@@ -1,0 +1,1 @@
+"""Benchmarks: Archetype against a no-Prefect baseline (``make bench``; docs/performance.md)."""

@@ -1,0 +1,968 @@
+"""Archetype benchmarks (``make bench``): figures side by side with a no-Prefect baseline.
+
+Measured in one run, on this host, with a real Prefect server started for the purpose:
+
+1. deploy of an N-node FRR ring-with-chords lab (N = 10, 20, 40), start -> every node ready:
+   the ``deploy-lab`` flow called in-process (``PREFECT_API_URL`` -> the server) against
+   ``benchmarks/baseline.py`` (docker SDK + ``providers.network``, full parallelism, no Prefect);
+2. destroy of the same labs (``destroy-lab`` flow against the baseline's destroy);
+3. discovery with 200 nodes present (180 archetype/linux containers, a third running, and
+   20 defined-but-stopped libvirt domains carrying our metadata): ``discover_all()``
+   in-process, and ``archetype status --json`` as a process;
+4. VM readiness delay: a mini-ios VM booted by ``LibvirtProvider``; the delay between
+   "Press RETURN to get started" appearing in its serial log (watched by a 1 ms poll loop
+   in a thread) and ``wait_ready`` returning;
+5. Prefect's overhead per node: (flow time - baseline time) / N, and where it sits (before
+   the first node is created, between a node's stages, after the last one), from the
+   provider calls' own timestamps.
+
+Every measurement is repeated (``--reps``, default 3; archetype and baseline alternate
+their order) and the median reported, with min-max: other labs on the host add noise, so
+each run also records how busy the host was just before it, and the CPU used by this
+process, the Prefect server and the whole host. Results: ``benchmarks/results/latest.json``
+and ``latest.md`` (analysis: docs/performance.md). Every lab made here is removed at the
+end, also after a failure, Ctrl-C or SIGTERM; a run broken by a daemon restart (fault tests
+share the host) is noted and made again.
+
+Usage: .venv/bin/python benchmarks/run.py [--sizes 10,20,40] [--reps 3] [--skip-discovery]
+       [--skip-vm] [--skip-deploy] [--heartbeat] [--nice-server N] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import logging
+import os
+import platform
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+from benchmarks import baseline  # noqa: E402
+from benchmarks.topologies import frr_lab_yaml  # noqa: E402
+
+TARGET_RATIO_N20 = 1.2
+TARGET_DISCOVERY_S = 1.0
+TARGET_VM_DELAY_S = 1.0
+VM_READY_LINE = "Press RETURN to get started"
+PREFIX = "bench"  # lab ids: bench-{a|b|d|v}{n}-{hex}: ours alone (random suffix)
+
+
+# ---------------------------------------------------------------- bookkeeping
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def lab_id(tag: str) -> str:
+    return f"{PREFIX}-{tag}-{secrets.token_hex(2)}"
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"median": None, "min": None, "max": None, "runs": []}
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "runs": [round(v, 3) for v in values],
+    }
+
+
+class Labs:
+    """Every lab this run made, removed in ``cleanup`` whatever happened."""
+
+    def __init__(self) -> None:
+        self.container_labs: set[str] = set()
+        self.vm_labs: set[str] = set()
+
+    def cleanup(self) -> list[str]:
+        errors: list[str] = []
+        if not (self.container_labs or self.vm_labs):
+            return errors
+        from providers import network
+        from providers.docker import DockerProvider
+
+        docker_provider = DockerProvider()
+        try:
+            for lab in sorted(self.container_labs | self.vm_labs):
+                report = docker_provider.destroy_lab(lab)
+                errors += report.errors
+        finally:
+            docker_provider.close()
+        if self.vm_labs:
+            from providers.libvirt import LibvirtProvider
+
+            libvirt_provider = LibvirtProvider()
+            try:
+                for lab in sorted(self.vm_labs):
+                    errors += libvirt_provider.destroy_lab(lab).errors
+            finally:
+                libvirt_provider.close()
+        for lab in sorted(self.container_labs | self.vm_labs):
+            with contextlib.suppress(Exception):
+                errors += network.release_lab(lab).errors
+        return errors
+
+
+# ---------------------------------------------------------------- probes in the providers
+
+
+@dataclass
+class Call:
+    what: str
+    lab: str
+    node: str
+    start: float
+    end: float
+
+
+class Probe:
+    """Timestamps of the provider calls the flows make (wrappers on the classes; the
+    calls themselves are unchanged). Lets us split a flow's wall time into the work and
+    Prefect's share: before the first node call, between a node's stages, after the last."""
+
+    NODE_METHODS = ("create_node", "wire_node", "wait_ready", "run_post_boot")
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self._undo: list[Callable[[], None]] = []
+
+    def install(self) -> None:
+        from providers.docker import DockerProvider
+
+        for method in self.NODE_METHODS:
+            self._wrap(DockerProvider, method)
+
+    def _wrap(self, cls: type, method: str) -> None:
+        original = getattr(cls, method)
+        calls = self.calls
+
+        @functools.wraps(original)
+        def timed(provider: Any, lab: str, node: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return original(provider, lab, node, *args, **kwargs)
+            finally:
+                calls.append(Call(method, lab, getattr(node, "name", str(node)), started, time.monotonic()))
+
+        setattr(cls, method, timed)
+        self._undo.append(lambda: setattr(cls, method, original))
+
+    def uninstall(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+
+    def breakdown(self, lab: str, t0: float, t_end: float) -> dict[str, float]:
+        """Where a flow's wall time went, for one lab."""
+        calls = [c for c in self.calls if c.lab == lab]
+        if not calls:
+            return {}
+        by_node: dict[str, dict[str, Call]] = {}
+        for call in calls:
+            by_node.setdefault(call.node, {})[call.what] = call
+        gaps = []
+        for stages in by_node.values():
+            chain = [stages[m] for m in self.NODE_METHODS if m in stages]
+            gaps += [b.start - a.end for a, b in zip(chain, chain[1:], strict=False)]
+        creates = [s["create_node"] for s in by_node.values() if "create_node" in s]
+        return {
+            "before_first_create": min(c.start for c in calls) - t0,
+            "last_create_started": max(c.start for c in creates) - t0 if creates else 0.0,
+            "all_created": max(c.end for c in creates) - t0 if creates else 0.0,
+            "all_ready": max(c.end for c in calls if c.what == "wait_ready") - t0,
+            "stage_handoff_mean": statistics.mean(gaps) if gaps else 0.0,
+            "stage_handoff_max": max(gaps) if gaps else 0.0,
+            "after_last_call": t_end - max(c.end for c in calls),
+        }
+
+
+# ---------------------------------------------------------------- CPU and API retries
+
+
+class CpuMeter:
+    """CPU seconds used by this process (the flow or the baseline: client side), by the
+    Prefect server's process tree, and by the whole host (all cores), between two samples.
+    On this 2-core host a deploy keeps both cores busy, so CPU spent by Prefect is wall
+    time taken from dockerd and the routers."""
+
+    HZ = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self) -> None:
+        self.server_pid: int | None = None
+
+    @classmethod
+    def _stat(cls, pid: int | str) -> list[str] | None:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+
+    def server_pids(self) -> list[int]:
+        """The server process and its descendants."""
+        if self.server_pid is None:
+            return []
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and (fields := self._stat(entry)) is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+        found, todo = [], [self.server_pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children.get(pid, [])
+        return found
+
+    def _server_cpu(self) -> float:
+        total = 0.0
+        for pid in self.server_pids():
+            fields = self._stat(pid)
+            if fields is not None:
+                total += sum(int(x) for x in fields[11:13]) / self.HZ  # utime + stime
+        return total
+
+    @classmethod
+    def _host_busy(cls) -> float:
+        values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return (sum(values) - values[3] - values[4]) / cls.HZ  # all but idle and iowait
+
+    def sample(self) -> tuple[float, float, float]:
+        times = os.times()
+        return times.user + times.system, self._server_cpu(), self._host_busy()
+
+    def since(self, start: tuple[float, float, float]) -> dict[str, float]:
+        end = self.sample()
+        return {"cpu_client": end[0] - start[0], "cpu_server": end[1] - start[1], "cpu_host": end[2] - start[2]}
+
+
+CPU = CpuMeter()
+
+
+class RetryCounter(logging.Handler):
+    """Counts the Prefect client's retried API calls (a 503 is SQLite busy on the server;
+    each retry waits ~2 s with jitter): a source of outliers worth seeing."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retryable" in record.getMessage():
+            self.count += 1
+
+
+RETRIES = RetryCounter()
+
+
+def count_api_retries() -> None:
+    client_log = logging.getLogger("prefect.client")
+    if RETRIES not in client_log.handlers:
+        client_log.addHandler(RETRIES)
+        client_log.setLevel(logging.DEBUG)
+
+
+# ---------------------------------------------------------------- the Prefect side
+
+
+@contextlib.contextmanager
+def prefect_server(keep_logs: Path | None, nice: int = 0) -> Iterator[str]:
+    from tests.support.prefect_server import PrefectServer
+
+    home = Path(tempfile.mkdtemp(prefix="archetype-bench-prefect-"))
+    server = PrefectServer.start(home)
+    CPU.server_pid = server.process.pid
+    if nice:
+        for pid in CPU.server_pids():
+            for thread in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, int(thread), nice)
+    try:
+        yield server.url
+    finally:
+        drain_prefect_workers()  # logs and events still queued go now, not to a dead server at exit
+        CPU.server_pid = None
+        server.stop()
+        if keep_logs is not None:
+            with contextlib.suppress(OSError):
+                shutil.copy(home / "server.log", keep_logs)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def drain_prefect_workers() -> None:
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=15)
+
+
+def quiet_prefect_console() -> None:
+    """Prefect prints every task's log line (and 3.9's per-task "timeout in a worker
+    thread" warning) on the console: keep the console to errors. Logs still go to the
+    API at their normal level, so the flows do the same work as for a user."""
+    import prefect.logging.configuration  # noqa: F401 - makes sure Prefect's logging is set up
+
+    for name in ("", "prefect", "uvicorn", "fastapi"):
+        for handler in logging.getLogger(name).handlers:
+            if handler.__class__.__name__ == "PrefectConsoleHandler":
+                handler.setLevel(logging.ERROR)
+
+
+# ---------------------------------------------------------------- measurements
+
+
+@dataclass
+class DeployRun:
+    deploy: float
+    destroy: float
+    detail: dict[str, float] = field(default_factory=dict)
+
+
+STALE_ENDPOINTS = "active endpoints"  # dockerd's stale endpoint count (moby#42119): see docs
+
+
+def run_archetype(n: int, labs: Labs, probe: Probe, notes: list[str]) -> DeployRun:
+    from flows.deploy_lab import deploy_lab
+    from flows.destroy_lab import destroy_lab
+
+    quiet_prefect_console()  # (again: Prefect may have set its logging up anew)
+    lab = lab_id(f"a{n}")
+    labs.container_labs.add(lab)
+    text = frr_lab_yaml(lab, n)
+    retries = RETRIES.count
+    cpu = CPU.sample()
+    t0 = time.monotonic()
+    result = deploy_lab(text)
+    t_deploy = time.monotonic()
+    detail = CPU.since(cpu)
+    detail["api_retries"] = RETRIES.count - retries
+    not_ready = [node["name"] for node in result["nodes"] if node["state"] != "ready"]
+    if not_ready or result.get("errors"):
+        raise RuntimeError(f"archetype deploy of {lab}: not ready: {not_ready}, errors {result.get('errors')}")
+    detail.update(probe.breakdown(lab, t0, t_deploy))
+    t1 = time.monotonic()
+    removed = destroy_lab(lab)
+    t_destroy = time.monotonic() - t1
+    errors = removed.get("errors") or []
+    if any(STALE_ENDPOINTS not in e for e in errors):
+        raise RuntimeError(f"archetype destroy of {lab}: {errors}")
+    if errors:
+        notes.append(f"archetype destroy of {lab}: {errors[0][:200]}")
+    else:
+        labs.container_labs.discard(lab)
+    return DeployRun(t_deploy - t0, t_destroy, detail)
+
+
+@contextlib.contextmanager
+def held(lab_ids: list[str]) -> Iterator[None]:
+    """Hold the labs' locks (outside any timing): orphan cleanup, which other people's
+    tests run on this host, leaves a lab whose lock is held alone."""
+    from lab.locks import lab_lock
+
+    with contextlib.ExitStack() as stack:
+        for lab in lab_ids:
+            stack.enter_context(lab_lock(lab, timeout=10))
+        yield
+
+
+def run_baseline(n: int, labs: Labs, dc: Any, notes: list[str]) -> DeployRun:
+    lab = lab_id(f"b{n}")
+    labs.container_labs.add(lab)
+    with held([lab]):
+        cpu = CPU.sample()
+        timing = baseline.deploy(frr_lab_yaml(lab, n), dc)
+        detail = CPU.since(cpu)
+        detail.update(setup=timing.setup, all_created=timing.created, all_wired=timing.wired, all_ready=timing.ready)
+        t_destroy, leftover = baseline.destroy(lab, dc, tolerate_stale_network=True)
+    if leftover:
+        notes.append(f"baseline destroy of {lab}: {leftover[:200]}")
+    else:
+        labs.container_labs.discard(lab)
+    return DeployRun(timing.total, t_destroy, detail)
+
+
+def bench_deploys(sizes: list[int], reps: int, labs: Labs) -> dict[str, Any]:
+    probe = Probe()
+    probe.install()
+    dc = baseline.client()
+    results: dict[str, Any] = {}
+    failures: list[str] = []
+    results["failures"] = failures
+    try:
+        say("warm-up (not counted): a 2-node lab through each path")
+        count_api_retries()
+        attempt("warm-up baseline", labs, failures, lambda: run_baseline(2, labs, dc, failures))
+        attempt("warm-up archetype", labs, failures, lambda: run_archetype(2, labs, probe, failures))
+        for n in sizes:
+            runs: dict[str, list[DeployRun]] = {"archetype": [], "baseline": []}
+            loads = []
+            for rep in range(reps):
+                order = ("baseline", "archetype") if rep % 2 == 0 else ("archetype", "baseline")
+                for which in order:
+                    loads.append(host_busy_now())
+                    run = attempt(
+                        f"N={n} {which}", labs, failures,
+                        lambda w=which, n=n: run_baseline(n, labs, dc, failures) if w == "baseline"
+                        else run_archetype(n, labs, probe, failures),
+                    )
+                    runs[which].append(run)
+                    cpu = run.detail
+                    say(f"  N={n:<3d} rep {rep + 1}/{reps} {which:9s} deploy {run.deploy:6.2f} s   "
+                        f"destroy {run.destroy:5.2f} s   cpu client {cpu['cpu_client']:4.1f} server "
+                        f"{cpu['cpu_server']:4.1f} host {cpu['cpu_host']:5.1f} s   (host busy before: {loads[-1]:.0%})"
+                        + (f"  [{cpu['api_retries']} API retries]" if cpu.get("api_retries") else ""))
+                probe.calls.clear()
+            results[str(n)] = _size_result(n, runs, loads)
+    finally:
+        dc.close()
+        probe.uninstall()
+    return results
+
+
+def host_busy_now(seconds: float = 1.0) -> float:
+    """How busy the host's CPUs are (0-1) over a short pause before a run: other people's
+    work on the host, and the server still digesting the previous run's events."""
+    start = CpuMeter._host_busy(), time.monotonic()
+    time.sleep(seconds)
+    cpus = os.cpu_count() or 1
+    return (CpuMeter._host_busy() - start[0]) / ((time.monotonic() - start[1]) * cpus)
+
+
+def wait_for_daemons(timeout: float = 180) -> None:
+    """dockerd and libvirtd answering again (other people's fault tests restart them)."""
+    import docker
+    import libvirt
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client = docker.from_env(timeout=5)
+            client.ping()
+            client.close()
+            libvirt.open(os.environ.get("ARCHETYPE_LIBVIRT_URI", "qemu:///system")).close()
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(1)
+        else:
+            return
+    raise RuntimeError(f"dockerd or libvirtd did not answer for {timeout:.0f} s")
+
+
+def attempt(what: str, labs: Labs, failures: list[str], run: Callable[[], DeployRun], tries: int = 3) -> DeployRun:
+    """One measurement; a failure (other people's tests restart dockerd on this host) is
+    noted, its lab removed, and the measurement made again."""
+    for number in range(1, tries + 1):
+        try:
+            return run()
+        except Exception as err:  # noqa: BLE001 - noted, retried
+            failures.append(f"{what} (try {number}): {err.__class__.__name__}: {str(err)[:300]}")
+            say(f"  {what}: failed ({err.__class__.__name__}: {str(err)[:200]}); cleaning up and retrying")
+            wait_for_daemons()
+            time.sleep(2)
+            errors = labs.cleanup()
+            if errors:
+                failures.append(f"{what}: cleanup: {errors}")
+            if number == tries:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _size_result(n: int, runs: dict[str, list[DeployRun]], loads: list[float]) -> dict[str, Any]:
+    out: dict[str, Any] = {"nodes": n, "host_busy_before": summary(loads)}
+    for which, items in runs.items():
+        details: dict[str, list[float]] = {}
+        for run in items:
+            for key, value in run.detail.items():
+                details.setdefault(key, []).append(value)
+        out[which] = {
+            "deploy": summary([r.deploy for r in items]),
+            "destroy": summary([r.destroy for r in items]),
+            "detail_median": {k: round(statistics.median(v), 3) for k, v in details.items()},
+        }
+    a, b = out["archetype"], out["baseline"]
+    out["deploy_ratio"] = round(a["deploy"]["median"] / b["deploy"]["median"], 3)
+    out["destroy_ratio"] = round(a["destroy"]["median"] / b["destroy"]["median"], 3)
+    out["prefect_overhead_per_node_s"] = round((a["deploy"]["median"] - b["deploy"]["median"]) / n, 4)
+    # The same, pairing each rep's two runs (made back to back, so under similar load).
+    paired = [(x.deploy - y.deploy) / n for x, y in zip(runs["archetype"], runs["baseline"], strict=True)]
+    out["prefect_overhead_per_node_paired_s"] = summary(paired)
+    # CPU that Prefect adds (flow process + server, beyond what the baseline's process used).
+    ad, bd = a["detail_median"], b["detail_median"]
+    extra_cpu = ad["cpu_client"] + ad["cpu_server"] - bd["cpu_client"] - bd["cpu_server"]
+    out["prefect_cpu_per_node_s"] = round(extra_cpu / n, 4)
+    return out
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def bench_discovery(labs: Labs, reps: int, containers: int = 180, domains: int = 20) -> dict[str, Any]:
+    import docker
+    import libvirt
+
+    from lab import names
+    from lab.topology import Node
+    from providers import all_providers, get_provider, inventory
+    from providers.libvirt import LibvirtProvider
+    from providers.libvirt_xml import domain_xml
+
+    per_lab = 20
+    container_labs = [lab_id(f"d{i}") for i in range((containers + per_lab - 1) // per_lab)]
+    vm_lab = lab_id("dv")
+    labs.container_labs.update(container_labs)
+    labs.vm_labs.add(vm_lab)
+    api = docker.APIClient(base_url="unix:///var/run/docker.sock", timeout=120)
+    libvirt_provider = LibvirtProvider()
+    locks = held([*container_labs, vm_lab])
+    locks.__enter__()
+    try:
+        say(f"discovery: creating {containers} archetype/linux containers (a third running) "
+            f"and defining {domains} stopped domains")
+        t0 = time.monotonic()
+
+        def make(i: int) -> None:
+            lab, node = container_labs[i // per_lab], f"n{i % per_lab}"
+            cid = api.create_container(
+                "archetype/linux:latest", name=names.container_name(lab, node), hostname=node,
+                labels=names.container_labels(lab, node, "linux"),
+                host_config=api.create_host_config(network_mode="none"),
+            )["Id"]
+            if i % 3 == 0:
+                api.start(cid)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(make, range(containers)))
+        conn = libvirt.open(libvirt_provider.uri)  # this thread's own connection, for the defines
+        try:
+            for i in range(domains):
+                node = Node(name=f"v{i}", kind="mini-ios", image="")
+                conn.defineXML(domain_xml(libvirt_provider.plan(vm_lab, node, [])))
+        finally:
+            conn.close()
+        say(f"  made in {time.monotonic() - t0:.1f} s")
+
+        expected = containers + domains
+        in_process_cold, in_process_warm, cli = [], [], []
+        for _ in range(reps):
+            _fresh_providers(get_provider, all_providers)  # connections are made inside the timing
+            t = time.monotonic()
+            found = inventory.discover_all()
+            in_process_cold.append(time.monotonic() - t)
+            t = time.monotonic()
+            found = inventory.discover_all()
+            in_process_warm.append(time.monotonic() - t)
+            ours = sum(len(lab["nodes"]) for lab in found if lab["lab_id"] in {*container_labs, vm_lab})
+            if ours != expected:
+                raise RuntimeError(f"discovery found {ours} of our {expected} nodes")
+            t = time.monotonic()
+            out = subprocess.run([str(REPO / ".venv/bin/archetype"), "status", "--json"], capture_output=True,
+                                 text=True, timeout=120, check=False)
+            cli.append(time.monotonic() - t)
+            if out.returncode != 0:
+                raise RuntimeError(f"archetype status --json failed: {out.stderr[-500:]}")
+            listed = json.loads(out.stdout)["labs"]
+            ours = sum(len(lab["nodes"]) for lab in listed if lab["lab_id"] in {*container_labs, vm_lab})
+            if ours != expected:
+                raise RuntimeError(f"archetype status listed {ours} of our {expected} nodes")
+        # The CLI's own cost without discovery: interpreter + imports.
+        t = time.monotonic()
+        subprocess.run([str(REPO / ".venv/bin/python"), "-c", "import archetype.cli, providers.inventory, "
+                        "providers.docker, providers.libvirt"], check=True, timeout=60)
+        imports = time.monotonic() - t
+        host_total = sum(len(lab["nodes"]) for lab in found)
+        return {
+            "nodes_of_ours": expected,
+            "nodes_on_host": host_total,
+            "discover_all_first_call": summary(in_process_cold),
+            "discover_all_warm": summary(in_process_warm),
+            "status_json_process": summary(cli),
+            "cli_imports_only": round(imports, 3),
+        }
+    finally:
+        t = time.monotonic()
+        errors = []
+        for lab in container_labs:
+            rows = api.containers(all=True, filters={"label": f"{names.LABEL_LAB}={lab}"})
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda r: api.remove_container(r["Id"], force=True), rows))
+            labs.container_labs.discard(lab)
+        errors += libvirt_provider.destroy_lab(vm_lab).errors
+        if not errors:
+            labs.vm_labs.discard(vm_lab)
+        locks.__exit__(None, None, None)
+        api.close()
+        libvirt_provider.close()
+        _fresh_providers(get_provider, all_providers)
+        say(f"  removed in {time.monotonic() - t:.1f} s" + (f" (errors: {errors})" if errors else ""))
+
+
+def _fresh_providers(get_provider: Any, all_providers: Any) -> None:
+    """Close the process-wide providers and forget them: the next call makes new ones."""
+    for provider in all_providers():
+        with contextlib.suppress(Exception):
+            provider.close()
+    get_provider.cache_clear()
+
+
+# ---------------------------------------------------------------- VM readiness
+
+
+def watch_for_line(path: Path, line: str, stop: threading.Event, seen: list[float]) -> None:
+    """A 1 ms poll of the serial log: the monotonic time the line is first in the file.
+    (The log is truncated when the domain starts: a stale file from before is skipped by
+    reading only once it was recreated, i.e. from the start of the new inode.)"""
+    wanted = line.encode()
+    inode = None
+    data = b""
+    offset = 0
+    while not stop.is_set():
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            time.sleep(0.001)
+            continue
+        if st.st_ino != inode or st.st_size < offset:
+            inode, data, offset = st.st_ino, b"", 0
+        if st.st_size > offset:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read(st.st_size - offset)
+            offset += len(chunk)
+            data = data[-len(wanted):] + chunk
+            if wanted in data:
+                seen.append(time.monotonic())
+                return
+        time.sleep(0.001)
+
+
+def bench_vm(labs: Labs, reps: int) -> dict[str, Any]:
+    from lab import names
+    from lab.topology import Node
+    from providers.libvirt import LibvirtProvider
+
+    provider = LibvirtProvider()
+    delays, boots = [], []
+    try:
+        for rep in range(reps):
+            lab = lab_id("v")
+            labs.vm_labs.add(lab)
+            node = Node(name="v1", kind="mini-ios", image="")
+            log_path = names.serial_log_path(lab, node.name)
+            stop, seen = threading.Event(), []
+            watcher = threading.Thread(target=watch_for_line, args=(log_path, VM_READY_LINE, stop, seen), daemon=True)
+            watcher.start()
+            try:
+                with held([lab]):
+                    t0 = time.monotonic()
+                    provider.create_node(lab, node, [])
+                    provider.wait_ready(lab, node)
+                    t_ready = time.monotonic()
+                watcher.join(2)
+                if not seen:
+                    raise RuntimeError(f"{VM_READY_LINE!r} never seen in {log_path} by the watcher")
+                delays.append(t_ready - seen[0])
+                boots.append(seen[0] - t0)
+                say(f"  VM rep {rep + 1}/{reps}: line after {boots[-1]:.2f} s, ready declared "
+                    f"{delays[-1] * 1000:.0f} ms later")
+            finally:
+                stop.set()
+                report = provider.destroy_lab(lab)
+                if not report.errors:
+                    labs.vm_labs.discard(lab)
+    finally:
+        provider.close()
+    return {"ready_delay": summary(delays), "boot_to_line": summary(boots)}
+
+
+# ---------------------------------------------------------------- report
+
+
+def host_facts() -> dict[str, Any]:
+    def version(argv: list[str]) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+        except Exception:  # noqa: BLE001
+            return "?"
+
+    import prefect
+
+    mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), "0")
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(int(mem) / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "prefect": prefect.__version__,
+        "docker": version(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "ovs": version(["ovs-vsctl", "--version"]),
+        "libvirt": version(["virsh", "--version"]),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def fmt(value: Any, unit: str = "s") -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f} {unit}".strip()
+
+
+def rng(item: dict[str, Any]) -> str:
+    if item.get("median") is None:
+        return "-"
+    return f"{item['median']:.2f} s ({item['min']:.2f}-{item['max']:.2f})"
+
+
+def deploys_of(results: dict[str, Any]) -> dict[str, Any]:
+    return {n: r for n, r in results.get("deploy", {}).items() if n.isdigit()}
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "# Archetype benchmark: latest run",
+        "",
+        f"{results['host']['when']} on {results['host']['host']}: {results['host']['cpus']} CPUs, "
+        f"{results['host']['memory_gib']} GiB, Prefect {results['host']['prefect']}, docker "
+        f"{results['host']['docker']}; {results['reps']} runs each, median (min-max). "
+        f"Load average at start: {results['host']['load_avg_at_start']}."
+        + (f" Variant: {results['variant']}." if any(results.get("variant", {}).values()) else ""),
+        "",
+    ]
+    deploys = deploys_of(results)
+    if deploys:
+        lines += [
+            "| N nodes (links) | Archetype deploy | baseline deploy | ratio | Archetype destroy | baseline destroy | ratio | Prefect overhead / node |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for n, r in deploys.items():
+            links = int(n) + int(n) // 2
+            lines.append(
+                f"| {n} ({links}) | {rng(r['archetype']['deploy'])} | {rng(r['baseline']['deploy'])} | "
+                f"**{r['deploy_ratio']:.2f}x** | {rng(r['archetype']['destroy'])} | {rng(r['baseline']['destroy'])} | "
+                f"{r['destroy_ratio']:.2f}x | {r['prefect_overhead_per_node_s'] * 1000:.0f} ms |"
+            )
+        lines += ["", "Where the Archetype deploy time goes (medians, seconds from the flow call):", "",
+                  "| N | before first create | last create started | all created | all ready | stage hand-off mean / max | after last call | baseline: all created / ready |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for n, r in deploys.items():
+            d, b = r["archetype"]["detail_median"], r["baseline"]["detail_median"]
+            if not d:
+                continue
+            lines.append(
+                f"| {n} | {d['before_first_create']:.2f} | {d['last_create_started']:.2f} | {d['all_created']:.2f} | "
+                f"{d['all_ready']:.2f} | {d['stage_handoff_mean'] * 1000:.0f} / {d['stage_handoff_max'] * 1000:.0f} ms | "
+                f"{d['after_last_call']:.2f} | {b.get('all_created', 0):.2f} / {b.get('all_ready', 0):.2f} |"
+            )
+        lines += ["", "CPU seconds used during the deploy (medians; the host has "
+                  f"{results['host']['cpus']} cores, so host CPU / wall time near {results['host']['cpus']} "
+                  "means it was saturated):", "",
+                  "| N | Archetype: flow process / Prefect server / whole host | baseline: process / server (idle) / whole host | Prefect CPU per node |",
+                  "|---|---|---|---|"]
+        for n, r in deploys.items():
+            d, b = r["archetype"]["detail_median"], r["baseline"]["detail_median"]
+            lines.append(
+                f"| {n} | {d['cpu_client']:.2f} / {d['cpu_server']:.2f} / {d['cpu_host']:.1f} | "
+                f"{b['cpu_client']:.2f} / {b['cpu_server']:.2f} / {b['cpu_host']:.1f} | "
+                f"{r['prefect_cpu_per_node_s'] * 1000:.0f} ms |"
+            )
+        lines.append("")
+        failures = results.get("deploy_failures") or []
+        if failures:
+            lines += ["Incidents during the run (retried or tolerated):", ""] + [f"- {f}" for f in failures] + [""]
+    disc = results.get("discovery")
+    if disc:
+        lines += [
+            f"Discovery, {disc['nodes_of_ours']} nodes of ours present ({disc['nodes_on_host']} on the host): "
+            f"`discover_all()` first call in a process {rng(disc['discover_all_first_call'])}, warm "
+            f"{rng(disc['discover_all_warm'])}; `archetype status --json` as a process "
+            f"{rng(disc['status_json_process'])} (a process that only imports the CLI and both providers: "
+            f"{disc['cli_imports_only']:.2f} s). "
+            f"Target < {TARGET_DISCOVERY_S:.0f} s.",
+            "",
+        ]
+    vm = results.get("vm")
+    if vm:
+        d = vm["ready_delay"]
+        lines += [
+            f"VM readiness (mini-ios, LibvirtProvider): \"{VM_READY_LINE}\" in the serial log -> `wait_ready` "
+            f"returned: {d['median'] * 1000:.0f} ms median ({d['min'] * 1000:.0f}-{d['max'] * 1000:.0f} ms); "
+            f"boot to that line {rng(vm['boot_to_line'])}. Target < {TARGET_VM_DELAY_S * 1000:.0f} ms.",
+            "",
+        ]
+    for error in results.get("errors", []):
+        lines += [f"FAILED: {error}", ""]
+    if deploys and not results.get("variant", {}).get("heartbeat_off"):
+        lines += ["Note: Archetype's flow times end just after a whole second: Prefect 3.9.1 joins its flow-run "
+                  "heartbeat thread, which sleeps in 1 s steps, when a flow ends (+0.5 s on average per flow run; "
+                  "the default, as the command line runs, is without it). Other test labs share this host: see "
+                  "docs/performance.md for the analysis and the noise.", ""]
+    checks = results.get("targets", {})
+    if checks:
+        lines += ["Targets: " + "; ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in checks.items()), ""]
+    return "\n".join(lines)
+
+
+def render_table(results: dict[str, Any]) -> str:
+    rows = [("measure", "Archetype", "baseline", "ratio / target")]
+    for n, r in deploys_of(results).items():
+        rows.append((f"deploy N={n}", rng(r["archetype"]["deploy"]), rng(r["baseline"]["deploy"]),
+                     f"{r['deploy_ratio']:.2f}x" + (f" (target {TARGET_RATIO_N20}x)" if n == "20" else "")))
+        rows.append((f"destroy N={n}", rng(r["archetype"]["destroy"]), rng(r["baseline"]["destroy"]),
+                     f"{r['destroy_ratio']:.2f}x"))
+        rows.append((f"Prefect overhead/node N={n}", f"{r['prefect_overhead_per_node_s'] * 1000:.0f} ms wall",
+                     f"{r['prefect_cpu_per_node_s'] * 1000:.0f} ms CPU", ""))
+    disc = results.get("discovery")
+    if disc:
+        rows.append(("discover_all() 200 nodes", rng(disc["discover_all_first_call"]), "", f"target < {TARGET_DISCOVERY_S} s"))
+        rows.append(("archetype status --json", rng(disc["status_json_process"]), "", "(process, incl. imports)"))
+    vm = results.get("vm")
+    if vm:
+        d = vm["ready_delay"]
+        rows.append(("VM ready delay", f"{d['median'] * 1000:.0f} ms ({d['min'] * 1000:.0f}-{d['max'] * 1000:.0f})",
+                     "", f"target < {TARGET_VM_DELAY_S * 1000:.0f} ms"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    out = []
+    for i, row in enumerate(rows):
+        out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- main
+
+
+def section(results: dict[str, Any], key: str, run: Callable[[], dict[str, Any]]) -> None:
+    """One part of the benchmark; its failure is reported, and the others still run."""
+    try:
+        results[key] = run()
+    except Exception as err:  # noqa: BLE001 - reported in the results
+        say(f"  {key}: FAILED: {err.__class__.__name__}: {err}")
+        results.setdefault("errors", []).append(f"{key}: {err.__class__.__name__}: {err}")
+
+
+def check_host() -> None:
+    import docker
+
+    problems = []
+    try:
+        client = docker.from_env(timeout=10)
+        for image in ("archetype/frr:latest", "archetype/linux:latest"):
+            try:
+                client.images.get(image)
+            except docker.errors.ImageNotFound:
+                problems.append(f"image {image} is missing (make setup builds it)")
+        client.close()
+    except docker.errors.DockerException as err:
+        problems.append(f"dockerd does not answer: {err}")
+    if shutil.which("ovs-vsctl") is None or subprocess.run(["ovs-vsctl", "--timeout=5", "show"],
+                                                           capture_output=True).returncode != 0:
+        problems.append("Open vSwitch does not answer")
+    if problems:
+        raise SystemExit("benchmarks cannot run: " + "; ".join(problems) + " (run `make setup`)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10,20,40", help="lab sizes (nodes), comma-separated")
+    parser.add_argument("--reps", type=int, default=3, help="runs per measurement (median reported)")
+    parser.add_argument("--skip-discovery", action="store_true")
+    parser.add_argument("--skip-vm", action="store_true")
+    parser.add_argument("--skip-deploy", action="store_true")
+    parser.add_argument("--heartbeat", action="store_true",
+                        help="keep Prefect's flow-run heartbeat on, as worker-run flows have it (its thread "
+                             "makes every flow run end on a whole second: docs/performance.md); the "
+                             "command line, which the default measures, runs without it")
+    parser.add_argument("--nice-server", type=int, default=0, metavar="N",
+                        help="run the Prefect server at this nice level (it shares the 2 cores with dockerd)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+
+    check_host()
+
+    def on_term(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    started = time.monotonic()
+    labs = Labs()
+    results: dict[str, Any] = {"host": host_facts(), "reps": args.reps, "sizes": sizes}
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        if not args.skip_deploy and sizes:
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            say("starting a Prefect server")
+            from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+            settings: dict[Any, Any] = {}
+            if not args.heartbeat:
+                settings[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+            results["variant"] = {"heartbeat_off": not args.heartbeat, "nice_server": args.nice_server}
+            with prefect_server(keep_logs=Path(tempfile.gettempdir()) / "archetype-bench-server.log",
+                                nice=args.nice_server) as url, \
+                    temporary_settings({**settings, PREFECT_API_URL: url}):
+                quiet_prefect_console()
+                results["deploy"] = bench_deploys(sizes, args.reps, labs)
+                results["deploy_failures"] = results["deploy"].pop("failures", [])
+        if not args.skip_discovery:
+            section(results, "discovery", lambda: bench_discovery(labs, args.reps))
+        if not args.skip_vm:
+            say("VM readiness: mini-ios through LibvirtProvider")
+            section(results, "vm", lambda: bench_vm(labs, args.reps))
+    finally:
+        errors = labs.cleanup()
+        if errors:
+            say(f"cleanup errors: {errors}")
+    results["seconds"] = round(time.monotonic() - started, 1)
+    targets = {}
+    if "20" in deploys_of(results):
+        targets[f"deploy N=20 within {TARGET_RATIO_N20}x"] = results["deploy"]["20"]["deploy_ratio"] <= TARGET_RATIO_N20
+    if "discovery" in results and "error" not in results["discovery"]:
+        targets[f"discover_all() < {TARGET_DISCOVERY_S:.0f} s"] = (
+            results["discovery"]["discover_all_first_call"]["median"] < TARGET_DISCOVERY_S)
+    if "vm" in results:
+        targets[f"VM ready delay < {TARGET_VM_DELAY_S:.0f} s"] = results["vm"]["ready_delay"]["median"] < TARGET_VM_DELAY_S
+    results["targets"] = targets
+
+    (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
+    (args.out / "latest.md").write_text(render_markdown(results))
+    say("")
+    say(render_table(results))
+    say("")
+    say("targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
+    say(f"written {args.out / 'latest.json'} and {args.out / 'latest.md'} ({results['seconds']:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
