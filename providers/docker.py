@@ -35,7 +35,7 @@ from lab.errors import CommandError, ImageNotFoundError, ProviderError
 from lab.locks import lab_is_busy
 from lab.settings import get_settings
 from lab.topology import Node
-from providers import docker_labs
+from providers import docker_labs, workspace
 from providers.base import (
     CleanupReport,
     CommandResult,
@@ -343,7 +343,7 @@ class DockerProvider(NodeProvider):
                     report.add("ovs-ports", port)
         except Exception as err:  # noqa: BLE001 - reported, the rest goes on
             report.errors.append(f"node {node_name} of lab {lab_id}: cannot remove its OVS ports: {err!r}")
-        docker_labs.remove_tree(
+        workspace.remove_tree(
             names.node_dir(lab_id, node_name), report, f"node {node_name} of lab {lab_id}"
         )
         return report
@@ -455,7 +455,7 @@ class DockerProvider(NodeProvider):
             else:
                 docker_labs.remove_lab_containers(api, lab_id, report)
                 docker_labs.remove_mgmt_networks(api, lab_id, report)
-            docker_labs.remove_tree(names.lab_dir(lab_id), report, f"lab {lab_id}")
+            workspace.remove_tree(names.lab_dir(lab_id), report, f"lab {lab_id}")
             try:
                 report.merge(released.result())
             except Exception as err:  # noqa: BLE001 - reported, the rest is done

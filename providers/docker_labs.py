@@ -9,10 +9,8 @@ failure ends up in the ``CleanupReport``.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import docker.errors
@@ -168,13 +166,3 @@ def _remove_network(api: APIClient, network_id: str, wait: float = 5.0) -> None:
             return
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
-
-
-def remove_tree(folder: Path, report: CleanupReport, owner: str) -> None:
-    if not folder.exists():
-        return
-    try:
-        shutil.rmtree(folder)
-        report.add("folders", str(folder))
-    except OSError as err:
-        report.errors.append(f"{owner}: cannot remove {folder}: {err}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from lab import names
 from providers.base import CleanupReport
@@ -14,15 +15,19 @@ LAB_FOLDERS = (names.disks_dir, names.data_dir, names.lab_dir, lambda lab: names
 def remove_lab_files(lab_id: str) -> CleanupReport:
     report = CleanupReport()
     for folder_of in LAB_FOLDERS:
-        folder = folder_of(lab_id)
-        if not folder.exists():
-            continue
-        try:
-            shutil.rmtree(folder)
-            report.add("folders", str(folder))
-        except OSError as err:
-            report.errors.append(f"lab {lab_id}: cannot remove {folder}: {err}")
+        remove_tree(folder_of(lab_id), report, f"lab {lab_id}")
     return report
+
+
+def remove_tree(folder: Path, report: CleanupReport, owner: str) -> None:
+    """Remove ``folder`` if it exists; the outcome goes to ``report``, never an exception."""
+    if not folder.exists():
+        return
+    try:
+        shutil.rmtree(folder)
+        report.add("folders", str(folder))
+    except OSError as err:
+        report.errors.append(f"{owner}: cannot remove {folder}: {err}")
 
 
 def workspace_labs() -> set[str]:

@@ -177,7 +177,9 @@ main() {
     step_start; install_packages; step_done "packages checked"
     make_dirs
     step_start; setup_venv; step_done "venv checked"
-    step_start; bash "$REPO/scripts/start-daemons.sh"; step_done "daemons answer"
+    # 9>&-: the daemons must not inherit the setup lock, or they would hold it for their
+    # whole life and the next setup (make demo after make test...) would wait forever.
+    step_start; bash "$REPO/scripts/start-daemons.sh" 9>&-; step_done "daemons answer"
     if [[ ${ARCHETYPE_SKIP_IMAGES:-0} != 1 ]]; then
         build_images
         build_vm_images

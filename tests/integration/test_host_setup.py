@@ -7,6 +7,8 @@ on them. Real daemons, real containers: each container is removed in a finally b
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -205,3 +207,30 @@ def test_mini_ios_image_files() -> None:
         path = image_dir / name
         assert path.is_file(), path
         assert path.stat().st_size > 100_000, path
+
+
+# ---------------------------------------------------------------- setup again
+SETUP_LOCK = "/run/lock/archetype-setup-host.lock"
+
+
+def _setup_lock_holders() -> list[str]:
+    """Command lines of the processes that have the setup lock file open."""
+    holders = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == SETUP_LOCK for fd in fd_dir.iterdir()):
+                holders.append((fd_dir.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # the process ended meanwhile, or a kernel thread
+            continue
+    return holders
+
+
+def test_setup_runs_again_and_leaves_its_lock_free() -> None:
+    """`make demo` after `make test` (or any second setup) must not wait forever on a lock
+    that the daemons the first setup started inherited."""
+    assert not _setup_lock_holders(), "processes hold the setup lock after setup ended"
+    result = subprocess.run(["bash", str(REPO / "scripts" / "setup-host.sh")], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "host setup done" in (result.stdout + result.stderr)
+    assert not _setup_lock_holders()
