@@ -74,11 +74,8 @@ def deploy_lab(topology: str) -> dict[str, Any]:
         previous = load_lab_state(lab.id)
         vlans = allocate_vlans(lab, previous)
         ends = plan_link_ends(lab, vlans)
-        state = _planned_state(lab, vlans, ends)
         configured = _configured_before(previous, running_nodes(lab.id))
-        for record in state.nodes:  # still configured: a run killed from here on must not forget it
-            if record.name in configured:
-                record.state = "ready"
+        state = _planned_state(lab, vlans, ends, configured)
         publish_lab_state(state)  # the allocation is remembered before any port exists
         remove_nodes_not_in(lab.id, list(lab.nodes))
         outcome = _bring_up(lab, ends, state, configured)
@@ -97,7 +94,10 @@ def _configured_before(previous: LabState | None, running: set[str]) -> set[str]
     return {n.name for n in previous.nodes if n.state == "ready" and n.name in running}
 
 
-def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict) -> LabState:
+def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[str]) -> LabState:
+    """The lab as this run will make it. Nodes still configured from a previous run stay
+    "ready", so that a run killed from here on does not forget it (their post-boot
+    commands may not be idempotent)."""
     ports = {end.link_id: [] for node_ends in ends.values() for end in node_ends}
     for node_ends in ends.values():
         for end in node_ends:
@@ -106,7 +106,8 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict) -> LabState:
         lab_id=lab.id,
         status=LabStatus.ALLOCATED,
         nodes=[
-            NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, runtime_name=runtime_name(lab.id, n))
+            NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, runtime_name=runtime_name(lab.id, n),
+                       state="ready" if n.name in configured else "planned")
             for n in lab.nodes.values()
         ],
         links=[
