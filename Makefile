@@ -6,7 +6,7 @@
 #                    `make test` runs them too)
 #   make lint        ruff
 #   make demo        setup, then the demo lab
-#   make bench       benchmarks/run.py, if present
+#   make bench       benchmarks: deploy/destroy vs a raw-engine baseline, discovery, VM readiness, wiring
 #   make clean-host  remove every Archetype-owned resource from this host
 
 SHELL := /bin/bash
@@ -64,12 +64,11 @@ demo: setup
 	$(ARCHETYPE) validate examples/demo.yml
 	$(ARCHETYPE) deploy examples/demo.yml
 
+# Lab deploy/destroy against the raw-engine baseline, discovery, VM readiness
+# (benchmarks/results/latest.md), then host wiring alone (time and processes, 10 and 50 links).
 bench: setup
-	@if [ -f benchmarks/run.py ]; then \
-		$(PYTHON) benchmarks/run.py; \
-	else \
-		echo "benchmarks/run.py not present: nothing to run"; \
-	fi
+	$(PYTHON) benchmarks/run.py
+	$(PYTHON) benchmarks/network_wiring.py --links 10 50
 
 # Removes every Archetype-owned resource whose lab is not known (deployed and not
 # destroyed, from the state artifacts): by markers, never by name.
