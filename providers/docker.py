@@ -432,7 +432,7 @@ class DockerProvider(NodeProvider):
             )
         if not result.ok:
             raise CommandError(node.name, result.command, result.exit_code, result.output)
-        return result.output
+        return extraction.without_preamble(result.output)
 
     # -- labs ------------------------------------------------------------------------
 

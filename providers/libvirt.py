@@ -339,7 +339,7 @@ class LibvirtProvider(NodeProvider):
                 output = session.send_command(command, timeout=extraction.timeout, check=False)
                 if _credible(output, session):
                     log.info("%s: %r: %d lines of configuration", node.name, command, output.count("\n") + 1)
-                    return output.rstrip() + "\n"
+                    return extraction.without_preamble(output).rstrip() + "\n"
                 tried.append(f"{command!r} gave {output[:200]!r}")
         raise ProviderError(f"node {node.name}: no credible configuration: {'; '.join(tried)}")
 

@@ -197,6 +197,26 @@ class ConfigExtraction(_Model):
     command: str | None = None
     fallback_command: str | None = None
     timeout: float = 30.0
+    # Lines the command prints before the configuration ("Building configuration..."):
+    # dropped, so that the extracted text can be given back as a startup-config.
+    preamble: list[str] = Field(default_factory=list)
+
+    @field_validator("preamble")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            re.compile(pattern)
+        return patterns
+
+    def without_preamble(self, text: str) -> str:
+        """``text`` from its first line that is neither blank nor a preamble line."""
+        lines = text.splitlines(keepends=True)
+        start = 0
+        while start < len(lines) and (
+            not lines[start].strip() or any(re.fullmatch(p, lines[start].strip()) for p in self.preamble)
+        ):
+            start += 1
+        return "".join(lines[start:])
 
     @model_validator(mode="after")
     def _has_command(self) -> ConfigExtraction:

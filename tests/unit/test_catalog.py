@@ -77,3 +77,19 @@ def test_interface_mapping_to_runtime_names() -> None:
     assert sonic.port_of("Ethernet4") == 2 and sonic.port_of("Ethernet2") is None
     iosv = get_vendor("cisco_iosv").interfaces
     assert iosv.nic_index(iosv.port_of("GigabitEthernet0/1")) == 1  # NIC 0 is Gi0/0, management
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "config"),
+    [
+        ("cisco_iosv", "Building configuration...\n\nCurrent configuration : 1817 bytes\n!\nversion 15.9\n!\nend\n",
+         "!\nversion 15.9\n!\nend\n"),
+        ("frr", "Building configuration...\n\nCurrent configuration:\n!\nfrr version 8.4.4\n!\nend\n",
+         "!\nfrr version 8.4.4\n!\nend\n"),
+        # only the leading lines go: the same words later in the text stay
+        ("frr", "!\nhostname r1\n! Building configuration...\nend\n", "!\nhostname r1\n! Building configuration...\nend\n"),
+        ("nokia_srlinux", "set / system name host-name srl1\n", "set / system name host-name srl1\n"),
+    ],
+)
+def test_extracted_text_loses_the_command_preamble(kind: str, raw: str, config: str) -> None:
+    assert get_vendor(kind).config_extraction.without_preamble(raw) == config

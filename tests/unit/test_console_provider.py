@@ -92,4 +92,5 @@ def test_exec_lines_run_after_the_vendor_commands(monkeypatch: pytest.MonkeyPatc
     assert [r.command for r in results] == ["terminal length 0", "configure terminal", "hostname EDGE", "end"]
     assert all(r.ok for r in results)
     assert "hostname EDGE" not in config  # a new session on the fake starts from scratch
-    assert config.splitlines()[0] == "Building configuration..." and config.rstrip().endswith("end")
+    # the preamble ("Building configuration...") dropped: the text is a startup-config again
+    assert config.splitlines()[0] == "hostname Router" and config.rstrip().endswith("end"), config[:200]
