@@ -98,9 +98,20 @@ def destroy(lab: str, as_json: JsonOption = False) -> None:
     _check_lab_id(lab)
     from flows.destroy_lab import destroy_lab
 
-    result = _run(lambda: _quiet_flow(as_json, lambda: destroy_lab(lab=lab)))
+    # A destroy that left something ends failed, with its report as its result.
+    state = _run(lambda: _quiet_flow(as_json, lambda: destroy_lab(lab=lab, return_state=True)))
+    result = _run(lambda: _report_of(state))
     _emit(result, as_json, render.show_cleanup)
     _exit_on_errors(result)
+
+
+def _report_of(state: Any) -> dict[str, Any]:
+    """The result of a flow run that may have ended failed with a report as its result;
+    a run that failed with an error raises it."""
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 @app.command()

@@ -367,7 +367,9 @@ def run_archetype(n: int, labs: Labs, probe: Probe, notes: list[str]) -> DeployR
         raise RuntimeError(f"archetype deploy of {lab}: not ready: {not_ready}, errors {result.get('errors')}")
     detail.update(probe.breakdown(lab, t0, t_deploy))
     t1 = time.monotonic()
-    removed = destroy_lab(lab)
+    removed = destroy_lab(lab, return_state=True).result(raise_on_failure=False)  # failed: its report
+    if isinstance(removed, BaseException):
+        raise removed
     t_destroy = time.monotonic() - t1
     errors = removed.get("errors") or []
     if any(STALE_ENDPOINTS not in e for e in errors):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.states import Failed
 
 from lab.errors import TopologyError
 from lab.locks import lab_lock
@@ -26,7 +27,12 @@ def destroy_lab(lab: str) -> dict[str, Any]:
     with lab_lock(lab):
         report = destroy_lab_everywhere(lab)
         previous = load_lab_state(lab)
+        # Destroyed even if something stayed: the lab is no longer known, so orphan cleanup
+        # takes what is left.
         state = LabState(lab_id=lab, status=LabStatus.DESTROYED, errors=report.errors)
         if previous is not None or report.removed:
             publish_lab_state(state)
-    return {"lab_id": lab, "removed": report.removed, "errors": report.errors}
+    result = {"lab_id": lab, "removed": report.removed, "errors": report.errors}
+    if report.errors:  # the run shows failed (UI, automations); its report is its result all the same
+        return Failed(message=f"lab {lab}: not all removed: " + "; ".join(report.errors)[:1000], data=result)
+    return result

@@ -127,3 +127,27 @@ def test_embedded_prefect_when_no_api_url_is_set(tmp_path: Path) -> None:
         destroyed = cli(None, "destroy", lab_id, "--json")
     assert destroyed.returncode == 0, destroyed.stderr[-3000:]
     assert leftovers(lab_id) == {}
+
+
+def test_a_destroy_that_leaves_something_fails_and_says_what(prefect_server: PrefectServer) -> None:
+    """Exit 1, the report on stdout naming what stayed, and a failed flow run in Prefect;
+    once the cause is gone, destroy again finishes the job."""
+    lab_id = f"stuck-{secrets.token_hex(3)}"
+    folder = names.lab_dir(lab_id)
+    folder.mkdir(parents=True)
+    pinned = folder / "pinned"
+    pinned.write_text("cannot be removed while immutable\n")
+    subprocess.run(["chattr", "+i", str(pinned)], check=True)
+    try:
+        failed = cli(prefect_server, "destroy", lab_id, "--json")
+        assert failed.returncode == 1, failed.stderr[-2000:]
+        report = json.loads(failed.stdout)
+        assert report["lab_id"] == lab_id and any(str(folder) in e for e in report["errors"]), report
+        (run,) = prefect_server.api("POST", "/flow_runs/filter",
+                                    json={"flow_runs": {"name": {"any_": [f"destroy-lab/{lab_id}"]}}})
+        assert run["state_type"] == "FAILED" and "not all removed" in run["state"]["message"]
+    finally:
+        subprocess.run(["chattr", "-i", str(pinned)], check=True)
+    done = cli(prefect_server, "destroy", lab_id, "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["errors"] == [] and not folder.exists()
