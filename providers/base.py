@@ -148,13 +148,17 @@ class NodeProvider(abc.ABC):
     def destroy_lab(self, lab_id: str) -> CleanupReport:
         """Remove every resource of the lab this provider owns."""
 
+    def labs_with_resources(self) -> set[str]:
+        """Every lab that owns anything of this runtime on the host (nodes, and whatever
+        else a lab can be left with, such as a network without its containers)."""
+        return {lab.lab_id for lab in self.discover_labs()}
+
     def cleanup_orphans(self, known_lab_ids: Iterable[str]) -> CleanupReport:
-        """Destroy every discovered lab not in ``known_lab_ids``."""
+        """Destroy every lab with resources here that is not in ``known_lab_ids``."""
         known = set(known_lab_ids)
         report = CleanupReport()
-        for lab in self.discover_labs():
-            if lab.lab_id not in known:
-                report.merge(self.destroy_lab(lab.lab_id))
+        for lab_id in sorted(self.labs_with_resources() - known):
+            report.merge(self.destroy_lab(lab_id))
         return report
 
     def close(self) -> None:  # noqa: B027 - optional hook

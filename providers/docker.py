@@ -462,13 +462,16 @@ class DockerProvider(NodeProvider):
                 report.errors.append(f"lab {lab_id}: cannot release its OVS ports, veths and VLANs: {err!r}")
         return report
 
+    def labs_with_resources(self) -> set[str]:
+        return docker_labs.labs_with_resources(self.api)
+
     def cleanup_orphans(self, known_lab_ids: Iterable[str]) -> CleanupReport:
         """Destroy every lab that owns our containers or management network and is not
         known. A lab whose lock is held (a deploy or destroy running now) is left alone."""
         known = set(known_lab_ids)
         report = CleanupReport()
         try:
-            labs = docker_labs.labs_with_resources(self.api)
+            labs = self.labs_with_resources()
         except (ProviderError, *docker_labs.DOCKER_ERRORS) as err:
             report.errors.append(f"cannot list Archetype's containers and networks: {_explain(err)}")
             return report

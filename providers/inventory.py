@@ -28,6 +28,19 @@ def discover_all(only_lab: str | None = None) -> list[dict[str, Any]]:
     return [{"lab_id": lab_id, "nodes": sorted(nodes, key=lambda n: n["name"])} for lab_id, nodes in sorted(labs.items())]
 
 
+def labs_with_resources() -> set[str]:
+    """Every lab that owns anything on this host: nodes or other runtime resources (a
+    management network left without containers...), OVS ports, VLAN records, workspace
+    folders. Orphan cleanup looks at all of them."""
+    from providers import network
+    from providers.workspace import workspace_labs
+
+    labs = network.network_labs() | workspace_labs()
+    for provider in all_providers():
+        labs |= provider.labs_with_resources()
+    return labs
+
+
 def connect_command(lab_id: str, node_name: str) -> list[str]:
     for lab in discover_all(lab_id):
         for node in lab["nodes"]:

@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from lab.locks import lab_is_busy
 from providers import all_providers, inventory, network
 from providers.base import CleanupReport
-from providers.workspace import remove_lab_files, workspace_labs
+from providers.workspace import remove_lab_files
 from tasks.retry import retry_if_transient
 
 _RETRYING = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": retry_if_transient, "cache_policy": NO_CACHE}
@@ -38,9 +38,8 @@ def destroy_lab_everywhere(lab_id: str) -> CleanupReport:
 @task(name="find-orphans", cache_policy=NO_CACHE)
 def find_orphan_labs(known: list[str]) -> list[str]:
     """Labs that own something on this host (nodes, ports, VLANs, files) and are not known."""
-    owners = {lab["lab_id"] for lab in inventory.discover_all()} | network.network_labs() | workspace_labs()
     orphans = []
-    for lab in sorted(owners - set(known)):
+    for lab in sorted(inventory.labs_with_resources() - set(known)):
         if lab_is_busy(lab):  # a deploy/destroy of it is running right now: not an orphan
             get_run_logger().info("lab %s is being deployed or destroyed: left alone", lab)
         else:

@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.locks import lab_is_busy
-from providers import network
-from providers.inventory import discover_all
-from providers.workspace import workspace_labs
+from providers.inventory import labs_with_resources
 from tests.reliability import faults
 from tests.reliability.faults import Deploy
 from tests.support.leftovers import leftovers
@@ -54,11 +52,6 @@ def test_two_labs_deployed_at_once_get_disjoint_vlans(server: PrefectServer, tmp
             faults.safety_destroy(server, lab)
 
 
-def _every_lab_on_this_host() -> set[str]:
-    """What orphan cleanup would look at: labs with nodes, network resources or files."""
-    return {lab["lab_id"] for lab in discover_all()} | network.network_labs() | workspace_labs()
-
-
 def test_orphan_cleanup_while_a_lab_deploys_leaves_it_alone(server: PrefectServer, tmp_path: Path) -> None:
     deploying, orphan = faults.lab_id("busy"), faults.lab_id("orph")
     run: Deploy | None = None
@@ -80,7 +73,7 @@ def test_orphan_cleanup_while_a_lab_deploys_leaves_it_alone(server: PrefectServe
         # Every lab on this host is known, but the two of this test (others' labs run here too).
         # Plus one that does not exist: with no --known at all, the CLI would take the known
         # labs from the state artifacts, where both labs of this test are known.
-        known = sorted(_every_lab_on_this_host() - {deploying, orphan} | {faults.lab_id("none")})
+        known = sorted(labs_with_resources() - {deploying, orphan} | {faults.lab_id("none")})
         args = [arg for lab in known for arg in ("--known", lab)]
         done = faults.cli(server, "cleanup", *args, "--json")
         assert done.returncode == 0, done.stderr[-3000:]

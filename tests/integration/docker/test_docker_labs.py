@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -19,31 +20,11 @@ pytestmark = pytest.mark.docker
 
 
 def _all_known_labs_now(provider: DockerProvider) -> set[str]:
-    """Every lab that owns something on this host right now, by any marker we know:
-    other people's test labs run here too, and orphan cleanup must keep them. The docker
-    listing comes last, right before the cleanup, to keep the window for a lab created
-    meanwhile as short as possible."""
-    from providers.workspace import workspace_labs
+    """Every lab that owns something on this host right now (other people's test labs run
+    here too, and orphan cleanup must keep them)."""
+    from providers.inventory import labs_with_resources
 
-    labs = set(workspace_labs())
-    try:
-        from providers.network import network_labs
-
-        labs |= network_labs()
-    except NotImplementedError:
-        pass
-    try:  # VMs of other labs (libvirt provider)
-        from providers import get_provider
-
-        labs |= {lab.lab_id for lab in get_provider("libvirt").discover_labs()}
-    except Exception:  # noqa: BLE001 - no libvirt here: nothing of it to keep
-        pass
-    labs |= {
-        (n.get("Labels") or {}).get(names.LABEL_LAB)
-        for n in provider.api.networks(filters={"label": names.LABEL_LAB})
-    }
-    labs |= {lab.lab_id for lab in provider.discover_labs()}
-    return {lab for lab in labs if lab}
+    return labs_with_resources() | provider.labs_with_resources()
 
 
 def test_discovery_groups_labs_with_stopped_nodes(
@@ -145,3 +126,27 @@ def test_discovery_and_destroy_of_200_containers_are_fast(
     assert len(report.removed["containers"]) == 200
     assert docker_client.containers.list(all=True, filters={"label": f"{names.LABEL_LAB}={lab}"}) == []
     print(f"\ndiscover 200: {discover_seconds:.2f} s; destroy 200 (stopped): {seconds:.2f} s")
+
+
+def test_a_lab_left_with_only_its_management_network_is_an_orphan(
+    provider: DockerProvider, lab_factory: Callable[[], str], docker_client: docker.DockerClient
+) -> None:
+    """A deploy killed between the management network and the first container: the lab has
+    no node, yet orphan cleanup finds it and removes the network."""
+    from providers.inventory import discover_all, labs_with_resources
+
+    lab_id = lab_factory()
+    network = docker_client.networks.create(
+        names.mgmt_network_name(lab_id), driver="bridge", labels={names.LABEL_LAB: lab_id, names.LABEL_PROVIDER: "docker"}
+    )
+    try:
+        assert lab_id not in {lab["lab_id"] for lab in discover_all()}  # no node...
+        assert lab_id in labs_with_resources()  # ...yet it owns something
+        known = _all_known_labs_now(provider) - {lab_id}
+        report = provider.cleanup_orphans(known)
+        assert report.removed.get("networks") == [names.mgmt_network_name(lab_id)], report
+        assert docker_client.networks.list(names=[names.mgmt_network_name(lab_id)]) == []
+        assert lab_id not in labs_with_resources()
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            network.remove()
