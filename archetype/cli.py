@@ -87,7 +87,9 @@ def deploy(file: Path, as_json: JsonOption = False) -> None:
     _run(lambda: load_topology(file))  # invalid input: exit 2 before Prefect starts
     from flows.deploy_lab import deploy_lab
 
-    result = _run(lambda: _quiet_flow(as_json, lambda: deploy_lab(topology=str(file.resolve()))))
+    # A deploy with failed nodes ends failed, with the lab's table as its result.
+    state = _run(lambda: _quiet_flow(as_json, lambda: deploy_lab(topology=str(file.resolve()), return_state=True)))
+    result = _run(lambda: _report_of(state))
     _emit(result, as_json, render.show_deployed)
     _exit_on_errors(result)
 
@@ -180,7 +182,7 @@ def _check_lab_id(lab: str) -> None:
 
 def _exit_on_errors(result: dict[str, Any]) -> None:
     if result.get("errors"):
-        raise typer.Exit(EXIT_FAILED)
+        _fail(result["errors"], EXIT_FAILED)
 
 
 def _quiet_flow(as_json: bool, run: Callable[[], Any]) -> Any:

@@ -15,6 +15,7 @@ from tasks.labs import discover_labs_live
 from tasks.nodes import extract_config
 from tasks.state import publish_config
 from vendors import get_vendor
+from vendors.model import ExtractionMethod
 
 
 @flow(name="extract-configs", flow_run_name="extract-configs/{lab}", task_runner=ThreadPoolTaskRunner(max_workers=16))
@@ -58,7 +59,7 @@ def _node(entry: dict[str, Any]) -> Node:
 
 
 def _extractable(node: Node) -> bool:
-    return node.vendor.config_extraction.method.value != "none"
+    return node.vendor.config_extraction.method is not ExtractionMethod.NONE
 
 
 def _error(future) -> str:

@@ -9,7 +9,7 @@ from lab import names
 from lab.state import LabState
 from lab.topology import Lab
 from providers import get_provider, network
-from providers.base import LinkEnd
+from providers.base import LinkEnd, NodeState
 from tasks.retry import retry_if_transient
 
 
@@ -44,7 +44,7 @@ def _node_exists(lab: Lab):
         if node is None:
             return False
         provider = get_provider(node.vendor.provider.value)
-        return provider.node_status(lab.id, node_name).state.value != "missing"
+        return provider.node_status(lab.id, node_name).state is not NodeState.MISSING
 
     return exists
 

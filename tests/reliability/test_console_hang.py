@@ -8,6 +8,7 @@ probe per second), and ARCHETYPE_COMMAND_TIMEOUT is a few seconds.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def test_a_hanging_post_boot_command_times_out_retries_and_reports(
         assert "v1" in errors[0] and HANG in errors[0] and "timed out" in errors[0], errors
         assert "r1" not in errors[0].split(f"lab {lab}: ", 1)[-1].split(":", 1)[0], errors  # only v1 failed
         assert seconds < 240, f"the failing deploy took {seconds:.0f} s"
+        # --json still prints the lab: which nodes came up, which failed
+        report = json.loads(done.stdout)
+        assert {n["name"]: n["state"] for n in report["nodes"]} == {"r1": "ready", "v1": "failed (post-boot)"}
 
         # The task was retried (2 runs) and failed; the deploy's run failed.
         (flow_run,) = server.api("POST", "/flow_runs/filter", json={"flow_runs": {"name": {"any_": [f"deploy-lab/{lab}"]}}})
