@@ -32,11 +32,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import logging
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -49,7 +47,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +58,26 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from benchmarks import baseline  # noqa: E402
+from benchmarks.measure import (  # noqa: E402
+    CPU,
+    RETRIES,
+    Probe,
+    count_api_retries,
+    host_busy_now,
+    host_facts,
+    summary,
+)
+from benchmarks.report import (  # noqa: E402
+    TARGET_DISCOVERY_S,
+    TARGET_RATIO_N20,
+    TARGET_VM_DELAY_S,
+    VM_READY_LINE,
+    deploys_of,
+    render_markdown,
+    render_table,
+)
 from benchmarks.topologies import frr_lab_yaml  # noqa: E402
 
-TARGET_RATIO_N20 = 1.2
-TARGET_DISCOVERY_S = 1.0
-TARGET_VM_DELAY_S = 1.0
-VM_READY_LINE = "Press RETURN to get started"
 PREFIX = "bench"  # lab ids: bench-{a|b|d|v}{n}-{hex}: ours alone (random suffix)
 
 
@@ -79,18 +90,6 @@ def say(text: str) -> None:
 
 def lab_id(tag: str) -> str:
     return f"{PREFIX}-{tag}-{secrets.token_hex(2)}"
-
-
-def summary(values: list[float]) -> dict[str, Any]:
-    values = [v for v in values if v is not None]
-    if not values:
-        return {"median": None, "min": None, "max": None, "runs": []}
-    return {
-        "median": round(statistics.median(values), 3),
-        "min": round(min(values), 3),
-        "max": round(max(values), 3),
-        "runs": [round(v, 3) for v in values],
-    }
 
 
 class Labs:
@@ -127,163 +126,6 @@ class Labs:
             with contextlib.suppress(Exception):
                 errors += network.release_lab(lab).errors
         return errors
-
-
-# ---------------------------------------------------------------- probes in the providers
-
-
-@dataclass
-class Call:
-    what: str
-    lab: str
-    node: str
-    start: float
-    end: float
-
-
-class Probe:
-    """Timestamps of the provider calls the flows make (wrappers on the classes; the
-    calls themselves are unchanged). Lets us split a flow's wall time into the work and
-    Prefect's share: before the first node call, between a node's stages, after the last."""
-
-    NODE_METHODS = ("create_node", "wire_node", "wait_ready", "run_post_boot")
-
-    def __init__(self) -> None:
-        self.calls: list[Call] = []
-        self._undo: list[Callable[[], None]] = []
-
-    def install(self) -> None:
-        from providers.docker import DockerProvider
-
-        for method in self.NODE_METHODS:
-            self._wrap(DockerProvider, method)
-
-    def _wrap(self, cls: type, method: str) -> None:
-        original = getattr(cls, method)
-        calls = self.calls
-
-        @functools.wraps(original)
-        def timed(provider: Any, lab: str, node: Any, *args: Any, **kwargs: Any) -> Any:
-            started = time.monotonic()
-            try:
-                return original(provider, lab, node, *args, **kwargs)
-            finally:
-                calls.append(Call(method, lab, getattr(node, "name", str(node)), started, time.monotonic()))
-
-        setattr(cls, method, timed)
-        self._undo.append(lambda: setattr(cls, method, original))
-
-    def uninstall(self) -> None:
-        for undo in reversed(self._undo):
-            undo()
-        self._undo.clear()
-
-    def breakdown(self, lab: str, t0: float, t_end: float) -> dict[str, float]:
-        """Where a flow's wall time went, for one lab."""
-        calls = [c for c in self.calls if c.lab == lab]
-        if not calls:
-            return {}
-        by_node: dict[str, dict[str, Call]] = {}
-        for call in calls:
-            by_node.setdefault(call.node, {})[call.what] = call
-        gaps = []
-        for stages in by_node.values():
-            chain = [stages[m] for m in self.NODE_METHODS if m in stages]
-            gaps += [b.start - a.end for a, b in zip(chain, chain[1:], strict=False)]
-        creates = [s["create_node"] for s in by_node.values() if "create_node" in s]
-        return {
-            "before_first_create": min(c.start for c in calls) - t0,
-            "last_create_started": max(c.start for c in creates) - t0 if creates else 0.0,
-            "all_created": max(c.end for c in creates) - t0 if creates else 0.0,
-            "all_ready": max(c.end for c in calls if c.what == "wait_ready") - t0,
-            "stage_handoff_mean": statistics.mean(gaps) if gaps else 0.0,
-            "stage_handoff_max": max(gaps) if gaps else 0.0,
-            "after_last_call": t_end - max(c.end for c in calls),
-        }
-
-
-# ---------------------------------------------------------------- CPU and API retries
-
-
-class CpuMeter:
-    """CPU seconds used by this process (the flow or the baseline: client side), by the
-    Prefect server's process tree, and by the whole host (all cores), between two samples.
-    On this 2-core host a deploy keeps both cores busy, so CPU spent by Prefect is wall
-    time taken from dockerd and the routers."""
-
-    HZ = os.sysconf("SC_CLK_TCK")
-
-    def __init__(self) -> None:
-        self.server_pid: int | None = None
-
-    @classmethod
-    def _stat(cls, pid: int | str) -> list[str] | None:
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-
-    def server_pids(self) -> list[int]:
-        """The server process and its descendants."""
-        if self.server_pid is None:
-            return []
-        children: dict[int, list[int]] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and (fields := self._stat(entry)) is not None:
-                children.setdefault(int(fields[1]), []).append(int(entry))
-        found, todo = [], [self.server_pid]
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            todo += children.get(pid, [])
-        return found
-
-    def _server_cpu(self) -> float:
-        total = 0.0
-        for pid in self.server_pids():
-            fields = self._stat(pid)
-            if fields is not None:
-                total += sum(int(x) for x in fields[11:13]) / self.HZ  # utime + stime
-        return total
-
-    @classmethod
-    def _host_busy(cls) -> float:
-        values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        return (sum(values) - values[3] - values[4]) / cls.HZ  # all but idle and iowait
-
-    def sample(self) -> tuple[float, float, float]:
-        times = os.times()
-        return times.user + times.system, self._server_cpu(), self._host_busy()
-
-    def since(self, start: tuple[float, float, float]) -> dict[str, float]:
-        end = self.sample()
-        return {"cpu_client": end[0] - start[0], "cpu_server": end[1] - start[1], "cpu_host": end[2] - start[2]}
-
-
-CPU = CpuMeter()
-
-
-class RetryCounter(logging.Handler):
-    """Counts the Prefect client's retried API calls (a 503 is SQLite busy on the server;
-    each retry waits ~2 s with jitter): a source of outliers worth seeing."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "retryable" in record.getMessage():
-            self.count += 1
-
-
-RETRIES = RetryCounter()
-
-
-def count_api_retries() -> None:
-    client_log = logging.getLogger("prefect.client")
-    if RETRIES not in client_log.handlers:
-        client_log.addHandler(RETRIES)
-        client_log.setLevel(logging.DEBUG)
 
 
 # ---------------------------------------------------------------- the Prefect side
@@ -445,15 +287,6 @@ def bench_deploys(sizes: list[int], reps: int, labs: Labs) -> dict[str, Any]:
         dc.close()
         probe.uninstall()
     return results
-
-
-def host_busy_now(seconds: float = 1.0) -> float:
-    """How busy the host's CPUs are (0-1) over a short pause before a run: other people's
-    work on the host, and the server still digesting the previous run's events."""
-    start = CpuMeter._host_busy(), time.monotonic()
-    time.sleep(seconds)
-    cpus = os.cpu_count() or 1
-    return (CpuMeter._host_busy() - start[0]) / ((time.monotonic() - start[1]) * cpus)
 
 
 def wait_for_daemons(timeout: float = 180) -> None:
@@ -699,163 +532,6 @@ def bench_vm(labs: Labs, reps: int) -> dict[str, Any]:
     finally:
         provider.close()
     return {"ready_delay": summary(delays), "boot_to_line": summary(boots)}
-
-
-# ---------------------------------------------------------------- report
-
-
-def host_facts() -> dict[str, Any]:
-    def version(argv: list[str]) -> str:
-        try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
-        except Exception:  # noqa: BLE001
-            return "?"
-
-    import prefect
-
-    mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal")), "0")
-    return {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "cpus": os.cpu_count(),
-        "memory_gib": round(int(mem) / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "prefect": prefect.__version__,
-        "docker": version(["docker", "version", "--format", "{{.Server.Version}}"]),
-        "ovs": version(["ovs-vsctl", "--version"]),
-        "libvirt": version(["virsh", "--version"]),
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def fmt(value: Any, unit: str = "s") -> str:
-    if value is None:
-        return "-"
-    return f"{value:.2f} {unit}".strip()
-
-
-def rng(item: dict[str, Any]) -> str:
-    if item.get("median") is None:
-        return "-"
-    return f"{item['median']:.2f} s ({item['min']:.2f}-{item['max']:.2f})"
-
-
-def deploys_of(results: dict[str, Any]) -> dict[str, Any]:
-    return {n: r for n, r in results.get("deploy", {}).items() if n.isdigit()}
-
-
-def render_markdown(results: dict[str, Any]) -> str:
-    lines = [
-        "# Archetype benchmark: latest run",
-        "",
-        f"{results['host']['when']} on {results['host']['host']}: {results['host']['cpus']} CPUs, "
-        f"{results['host']['memory_gib']} GiB, Prefect {results['host']['prefect']}, docker "
-        f"{results['host']['docker']}; {results['reps']} runs each, median (min-max). "
-        f"Load average at start: {results['host']['load_avg_at_start']}."
-        + (f" Variant: {results['variant']}." if any(results.get("variant", {}).values()) else ""),
-        "",
-    ]
-    deploys = deploys_of(results)
-    if deploys:
-        lines += [
-            "| N nodes (links) | Archetype deploy | baseline deploy | ratio | Archetype destroy | baseline destroy | ratio | Prefect overhead / node |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for n, r in deploys.items():
-            links = int(n) + int(n) // 2
-            lines.append(
-                f"| {n} ({links}) | {rng(r['archetype']['deploy'])} | {rng(r['baseline']['deploy'])} | "
-                f"**{r['deploy_ratio']:.2f}x** | {rng(r['archetype']['destroy'])} | {rng(r['baseline']['destroy'])} | "
-                f"{r['destroy_ratio']:.2f}x | {r['prefect_overhead_per_node_s'] * 1000:.0f} ms |"
-            )
-        lines += ["", "Where the Archetype deploy time goes (medians, seconds from the flow call):", "",
-                  "| N | before first create | last create started | all created | all ready | stage hand-off mean / max | after last call | baseline: all created / ready |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for n, r in deploys.items():
-            d, b = r["archetype"]["detail_median"], r["baseline"]["detail_median"]
-            if not d:
-                continue
-            lines.append(
-                f"| {n} | {d['before_first_create']:.2f} | {d['last_create_started']:.2f} | {d['all_created']:.2f} | "
-                f"{d['all_ready']:.2f} | {d['stage_handoff_mean'] * 1000:.0f} / {d['stage_handoff_max'] * 1000:.0f} ms | "
-                f"{d['after_last_call']:.2f} | {b.get('all_created', 0):.2f} / {b.get('all_ready', 0):.2f} |"
-            )
-        lines += ["", "CPU seconds used during the deploy (medians; the host has "
-                  f"{results['host']['cpus']} cores, so host CPU / wall time near {results['host']['cpus']} "
-                  "means it was saturated):", "",
-                  "| N | Archetype: flow process / Prefect server / whole host | baseline: process / server (idle) / whole host | Prefect CPU per node |",
-                  "|---|---|---|---|"]
-        for n, r in deploys.items():
-            d, b = r["archetype"]["detail_median"], r["baseline"]["detail_median"]
-            lines.append(
-                f"| {n} | {d['cpu_client']:.2f} / {d['cpu_server']:.2f} / {d['cpu_host']:.1f} | "
-                f"{b['cpu_client']:.2f} / {b['cpu_server']:.2f} / {b['cpu_host']:.1f} | "
-                f"{r['prefect_cpu_per_node_s'] * 1000:.0f} ms |"
-            )
-        lines.append("")
-        failures = results.get("deploy_failures") or []
-        if failures:
-            lines += ["Incidents during the run (retried or tolerated):", ""] + [f"- {f}" for f in failures] + [""]
-    disc = results.get("discovery")
-    if disc:
-        lines += [
-            f"Discovery, {disc['nodes_of_ours']} nodes of ours present ({disc['nodes_on_host']} on the host): "
-            f"`discover_all()` first call in a process {rng(disc['discover_all_first_call'])}, warm "
-            f"{rng(disc['discover_all_warm'])}; `archetype status --json` as a process "
-            f"{rng(disc['status_json_process'])} (a process that only imports the CLI and both providers: "
-            f"{disc['cli_imports_only']:.2f} s). "
-            f"Target < {TARGET_DISCOVERY_S:.0f} s.",
-            "",
-        ]
-    vm = results.get("vm")
-    if vm:
-        d = vm["ready_delay"]
-        lines += [
-            f"VM readiness (mini-ios, LibvirtProvider): \"{VM_READY_LINE}\" in the serial log -> `wait_ready` "
-            f"returned: {d['median'] * 1000:.0f} ms median ({d['min'] * 1000:.0f}-{d['max'] * 1000:.0f} ms); "
-            f"boot to that line {rng(vm['boot_to_line'])}. Target < {TARGET_VM_DELAY_S * 1000:.0f} ms.",
-            "",
-        ]
-    for error in results.get("errors", []):
-        lines += [f"FAILED: {error}", ""]
-    if deploys and not results.get("variant", {}).get("heartbeat_off"):
-        lines += ["Note: Archetype's flow times end just after a whole second: Prefect 3.9.1 joins its flow-run "
-                  "heartbeat thread, which sleeps in 1 s steps, when a flow ends (+0.5 s on average per flow run; "
-                  "the default, as the command line runs, is without it). Other test labs share this host: see "
-                  "docs/performance.md for the analysis and the noise.", ""]
-    checks = results.get("targets", {})
-    if checks:
-        lines += ["Targets: " + "; ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in checks.items()), ""]
-    return "\n".join(lines)
-
-
-def render_table(results: dict[str, Any]) -> str:
-    rows = [("measure", "Archetype", "baseline", "ratio / target")]
-    for n, r in deploys_of(results).items():
-        rows.append((f"deploy N={n}", rng(r["archetype"]["deploy"]), rng(r["baseline"]["deploy"]),
-                     f"{r['deploy_ratio']:.2f}x" + (f" (target {TARGET_RATIO_N20}x)" if n == "20" else "")))
-        rows.append((f"destroy N={n}", rng(r["archetype"]["destroy"]), rng(r["baseline"]["destroy"]),
-                     f"{r['destroy_ratio']:.2f}x"))
-        rows.append((f"Prefect overhead/node N={n}", f"{r['prefect_overhead_per_node_s'] * 1000:.0f} ms wall",
-                     f"{r['prefect_cpu_per_node_s'] * 1000:.0f} ms CPU", ""))
-    disc = results.get("discovery")
-    if disc:
-        rows.append(("discover_all() 200 nodes", rng(disc["discover_all_first_call"]), "", f"target < {TARGET_DISCOVERY_S} s"))
-        rows.append(("archetype status --json", rng(disc["status_json_process"]), "", "(process, incl. imports)"))
-    vm = results.get("vm")
-    if vm:
-        d = vm["ready_delay"]
-        rows.append(("VM ready delay", f"{d['median'] * 1000:.0f} ms ({d['min'] * 1000:.0f}-{d['max'] * 1000:.0f})",
-                     "", f"target < {TARGET_VM_DELAY_S * 1000:.0f} ms"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    out = []
-    for i, row in enumerate(rows):
-        out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
 
 
 # ---------------------------------------------------------------- main
