@@ -137,6 +137,10 @@ def vlan_lock_path() -> Path:
     return locks_dir() / "vlans.lock"
 
 
+def console_lock_path(domain: str) -> Path:
+    return locks_dir() / f"console-{domain}.lock"
+
+
 def lab_lock_path(lab_id: str) -> Path:
     return locks_dir() / f"lab-{lab_id}.lock"
 

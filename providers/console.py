@@ -61,7 +61,7 @@ def console_lock(domain: str, timeout: float) -> Iterator[None]:
     if not thread_lock.acquire(timeout=max(0.0, timeout)):
         raise ConsoleError(f"console of {domain} is busy (another session in this process held it for {timeout:.0f} s)")
     try:
-        path = names.locks_dir() / f"console-{domain}.lock"
+        path = names.console_lock_path(domain)
         path.parent.mkdir(parents=True, exist_ok=True)
         file_lock = FileLock(str(path), thread_local=False)
         try:

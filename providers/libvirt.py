@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import time
 from collections.abc import Callable, Sequence
 
@@ -24,7 +23,7 @@ from lab import names
 from lab.errors import CommandError, ProviderError
 from lab.settings import get_settings
 from lab.topology import Node
-from providers import network
+from providers import network, workspace
 from providers.base import (
     CleanupReport,
     CommandResult,
@@ -218,6 +217,8 @@ class LibvirtProvider(NodeProvider):
             names.disks_dir(lab_id) / f"{node_name}.qcow2",
             names.data_dir(lab_id) / f"{node_name}.qcow2",
             names.serial_log_path(lab_id, node_name),
+            # the domain is gone: nobody waits on its console any more
+            names.console_lock_path(names.domain_name(lab_id, node_name)),
         ]
         existing = [f for f in files if f.exists()]
         errors = remove_files(existing)
@@ -381,12 +382,7 @@ class LibvirtProvider(NodeProvider):
             )
             return report
         for folder in (names.disks_dir(lab_id), names.data_dir(lab_id), names.serial_log_path(lab_id, "x").parent):
-            if folder.exists():
-                try:
-                    shutil.rmtree(folder)
-                    report.add("folders", str(folder))
-                except OSError as err:
-                    report.errors.append(f"libvirt: lab {lab_id}: cannot remove {folder}: {err}")
+            workspace.remove_tree(folder, report, f"libvirt: lab {lab_id}")
         try:
             report.merge(network.release_lab(lab_id))
         except Exception as err:  # noqa: BLE001 - reported; the rest is done

@@ -52,6 +52,8 @@ def _veth_leftovers(lab_id: str) -> list[str]:
 
 def _file_leftovers(lab_id: str) -> list[str]:
     paths = [names.disks_dir(lab_id), names.data_dir(lab_id), names.lab_dir(lab_id), names.vlan_record_path(lab_id)]
+    # console locks of the lab's VMs (the lab's own lock stays: it orders runs of the lab)
+    paths += names.locks_dir().glob(f"console-{names.domain_name(lab_id, '')}*.lock")
     return [str(p) for p in paths if Path(p).exists()]
 
 
