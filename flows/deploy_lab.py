@@ -18,7 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from lab.locks import lab_lock
 from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
 from lab.topology import Lab, load_topology
-from tasks.network import allocate_vlans, plan_link_ends
+from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
 from tasks.nodes import (
     create_node,
     post_boot,
@@ -74,6 +74,7 @@ def deploy_lab(topology: str) -> dict[str, Any]:
         state = _planned_state(lab, vlans, ends, configured)
         publish_lab_state(state)  # the allocation is remembered before any port exists
         remove_nodes_not_in(lab.id, list(lab.nodes))
+        remove_links_not_in(lab)
         outcome = _bring_up(lab, ends, state, configured)
         state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
         publish_lab_state(state)

@@ -64,3 +64,13 @@ def plan_link_ends(lab: Lab, vlans: dict[str, int]) -> dict[str, list[LinkEnd]]:
                 )
             )
     return ends
+
+
+@task(name="remove-stale-links", task_run_name="remove-stale-links/{lab.id}", retries=2, retry_delay_seconds=[1, 3],
+      retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE)
+def remove_links_not_in(lab: Lab) -> list[str]:
+    """A converging deploy disconnects the links its topology no longer has."""
+    removed = network.release_links_not_in(lab.id, [link.id for link in lab.links])
+    if removed:
+        get_run_logger().info("removed the ports of links no longer in the topology: %s", ", ".join(removed))
+    return removed

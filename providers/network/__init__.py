@@ -44,6 +44,7 @@ __all__ = [
     "network_labs",
     "recover_allocation",
     "release_lab",
+    "release_links_not_in",
     "remove_ports",
     "reserved_links",
     "vm_interface_xml",
@@ -156,6 +157,14 @@ def remove_ports(port_names: list[str], *, lab_id: str | None = None) -> None:
     (a device that is not a veth, e.g. a VM tap, is left to libvirt). With ``lab_id``,
     ports or veths marked for another lab are skipped. Missing ones are fine."""
     _cleanup.remove_ports(port_names, lab_id=lab_id)
+
+
+def release_links_not_in(lab_id: str, wanted_links: Iterable[str]) -> list[str]:
+    """A converging deploy's clean-up of links the topology no longer has: the lab's OVS
+    ports of other links (marked, or recorded by the lab) and their host veths are removed,
+    and those links leave the lab's VLAN record (their tags are free again). A VM's tap
+    leaves the bridge; its NIC stays in the domain. Returns the ports removed."""
+    return _cleanup.release_links_not_in(lab_id, wanted_links)
 
 
 def network_labs() -> set[str]:

@@ -7,6 +7,7 @@ other lab's marker), is ever removed: another lab's ports are never touched.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from lab import names
 from lab.errors import NetworkError
@@ -125,3 +126,26 @@ def release_lab(lab_id: str) -> CleanupReport:
     except (OSError, NetworkError) as err:
         report.errors.append(f"lab {lab_id}: cannot remove VLAN record: {err}")
     return report
+
+
+def release_links_not_in(lab_id: str, wanted_links: Iterable[str]) -> list[str]:
+    """See ``providers.network.release_links_not_in``."""
+    vlans.check_lab_id(lab_id)
+    wanted = set(wanted_links)
+    own = vlans.load_reservation(lab_id)
+    recorded = {port: link for port, (link, _node) in (own.port_owners() if own else {}).items()}
+    state = ovs.read_state()
+    stale = {
+        name for name, port in state.everywhere.items()
+        if port.lab_id == lab_id and port.link_id is not None and port.link_id not in wanted
+    }
+    stale |= {port for port, link in recorded.items() if link not in wanted}
+    if stale:
+        remove_ports(sorted(stale), lab_id=lab_id)
+    if own is not None and set(own.links) - wanted:
+        with vlans.vlan_lock():  # the record is shared with allocation: reread under the lock
+            own = vlans.load_reservation(lab_id)
+            if own is not None:
+                own.links = {link: entry for link, entry in own.links.items() if link in wanted}
+                vlans.save_reservation(own)
+    return sorted(stale)

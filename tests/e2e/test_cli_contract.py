@@ -151,3 +151,47 @@ def test_a_destroy_that_leaves_something_fails_and_says_what(prefect_server: Pre
     done = cli(prefect_server, "destroy", lab_id, "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["errors"] == [] and not folder.exists()
+
+
+def _linux_pair(lab_id: str, links: int) -> str:
+    nodes = {
+        host: {"kind": "linux", "exec": [f"ip addr add 10.5.{i}.{n}/24 dev eth{i}" for i in range(1, links + 1)]}
+        for n, host in ((1, "h1"), (2, "h2"))
+    }
+    return json.dumps({"name": lab_id, "topology": {
+        "nodes": nodes, "links": [{"endpoints": [f"h1:eth{i}", f"h2:eth{i}"]} for i in range(1, links + 1)]}})
+
+
+def _pings(lab_id: str, address: str) -> bool:
+    client = docker.from_env()
+    try:
+        code, _ = client.containers.get(names.container_name(lab_id, "h1")).exec_run(
+            ["ping", "-c", "1", "-W", "2", address])
+        return code == 0
+    finally:
+        client.close()
+
+
+def test_a_link_removed_from_the_topology_is_disconnected_on_redeploy(
+    prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    lab_id = f"relink-{secrets.token_hex(3)}"
+    two, one = tmp_path / "two.yml", tmp_path / "one.yml"
+    two.write_text(_linux_pair(lab_id, 2))
+    try:
+        assert cli(prefect_server, "deploy", str(two), "--json").returncode == 0
+        assert _pings(lab_id, "10.5.2.2")
+        assert len(leftovers(lab_id)["ovs_ports"]) == 4  # two links, two ends each
+
+        # The same lab without its second link (the nodes keep their eth2 address).
+        one.write_text(_linux_pair(lab_id, 2).replace(', {"endpoints": ["h1:eth2", "h2:eth2"]}', ""))
+        done = cli(prefect_server, "deploy", str(one), "--json")
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert [link["endpoints"] for link in json.loads(done.stdout)["links"]] == [["h1:eth1", "h2:eth1"]]
+        assert len(leftovers(lab_id)["ovs_ports"]) == 2  # the second link's ports and veths are gone
+        assert not _pings(lab_id, "10.5.2.2") and _pings(lab_id, "10.5.1.2")
+        assert list(reserved_vlans(lab_id)) == ["h1:eth1--h2:eth1"]
+    finally:
+        destroyed = cli(prefect_server, "destroy", lab_id, "--json")
+    assert destroyed.returncode == 0, destroyed.stderr[-2000:]
+    assert leftovers(lab_id) == {}
