@@ -40,7 +40,9 @@ from providers.libvirt_disks import check_images, ensure_disks, remove_files
 from providers.libvirt_domains import (
     DomainConflictError,
     DomainInfo,
+    LinksChangedError,
     define_and_start,
+    domain_description,
     inspect_domain,
     lookup_domain,
     our_domains,
@@ -48,7 +50,7 @@ from providers.libvirt_domains import (
     start_domain,
 )
 from providers.libvirt_ready import SerialLogWatcher
-from providers.libvirt_xml import DomainPlan, domain_xml, plan_domain
+from providers.libvirt_xml import DomainPlan, domain_xml, link_ports, plan_domain
 from vendors.model import ExtractionMethod, ReadinessMethod, VendorConfig
 
 log = logging.getLogger("archetype.libvirt")
@@ -137,6 +139,7 @@ class LibvirtProvider(NodeProvider):
         if info is not None:
             self._check_ours(info, lab_id, node.name)
             if info.state is NodeState.RUNNING:
+                self._require_same_links(plan, node.name)
                 log.info("%s is running: reused", plan.name)
                 return self._status(lab_id, node.name, plan.marker.kind, NodeState.RUNNING)
         check_images(plan)  # before anything is created
@@ -153,6 +156,19 @@ class LibvirtProvider(NodeProvider):
             raise
         log.info("%s %s in %.1f s", plan.name, "defined and started" if info is None else "started", time.monotonic() - started)
         return self._status(lab_id, node.name, plan.marker.kind, NodeState.RUNNING)
+
+    def _require_same_links(self, plan: DomainPlan, node_name: str) -> None:
+        """A running VM is reused only with the NICs it has: rewiring them would need a
+        reboot, which a deploy does not impose on a running device."""
+        running = self._call(domain_description(plan.name), f"node {node_name}")
+        have = link_ports(running) if running else []
+        want = [port for xml in plan.interfaces for port in link_ports(xml)]
+        if have != want:
+            raise LinksChangedError(
+                f"node {node_name}: the VM {plan.name} runs with other links than the topology gives it "
+                f"(NIC ports {have} -> {want}); its NICs change when it is defined again, which needs it "
+                f"stopped: `virsh destroy {plan.name}` (its disks stay) and deploy again, or put the links back"
+            )
 
     def start_node(self, lab_id: str, node_name: str) -> None:
         """Start a stopped node as it is defined (a restart keeps its disks and data)."""

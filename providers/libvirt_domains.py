@@ -32,6 +32,13 @@ class DomainConflictError(ProviderError):
     transient = False
 
 
+class LinksChangedError(ProviderError):
+    """A running VM has other link NICs than its node now needs: they only change when
+    its domain is defined again, which needs it stopped."""
+
+    transient = False
+
+
 @dataclass(frozen=True)
 class DomainInfo:
     name: str
@@ -61,6 +68,16 @@ def _marker(dom: libvirt.virDomain) -> NodeMarker | None:
 def _info(dom: libvirt.virDomain) -> DomainInfo:
     state = NodeState.RUNNING if dom.state()[0] in _RUNNING else NodeState.STOPPED
     return DomainInfo(dom.name(), dom.UUIDString(), _marker(dom), state)
+
+
+def domain_description(name: str) -> Callable[[libvirt.virConnect], str | None]:
+    """The domain's live XML, or None when there is no such domain."""
+
+    def describe(conn: libvirt.virConnect) -> str | None:
+        dom = lookup_domain(conn, name)
+        return None if dom is None else dom.XMLDesc(0)
+
+    return describe
 
 
 def inspect_domain(name: str) -> Callable[[libvirt.virConnect], DomainInfo | None]:

@@ -259,3 +259,15 @@ def domain_xml(plan: DomainPlan, *, uuid: str | None = None) -> str:
     ET.SubElement(devices, "memballoon", model="none")
     ET.indent(domain)
     return ET.tostring(domain, encoding="unicode")
+
+
+def link_ports(xml: str) -> list[str | None]:
+    """The OVS port of each NIC in ``xml`` (a domain, or one ``<interface>``), in NIC order;
+    None for a NIC on no link (a placeholder). Two lists equal: the same links, same slots."""
+    root = ET.fromstring(xml)
+    interfaces = [root] if root.tag == "interface" else root.iter("interface")
+    ports: list[str | None] = []
+    for iface in interfaces:
+        target = iface.find("target")
+        ports.append(target.get("dev") if iface.get("type") == "bridge" and target is not None else None)
+    return ports

@@ -15,6 +15,7 @@ import pytest
 from lab import names
 from providers.base import LinkEnd, NodeState
 from providers.libvirt import LibvirtProvider
+from providers.libvirt_domains import LinksChangedError
 from tests.integration.libvirt.support import Booted, lab_id, mini_ios
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.ovs, pytest.mark.slow]
@@ -137,6 +138,18 @@ def test_login_and_command_round_trip(provider: LibvirtProvider, lab: Booted) ->
     print(f"\n[figures] attach + prompt + enable + paging off + command + detach: {seconds:.2f} s")
     assert "IOS" in version
     assert seconds < 5
+
+
+def test_a_running_vm_is_reused_only_with_the_links_it_has(provider: LibvirtProvider, lab: Booted) -> None:
+    node, ends = lab.nodes["r1"], lab.ends["r1"]
+    assert provider.create_node(lab.lab_id, node, ends).state is NodeState.RUNNING  # same links: reused
+    port = names.host_port_name(lab.lab_id, "r1", "GigabitEthernet0/2")
+    added = LinkEnd("r1:GigabitEthernet0/2--h9:eth1", "GigabitEthernet0/2", 2, ends[0].vlan, port)
+    with pytest.raises(LinksChangedError, match="virsh destroy"):
+        provider.create_node(lab.lab_id, node, [*ends, added])
+    with pytest.raises(LinksChangedError):
+        provider.create_node(lab.lab_id, node, [])  # its link removed
+    assert provider.node_status(lab.lab_id, "r1").state is NodeState.RUNNING  # left as it was
 
 
 def test_write_memory_survives_a_restart_and_stopped_vm_is_discovered(provider: LibvirtProvider, lab: Booted) -> None:
