@@ -9,9 +9,7 @@ import re
 import pexpect
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78DEHMNOZc]")
-LINE_START = r"(?:^|[\r\n])(?:\x1b\[[0-?]*[ -/]*[@-~])*"
-
-
+LINE_START = r"(?:^|[\r\n])(?:\x1b\[[0-?]*[ -/]*[@-~])*"  # where a prompt may start
 _PARTIAL_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*|[()])?$")
 _KEEP = re.compile(r"\x1b\[[0-2]?K")  # erase-in-line: render() needs it
 
