@@ -25,10 +25,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.
 
 SEED = 20261125
 CONTAINERS, PORTS = 4, 6
+# h1's post-boot sleeps this long, so that the deploy (process start ~1.5 s, the lab ~1.5 s)
+# lasts past every kill point, the seeded delay's 4.5 s included, on a fast host too.
+POST_BOOT_SLEEP = 5
 
 
 def _random_delay() -> Callable[[str, Path, PrefectServer, Deploy], bool]:
-    delay = random.Random(SEED).uniform(1.0, 4.5)  # within the deploy (it takes 6-10 s here)
+    delay = random.Random(SEED).uniform(1.0, 4.5)  # within the deploy: see POST_BOOT_SLEEP
 
     def elapsed(_lab: str, _folder: Path, _server: PrefectServer, deploy: Deploy) -> bool:
         import time
@@ -58,7 +61,7 @@ KILL_POINTS: dict[str, Callable[[str, Path, PrefectServer, Deploy], bool]] = {
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_deploy_killed_then_redeployed_converges(server: PrefectServer, tmp_path: Path, point: str) -> None:
     lab = faults.lab_id("kill")
-    topology = faults.small_lab(lab, tmp_path, post_boot_sleep=2, mark=True)
+    topology = faults.small_lab(lab, tmp_path, post_boot_sleep=POST_BOOT_SLEEP, mark=True)
     reached = KILL_POINTS[point]
     run = Deploy.start(server, topology)
     try:
