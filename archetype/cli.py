@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -152,10 +153,15 @@ def cleanup(
 @app.command()
 def connect(lab: str, node: str) -> None:
     """An interactive session on a node: its shell (container) or serial console (VM); Ctrl-] detaches."""
-    from providers.inventory import connect_command
+    from providers.inventory import connect_session
 
-    argv = _run(lambda: connect_command(lab, node))
-    os.execvp(argv[0], argv)
+    argv, guard = _run(lambda: connect_session(lab, node))
+
+    def attached() -> int:
+        with guard:  # a VM's console: Archetype's own sessions wait while the person is on it
+            return subprocess.call(argv)
+
+    raise typer.Exit(_run(attached))
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
@@ -139,6 +140,12 @@ class NodeProvider(abc.ABC):
     @abc.abstractmethod
     def connect_command(self, lab_id: str, node: Node) -> list[str]:
         """argv of an interactive session on the node (for ``archetype connect``)."""
+
+    def connect_guard(self, lab_id: str, node: Node) -> AbstractContextManager[None]:
+        """Held while a person is connected (``archetype connect``). Where the node has one
+        shared session (a serial console), Archetype's own sessions then wait for the person
+        instead of taking the console over; a container's shells are independent."""
+        return nullcontext()
 
     @abc.abstractmethod
     def discover_labs(self) -> list[DiscoveredLab]:

@@ -67,7 +67,10 @@ def console_lock(domain: str, timeout: float) -> Iterator[None]:
         try:
             file_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
         except FileLockTimeout:
-            raise ConsoleError(f"console of {domain} is busy (another process holds {path})") from None
+            raise ConsoleError(
+                f"console of {domain} is busy: another process holds {path} (a deploy, a configs run, "
+                f"or a person on `archetype connect`)"
+            ) from None
         try:
             yield
         finally:

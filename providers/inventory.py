@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 from lab.errors import ArchetypeError
@@ -41,7 +42,8 @@ def labs_with_resources() -> set[str]:
     return labs
 
 
-def connect_command(lab_id: str, node_name: str) -> list[str]:
+def connect_session(lab_id: str, node_name: str) -> tuple[list[str], AbstractContextManager[None]]:
+    """argv of an interactive session on the node, and the guard to hold while it lasts."""
     for lab in discover_all(lab_id):
         for node in lab["nodes"]:
             if node["name"] == node_name:
@@ -50,5 +52,6 @@ def connect_command(lab_id: str, node_name: str) -> list[str]:
 
                 vendor = get_vendor(node["kind"])
                 stub = Node(name=node_name, kind=vendor.kind, image=vendor.default_image)
-                return get_provider(node["provider"]).connect_command(lab_id, stub)
+                provider = get_provider(node["provider"])
+                return provider.connect_command(lab_id, stub), provider.connect_guard(lab_id, stub)
     raise ArchetypeError(f"no node {node_name!r} in lab {lab_id!r} on this host")

@@ -16,6 +16,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 
 import libvirt
 
@@ -34,7 +35,7 @@ from providers.base import (
     NodeStatus,
     ProviderCapability,
 )
-from providers.console import ConsoleSession, credentials_for
+from providers.console import ConsoleSession, console_lock, credentials_for
 from providers.libvirt_conn import LibvirtThread
 from providers.libvirt_disks import check_images, ensure_disks, remove_files
 from providers.libvirt_domains import (
@@ -362,6 +363,11 @@ class LibvirtProvider(NodeProvider):
 
     def connect_command(self, lab_id: str, node: Node) -> list[str]:
         return ["virsh", "-c", self.uri, "console", "--force", self.runtime_name(lab_id, node.name)]
+
+    def connect_guard(self, lab_id: str, node: Node) -> AbstractContextManager[None]:
+        # The console lock: a deploy's post-boot or a configs run waits for the person
+        # (and says so when it gives up) instead of `--force`-ing them off the console.
+        return console_lock(self.runtime_name(lab_id, node.name), get_settings().console_timeout)
 
     # labs ---------------------------------------------------------------------------------
 

@@ -5,15 +5,20 @@ surviving a restart (data volume), discovery of a stopped VM."""
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import pexpect
 import pytest
 
 from lab import names
+from lab.errors import ConsoleError
 from providers.base import LinkEnd, NodeState
+from providers.console import console_lock
 from providers.libvirt import LibvirtProvider
 from providers.libvirt_domains import LinksChangedError
 from tests.integration.libvirt.support import Booted, lab_id, mini_ios
@@ -138,6 +143,26 @@ def test_login_and_command_round_trip(provider: LibvirtProvider, lab: Booted) ->
     print(f"\n[figures] attach + prompt + enable + paging off + command + detach: {seconds:.2f} s")
     assert "IOS" in version
     assert seconds < 5
+
+
+def test_a_person_on_the_console_is_not_taken_over(provider: LibvirtProvider, lab: Booted) -> None:
+    """`archetype connect` holds the console: Archetype's own sessions wait for the person
+    (and name the reason when they give up) instead of `--force`-ing them off."""
+    archetype = str(Path(sys.executable).parent / "archetype")
+    person = pexpect.spawn(archetype, ["connect", lab.lab_id, "r1"], encoding="utf-8", timeout=30)
+    try:
+        person.expect("Escape character is")
+        with pytest.raises(ConsoleError, match="archetype connect"), \
+                console_lock(names.domain_name(lab.lab_id, "r1"), timeout=1.0):
+            pass
+        person.send("\x1d")  # Ctrl-]: the person leaves
+        person.expect(pexpect.EOF)
+    finally:
+        person.close(force=True)
+    assert person.exitstatus == 0
+    with provider.console(lab.lab_id, lab.nodes["r1"]) as session:  # ours again
+        session.start()
+        assert "IOS" in session.send_command("show version")
 
 
 def test_a_running_vm_is_reused_only_with_the_links_it_has(provider: LibvirtProvider, lab: Booted) -> None:
