@@ -88,9 +88,7 @@ def deploy(file: Path, as_json: JsonOption = False) -> None:
     _run(lambda: load_topology(file))  # invalid input: exit 2 before Prefect starts
     from flows.deploy_lab import deploy_lab
 
-    # A deploy with failed nodes ends failed, with the lab's table as its result.
-    state = _run(lambda: _quiet_flow(as_json, lambda: deploy_lab(topology=str(file.resolve()), return_state=True)))
-    result = _run(lambda: _report_of(state))
+    result = _run_flow(as_json, deploy_lab, topology=str(file.resolve()))
     _emit(result, as_json, render.show_deployed)
     _exit_on_errors(result)
 
@@ -101,20 +99,24 @@ def destroy(lab: str, as_json: JsonOption = False) -> None:
     _check_lab_id(lab)
     from flows.destroy_lab import destroy_lab
 
-    # A destroy that left something ends failed, with its report as its result.
-    state = _run(lambda: _quiet_flow(as_json, lambda: destroy_lab(lab=lab, return_state=True)))
-    result = _run(lambda: _report_of(state))
+    result = _run_flow(as_json, destroy_lab, lab=lab)
     _emit(result, as_json, render.show_cleanup)
     _exit_on_errors(result)
 
 
-def _report_of(state: Any) -> dict[str, Any]:
-    """The result of a flow run that may have ended failed with a report as its result;
-    a run that failed with an error raises it."""
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        raise result
-    return result
+def _run_flow(as_json: bool, flow: Any, **parameters: Any) -> dict[str, Any]:
+    """Run a flow in this process and return its result. A run that ended failed with its
+    report as result (a deploy with failed nodes, a destroy that left something) returns
+    that report; a run that failed with an error raises it (exit codes by ``_run``)."""
+    state = _run(lambda: _quiet_flow(as_json, lambda: flow(**parameters, return_state=True)))
+
+    def result_of() -> dict[str, Any]:
+        result = state.result(raise_on_failure=False)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    return _run(result_of)
 
 
 @app.command()
@@ -128,7 +130,7 @@ def configs(
     from flows.extract_configs import extract_configs
 
     out_dir = str(out.resolve()) if out else None
-    result = _run(lambda: _quiet_flow(as_json, lambda: extract_configs(lab=lab, out_dir=out_dir)))
+    result = _run_flow(as_json, extract_configs, lab=lab, out_dir=out_dir)
     _emit(result, as_json, render.show_configs)
     if not result["configs"] or not all(c["ok"] for c in result["configs"].values()):
         raise typer.Exit(EXIT_FAILED)
@@ -145,7 +147,7 @@ def cleanup(
         _check_lab_id(lab)
     from flows.cleanup_orphans import cleanup_orphans
 
-    result = _run(lambda: _quiet_flow(as_json, lambda: cleanup_orphans(known_lab_ids=known or [], dry_run=dry_run)))
+    result = _run_flow(as_json, cleanup_orphans, known_lab_ids=known or [], dry_run=dry_run)
     _emit(result, as_json, render.show_cleanup)
     _exit_on_errors(result)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import Failed
 
 from lab.errors import TopologyError
 from lab.names import is_valid_lab_id
@@ -38,4 +39,7 @@ def cleanup_orphans(known_lab_ids: list[str] | None = None, dry_run: bool = Fals
             for resource, names in report.removed.items():
                 removed.setdefault(resource, []).extend(names)
             errors.extend(report.errors)
-    return {"removed": removed, "errors": errors, "dry_run": dry_run, "known": known}
+    result = {"removed": removed, "errors": errors, "dry_run": dry_run, "known": known}
+    if errors:  # the run shows failed (a scheduled cleanup too); its report is its result
+        return Failed(message="not all removed: " + "; ".join(errors)[:1000], data=result)
+    return result

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab import names
@@ -50,7 +51,12 @@ def extract_configs(lab: str, out_dir: str | None = None) -> dict[str, Any]:
         path.write_text(text)
         publish_config(lab, node.name, text)
         configs[node.name] = {"ok": True, "path": str(path), "error": None}
-    return {"lab_id": lab, "configs": configs}
+    result = {"lab_id": lab, "configs": configs}
+    failed = {name: c["error"] for name, c in configs.items() if not c["ok"]}
+    if failed:  # the run shows failed; the configs that could be pulled are saved all the same
+        return Failed(message=f"lab {lab}: no config from " + "; ".join(f"{n}: {e}" for n, e in failed.items())[:1000],
+                      data=result)
+    return result
 
 
 def _node(entry: dict[str, Any]) -> Node:

@@ -195,3 +195,28 @@ def test_a_link_removed_from_the_topology_is_disconnected_on_redeploy(
         destroyed = cli(prefect_server, "destroy", lab_id, "--json")
     assert destroyed.returncode == 0, destroyed.stderr[-2000:]
     assert leftovers(lab_id) == {}
+
+
+def test_configs_from_a_lab_with_a_stopped_node_saves_the_rest_and_fails(
+    prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    lab_id = f"cfgs-{secrets.token_hex(3)}"
+    topology = tmp_path / "lab.yml"
+    topology.write_text(_linux_pair(lab_id, 1))
+    try:
+        assert cli(prefect_server, "deploy", str(topology), "--json").returncode == 0
+        client = docker.from_env()
+        client.containers.get(names.container_name(lab_id, "h2")).stop(timeout=5)
+        client.close()
+        pulled = cli(prefect_server, "configs", lab_id, "--out", str(tmp_path / "out"), "--json")
+        assert pulled.returncode == 1, pulled.stderr[-2000:]
+        configs = json.loads(pulled.stdout)["configs"]
+        assert configs["h1"]["ok"] and "10.5.1.1" in Path(configs["h1"]["path"]).read_text()
+        assert not configs["h2"]["ok"] and "h2" in configs["h2"]["error"]
+        (run,) = prefect_server.api("POST", "/flow_runs/filter",
+                                    json={"flow_runs": {"name": {"any_": [f"extract-configs/{lab_id}"]}}})
+        assert run["state_type"] == "FAILED" and "h2" in run["state"]["message"]
+    finally:
+        destroyed = cli(prefect_server, "destroy", lab_id, "--json")
+    assert destroyed.returncode == 0, destroyed.stderr[-2000:]
+    assert leftovers(lab_id) == {}
