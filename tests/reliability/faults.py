@@ -25,7 +25,7 @@ import docker
 import yaml
 
 from lab import names
-from tests.support.leftovers import leftovers
+from tests.support.leftovers import lab_domains, leftovers, ovs_port_rows
 from tests.support.prefect_server import REPO, PrefectServer
 
 ARCHETYPE = str(Path(sys.executable).parent / "archetype")
@@ -267,10 +267,7 @@ def mgmt_networks(lab: str) -> list[str]:
         client.close()
 
 
-def domains(lab: str) -> list[str]:
-    result = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,
-                            text=True, timeout=60)
-    return [d for d in result.stdout.split() if d.startswith(names.domain_name(lab, ""))]
+domains = lab_domains
 
 
 @dataclass(frozen=True)
@@ -284,18 +281,7 @@ class Port:
 
 def ovs_ports() -> list[Port]:
     """Every OVS port of every bridge (one ovs-vsctl read)."""
-    result = subprocess.run(
-        ["ovs-vsctl", "--timeout=10", "--format=json", "--columns=name,tag,external_ids", "list", "Port"],
-        capture_output=True, text=True, timeout=30,
-    )
-    if result.returncode != 0:
-        return []
-    ports = []
-    for name, tag, (_, pairs) in json.loads(result.stdout)["data"]:
-        ids = dict(pairs)
-        ports.append(Port(name, tag if isinstance(tag, int) else None, ids.get(names.OVS_LAB_KEY),
-                          ids.get(names.OVS_LINK_KEY)))
-    return ports
+    return [Port(name, tag, ids.get(names.OVS_LAB_KEY), ids.get(names.OVS_LINK_KEY)) for name, tag, ids in ovs_port_rows()]
 
 
 def lab_ports(lab: str) -> list[Port]:

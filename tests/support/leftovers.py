@@ -24,24 +24,27 @@ def _docker_leftovers(lab_id: str) -> dict[str, list[str]]:
         client.close()
 
 
-def _libvirt_leftovers(lab_id: str) -> list[str]:
-    result = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True, text=True, timeout=30)
+def lab_domains(lab_id: str) -> list[str]:
+    """The lab's libvirt domains, running or not, by name (virsh, not our code)."""
+    result = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True, text=True, timeout=60)
     prefix = names.domain_name(lab_id, "")
     return [d for d in result.stdout.split() if d.startswith(prefix)]
 
 
-def _ovs_leftovers(lab_id: str) -> list[str]:
+def ovs_port_rows() -> list[tuple[str, int | None, dict[str, str]]]:
+    """(name, tag, external_ids) of every OVS port of every bridge: one ovs-vsctl read."""
     result = subprocess.run(
-        ["ovs-vsctl", "--timeout=10", "--format=json", "--columns=name,external_ids", "list", "Port"],
+        ["ovs-vsctl", "--timeout=10", "--format=json", "--columns=name,tag,external_ids", "list", "Port"],
         capture_output=True, text=True, timeout=30,
     )
     if result.returncode != 0:
         return []
-    ports = []
-    for name, (_, pairs) in json.loads(result.stdout)["data"]:
-        if dict(pairs).get(names.OVS_LAB_KEY) == lab_id:
-            ports.append(name)
-    return ports
+    return [(name, tag if isinstance(tag, int) else None, dict(pairs))
+            for name, tag, (_, pairs) in json.loads(result.stdout)["data"]]
+
+
+def _ovs_leftovers(lab_id: str) -> list[str]:
+    return [name for name, _tag, ids in ovs_port_rows() if ids.get(names.OVS_LAB_KEY) == lab_id]
 
 
 def _veth_leftovers(lab_id: str) -> list[str]:
@@ -60,6 +63,6 @@ def _file_leftovers(lab_id: str) -> list[str]:
 def leftovers(lab_id: str) -> dict[str, list[str]]:
     """Every resource of the lab still on the host; all lists empty after a clean destroy."""
     found = _docker_leftovers(lab_id)
-    found.update(domains=_libvirt_leftovers(lab_id), ovs_ports=_ovs_leftovers(lab_id),
+    found.update(domains=lab_domains(lab_id), ovs_ports=_ovs_leftovers(lab_id),
                  veths=_veth_leftovers(lab_id), files=_file_leftovers(lab_id))
     return {kind: items for kind, items in found.items() if items}
