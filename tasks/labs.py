@@ -21,16 +21,22 @@ def discover_labs_live(only_lab: str | None = None) -> list[dict]:
 
 @task(name="destroy-lab", task_run_name="destroy-lab/{lab_id}", **_RETRYING)
 def destroy_lab_everywhere(lab_id: str) -> CleanupReport:
-    """Every provider removes what it has of the lab; then its network and files go.
-    One failure does not stop the rest: all of them are in the report."""
+    """Every provider removes what it has of the lab; then its network and files go, once
+    no node of it remains (a VM that would not go keeps its disks: deleting them under a
+    running domain would corrupt it). One failure does not stop the rest: all of them are
+    in the report."""
     report = CleanupReport()
     for provider in all_providers():
         try:
             report.merge(provider.destroy_lab(lab_id))
         except Exception as err:  # noqa: BLE001 - reported, the others still run
             report.errors.append(f"{provider.name}: {err}")
-    report.merge(network.release_lab(lab_id))
-    report.merge(remove_lab_files(lab_id))
+    remaining = [node["name"] for lab in inventory.discover_all(lab_id) for node in lab["nodes"]]
+    if remaining:
+        report.errors.append(f"lab {lab_id}: nodes {', '.join(remaining)} remain: its files are kept")
+    else:
+        report.merge(network.release_lab(lab_id))
+        report.merge(remove_lab_files(lab_id))
     _log(report)
     return report
 
