@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.reliability import faults
 from tests.reliability.faults import Deploy
@@ -133,14 +134,21 @@ def test_deploy_with_a_vm_killed_then_redeployed_converges(
 def test_redeploy_killed_after_its_allocation_keeps_the_nodes_configured(server: PrefectServer, tmp_path: Path) -> None:
     """A deployed lab, a redeploy killed once it published its allocation, a redeploy: the
     nodes configured by the first deploy (and running since) are not configured again --
-    their `exec` (`ip addr add`, not idempotent) would fail a second time."""
+    their `exec` (`ip addr add`, not idempotent) would fail a second time.
+
+    The killed redeploy adds a node whose post-boot sleeps: a redeploy of running nodes alone
+    ends some 0.2 s after it publishes its allocation, too soon to be killed there every time.
+    The last deploy, of the first topology, removes that node again."""
     lab = faults.lab_id("rekill")
     topology = faults.pair_lab(lab, tmp_path, verb="add")
+    document = yaml.safe_load(topology.read_text())
+    document["topology"]["nodes"]["h3"] = {"kind": "linux", "exec": ["sleep 60"]}
+    slow_redeploy = faults.write_topology(tmp_path / "with-h3", document)
     run: Deploy | None = None
     try:
         first = faults.deploy(server, topology)
         assert faults.state_status(server, lab) == "deployed"
-        run = Deploy.start(server, topology)
+        run = Deploy.start(server, slow_redeploy)
         assert faults.wait_until(lambda: faults.state_status(server, lab) == "allocated" or not run.running(), 120, 0.02)
         assert run.running(), run.stderr()[-3000:]
         run.kill()
