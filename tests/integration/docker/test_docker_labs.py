@@ -91,14 +91,14 @@ def test_orphan_cleanup_removes_only_the_unknown_lab(
 
 
 @pytest.mark.slow
-def test_discovery_and_destroy_of_200_containers_are_fast(
+def test_discovery_of_200_containers_is_one_api_call_and_destroy_removes_them(
     provider: DockerProvider,
     lab_factory: Callable[[], str],
     linux_image: str,
     docker_client: docker.DockerClient,
 ) -> None:
-    """200 containers (created, not started: what is listed is the same): discovery well
-    under 1 s in one API call; destroy removes them in parallel."""
+    """200 containers (created, not started: what is listed is the same): discovery in one
+    API call; destroy removes them in parallel."""
     lab = lab_factory()
     api = provider.api
 
@@ -113,12 +113,20 @@ def test_discovery_and_destroy_of_200_containers_are_fast(
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(make, range(200)))
 
-    started = time.monotonic()
-    labs = provider.discover_labs()
-    discover_seconds = time.monotonic() - started
+    # What keeps discovery fast whatever the host's load: one API call for every node, not
+    # one per container (its time is a benchmark figure: benchmarks/, docs/performance.md).
+    requests_sent = []
+    send = api.send
+    api.send = lambda request, **kwargs: requests_sent.append(request.path_url) or send(request, **kwargs)
+    try:
+        started = time.monotonic()
+        labs = provider.discover_labs()
+        discover_seconds = time.monotonic() - started
+    finally:
+        del api.send
     mine = next(found for found in labs if found.lab_id == lab)
     assert len(mine.nodes) == 200 and all(n.state is NodeState.STOPPED for n in mine.nodes)
-    assert discover_seconds < 1.0, f"discovery of 200 containers took {discover_seconds:.2f} s"
+    assert len(requests_sent) == 1, requests_sent
 
     started = time.monotonic()
     report = provider.destroy_lab(lab)
