@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,6 +233,15 @@ def destroy_and_check(server: PrefectServer, lab: str) -> None:
     """Destroy through the flow; nothing of the lab may remain on the host."""
     destroy(server, lab)
     assert leftovers(lab) == {}, leftovers(lab)
+
+
+def tear_down(server: PrefectServer, *labs: str, runs: Iterable[Deploy | None] = ()) -> None:
+    """For ``finally`` blocks: kill the deploys still running, then make sure of each lab."""
+    for run in runs:
+        if run is not None and run.running():
+            run.kill()
+    for lab in labs:
+        safety_destroy(server, lab)
 
 
 def safety_destroy(server: PrefectServer, lab: str) -> None:

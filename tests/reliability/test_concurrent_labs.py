@@ -45,11 +45,7 @@ def test_two_labs_deployed_at_once_get_disjoint_vlans(server: PrefectServer, tmp
         for lab in labs:
             assert leftovers(lab) == {}, leftovers(lab)
     finally:
-        for run in runs.values():
-            if run.running():
-                run.kill()
-        for lab in labs:
-            faults.safety_destroy(server, lab)
+        faults.tear_down(server, *labs, runs=runs.values())
 
 
 def test_orphan_cleanup_while_a_lab_deploys_leaves_it_alone(server: PrefectServer, tmp_path: Path) -> None:
@@ -91,8 +87,5 @@ def test_orphan_cleanup_while_a_lab_deploys_leaves_it_alone(server: PrefectServe
         assert faults.pings(deploying, "r1", "10.9.12.2")
         faults.destroy_and_check(server, deploying)
     finally:
-        if run is not None and run.running():
-            run.kill()
-        faults.safety_destroy(server, deploying)
-        faults.safety_destroy(server, orphan)
+        faults.tear_down(server, deploying, orphan, runs=[run])
     assert leftovers(deploying) == {} and leftovers(orphan) == {}

@@ -93,9 +93,7 @@ def test_dockerd_restarted_while_nodes_are_created(server: PrefectServer, tmp_pa
                                 vlans_before=faults.link_vlans(result))
         faults.destroy_and_check(server, lab)
     finally:
-        if run.running():
-            run.kill()
-        faults.safety_destroy(server, lab)
+        faults.tear_down(server, lab, runs=[run])
     assert leftovers(lab) == {}
 
 
@@ -129,9 +127,7 @@ def test_dockerd_restarted_during_post_boot(server: PrefectServer, tmp_path: Pat
         assert faults.pings(lab, "r2", "10.9.2.2")
         faults.destroy_and_check(server, lab)
     finally:
-        if run.running():
-            run.kill()
-        faults.safety_destroy(server, lab)
+        faults.tear_down(server, lab, runs=[run])
     assert leftovers(lab) == {}
 
 
@@ -159,10 +155,7 @@ def test_libvirtd_restarted_mid_deploy(server: PrefectServer, tmp_path: Path, mi
         assert faults.pings(lab, "r1", "10.7.0.2", timeout=30), "r1 does not reach the VM"
         faults.destroy_and_check(server, lab)
     finally:
-        if run.running():
-            run.kill()
-        faults.kill_consoles(lab)
-        faults.safety_destroy(server, lab)
+        faults.tear_down(server, lab, runs=[run])
     assert leftovers(lab) == {}
 
 

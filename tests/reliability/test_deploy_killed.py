@@ -85,9 +85,7 @@ def test_deploy_killed_then_redeployed_converges(server: PrefectServer, tmp_path
         faults.destroy_and_check(server, lab)
         assert faults.state_status(server, lab) == "destroyed"
     finally:
-        if run.running():
-            run.kill()
-        faults.safety_destroy(server, lab)
+        faults.tear_down(server, lab, runs=[run])
     assert leftovers(lab) == {}
 
 
@@ -124,10 +122,7 @@ def test_deploy_with_a_vm_killed_then_redeployed_converges(
         faults.destroy_and_check(server, lab)
         assert not faults.console_processes(lab)
     finally:
-        if run.running():
-            run.kill()
-        faults.kill_consoles(lab)
-        faults.safety_destroy(server, lab)
+        faults.tear_down(server, lab, runs=[run])
     assert leftovers(lab) == {}
 
 
@@ -160,7 +155,5 @@ def test_redeploy_killed_after_its_allocation_keeps_the_nodes_configured(server:
         assert faults.pings(lab, "h1", "10.8.0.2")
         faults.destroy_and_check(server, lab)
     finally:
-        if run is not None and run.running():
-            run.kill()
-        faults.safety_destroy(server, lab)
+        faults.tear_down(server, lab, runs=[run])
     assert leftovers(lab) == {}
