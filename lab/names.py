@@ -145,5 +145,9 @@ def lab_lock_path(lab_id: str) -> Path:
     return locks_dir() / f"lab-{lab_id}.lock"
 
 
+def logs_dir(lab_id: str) -> Path:
+    return workspace() / "logs" / lab_id
+
+
 def serial_log_path(lab_id: str, node: str) -> Path:
-    return workspace() / "logs" / lab_id / f"{node}.serial.log"
+    return logs_dir(lab_id) / f"{node}.serial.log"

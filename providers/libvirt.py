@@ -403,7 +403,7 @@ class LibvirtProvider(NodeProvider):
                 f"libvirt: lab {lab_id}: kept its disks, data and VLANs: domains {', '.join(remaining)} remain"
             )
             return report
-        for folder in (names.disks_dir(lab_id), names.data_dir(lab_id), names.serial_log_path(lab_id, "x").parent):
+        for folder in (names.disks_dir(lab_id), names.data_dir(lab_id), names.logs_dir(lab_id)):
             workspace.remove_tree(folder, report, f"libvirt: lab {lab_id}")
         try:
             report.merge(network.release_lab(lab_id))

@@ -9,7 +9,7 @@ from lab import names
 from providers.base import CleanupReport
 
 # Extracted configs are the user's output: destroy keeps them (DESIGN, Identity: configs/).
-LAB_FOLDERS = (names.disks_dir, names.data_dir, names.lab_dir, lambda lab: names.workspace() / "logs" / lab)
+LAB_FOLDERS = (names.disks_dir, names.data_dir, names.lab_dir, names.logs_dir)
 
 
 def remove_lab_files(lab_id: str) -> CleanupReport:
