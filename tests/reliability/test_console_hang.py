@@ -61,7 +61,7 @@ def test_a_hanging_post_boot_command_times_out_retries_and_reports(
         assert faults.node_states(server, lab) == {"r1": "ready", "v1": "failed (post-boot)"}
         assert faults.console_processes(lab) == [], "a console session outlived the deploy"
         # The rest of the lab came up; the VM runs; discovery sees both.
-        assert faults.discovered(lab) == {"r1": "running", "v1": "running"}
+        faults.assert_discovered(lab, {"r1": "running", "v1": "running"})
         assert faults.containers(lab)[0]["state"] == "running"
         assert faults.domains(lab) == [names.domain_name(lab, "v1")]
 

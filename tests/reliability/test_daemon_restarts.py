@@ -84,7 +84,7 @@ def test_dockerd_restarted_while_nodes_are_created(server: PrefectServer, tmp_pa
         assert any(name.startswith(("create-node/", "wire-node/")) for name in retried), retried
         result = run.result()
         faults.assert_converged(lab, result, containers_expected=4, ports_expected=6)
-        assert faults.discovered(lab) == dict.fromkeys(("h1", "h2", "r1", "r2"), "running")
+        faults.assert_discovered(lab, dict.fromkeys(("h1", "h2", "r1", "r2"), "running"))
         assert faults.pings(lab, "r1", "10.9.12.2") and faults.pings(lab, "r1", "10.9.1.2")
         assert faults.pings(lab, "r2", "10.9.2.2")
 
@@ -122,7 +122,7 @@ def test_dockerd_restarted_during_post_boot(server: PrefectServer, tmp_path: Pat
 
         result = faults.deploy(server, topology)
         faults.assert_converged(lab, result, containers_expected=4, ports_expected=6, vlans_before=vlans)
-        assert faults.discovered(lab) == dict.fromkeys(("h1", "h2", "r1", "r2"), "running")
+        faults.assert_discovered(lab, dict.fromkeys(("h1", "h2", "r1", "r2"), "running"))
         assert faults.pings(lab, "r1", "10.9.12.2") and faults.pings(lab, "r1", "10.9.1.2")
         assert faults.pings(lab, "r2", "10.9.2.2")
         faults.destroy_and_check(server, lab)
@@ -151,7 +151,7 @@ def test_libvirtd_restarted_mid_deploy(server: PrefectServer, tmp_path: Path, mi
         result = run.result()
         faults.assert_converged(lab, result, containers_expected=1, domains_expected=1, ports_expected=2)
         assert faults.domains(lab) == [names.domain_name(lab, "v1")]
-        assert faults.discovered(lab) == {"r1": "running", "v1": "running"}
+        faults.assert_discovered(lab, {"r1": "running", "v1": "running"})
         assert faults.pings(lab, "r1", "10.7.0.2", timeout=30), "r1 does not reach the VM"
         faults.destroy_and_check(server, lab)
     finally:
@@ -176,7 +176,7 @@ def test_ovs_restarted_with_a_lab_up(server: PrefectServer, tmp_path: Path, mini
         # Ports, tags and markers live in conf.db: all still there, once.
         assert faults.lab_ports(lab) == ports
         assert {p.name for p in ports} <= faults.bridge_port_names()
-        assert faults.discovered(lab) == {"h1": "running", "r1": "running", "v1": "running"}
+        faults.assert_discovered(lab, {"h1": "running", "r1": "running", "v1": "running"})
 
         again = faults.deploy(server, topology)  # re-wires what the restart broke
         faults.assert_converged(lab, again, containers_expected=2, domains_expected=1, ports_expected=4,

@@ -77,7 +77,7 @@ def test_deploy_killed_then_redeployed_converges(server: PrefectServer, tmp_path
         faults.assert_converged(lab, result, containers_expected=CONTAINERS, ports_expected=PORTS,
                                 vlans_before=first_allocation)
         assert faults.state_status(server, lab) == "deployed"
-        assert faults.discovered(lab) == dict.fromkeys(("h1", "h2", "r1", "r2"), "running")
+        faults.assert_discovered(lab, dict.fromkeys(("h1", "h2", "r1", "r2"), "running"))
         assert faults.pings(lab, "r1", "10.9.12.2"), "r1 does not reach r2"
         assert faults.pings(lab, "r1", "10.9.1.2"), "r1 does not reach h1"
         assert faults.pings(lab, "r2", "10.9.2.2"), "r2 does not reach h2"
@@ -117,7 +117,7 @@ def test_deploy_with_a_vm_killed_then_redeployed_converges(
         result = faults.deploy(server, topology)
         faults.assert_converged(lab, result, containers_expected=1, domains_expected=1, ports_expected=2,
                                 vlans_before=first_allocation)
-        assert faults.discovered(lab) == {"r1": "running", "v1": "running"}
+        faults.assert_discovered(lab, {"r1": "running", "v1": "running"})
         assert faults.pings(lab, "r1", "10.7.0.2", timeout=30), "r1 does not reach the VM"
         faults.destroy_and_check(server, lab)
         assert not faults.console_processes(lab)
