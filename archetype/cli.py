@@ -54,7 +54,7 @@ def _emit(result: dict[str, Any], as_json: bool, show: Callable[[dict[str, Any]]
 @app.command()
 def validate(file: Path, as_json: JsonOption = False) -> None:
     """Check a topology file; report every problem at once."""
-    from lab.topology import load_topology
+    from topology import load_topology
 
     lab = _run(lambda: load_topology(file))
     for warning in lab.warnings:
@@ -83,7 +83,7 @@ def status(lab: Annotated[str | None, typer.Argument(help="Only this lab")] = No
 @app.command()
 def deploy(file: Path, as_json: JsonOption = False) -> None:
     """Deploy (or converge) a lab through the deploy-lab flow."""
-    from lab.topology import load_topology
+    from topology import load_topology
 
     _run(lambda: load_topology(file))  # invalid input: exit 2 before Prefect starts
     from flows.deploy_lab import deploy_lab

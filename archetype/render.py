@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lab.topology import Lab
+from topology import Lab
 
 console = Console()
 

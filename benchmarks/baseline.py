@@ -33,10 +33,10 @@ import docker.errors
 
 from lab import names
 from lab.settings import get_settings
-from lab.topology import Lab, Node, load_topology
 from providers import network
 from providers.base import LinkEnd
-from providers.docker_spec import INTERFACE_COUNT_ENV, cpu_limit
+from providers.docker.spec import INTERFACE_COUNT_ENV, cpu_limit
+from topology import Lab, Node, load_topology
 
 POOL_SIZE = 64
 
@@ -67,7 +67,7 @@ def link_ends(lab: Lab, vlans: dict[str, int]) -> dict[str, list[LinkEnd]]:
 
 
 def run_kwargs(lab_id: str, node: Node, interface_count: int, mgmt: str) -> dict:
-    """``containers.run`` arguments from the vendor entry, as ``providers.docker_spec`` builds them."""
+    """``containers.run`` arguments from the vendor entry, as ``providers.docker.spec`` builds them."""
     vendor = node.vendor
     options = vendor.container
     assert options is not None, f"{node.kind} is not a container kind"

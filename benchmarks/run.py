@@ -361,10 +361,10 @@ def bench_discovery(labs: Labs, reps: int, containers: int = 180, domains: int =
     import libvirt
 
     from lab import names
-    from lab.topology import Node
     from providers import all_providers, get_provider, inventory
     from providers.libvirt import LibvirtProvider
-    from providers.libvirt_xml import domain_xml
+    from providers.libvirt.domain_xml import domain_xml
+    from topology import Node
 
     per_lab = 20
     container_labs = [lab_id(f"d{i}") for i in range((containers + per_lab - 1) // per_lab)]
@@ -497,8 +497,8 @@ def watch_for_line(path: Path, line: str, stop: threading.Event, seen: list[floa
 
 def bench_vm(labs: Labs, reps: int) -> dict[str, Any]:
     from lab import names
-    from lab.topology import Node
     from providers.libvirt import LibvirtProvider
+    from topology import Node
 
     provider = LibvirtProvider()
     delays, boots = [], []

@@ -17,7 +17,6 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab.locks import lab_lock
 from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
-from lab.topology import Lab, load_topology
 from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
 from tasks.nodes import (
     create_node,
@@ -29,6 +28,7 @@ from tasks.nodes import (
     wire_node,
 )
 from tasks.state import load_lab_state, publish_lab_state
+from topology import Lab, load_topology
 
 STAGES = ("create", "wire", "ready", "post-boot")
 

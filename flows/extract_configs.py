@@ -11,10 +11,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab import names
 from lab.errors import ArchetypeError, TopologyError
-from lab.topology import Node
 from tasks.labs import discover_labs_live
 from tasks.nodes import extract_config
 from tasks.state import publish_config
+from topology import Node
 from vendors import get_vendor
 from vendors.model import ExtractionMethod
 

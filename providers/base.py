@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
-from lab.topology import Node
+from topology import Node
 
 
 class ProviderCapability(StrEnum):

@@ -47,7 +47,7 @@ def connect_session(lab_id: str, node_name: str) -> tuple[list[str], AbstractCon
     for lab in discover_all(lab_id):
         for node in lab["nodes"]:
             if node["name"] == node_name:
-                from lab.topology import Node
+                from topology import Node
                 from vendors import get_vendor
 
                 vendor = get_vendor(node["kind"])

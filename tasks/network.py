@@ -7,10 +7,10 @@ from prefect.cache_policies import NO_CACHE
 
 from lab import names
 from lab.state import LabState
-from lab.topology import Lab
 from providers import get_provider, network
 from providers.base import LinkEnd, NodeState
 from tasks.retry import retry_if_transient
+from topology import Lab
 
 
 @task(

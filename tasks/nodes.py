@@ -13,10 +13,10 @@ import time
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from lab.topology import Node
 from providers import get_provider
 from providers.base import CleanupReport, CommandResult, LinkEnd, NodeProvider, NodeStatus
 from tasks.retry import retry_if_transient
+from topology import Node
 
 _RETRYING = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": retry_if_transient, "cache_policy": NO_CACHE}
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from providers.network import cleanup as _cleanup
-from providers.network import libvirt_xml as _libvirt_xml
 from providers.network import ovs as _ovs
 from providers.network import recovery as _recovery
 from providers.network import veth as _veth
 from providers.network import vlans as _vlans
+from providers.network import vm_interfaces as _vm_interfaces
 from providers.network.ovs import PortInfo
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def ensure_vm_ports(lab_id: str, node: str, ends: list[LinkEnd]) -> None:
     libvirt sets the tag itself and keeps its own ids (iface-id, attached-mac, vm-id) on the
     Interface row; ours go on the Port row, merged key by key, so nothing libvirt put there
     is lost. Raises ``NetworkError`` when a tap does not exist (the VM is not running)."""
-    _libvirt_xml.ensure_vm_ports(lab_id, node, ends)
+    _vm_interfaces.ensure_vm_ports(lab_id, node, ends)
 
 
 def vm_interface_xml(end: LinkEnd | None, nic_model: str, *, mac: str | None = None) -> str:
@@ -100,7 +100,7 @@ def vm_interface_xml(end: LinkEnd | None, nic_model: str, *, mac: str | None = N
     ``end=None``: a placeholder NIC with no link (it keeps later NICs in place):
     ``type='ethernet'`` -- a tap libvirt creates and attaches to nothing (not on any bridge,
     so never an untagged trunk port on OVS) -- with ``<link state='down'/>``."""
-    return _libvirt_xml.vm_interface_xml(end, nic_model, mac=mac)
+    return _vm_interfaces.vm_interface_xml(end, nic_model, mac=mac)
 
 
 def allocate_vlans(lab_id: str, link_ids: list[str], recovered: dict[str, int] | None = None) -> dict[str, int]:

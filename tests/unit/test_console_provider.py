@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+import topology.document
 import vendors
 from lab.errors import CommandError
 from lab.settings import get_settings
-from lab.topology import Node
 from providers.libvirt import LibvirtProvider
 from tests.unit import test_console_session as fake
+from topology import Node
 from vendors.model import Readiness, ReadinessMethod
 
 FAKE = str(Path(fake.__file__))
@@ -39,7 +40,7 @@ def provider(*options: str) -> LibvirtProvider:
 def with_readiness(monkeypatch: pytest.MonkeyPatch, readiness: Readiness) -> None:
     vendor = vendors.get_vendor("mini-ios").model_copy(update={"readiness": readiness})
     real = vendors.get_vendor
-    monkeypatch.setattr(vendors, "get_vendor", lambda kind: vendor if kind == "mini-ios" else real(kind))
+    monkeypatch.setattr(topology.document, "get_vendor", lambda kind: vendor if kind == "mini-ios" else real(kind))
 
 
 def node(*exec_lines: str) -> Node:
@@ -82,7 +83,7 @@ def test_post_boot_reports_the_failing_command_and_logs_outputs(caplog: pytest.L
 def test_exec_lines_run_after_the_vendor_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     vendor = vendors.get_vendor("mini-ios").model_copy(update={"post_boot_commands": ["terminal length 0"]})
     real = vendors.get_vendor
-    monkeypatch.setattr(vendors, "get_vendor", lambda kind: vendor if kind == "mini-ios" else real(kind))
+    monkeypatch.setattr(topology.document, "get_vendor", lambda kind: vendor if kind == "mini-ios" else real(kind))
     p = provider()
     try:
         results = p.run_post_boot("lab", node("configure terminal", "hostname EDGE", "end"))

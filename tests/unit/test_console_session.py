@@ -16,8 +16,8 @@ if __name__ != "__main__":
 
     from lab.errors import CommandError, ConsoleError
     from lab.settings import get_settings
-    from providers.console import ConsoleSession, Credentials
-    from providers.console_text import clean_output, render, strip_echo
+    from providers.libvirt.console import ConsoleSession, Credentials
+    from providers.libvirt.console_text import clean_output, render, strip_echo
     from vendors import get_vendor
 
 CONFIG_LINES = [f"interface GigabitEthernet0/{i}\n no ip address\n shutdown\n!" for i in range(12)]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from lab import names
-from lab.topology import Bind, Node
-from providers.docker_spec import INTERFACE_COUNT_ENV, build_container_spec, cpu_limit, expand_placeholders
+from providers.docker.spec import INTERFACE_COUNT_ENV, build_container_spec, cpu_limit, expand_placeholders
+from topology import Bind, Node
 from vendors import get_vendor
 from vendors.model import ContainerOptions, InterfaceNaming, VendorConfig
 

@@ -15,12 +15,12 @@ import pytest
 from lab import names
 from lab.errors import ImageNotFoundError
 from lab.settings import get_settings
-from lab.topology import Node
 from providers import network
 from providers.base import CleanupReport, NodeState
 from providers.libvirt import LibvirtProvider
-from providers.libvirt_domains import DomainConflictError
+from providers.libvirt.domains import DomainConflictError
 from tests.unit.test_libvirt_xml import end, fake_interface_xml
+from topology import Node
 
 libvirt.registerErrorHandler(lambda *_: None, None)
 
@@ -165,7 +165,7 @@ def test_every_libvirt_call_runs_on_one_thread(workspace, provider: LibvirtProvi
 
 
 def test_a_domain_that_fails_to_go_does_not_stop_the_rest(workspace, provider: LibvirtProvider, monkeypatch) -> None:
-    import providers.libvirt as module
+    import providers.libvirt.provider as module
 
     for name in ("a", "b", "c"):
         provider.create_node("ul-8", node(name), [])

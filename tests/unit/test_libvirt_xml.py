@@ -13,10 +13,17 @@ import pytest
 from lab import names
 from lab.errors import ImageNotFoundError, ProviderError
 from lab.settings import get_settings
-from lab.topology import Node
 from providers.base import LinkEnd
-from providers.libvirt_disks import check_images
-from providers.libvirt_xml import NodeMarker, domain_xml, metadata_xml, nic_plan, parse_marker, plan_domain
+from providers.libvirt.disks import check_images
+from providers.libvirt.domain_xml import (
+    NodeMarker,
+    domain_xml,
+    metadata_xml,
+    nic_plan,
+    parse_marker,
+    plan_domain,
+)
+from topology import Node
 from vendors import get_vendor
 
 libvirt.registerErrorHandler(lambda *_: None, None)

@@ -12,9 +12,9 @@ from lab.errors import NetworkError
 from lab.settings import get_settings
 from providers.base import LinkEnd
 from providers.network import vm_interface_xml
-from providers.network.libvirt_xml import interface_id
 from providers.network.markers import parse_alias, veth_alias
 from providers.network.ovs import parse_bridge_ports, parse_port_table, port_commands
+from providers.network.vm_interfaces import interface_id
 
 END = LinkEnd("r1:eth1--v1:Gi0/1", "Gi0/1", 1, 123, "arv0123456789ab")
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from lab.errors import TopologyError
-from lab.topology import Lab, resolve
+from topology import Lab, resolve
 
 KINDS = ["linux", "frr", "ceos", "srl", "mini-ios", "cisco_iosv", "vjunos-router", "sonic-vs", "nope", ""]
 IFACES = ["eth1", "eth2", "eth0", "Ethernet1", "e1-1", "ethernet-1/2", "GigabitEthernet0/1", "Gi0/2", "ge-0/0/0",

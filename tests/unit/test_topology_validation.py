@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import TopologyError
-from lab.topology import load_topology
+from topology import load_topology
 
 PEERS = Path(__file__).resolve().parent / "data" / "containerlab"  # containerlab's own lab examples
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

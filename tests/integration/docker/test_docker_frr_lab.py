@@ -14,10 +14,10 @@ import pytest
 
 import providers.network as network
 from lab import names
-from lab.topology import Lab, load_topology
 from providers.base import LinkEnd
 from providers.docker import DockerProvider
 from tests.support.leftovers import leftovers
+from topology import Lab, load_topology
 
 pytestmark = [pytest.mark.docker, pytest.mark.ovs]
 

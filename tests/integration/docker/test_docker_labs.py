@@ -12,9 +12,9 @@ import docker
 import pytest
 
 from lab import names
-from lab.topology import Node
 from providers.base import NodeState
 from providers.docker import DockerProvider
+from topology import Node
 
 pytestmark = pytest.mark.docker
 

@@ -11,9 +11,9 @@ import pytest
 import vendors
 from lab import names
 from lab.errors import CommandError, ImageNotFoundError, ProviderError
-from lab.topology import Node
 from providers.base import NodeState
 from providers.docker import DockerProvider
+from topology import Node
 from vendors.model import Readiness, VendorConfig
 
 pytestmark = pytest.mark.docker

@@ -10,10 +10,10 @@ import pytest
 
 import providers.network as network
 from lab import names
-from lab.topology import Node
 from providers.base import LinkEnd
 from providers.docker import DockerProvider
 from tests.support.leftovers import leftovers
+from topology import Node
 
 pytestmark = [pytest.mark.docker, pytest.mark.ovs]
 

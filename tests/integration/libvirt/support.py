@@ -10,8 +10,8 @@ import libvirt
 import pytest
 
 from lab.settings import get_settings
-from lab.topology import Node
 from providers.base import LinkEnd
+from topology import Node
 
 libvirt.registerErrorHandler(lambda *_: None, None)
 

@@ -15,9 +15,9 @@ import pytest
 from lab import names
 from lab.errors import ConsoleError
 from providers.base import LinkEnd, NodeState
-from providers.console import ConsoleSession, Credentials
 from providers.libvirt import LibvirtProvider
-from providers.libvirt_domains import DomainConflictError
+from providers.libvirt.console import ConsoleSession, Credentials
+from providers.libvirt.domains import DomainConflictError
 from tests.integration.libvirt.support import lab_id, mini_ios
 from vendors import get_vendor
 

@@ -18,9 +18,9 @@ import pytest
 from lab import names
 from lab.errors import ConsoleError
 from providers.base import LinkEnd, NodeState
-from providers.console import console_lock
 from providers.libvirt import LibvirtProvider
-from providers.libvirt_domains import LinksChangedError
+from providers.libvirt.console import console_lock
+from providers.libvirt.domains import LinksChangedError
 from tests.integration.libvirt.support import Booted, lab_id, mini_ios
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.ovs, pytest.mark.slow]

@@ -14,9 +14,9 @@ from lab import names
 from lab.settings import get_settings
 from providers import network
 from providers.base import LinkEnd
-from providers.network.libvirt_xml import interface_id
 from providers.network.netlink import IPRoute
 from providers.network.ovs import read_state
+from providers.network.vm_interfaces import interface_id
 
 pytestmark = [pytest.mark.ovs, pytest.mark.libvirt]
 

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lab import names
-from lab.topology import Node
+from topology import Node
 from vendors.model import VendorConfig
 
 # containerlab sets it; cEOS' entrypoint waits until that many data interfaces exist.

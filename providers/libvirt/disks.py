@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from lab.errors import ImageNotFoundError, ProviderError
-from providers.libvirt_xml import DiskPlan, DomainPlan
+from providers.libvirt.domain_xml import DiskPlan, DomainPlan
 
 QEMU_IMG_TIMEOUT = 60.0
 

@@ -29,7 +29,7 @@ from filelock import Timeout as FileLockTimeout
 from lab import names
 from lab.errors import CommandError, ConsoleError
 from lab.settings import get_settings
-from providers.console_text import LINE_START, PlainTextSpawn, clean_output, render
+from providers.libvirt.console_text import LINE_START, PlainTextSpawn, clean_output, render
 from vendors.model import ConsoleDialect, VendorConfig
 
 log = logging.getLogger("archetype.console")

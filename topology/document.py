@@ -13,10 +13,12 @@ from typing import Any
 
 import yaml
 
-from lab import names, node_fields
+from lab import names
 from lab.errors import TopologyError
-from lab.node_fields import Bind
-from lab.problems import Problems
+from topology import node_fields
+from topology.node_fields import Bind
+from topology.problems import Problems
+from vendors import VendorConfig, catalog, get_vendor
 
 # containerlab node fields that Archetype reads but does not use: a warning, not an error.
 IGNORED_NODE_FIELDS = frozenset(
@@ -77,9 +79,7 @@ class Node:
     cpus: int | None = None
 
     @property
-    def vendor(self):  # noqa: ANN201 - VendorConfig; imported lazily (lab must not import vendors)
-        from vendors import get_vendor
-
+    def vendor(self) -> VendorConfig:
         return get_vendor(self.kind)
 
 
@@ -130,8 +130,6 @@ def _yaml_error(err: yaml.YAMLError) -> str:
 
 def resolve(document: Any, base_dir: Path) -> Lab:
     """Validate a parsed document against the catalog and resolve it into a ``Lab``."""
-    from vendors import catalog  # late: keeps lab/ importable without the catalog
-
     problems = Problems()
     if not isinstance(document, dict):
         raise TopologyError(["the topology must be a mapping with 'name' and 'topology'"])

@@ -2,7 +2,7 @@
 
 Every libvirt call runs on the provider's one libvirt thread (``LibvirtThread``): the
 flows call the provider from many threads, libvirt-python is not thread-safe. The serial
-console (``providers.console``) and the serial-log readiness watch run in the caller's
+console (``providers.libvirt.console``) and the serial-log readiness watch run in the caller's
 thread: they touch no libvirt object.
 
 Identity (DESIGN.md): a domain is ours only if it carries our ``<metadata>`` element, and
@@ -23,7 +23,6 @@ import libvirt
 from lab import names
 from lab.errors import CommandError, ProviderError
 from lab.settings import get_settings
-from lab.topology import Node
 from providers import network, workspace
 from providers.base import (
     CleanupReport,
@@ -35,10 +34,11 @@ from providers.base import (
     NodeStatus,
     ProviderCapability,
 )
-from providers.console import ConsoleSession, console_lock, credentials_for
-from providers.libvirt_conn import LibvirtThread
-from providers.libvirt_disks import check_images, ensure_disks, remove_files
-from providers.libvirt_domains import (
+from providers.libvirt.conn import LibvirtThread
+from providers.libvirt.console import ConsoleSession, console_lock, credentials_for
+from providers.libvirt.disks import check_images, ensure_disks, remove_files
+from providers.libvirt.domain_xml import DomainPlan, domain_xml, link_ports, plan_domain
+from providers.libvirt.domains import (
     DomainConflictError,
     DomainInfo,
     LinksChangedError,
@@ -50,8 +50,8 @@ from providers.libvirt_domains import (
     remove_domain,
     start_domain,
 )
-from providers.libvirt_ready import SerialLogWatcher
-from providers.libvirt_xml import DomainPlan, domain_xml, link_ports, plan_domain
+from providers.libvirt.ready import SerialLogWatcher
+from topology import Node
 from vendors.model import ExtractionMethod, ReadinessMethod, VendorConfig
 
 log = logging.getLogger("archetype.libvirt")

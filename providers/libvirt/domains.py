@@ -12,8 +12,8 @@ import libvirt
 from lab import names
 from lab.errors import ProviderError
 from providers.base import NodeState
-from providers.libvirt_conn import VIR_ERR_NO_DOMAIN, VIR_ERR_NO_DOMAIN_METADATA, error_code
-from providers.libvirt_xml import NodeMarker, parse_marker
+from providers.libvirt.conn import VIR_ERR_NO_DOMAIN, VIR_ERR_NO_DOMAIN_METADATA, error_code
+from providers.libvirt.domain_xml import NodeMarker, parse_marker
 
 log = logging.getLogger("archetype.libvirt")
 

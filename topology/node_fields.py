@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.problems import Problems
 from lab.settings import get_settings
+from topology.problems import Problems
 
 
 @dataclass(frozen=True)

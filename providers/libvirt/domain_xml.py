@@ -16,8 +16,8 @@ from pathlib import Path
 from lab import names
 from lab.errors import ProviderError
 from lab.settings import Settings, get_settings
-from lab.topology import Node
 from providers.base import LinkEnd
+from topology import Node
 from vendors.model import VendorConfig
 
 InterfaceXml = Callable[..., str]  # providers.network.vm_interface_xml(end | None, nic_model)

@@ -34,8 +34,7 @@ from lab import names
 from lab.errors import CommandError, ImageNotFoundError, ProviderError
 from lab.locks import lab_is_busy
 from lab.settings import get_settings
-from lab.topology import Node
-from providers import docker_labs, workspace
+from providers import workspace
 from providers.base import (
     CleanupReport,
     CommandResult,
@@ -46,8 +45,10 @@ from providers.base import (
     NodeStatus,
     ProviderCapability,
 )
-from providers.docker_exec import ContainerMissingError, ContainerNotRunningError, run_exec, wait_until_ready
-from providers.docker_spec import ContainerSpec, build_container_spec
+from providers.docker import labs as docker_labs
+from providers.docker.exec import ContainerMissingError, ContainerNotRunningError, run_exec, wait_until_ready
+from providers.docker.spec import ContainerSpec, build_container_spec
+from topology import Node
 from vendors.model import ExtractionMethod
 
 log = logging.getLogger("archetype.docker")
