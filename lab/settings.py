@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         default_factory=socket.gethostname,
         description="This lab host's name: the name of the deployments `archetype serve` makes",
     )
+    server_port: int = Field(
+        4200, ge=1, le=65535, description="Port of the local Prefect server the CLI and `archetype serve` share"
+    )
     docker_url: str = "unix:///var/run/docker.sock"
     libvirt_uri: str = "qemu:///system"
     domain_type: str = Field("qemu", description="'qemu' (TCG) or 'kvm'")
