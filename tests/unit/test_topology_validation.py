@@ -115,12 +115,12 @@ VALID = """
         ),
         pytest.param(
             "name: ok\ntopology: {nodes: {r1: {kind: frr, startup-config: /etc/shadow}}}\n",
-            "topology.nodes.r1.startup-config: '/etc/shadow' is outside the allowed folders",
+            "topology.nodes.r1.startup-config: startup-config '/etc/shadow' resolves to /etc/shadow, outside the allowed folders",
             id="startup-config-outside-roots",
         ),
         pytest.param(
             "name: ok\ntopology: {nodes: {r1: {kind: frr, binds: ['/etc:/host-etc']}}}\n",
-            "topology.nodes.r1.binds[0]: host path '/etc' is outside the allowed folders",
+            "topology.nodes.r1.binds[0]: host path '/etc' resolves to /etc, outside the allowed folders",
             id="bind-outside-roots",
         ),
         pytest.param(
@@ -190,6 +190,8 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_node_overrides_group_overrides_kind_overrides_defaults(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "n").mkdir()
     lab = lab_of(
         """
         name: inherit
