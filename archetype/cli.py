@@ -122,15 +122,15 @@ def _run_flow(as_json: bool, flow: Any, **parameters: Any) -> dict[str, Any]:
 @app.command()
 def configs(
     lab: str,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for the config files")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Folder under the workspace's configs folder (a name, or a path inside it)")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Pull every node's running configuration (files and Prefect artifacts)."""
     _check_lab_id(lab)
-    from flows.extract_configs import extract_configs
+    from flows.extract_configs import extract_configs, output_folder
 
-    out_dir = str(out.resolve()) if out else None
-    result = _run_flow(as_json, extract_configs, lab=lab, out_dir=out_dir)
+    _run(lambda: output_folder(lab, out))  # an --out outside the configs folder: exit 2 at once
+    result = _run_flow(as_json, extract_configs, lab=lab, out_dir=out)
     _emit(result, as_json, render.show_configs)
     if not result["configs"] or not all(c["ok"] for c in result["configs"].values()):
         raise typer.Exit(EXIT_FAILED)
