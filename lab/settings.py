@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     console_timeout: float = Field(30.0, description="Default timeout of one console wait, seconds")
     lab_lock_timeout: float = Field(600.0, description="How long a run waits for another run of the same lab")
 
+    # Images (fnmatch patterns) that get a kind's broad capabilities besides its catalog
+    # image: ARCHETYPE_TRUSTED_IMAGES__ceos='["registry.lab/ceos:*"]'
+    trusted_images: dict[str, list[str]] = Field(default_factory=dict)
+
     # Console logins override the catalog's defaults per kind: ARCHETYPE_CONSOLE_PASSWORD__cisco_iosv=...
     console_username: dict[str, str] = Field(default_factory=dict)
     console_password: dict[str, SecretStr] = Field(default_factory=dict)

@@ -15,11 +15,13 @@ import yaml
 
 from lab import names
 from lab.errors import TopologyError
+from lab.settings import get_settings
 from topology import node_fields
 from topology.node_fields import Bind
 from topology.paths import Folders
 from topology.problems import Problems
 from vendors import VendorConfig, catalog, get_vendor
+from vendors.model import DEFAULT_CAP_ADD
 
 # containerlab node fields that Archetype reads but does not use: a warning, not an error.
 IGNORED_NODE_FIELDS = frozenset(
@@ -262,10 +264,12 @@ def _resolve_node(
         return None
     env = node_fields.string_map(fields.get("env"), f"{where}.env", problems)
     env.update(node_fields.honoured_extras(raw.get("extras"), vendor, where, problems))
+    image = str(fields.get("image") or vendor.default_image)
+    _warn_untrusted_image(vendor, image, where, problems)
     node = Node(
         name=name,
         kind=vendor.kind,
-        image=str(fields.get("image") or vendor.default_image),
+        image=image,
         startup_config=node_fields.startup_config(fields.get("startup-config"), f"{where}.startup-config", folders, problems),
         env=env,
         binds=node_fields.binds(fields.get("binds"), f"{where}.binds", vendor, folders, problems),
@@ -276,6 +280,21 @@ def _resolve_node(
         cpus=node_fields.positive_int(fields.get("cpus"), f"{where}.cpus", problems),
     )
     return node  # even with field errors: its links are still checked
+
+
+def _warn_untrusted_image(vendor: VendorConfig, image: str, where: str, problems: Problems) -> None:
+    options = vendor.container
+    if options is None or not options.broad:
+        return
+    extra = get_settings().trusted_images.get(vendor.kind, [])
+    if not options.trusts(image, extra):
+        problems.warn(
+            f"{where}.image",
+            f"{image!r} is not one of kind {vendor.kind}'s catalog images ({', '.join(options.image_patterns(extra))}): "
+            f"it runs with the default capabilities ({', '.join(DEFAULT_CAP_ADD)}), not {', '.join(options.cap_add)}"
+            f"{' with ' + ', '.join(options.security_opt) if options.security_opt else ''}; "
+            f"ARCHETYPE_TRUSTED_IMAGES__{vendor.kind} adds images",
+        )
 
 
 def _resolve_links(raw_links: Any, raw_nodes: dict, nodes: dict[str, Node], problems: Problems) -> list[Link]:

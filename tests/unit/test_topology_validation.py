@@ -355,3 +355,10 @@ def test_containerlab_peer_topologies_are_accepted(name: str) -> None:
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
 def test_examples_are_valid(path: Path) -> None:
     assert load_topology(path).nodes
+
+
+def test_validation_says_when_an_image_loses_its_kinds_broad_capabilities(tmp_path: Path) -> None:
+    lab = lab_of("name: caps\ntopology: {nodes: {c1: {kind: ceos, image: 'other/ceos:1'}, c2: {kind: ceos}}}\n", tmp_path)
+    (warning,) = [w for w in lab.warnings if ".image" in w]
+    assert warning.startswith("topology.nodes.c1.image: 'other/ceos:1' is not one of kind ceos's catalog images")
+    assert "default capabilities (NET_ADMIN)" in warning
