@@ -52,7 +52,7 @@ class PrefectServer:
     pool: str | None = None  # the work pool whose deployments (deploy-lab/<pool>, ...) tests run
 
     @classmethod
-    def start(cls, home: Path, timeout: float = 60) -> PrefectServer:
+    def start(cls, home: Path, timeout: float = 150) -> PrefectServer:  # a loaded 2-core host: >60 s seen
         port = free_port()
         url = f"http://127.0.0.1:{port}/api"
         auth = f"archetype:{secrets.token_urlsafe(16)}"
