@@ -72,12 +72,12 @@ def vendors(as_json: JsonOption = False) -> None:
 @app.command()
 def status(lab: Annotated[str | None, typer.Argument(help="Only this lab")] = None, as_json: JsonOption = False) -> None:
     """What Archetype runs on this host, from the live runtimes."""
-    from providers.inventory import discover_all
+    from providers.labs import discover
 
-    labs = _run(lambda: discover_all(lab))
+    labs = _run(lambda: discover(lab))
     if lab is not None and not labs:
         _fail([f"no lab {lab!r} on this host"], EXIT_FAILED)
-    _emit({"labs": labs}, as_json, render.show_status)
+    _emit({"labs": [found.as_dict() for found in labs]}, as_json, render.show_status)
 
 
 @app.command()
@@ -155,9 +155,9 @@ def cleanup(
 @app.command()
 def connect(lab: str, node: str) -> None:
     """An interactive session on a node: its shell (container) or serial console (VM); Ctrl-] detaches."""
-    from providers.inventory import connect_session
+    from providers.labs import node_session
 
-    argv, guard = _run(lambda: connect_session(lab, node))
+    argv, guard = _run(lambda: node_session(lab, node))
 
     def attached() -> int:
         with guard:  # a VM's console: Archetype's own sessions wait while the person is on it
