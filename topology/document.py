@@ -113,9 +113,15 @@ class Node(NodeRef):
 
     @property
     def post_boot_commands(self) -> list[str]:
-        """Everything post-boot runs on the node, in order: the vendor's commands, then the
-        node's own ``exec`` (each provider gives them its own form)."""
-        return [*self.vendor.post_boot_commands, *self.exec]
+        """Everything post-boot runs on the node, in order: a VM's startup-config typed in
+        over its console (day 0), the vendor's commands, then the node's own ``exec``
+        (each provider gives them its own form)."""
+        return [*self.vendor.startup_config_commands(self.startup_config), *self.vendor.post_boot_commands, *self.exec]
+
+    @property
+    def own_commands_from(self) -> int:
+        """Where the node's own ``exec`` starts in ``post_boot_commands``."""
+        return len(self.post_boot_commands) - len(self.exec)
 
 
 @dataclass(frozen=True)
@@ -290,6 +296,8 @@ def _resolve_node(
     if vendor is None:
         problems.error(f"{where}.kind", f"unknown kind {kind_name!r} (known: {', '.join(v.kind for v in known.kinds())})")
         return None
+    if fields.get("startup-config") is not None and vendor.startup_config_refusal:
+        problems.error(f"{where}.startup-config", vendor.startup_config_refusal)
     env = node_fields.string_map(fields.get("env"), f"{where}.env", problems)
     env.update(node_fields.honoured_extras(raw.get("extras"), vendor, where, problems))
     node = Node(

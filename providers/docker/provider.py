@@ -384,7 +384,7 @@ class DockerProvider(NodeProvider):
         done = [] if done is None else done
         timeout = get_settings().command_timeout
         commands = node.post_boot_commands
-        vendor_count = len(node.vendor.post_boot_commands)
+        vendor_count = node.own_commands_from
         for index in range(len(done), len(commands)):
             shown = commands[index]
             # The vendor's commands are shell text for its image; the node's own ``exec`` is
