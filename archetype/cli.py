@@ -178,7 +178,7 @@ def serve(
     """
     from deployments.serve import serve_all
 
-    serve_all(host, port)
+    _run(lambda: serve_all(host, port))
 
 
 def _check_lab_id(lab: str) -> None:
@@ -212,10 +212,16 @@ def _quiet_flow(as_json: bool, run: Callable[[], Any]) -> Any:
 
 
 def main() -> None:
+    from lab.errors import SettingsError
     from lab.settings import get_settings
 
+    try:
+        workspace = get_settings().workspace
+    except SettingsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
     # Embedded mode keeps Prefect's database with the host's labs, not in ~/.prefect.
-    os.environ.setdefault("PREFECT_HOME", str(get_settings().workspace / "prefect"))
+    os.environ.setdefault("PREFECT_HOME", str(workspace / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     app()

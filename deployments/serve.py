@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from lab.errors import ServeError
+
 CLEANUP_CRON = os.environ.get("ARCHETYPE_CLEANUP_CRON", "*/30 * * * *")
 
 
@@ -54,7 +56,8 @@ def start_local_server(host: str, port: int, timeout: float = 90) -> subprocess.
         if server.poll() is not None:
             break
     server.terminate()
-    raise RuntimeError(f"the Prefect server on {host}:{port} did not start")
+    raise ServeError(f"the Prefect server on {host}:{port} did not start within {timeout:.0f} s "
+                     "(is the port taken? its output is above)")
 
 
 def serve_all(host: str = "127.0.0.1", port: int = 4200) -> None:
