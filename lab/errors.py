@@ -75,10 +75,6 @@ class SettingsError(ArchetypeError, ValueError):
     """The ARCHETYPE_* settings are invalid: input, like a topology."""
 
 
-class ServeError(ArchetypeError):
-    """``archetype serve`` could not start (its Prefect server did not come up...)."""
-
-
 class LabBusyError(ArchetypeError):
     """Another deploy/destroy of the same lab holds the lab lock."""
 
