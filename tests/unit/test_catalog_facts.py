@@ -42,10 +42,11 @@ def linux(v: VendorConfig) -> None:
 
 def frr(v: VendorConfig) -> None:
     # zebra does not start without NET_ADMIN, NET_RAW, SYS_ADMIN (HOST-FACTS); frr.conf is read
-    # at start; `show running-config` answers before frr.conf is read, `show bgp summary` after
+    # at start; `show running-config` (and `show bgp summary`) answer before frr.conf is read
     assert {"NET_ADMIN", "NET_RAW", "SYS_ADMIN"} <= set(v.container.cap_add)
     assert v.container.startup_config_path == "/etc/frr/frr.conf" and takes_startup_config(v)
-    assert v.readiness.command == ["vtysh", "-c", "show bgp summary"]
+    probe = " ".join(v.readiness.command or [])
+    assert "show bgp summary" in probe and "frrinit" in probe  # its config read, not only bgpd up
     assert v.config_extraction.command == "vtysh -c 'show running-config'"
     assert v.container.env["FRR_DAEMONS"].split() >= ["zebra", "staticd", "bgpd"]
 
