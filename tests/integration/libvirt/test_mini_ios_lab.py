@@ -29,7 +29,9 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.ovs, pytest.mark.slow]
 
 ADDRESSES = {"r1": "10.77.0.1", "r2": "10.77.0.2"}
 # r1's startup-config: a piece of a real IOSv configuration as a user pastes it (comments,
-# lines the device ignores, a route and a domain name it keeps), typed in after boot.
+# lines the device ignores, a domain name and an interface description it keeps), typed in
+# after boot. (No static route: images built before cli.sh's routes_sync fix answer the
+# next `ip address` with "% Incomplete command." while a route is not installable.)
 STARTUP = """\
 Building configuration...
 
@@ -40,7 +42,10 @@ service timestamps debug datetime msec
 no aaa new-model
 !
 ip domain name startup.example
-ip route 10.99.0.0 255.255.0.0 10.77.0.254
+!
+interface GigabitEthernet0/1
+ description from-startup-config
+ duplex auto
 !
 end
 """
@@ -131,8 +136,8 @@ def test_ready_soon_after_the_serial_log_shows_it(lab: Booted) -> None:
 def test_the_startup_config_is_in_the_running_config(provider: LibvirtProvider, lab: Booted) -> None:
     config = provider.extract_config(lab.lab_id, lab.nodes["r1"])
     assert "ip domain name startup.example" in config
-    assert "ip route 10.99.0.0 255.255.0.0 10.77.0.254" in config
-    assert "hostname R1" in config  # and the exec lines after it
+    assert " description from-startup-config" in config
+    assert "hostname R1" in config and f"ip address {ADDRESSES['r1']} 255.255.255.0" in config  # exec after it
     assert "startup.example" not in provider.extract_config(lab.lab_id, lab.nodes["r2"])
 
 
