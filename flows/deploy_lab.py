@@ -1,5 +1,9 @@
 """deploy-lab: validate -> recover network -> allocate VLANs -> per node, in parallel:
-create -> wire -> wait for readiness -> post-boot commands -> publish state.
+bring-up (create -> wire -> wait for readiness) -> post-boot commands -> publish state.
+
+Each node's stage (created, wired, ready, configured) is tracked as it is reached
+(``tasks.progress``): the command line shows it live, the run shows a progress artifact
+and the lab's state table as it fills; the result gives every stage's time.
 
 Idempotent: run again on a lab that is half there, it converges, reusing the nodes and
 VLANs that exist.
@@ -7,6 +11,7 @@ VLANs that exist.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -15,22 +20,22 @@ from prefect.futures import PrefectFuture
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from lab import names
 from lab.locks import lab_lock
 from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
 from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
 from tasks.nodes import (
-    create_node,
+    bring_up_node,
+    failed_stage,
+    has_post_boot,
     post_boot,
     remove_nodes_not_in,
     running_nodes,
     runtime_name,
-    wait_ready,
-    wire_node,
 )
+from tasks.progress import ArtifactPublisher, DeployProgress, Snapshot
 from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab, load_topology
-
-STAGES = ("create", "wire", "ready", "post-boot")
 
 
 def _run_name() -> str:
@@ -50,8 +55,8 @@ def _topology_text(topology: str) -> str:
         return handle.read()
 
 
-# A submitted stage holds a pool thread while it waits for its upstream stage, so a lab
-# needs up to 4 threads per node to start every node at once: with 32, a 20-node lab
+# A submitted task holds a pool thread while it waits for its upstream task, so a lab
+# needs up to 2 threads per node to start every node at once: with 32, a 20-node lab
 # created 8 nodes at a time (docs/performance.md). Threads are only made when needed.
 STAGE_THREADS = 512
 
@@ -75,10 +80,12 @@ def deploy_lab(topology: str) -> dict[str, Any]:
         publish_lab_state(state)  # the allocation is remembered before any port exists
         remove_nodes_not_in(lab.id, list(lab.nodes))
         remove_links_not_in(lab)
-        outcome = _bring_up(lab, ends, state, configured)
+        progress = _progress(lab, state)
+        with progress.running():  # the progress artifact and the state table fill as it goes
+            _bring_up(lab, ends, state, configured, progress)
         state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
         publish_lab_state(state)
-    result = _result(state, outcome)
+    result = _result(state, progress)
     if state.errors:  # the run shows failed; its result still says which nodes came up
         return Failed(message=f"lab {lab.id}: " + "; ".join(state.errors)[:1000], data=result)
     return result
@@ -114,54 +121,84 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
     )
 
 
-def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> dict[str, dict[str, PrefectFuture | None]]:
-    """Each node runs its own chain, so containers are ready while VMs still boot."""
-    # Submitted stage by stage (every create first), so that creates are never queued
-    # behind other nodes' waiting stages even when the pool is smaller than the lab.
-    nodes = lab.nodes.items()
-    created = {name: create_node.submit(lab.id, node, ends[name]) for name, node in nodes}
-    wired = {name: wire_node.submit(lab.id, node, ends[name], wait_for=[created[name]]) for name, node in nodes}
-    ready = {name: wait_ready.submit(lab.id, node, wait_for=[wired[name]]) for name, node in nodes}
-    booted = {  # a node with no post-boot command gets no post-boot task
-        name: post_boot.submit(lab.id, node, already_done=name in configured, wait_for=[ready[name]])
-        for name, node in nodes
-        if node.vendor.post_boot_commands or node.exec or node.exec_lines
-    }
-    chains: dict[str, dict[str, PrefectFuture | None]] = {
-        name: dict(zip(STAGES, (created[name], wired[name], ready[name], booted.get(name)), strict=True))
-        for name in lab.nodes
-    }
+def _progress(lab: Lab, planned: LabState) -> DeployProgress:
+    """The deploy's progress, written to the run as a progress artifact and as the lab's
+    state table with each node's state as it is reached."""
+    planned = planned.model_copy(deep=True)
 
-    records = {record.name: record for record in state.nodes}
-    for chain in chains.values():
-        chain["create"].wait()
-    state.status = LabStatus.CREATING
-    _record_stage(records, chains, "create")
-    publish_lab_state(state)  # after node creation
+    def state_table(snapshot: Snapshot) -> None:
+        if not snapshot.finished:  # the flow publishes the final state itself
+            publish_lab_state(_filling(planned, snapshot))
 
-    for name, chain in chains.items():
-        record = records[name]
-        for stage in STAGES:
-            future = chain[stage]
-            if future is None:  # nothing to run at that stage
-                continue
-            future.wait()
-            if future.state.is_failed() or future.state.is_crashed():
-                record.state, record.error = f"failed ({stage})", _error_of(future)
-                state.errors.append(f"{name}: {stage}: {record.error}")
-                break
-            if future.state.is_completed() and stage == "ready":
-                record.ready_seconds = future.result()
-        else:
+    return DeployProgress(lab.id, list(lab.nodes), ArtifactPublisher(names.progress_artifact_key(lab.id), state_table))
+
+
+def _filling(planned: LabState, snapshot: Snapshot) -> LabState:
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    state = planned.model_copy(deep=True, update={"status": LabStatus.CREATING, "updated_at": now})
+    stages = {n.name: n for n in snapshot.nodes}
+    for record in state.nodes:
+        node = stages.get(record.name)
+        if node is None or record.state == "ready":  # configured by a previous deploy: stays ready
+            continue
+        if node.failed:
+            record.state, record.error = f"failed ({node.failed.split(':')[0]})", node.failed
+        elif "configured" in node.reached:
             record.state = "ready"
-    return chains
+        elif node.reached:
+            record.state = "running"
+    return state
 
 
-def _record_stage(records: dict[str, NodeRecord], chains: dict, stage: str) -> None:
-    for name, chain in chains.items():
-        future = chain[stage]
-        if future.state.is_completed() and records[name].state != "ready":  # ready: configured before
-            records[name].state = future.result().state.value
+def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str], progress: DeployProgress) -> None:
+    """Each node runs its own chain, so containers are ready while VMs still boot."""
+    # Every bring-up is submitted before any post-boot, so that bring-ups never queue
+    # behind post-boots waiting for their node, even when the pool is smaller than the lab.
+    nodes = lab.nodes.items()
+    up = {name: bring_up_node.submit(lab.id, node, ends[name]) for name, node in nodes}
+    booted = {  # a node with no post-boot command gets no post-boot task
+        name: post_boot.submit(lab.id, node, already_done=name in configured, wait_for=[up[name]])
+        for name, node in nodes
+        if has_post_boot(node)
+    }
+    for name, future in up.items():  # failures show at once, not when the loop below gets there
+        future.add_done_callback(lambda f, name=name: _show_failure(progress, name, f, "create"))
+    for name, future in booted.items():
+        future.add_done_callback(lambda f, name=name: _show_failure(progress, name, f, "post-boot"))
+
+    for record in state.nodes:
+        name = record.name
+        up[name].wait()
+        if _failed(up[name]):
+            stage = _stage_of(up[name], "create")
+            record.state, record.error = f"failed ({stage})", _error_of(up[name])
+            state.errors.append(f"{name}: {stage}: {record.error}")
+            continue
+        record.ready_seconds = up[name].result()
+        if name in booted:
+            booted[name].wait()
+            if _failed(booted[name]):
+                record.state, record.error = "failed (post-boot)", _error_of(booted[name])
+                state.errors.append(f"{name}: post-boot: {record.error}")
+                continue
+        record.state = "ready"
+
+
+def _failed(future: PrefectFuture) -> bool:
+    return future.state.is_failed() or future.state.is_crashed()
+
+
+def _stage_of(future: PrefectFuture, default: str) -> str:
+    try:
+        future.result()
+    except Exception as err:  # noqa: BLE001 - we only read which stage it came from
+        return failed_stage(err, default)
+    return default
+
+
+def _show_failure(progress: DeployProgress, name: str, future: PrefectFuture, default: str) -> None:
+    if _failed(future):
+        progress.fail(name, _stage_of(future, default), _error_of(future))
 
 
 def _error_of(future: PrefectFuture) -> str:
@@ -172,13 +209,16 @@ def _error_of(future: PrefectFuture) -> str:
     return "unknown error"
 
 
-def _result(state: LabState, _outcome: dict) -> dict[str, Any]:
+def _result(state: LabState, progress: DeployProgress) -> dict[str, Any]:
+    stages = progress.timings()
     return {
         "lab_id": state.lab_id,
         "nodes": [
-            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.state, "ready_seconds": n.ready_seconds}
+            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.state, "ready_seconds": n.ready_seconds,
+             "stages": stages.get(n.name, {})}
             for n in state.nodes
         ],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan} for link in state.links],
         "errors": state.errors,
+        "started_at": progress.started_at,
     }

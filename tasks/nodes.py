@@ -1,4 +1,5 @@
-"""Per-node tasks, one per node per stage: thin wrappers over the node's provider.
+"""Per-node tasks: thin wrappers over the node's provider, reporting each stage reached
+to the deploy's progress (``tasks.progress``).
 
 Timeouts live in the providers (the vendor's readiness, command and extraction timeouts),
 not on the tasks: Prefect cannot interrupt a task running in a worker thread, so a task
@@ -14,7 +15,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from providers import get_provider
-from providers.base import CleanupReport, CommandResult, LinkEnd, NodeProvider, NodeStatus
+from providers.base import CleanupReport, CommandResult, LinkEnd, NodeProvider
+from tasks import progress
 from tasks.retry import retry_if_transient
 from topology import Node
 
@@ -39,25 +41,58 @@ def running_nodes(lab_id: str) -> set[str]:
     return {n["name"] for lab in discover_all(lab_id) for n in lab["nodes"] if n["state"] == "running"}
 
 
-@task(name="create-node", task_run_name="create-node/{node.name}", **_RETRYING)
-def create_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> NodeStatus:
-    started = time.monotonic()
-    status = provider_of(node).create_node(lab_id, node, ends)
-    get_run_logger().info("%s %s (%s) in %.1f s", status.runtime_name, status.state, node.kind, time.monotonic() - started)
-    return status
+def has_post_boot(node: Node) -> bool:
+    """Whether the node has a post-boot stage (vendor commands or its own ``exec``)."""
+    return bool(node.vendor.post_boot_commands or node.exec or node.exec_lines)
 
 
-@task(name="wire-node", task_run_name="wire-node/{node.name}", **_RETRYING)
-def wire_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> None:
-    provider_of(node).wire_node(lab_id, node, ends)
-    if ends:
-        get_run_logger().info("wired %s", ", ".join(f"{e.interface}@vlan{e.vlan}" for e in ends))
+STAGE_ATTRIBUTE = "archetype_stage"  # set on an error escaping bring-up: "create", "wire" or "ready"
 
 
-@task(name="wait-ready", task_run_name="wait-ready/{node.name}", **{**_RETRYING, "retries": 1})
-def wait_ready(lab_id: str, node: Node) -> float:
-    seconds = provider_of(node).wait_ready(lab_id, node)
-    get_run_logger().info("%s ready after %.1f s", node.name, seconds)
+def failed_stage(err: BaseException, default: str = "create") -> str:
+    return getattr(err, STAGE_ATTRIBUTE, default)
+
+
+def _retry_bring_up(task: object, task_run: object, state: object) -> bool:
+    """Transient errors are retried (twice); a readiness timeout only once, as before the
+    stages shared a task: a node that never answers fails in two timeouts, not three."""
+    if not retry_if_transient(task, task_run, state):
+        return False
+    try:
+        state.result()  # type: ignore[attr-defined]
+    except Exception as err:  # noqa: BLE001 - classified only
+        return failed_stage(err) != "ready" or getattr(task_run, "run_count", 1) < 2
+    return False
+
+
+# One task per node for the idempotent stages (create, wire, readiness): a retry starts
+# again from the create, which finds the container made (and only starts it if it
+# stopped), and the wiring converges. One task run instead of three cuts what each node
+# costs the Prefect server (docs/performance.md); the stages show in the run's progress.
+@task(name="bring-up", task_run_name="bring-up/{node.name}", **{**_RETRYING, "retry_condition_fn": _retry_bring_up})
+def bring_up_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> float:
+    """Create, wire and wait for the node; returns the seconds it took to answer. An
+    error leaving it names the stage (``failed_stage``)."""
+    logger = get_run_logger()
+    provider = provider_of(node)
+    stage = "create"
+    try:
+        started = time.monotonic()
+        status = provider.create_node(lab_id, node, ends)
+        progress.advance(lab_id, node.name, "created")
+        logger.info("%s %s (%s) in %.1f s", status.runtime_name, status.state, node.kind, time.monotonic() - started)
+        stage = "wire"
+        provider.wire_node(lab_id, node, ends)
+        progress.advance(lab_id, node.name, "wired")
+        if ends:
+            logger.info("wired %s", ", ".join(f"{e.interface}@vlan{e.vlan}" for e in ends))
+        stage = "ready"
+        seconds = provider.wait_ready(lab_id, node)
+    except Exception as err:
+        setattr(err, STAGE_ATTRIBUTE, stage)
+        raise
+    progress.advance(lab_id, node.name, "ready" if has_post_boot(node) else "configured")
+    logger.info("%s ready after %.1f s", node.name, seconds)
     return seconds
 
 
@@ -69,10 +104,12 @@ def post_boot(lab_id: str, node: Node, already_done: bool = False) -> list[Comma
     logger = get_run_logger()
     if already_done:
         logger.info("%s was configured by a previous deploy and kept running: post-boot skipped", node.name)
+        progress.advance(lab_id, node.name, "configured")
         return []
     results = provider_of(node).run_post_boot(lab_id, node)
     for result in results:
         logger.info("%s: %r -> %s in %.2f s", node.name, result.command, result.exit_code, result.seconds)
+    progress.advance(lab_id, node.name, "configured")
     return results
 
 

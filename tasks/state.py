@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 
-from prefect import task
 from prefect.artifacts import Artifact, create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from lab import names
 from lab.state import LabState, LabStatus, state_from_rows, state_to_rows
@@ -21,8 +19,9 @@ def load_lab_state(lab_id: str) -> LabState | None:
     return state_from_rows(rows)
 
 
-@task(name="publish-state", task_run_name="publish-state/{state.lab_id}/{state.status}", cache_policy=NO_CACHE)
 def publish_lab_state(state: LabState) -> None:
+    """One artifact write (no task run of its own: a task would cost the server a run and
+    its state changes for one API call). Called in a flow, the artifact is the run's."""
     create_table_artifact(
         state_to_rows(state),
         key=names.state_artifact_key(state.lab_id),
