@@ -336,6 +336,21 @@ def leftovers(lab_id: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    """``baseline.py N``: deploy and destroy an N-node lab, print both times.
+    ``baseline.py deploy FILE`` / ``baseline.py destroy LAB``: one of them, as a process of
+    its own (as ``benchmarks/run.py`` runs it, beside ``archetype deploy`` / ``destroy``),
+    printing one JSON document with the times (and, for deploy, epoch seconds of its
+    start, to split the process's own start from the work)."""
+    if len(argv) > 2 and argv[1] == "deploy":
+        started_at = time.time()
+        timing = deploy(Path(argv[2]).read_text())
+        print(json.dumps({"started_at": started_at, "total": timing.total, "setup": timing.setup,
+                          "created": timing.created, "wired": timing.wired, "ready": timing.ready}))
+        return 0
+    if len(argv) > 2 and argv[1] == "destroy":
+        started_at = time.time()
+        print(json.dumps({"started_at": started_at, "total": destroy(argv[2])}))
+        return 0
     from benchmarks.topologies import frr_lab_yaml
 
     n = int(argv[1]) if len(argv) > 1 else 20
