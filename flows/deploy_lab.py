@@ -11,11 +11,12 @@ VLANs that exist.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Any
 
-import yaml
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 from prefect.states import Failed
@@ -23,12 +24,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab import names
 from lab.locks import lab_lock
-from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
+from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord, Stage
 from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
 from tasks.nodes import (
     bring_up_node,
     failed_stage,
-    has_post_boot,
     post_boot,
     remove_nodes_not_in,
     running_nodes,
@@ -40,20 +40,17 @@ from topology import Lab, load_topology
 
 
 def _run_name() -> str:
+    """``deploy-lab/<lab>`` from the ``name:`` line of YAML text, or from a file's name: no
+    file is opened and nothing is parsed before validation (DESIGN.md, Security)."""
     from prefect.runtime import flow_run
 
-    try:
-        document = yaml.safe_load(_topology_text(flow_run.parameters.get("topology", "")))
-        return f"deploy-lab/{document['name']}"
-    except Exception:  # noqa: BLE001 - a bad topology still gets a run, which then fails clearly
-        return "deploy-lab/invalid"
-
-
-def _topology_text(topology: str) -> str:
+    topology = str(flow_run.parameters.get("topology", ""))
     if "\n" in topology:
-        return topology
-    with open(topology) as handle:
-        return handle.read()
+        found = re.search(r"^name:\s*['\"]?([a-z][a-z0-9-]{0,19})['\"]?\s*$", topology, re.MULTILINE)
+        name = found.group(1) if found else "invalid"
+    else:
+        name = PurePath(topology).stem
+    return f"deploy-lab/{name if names.is_valid_lab_id(name) else 'invalid'}"
 
 
 # A submitted task holds a pool thread while it waits for its upstream task, so a lab
@@ -97,7 +94,7 @@ def _configured_before(previous: LabState | None, running: set[str]) -> set[str]
     """Nodes a previous deploy brought to ready and that kept running since."""
     if previous is None:
         return set()
-    return {n.name for n in previous.nodes if n.state == "ready" and n.name in running}
+    return {n.name for n in previous.nodes if n.state is NodePhase.READY and n.name in running}
 
 
 def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[str]) -> LabState:
@@ -112,8 +109,9 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
         lab_id=lab.id,
         status=LabStatus.ALLOCATED,
         nodes=[
-            NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, runtime_name=runtime_name(lab.id, n),
-                       state="ready" if n.name in configured else "planned")
+            NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value,
+                       runtime_name=runtime_name(lab.id, n),
+                       state=NodePhase.READY if n.name in configured else NodePhase.PLANNED)
             for n in lab.nodes.values()
         ],
         links=[
@@ -141,14 +139,14 @@ def _filling(planned: LabState, snapshot: Snapshot) -> LabState:
     stages = {n.name: n for n in snapshot.nodes}
     for record in state.nodes:
         node = stages.get(record.name)
-        if node is None or record.state == "ready":  # configured by a previous deploy: stays ready
+        if node is None or record.state is NodePhase.READY:  # configured by a previous deploy: stays ready
             continue
         if node.failed:
-            record.state, record.error = f"failed ({node.failed.split(':')[0]})", node.failed
+            record.fail(Stage(node.failed.partition(":")[0]), node.failed.partition(": ")[2])
         elif "configured" in node.reached:
-            record.state = "ready"
+            record.state = NodePhase.READY
         elif node.reached:
-            record.state = "running"
+            record.state = NodePhase.RUNNING
     return state
 
 
@@ -161,36 +159,36 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str], progr
     booted = {  # a node with no post-boot command gets no post-boot task
         name: post_boot.submit(lab.id, node, already_done=name in configured, wait_for=[up[name]])
         for name, node in nodes
-        if has_post_boot(node)
+        if node.post_boot_commands
     }
     for name, future in up.items():  # failures show at once, not when the loop below gets there
-        future.add_done_callback(lambda f, name=name: _show_failure(progress, name, f, "create"))
+        future.add_done_callback(lambda f, name=name: _show_failure(progress, name, f, Stage.CREATE))
     for name, future in booted.items():
-        future.add_done_callback(lambda f, name=name: _show_failure(progress, name, f, "post-boot"))
+        future.add_done_callback(lambda f, name=name: _show_failure(progress, name, f, Stage.POST_BOOT))
 
     for record in state.nodes:
         name = record.name
         up[name].wait()
         if _failed(up[name]):
-            stage = _stage_of(up[name], "create")
-            record.state, record.error = f"failed ({stage})", _error_of(up[name])
+            stage = _stage_of(up[name], Stage.CREATE)
+            record.fail(stage, _error_of(up[name]))
             state.errors.append(f"{name}: {stage}: {record.error}")
             continue
         record.ready_seconds = up[name].result()
         if name in booted:
             booted[name].wait()
             if _failed(booted[name]):
-                record.state, record.error = "failed (post-boot)", _error_of(booted[name])
-                state.errors.append(f"{name}: post-boot: {record.error}")
+                record.fail(Stage.POST_BOOT, _error_of(booted[name]))
+                state.errors.append(f"{name}: {Stage.POST_BOOT}: {record.error}")
                 continue
-        record.state = "ready"
+        record.state = NodePhase.READY
 
 
 def _failed(future: PrefectFuture) -> bool:
     return future.state.is_failed() or future.state.is_crashed()
 
 
-def _stage_of(future: PrefectFuture, default: str) -> str:
+def _stage_of(future: PrefectFuture, default: Stage) -> Stage:
     try:
         future.result()
     except Exception as err:  # noqa: BLE001 - we only read which stage it came from
@@ -198,9 +196,9 @@ def _stage_of(future: PrefectFuture, default: str) -> str:
     return default
 
 
-def _show_failure(progress: DeployProgress, name: str, future: PrefectFuture, default: str) -> None:
+def _show_failure(progress: DeployProgress, name: str, future: PrefectFuture, default: Stage) -> None:
     if _failed(future):
-        progress.fail(name, _stage_of(future, default), _error_of(future))
+        progress.fail(name, _stage_of(future, default).value, _error_of(future))
 
 
 def _error_of(future: PrefectFuture) -> str:
@@ -216,8 +214,8 @@ def _result(state: LabState, progress: DeployProgress, flow_started_at: float) -
     return {
         "lab_id": state.lab_id,
         "nodes": [
-            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.state, "ready_seconds": n.ready_seconds,
-             "stages": stages.get(n.name, {})}
+            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
+             "ready_seconds": n.ready_seconds, "stages": stages.get(n.name, {})}
             for n in state.nodes
         ],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan} for link in state.links],
