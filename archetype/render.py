@@ -132,7 +132,7 @@ def _seconds(value: float | None) -> str:
 def with_progress(run: Callable[[], Any]) -> Any:
     """Run a flow while showing each node's stage as it is reached: a live table on a
     terminal, one line per node and stage otherwise (a log, a pipe)."""
-    from tasks import progress
+    from lab import progress
 
     view: _LiveView | _LineView = _LiveView() if console.is_terminal else _LineView()
     stop = progress.listen(view.update)
@@ -157,7 +157,7 @@ class _LineView:
         return None
 
     def update(self, snapshot: Any, node: Any) -> None:
-        from tasks.progress import STAGES
+        from lab.progress import STAGES
 
         if node is None:
             return
@@ -206,7 +206,7 @@ class _LiveView:
                 handler.setLevel(max(handler.level, logging.WARNING))
 
     def _render(self) -> Any:
-        from tasks.progress import STAGES
+        from lab.progress import STAGES
 
         snapshot = self._snapshot
         if snapshot is None:

@@ -2,7 +2,7 @@
 bring-up (create -> wire -> wait for readiness) -> post-boot commands -> publish state.
 
 Each node's stage (created, wired, ready, configured) is tracked as it is reached
-(``tasks.progress``): the command line shows it live, the run shows a progress artifact
+(``lab.progress``): the command line shows it live, the run shows a progress artifact
 and the lab's state table as it fills; the result gives every stage's time.
 
 Idempotent: run again on a lab that is half there, it converges, reusing the nodes and
@@ -24,6 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab import names
 from lab.locks import lab_lock
+from lab.progress import DeployProgress, Snapshot
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord, Stage
 from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
 from tasks.nodes import (
@@ -34,8 +35,7 @@ from tasks.nodes import (
     running_nodes,
     runtime_name,
 )
-from tasks.progress import ArtifactPublisher, DeployProgress, Snapshot
-from tasks.state import load_lab_state, publish_lab_state
+from tasks.state import ProgressArtifacts, load_lab_state, publish_lab_state
 from topology import Lab, load_topology
 
 
@@ -130,7 +130,7 @@ def _progress(lab: Lab, planned: LabState) -> DeployProgress:
         if not snapshot.finished:  # the flow publishes the final state itself
             publish_lab_state(_filling(planned, snapshot))
 
-    return DeployProgress(lab.id, list(lab.nodes), ArtifactPublisher(names.progress_artifact_key(lab.id), state_table))
+    return DeployProgress(lab.id, list(lab.nodes), ProgressArtifacts(names.progress_artifact_key(lab.id), state_table))
 
 
 def _filling(planned: LabState, snapshot: Snapshot) -> LabState:

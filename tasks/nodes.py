@@ -1,5 +1,5 @@
 """Per-node tasks: thin wrappers over the node's provider, reporting each stage reached
-to the deploy's progress (``tasks.progress``).
+to the deploy's progress (``lab.progress``).
 
 Timeouts live in the providers (the vendor's readiness, command and extraction timeouts),
 not on the tasks: Prefect cannot interrupt a task running in a worker thread, so a task
@@ -14,11 +14,11 @@ import time
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from lab import progress
 from lab.errors import ArchetypeError
 from lab.state import Stage
 from providers import labs, provider_of
 from providers.base import CleanupReport, CommandResult, LinkEnd
-from tasks import progress
 from tasks.labs import log_report
 from tasks.retry import retry_if_transient
 from topology import Node, NodeRef

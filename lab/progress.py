@@ -9,10 +9,12 @@ the flow's own process, report into it by lab id (``advance`` / ``fail``). Two a
 
 - the terminal: listeners registered in this process (``listen``; the command line's
   live table) are called on every change, in the reporting thread;
-- the Prefect UI: a progress artifact on the run (percent of stages done, counts in its
-  description) and the lab's state table (``publish``), written by one background thread
-  at most every ``PUBLISH_INTERVAL`` seconds, so a lab of any size costs a few API calls,
-  not one per node and stage.
+- the Prefect UI: whatever ``publish`` writes (``tasks.state.ProgressArtifacts``: a
+  progress artifact on the run and the lab's state table), called by one background
+  thread at most every ``PUBLISH_INTERVAL`` seconds, so a lab of any size costs a few API
+  calls, not one per node and stage.
+
+No Prefect here: the command line imports it to listen.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 STAGES = ("created", "wired", "ready", "configured")
 PUBLISH_INTERVAL = 2.0  # seconds between two artifact writes while the deploy runs
@@ -199,25 +201,3 @@ class DeployProgress:
                 self._finished = True
             self._write()
             self._notify(None)
-
-
-@dataclass
-class ArtifactPublisher:
-    """Writes a snapshot to the run: a progress artifact (made on the first write, then
-    updated in place) and, through ``on_snapshot``, whatever else the flow shows (its
-    state table)."""
-
-    key: str | None = None
-    on_snapshot: Callable[[Snapshot], None] | None = None
-    _artifact_id: object = field(default=None, init=False)
-
-    def __call__(self, snapshot: Snapshot) -> None:
-        from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
-        description = f"Deploy of lab **{snapshot.lab_id}**: {snapshot.summary()} ({snapshot.elapsed:.1f} s)"
-        if self._artifact_id is None:
-            self._artifact_id = create_progress_artifact(snapshot.percent, key=self.key, description=description)
-        else:
-            update_progress_artifact(self._artifact_id, snapshot.percent, description=description)
-        if self.on_snapshot is not None:
-            self.on_snapshot(snapshot)
