@@ -78,7 +78,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         )
     rest_rows = [n for n in results["sizes"] if _get(results, "REST deploy", n)]
     if rest_rows:
-        lines += ["", "REST-created runs on a process worker, from the POST to the run seen Completed:", "",
+        poll = results.get("worker_query_seconds")
+        lines += ["", "REST-created runs on a process worker (asking for runs every "
+                  f"{poll if poll is not None else '10 (Prefect default)'} s), from the POST to the run seen Completed:", "",
                   "| N | REST deploy | - baseline | REST destroy | - baseline | load |", "|---|---|---|---|---|---|"]
         for n in rest_rows:
             ratio = results["ratios"].get(str(n), {})

@@ -219,9 +219,12 @@ def status_call(p: Processes) -> dict[str, Any]:
 class RestHost:
     """A Prefect server with the project's deployments (prefect.yaml) and a process worker."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, query_seconds: float | None = None) -> None:
         from tests.support.prefect_server import PrefectServer, deploy_from_prefect_yaml, start_worker
 
+        if query_seconds is not None:  # how often the worker asks for runs (Prefect's default: 10 s)
+            os.environ["PREFECT_WORKER_QUERY_SECONDS"] = str(query_seconds)
+        self.query_seconds = query_seconds
         (home / "rest").mkdir()
         self.server = PrefectServer.start(home / "rest")
         pool = f"bench-{secrets.token_hex(3)}"
@@ -285,7 +288,15 @@ def measure(runs: list[dict[str, Any]], kind: str, n: int | None, rep: int, call
     return row
 
 
-def bench(sizes: list[int], reps: int, rest: bool, first: bool, p: Processes, runs: list[dict[str, Any]]) -> None:
+def bench(sizes: list[int], reps: int, rest: bool, first: bool, p: Processes, runs: list[dict[str, Any]],
+          *, cli: bool = True, worker_query_seconds: float | None = None) -> None:
+    if cli:
+        bench_cli(sizes, reps, first, p, runs)
+    if rest:
+        bench_rest(sizes, reps, p, runs, worker_query_seconds)
+
+
+def bench_cli(sizes: list[int], reps: int, first: bool, p: Processes, runs: list[dict[str, Any]]) -> None:
     say("warm-up (not counted): starts the CLI's local Prefect server, fills the page cache")
     warm = archetype_deploy(p, 2)
     archetype_destroy(p, warm["lab"])
@@ -320,19 +331,22 @@ def bench(sizes: list[int], reps: int, rest: bool, first: bool, p: Processes, ru
             if made:
                 measure(runs, "archetype destroy", None, rep, lambda made=made: archetype_destroy(p, made["lab"]))
 
-    if rest:
-        say("REST: a Prefect server with the deployments of prefect.yaml and a process worker")
-        host = RestHost(p.home)
-        try:
-            warm = host.deploy(2)
-            host.destroy(warm["lab"])
-            for n in sizes:
-                for rep in range(1, reps + 1):
-                    made = measure(runs, "REST deploy", n, rep, lambda n=n: host.deploy(n))
-                    if made:
-                        measure(runs, "REST destroy", n, rep, lambda made=made: host.destroy(made["lab"]))
-        finally:
-            host.close()
+
+
+def bench_rest(sizes: list[int], reps: int, p: Processes, runs: list[dict[str, Any]], query_seconds: float | None) -> None:
+    say("REST: a Prefect server with the deployments of prefect.yaml and a process worker"
+        + (f" asking for runs every {query_seconds} s" if query_seconds is not None else ""))
+    host = RestHost(p.home, query_seconds)
+    try:
+        warm = host.deploy(2)
+        host.destroy(warm["lab"])
+        for n in sizes:
+            for rep in range(1, reps + 1):
+                made = measure(runs, "REST deploy", n, rep, lambda n=n: host.deploy(n))
+                if made:
+                    measure(runs, "REST destroy", n, rep, lambda made=made: host.destroy(made["lab"]))
+    finally:
+        host.close()
 
 
 def summarize(runs: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
@@ -415,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3, help="runs per measurement (median reported)")
     parser.add_argument("--skip-rest", action="store_true", help="no REST-created runs on a worker")
     parser.add_argument("--skip-first", action="store_true", help="no first call on a quiet host")
+    parser.add_argument("--skip-cli", action="store_true", help="no command-line runs (REST only)")
+    parser.add_argument("--worker-query-seconds", type=float, default=None,
+                        help="PREFECT_WORKER_QUERY_SECONDS of the REST worker (default: Prefect's, 10 s)")
     parser.add_argument("--api-url", help="run the CLI against this Prefect API (PREFECT_API_URL) instead of "
                         "its own local server; implies --skip-first")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -427,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     processes = Processes(home, args.api_url)
     try:
         with interruptible():
-            bench(sizes, args.reps, not args.skip_rest, not (args.skip_first or args.api_url), processes, results["runs"])
+            bench(sizes, args.reps, not args.skip_rest, not (args.skip_first or args.api_url), processes, results["runs"],
+                  cli=not args.skip_cli, worker_query_seconds=args.worker_query_seconds)
+    results["worker_query_seconds"] = args.worker_query_seconds
     finally:
         processes.cleanup()
     results["host"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
