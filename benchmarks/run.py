@@ -439,14 +439,14 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
     started = time.monotonic()
-    results: dict[str, Any] = {"host": host_facts(), "reps": args.reps, "sizes": sizes, "runs": []}
+    results: dict[str, Any] = {"host": host_facts(), "reps": args.reps, "sizes": sizes, "runs": [],
+                               "worker_query_seconds": args.worker_query_seconds}
     home = Path(tempfile.mkdtemp(prefix="archetype-bench-"))
     processes = Processes(home, args.api_url)
     try:
         with interruptible():
             bench(sizes, args.reps, not args.skip_rest, not (args.skip_first or args.api_url), processes, results["runs"],
                   cli=not args.skip_cli, worker_query_seconds=args.worker_query_seconds)
-    results["worker_query_seconds"] = args.worker_query_seconds
     finally:
         processes.cleanup()
     results["host"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
