@@ -68,7 +68,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "| N (links) | baseline deploy | `archetype deploy` | ratio | load | baseline destroy | `archetype destroy` | ratio | load |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for n in results["sizes"]:
+    for n in sorted(results["sizes"]):
         ratio = results.get("ratios", {}).get(str(n), {})
         lines.append(
             f"| {n} ({n + n // 2}) | {_cell(_get(results, 'baseline deploy', n))} | {_cell(_get(results, 'archetype deploy', n))} | "
@@ -76,7 +76,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"{_cell(_get(results, 'baseline destroy', n))} | {_cell(_get(results, 'archetype destroy', n))} | "
             f"**{ratio.get('destroy', '-')}x** | {_load(_get(results, 'archetype destroy', n))} |"
         )
-    rest_rows = [n for n in results["sizes"] if _get(results, "REST deploy", n)]
+    rest_rows = [n for n in sorted(results["sizes"]) if _get(results, "REST deploy", n)]
     if rest_rows:
         poll = results.get("worker_query_seconds")
         lines += ["", "REST-created runs on a process worker (asking for runs every "

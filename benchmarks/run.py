@@ -274,6 +274,9 @@ class RestHost:
 # ---------------------------------------------------------------- the matrix
 
 
+_saved: list[Callable[[], None]] = []  # writes the results so far (a run stopped halfway keeps them)
+
+
 def measure(runs: list[dict[str, Any]], kind: str, n: int | None, rep: int, call: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
     try:
         row = call()
@@ -285,68 +288,78 @@ def measure(runs: list[dict[str, Any]], kind: str, n: int | None, rep: int, call
     runs.append(row)
     split = ", ".join(f"{k} {v:.2f}" for k, v in row.get("split", {}).items())
     say(f"  {kind:<22} N={n!s:<3} {row['seconds']:6.2f} s  load {row['load']:5.2f}  [{split}]")
+    for save in _saved:
+        save()
     return row
 
 
 def bench(sizes: list[int], reps: int, rest: bool, first: bool, p: Processes, runs: list[dict[str, Any]],
           *, cli: bool = True, worker_query_seconds: float | None = None) -> None:
-    if cli:
-        bench_cli(sizes, reps, first, p, runs)
-    if rest:
-        bench_rest(sizes, reps, p, runs, worker_query_seconds)
+    """Size by size (the first size's figures are complete before the next size starts):
+    baseline and command line alternating, the first calls, then the REST runs."""
+    host = None
+    try:
+        if cli:
+            warm_up_cli(p, runs, reps)
+        if rest:
+            say("REST: a Prefect server with the deployments of prefect.yaml and a process worker"
+                + (f" asking for runs every {worker_query_seconds} s" if worker_query_seconds is not None else ""))
+            host = RestHost(p.home, worker_query_seconds)
+            warm = host.deploy(2)
+            host.destroy(warm["lab"])
+        for n in sizes:
+            if cli:
+                bench_cli(n, reps, p, runs)
+                if first and n == (20 if 20 in sizes else sizes[0]):
+                    bench_first_call(n, reps, p, runs)
+            if host is not None:
+                bench_rest(n, reps, host, runs)
+    finally:
+        if host is not None:
+            host.close()
 
 
-def bench_cli(sizes: list[int], reps: int, first: bool, p: Processes, runs: list[dict[str, Any]]) -> None:
+def warm_up_cli(p: Processes, runs: list[dict[str, Any]], reps: int) -> None:
     say("warm-up (not counted): starts the CLI's local Prefect server, fills the page cache")
     warm = archetype_deploy(p, 2)
     archetype_destroy(p, warm["lab"])
     base = baseline_deploy(p, 2)
     baseline_destroy(p, base["lab"])
-
     for rep in range(1, reps + 1):
-        say(f"archetype status, rep {rep}")
         measure(runs, "status", None, rep, lambda: status_call(p))
 
-    for n in sizes:
-        for rep in range(1, reps + 1):
-            say(f"N={n}, rep {rep}/{reps}")
-            order = ("baseline", "archetype") if rep % 2 else ("archetype", "baseline")
-            for side in order:
-                if side == "baseline":
-                    made = measure(runs, "baseline deploy", n, rep, lambda n=n: baseline_deploy(p, n))
-                    if made:
-                        measure(runs, "baseline destroy", n, rep, lambda made=made: baseline_destroy(p, made["lab"]))
-                else:
-                    made = measure(runs, "archetype deploy", n, rep, lambda n=n: archetype_deploy(p, n))
-                    if made:
-                        measure(runs, "archetype destroy", n, rep, lambda made=made: archetype_destroy(p, made["lab"]))
 
-    if first:
-        n = 20 if 20 in sizes else sizes[0]
-        for rep in range(1, reps + 1):
-            say(f"first call on a quiet host (local Prefect server stopped), N={n}, rep {rep}/{reps}")
-            p.stop_local_server()
-            time.sleep(2)  # the server's processes gone
-            made = measure(runs, "archetype deploy, first", n, rep, lambda n=n: archetype_deploy(p, n))
-            if made:
-                measure(runs, "archetype destroy", None, rep, lambda made=made: archetype_destroy(p, made["lab"]))
-
-
-
-def bench_rest(sizes: list[int], reps: int, p: Processes, runs: list[dict[str, Any]], query_seconds: float | None) -> None:
-    say("REST: a Prefect server with the deployments of prefect.yaml and a process worker"
-        + (f" asking for runs every {query_seconds} s" if query_seconds is not None else ""))
-    host = RestHost(p.home, query_seconds)
-    try:
-        warm = host.deploy(2)
-        host.destroy(warm["lab"])
-        for n in sizes:
-            for rep in range(1, reps + 1):
-                made = measure(runs, "REST deploy", n, rep, lambda n=n: host.deploy(n))
+def bench_cli(n: int, reps: int, p: Processes, runs: list[dict[str, Any]]) -> None:
+    for rep in range(1, reps + 1):
+        say(f"N={n}, rep {rep}/{reps}")
+        order = ("baseline", "archetype") if rep % 2 else ("archetype", "baseline")
+        for side in order:
+            if side == "baseline":
+                made = measure(runs, "baseline deploy", n, rep, lambda: baseline_deploy(p, n))
                 if made:
-                    measure(runs, "REST destroy", n, rep, lambda made=made: host.destroy(made["lab"]))
-    finally:
-        host.close()
+                    measure(runs, "baseline destroy", n, rep, lambda made=made: baseline_destroy(p, made["lab"]))
+            else:
+                made = measure(runs, "archetype deploy", n, rep, lambda: archetype_deploy(p, n))
+                if made:
+                    measure(runs, "archetype destroy", n, rep, lambda made=made: archetype_destroy(p, made["lab"]))
+
+
+def bench_first_call(n: int, reps: int, p: Processes, runs: list[dict[str, Any]]) -> None:
+    for rep in range(1, reps + 1):
+        say(f"first call on a quiet host (local Prefect server stopped), N={n}, rep {rep}/{reps}")
+        p.stop_local_server()
+        time.sleep(2)  # the server's processes gone
+        made = measure(runs, "archetype deploy, first", n, rep, lambda: archetype_deploy(p, n))
+        if made:  # the destroy after it is a later call, counted with the others
+            measure(runs, "archetype destroy", n, rep + reps, lambda made=made: archetype_destroy(p, made["lab"]))
+
+
+def bench_rest(n: int, reps: int, host: RestHost, runs: list[dict[str, Any]]) -> None:
+    for rep in range(1, reps + 1):
+        say(f"REST N={n}, rep {rep}/{reps}")
+        made = measure(runs, "REST deploy", n, rep, lambda: host.deploy(n))
+        if made:
+            measure(runs, "REST destroy", n, rep, lambda made=made: host.destroy(made["lab"]))
 
 
 def summarize(runs: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
@@ -443,18 +456,23 @@ def main(argv: list[str] | None = None) -> int:
                                "worker_query_seconds": args.worker_query_seconds}
     home = Path(tempfile.mkdtemp(prefix="archetype-bench-"))
     processes = Processes(home, args.api_url)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        results["host"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        results["seconds"] = round(time.monotonic() - started, 1)
+        results.update(summarize(results["runs"], sizes))
+        (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
+        (args.out / "latest.md").write_text(render(results))
+
+    _saved.append(save)
     try:
         with interruptible():
             bench(sizes, args.reps, not args.skip_rest, not (args.skip_first or args.api_url), processes, results["runs"],
                   cli=not args.skip_cli, worker_query_seconds=args.worker_query_seconds)
     finally:
         processes.cleanup()
-    results["host"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    results["seconds"] = round(time.monotonic() - started, 1)
-    results.update(summarize(results["runs"], sizes))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / "latest.md").write_text(render(results))
+    save()
     say("")
     say(render(results))
     say(f"written {args.out / 'latest.json'} and {args.out / 'latest.md'} ({results['seconds']:.0f} s in all)")
