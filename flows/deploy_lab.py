@@ -30,9 +30,9 @@ from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
 from tasks.nodes import (
     bring_up_node,
     failed_stage,
+    lab_nodes,
     post_boot,
     remove_nodes_not_in,
-    running_nodes,
     runtime_name,
 )
 from tasks.state import ProgressArtifacts, load_lab_state, publish_lab_state
@@ -74,10 +74,12 @@ def deploy_lab(topology: str) -> dict[str, Any]:
         previous = load_lab_state(lab.id)
         vlans = allocate_vlans(lab, previous)
         ends = plan_link_ends(lab, vlans)
-        configured = _configured_before(previous, running_nodes(lab.id))
+        present = lab_nodes(lab.id)
+        configured = _configured_before(previous, {name for name, running in present.items() if running})
         state = _planned_state(lab, vlans, ends, configured)
         publish_lab_state(state)  # the allocation is remembered before any port exists
-        remove_nodes_not_in(lab.id, list(lab.nodes))
+        if set(present) - set(lab.nodes):  # a converging deploy: nodes the topology no longer has
+            remove_nodes_not_in(lab.id, list(lab.nodes))
         remove_links_not_in(lab)
         progress = _progress(lab, state)
         with progress.running():  # the progress artifact and the state table fill as it goes

@@ -18,7 +18,7 @@ from lab import progress
 from lab.errors import ArchetypeError
 from lab.state import Stage
 from providers import labs, provider_of
-from providers.base import CleanupReport, CommandResult, LinkEnd
+from providers.base import CleanupReport, CommandResult, LinkEnd, NodeState
 from tasks.labs import log_report
 from tasks.retry import retry_if_transient
 from topology import Node, NodeRef
@@ -30,10 +30,11 @@ POST_BOOT_RETRY_DELAY = 2.0
 
 # Discovery asks every runtime: a daemon restarting (libvirtd, with a containers-only lab)
 # must not fail the deploy, hence the retries.
-@task(name="running-nodes", task_run_name="running-nodes/{lab_id}", **_RETRYING)
-def running_nodes(lab_id: str) -> set[str]:
-    """The lab's nodes running right now, before this run touches anything."""
-    return labs.running_nodes(lab_id)
+@task(name="lab-nodes", task_run_name="lab-nodes/{lab_id}", **_RETRYING)
+def lab_nodes(lab_id: str) -> dict[str, bool]:
+    """The lab's nodes on this host right now, before this run touches anything: name ->
+    running (one discovery serves both what kept running and what is no longer wanted)."""
+    return {node.name: node.state is NodeState.RUNNING for node in labs.lab_nodes(lab_id)}
 
 
 def runtime_name(lab_id: str, node: NodeRef) -> str:
