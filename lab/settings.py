@@ -19,8 +19,8 @@ class Settings(BaseSettings):
     image_dir: Path = Field(Path("/var/lib/archetype/images"), description="VM images (disks, kernels)")
     allowed_roots: list[Path] = Field(
         default_factory=list,
-        description="Extra folders that startup-config and bind paths may point into "
-        "(the topology's own folder and the workspace are always allowed)",
+        description="Extra folders that startup-config and bind paths may point into, besides the "
+        "topology file's folder or the lab's files folder (never /, the project's code or the workspace's internals)",
     )
 
     ovs_bridge: str = "arch-ovs"

@@ -18,7 +18,7 @@ from lab.errors import TopologyError
 from lab.settings import get_settings
 from topology import node_fields
 from topology.node_fields import Bind
-from topology.paths import Folders
+from topology.paths import Folders, forbidden_topology_file
 from topology.problems import Problems
 from vendors import VendorConfig, catalog, get_vendor
 from vendors.model import DEFAULT_CAP_ADD
@@ -161,10 +161,18 @@ def _read_source(source: str | Path, base_dir: Path | None) -> tuple[str, Path |
     if isinstance(source, str) and "\n" in source:
         return source, base_dir  # never the working directory (DESIGN.md, Security)
     path = Path(source)
+    _check_topology_path(path)  # before it is opened: a flow parameter is untrusted input
     try:
         return path.read_text(), (base_dir or path.parent).resolve()
     except (OSError, UnicodeDecodeError) as err:
         raise TopologyError([f"{path}: cannot read the topology file ({err.__class__.__name__}: {err})"]) from None
+
+
+def _check_topology_path(path: Path) -> None:
+    resolved = path.resolve()
+    reason = forbidden_topology_file(resolved)
+    if reason is not None:
+        raise TopologyError([f"topology: {str(path)!r} resolves to {resolved}, {reason}"])
 
 
 def _yaml_error(err: yaml.YAMLError) -> str:

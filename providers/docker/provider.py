@@ -318,7 +318,7 @@ class DockerProvider(NodeProvider):
                 f"node {node.name}: container {name} is not running ({info['State'].get('Status')})"
             )
         runtime_names = [node.vendor.interfaces.runtime_name(end.port) for end in ends]
-        network.ensure_bridge()  # idempotent and cheap (one OVSDB transaction)
+        # No separate ensure_bridge: the ports' transaction makes the bridge if it is missing.
         network.attach_container_ends(lab_id, node.name, pid, ends, runtime_names)
 
     @_docker_errors_named

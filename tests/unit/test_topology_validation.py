@@ -402,3 +402,26 @@ def test_validation_says_when_an_image_loses_its_kinds_broad_capabilities(tmp_pa
     (warning,) = [w for w in lab.warnings if ".image" in w]
     assert warning.startswith("topology.nodes.c1.image: 'other/ceos:1' is not one of kind ceos's catalog images")
     assert "default capabilities (NET_ADMIN)" in warning
+
+
+@pytest.mark.parametrize("source", ["/etc/shadow", "/var/lib/archetype/prefect/prefect.db", "/proc/self/environ"])
+def test_a_topology_path_that_is_not_a_topology_file_is_refused_unread(source: str) -> None:
+    with pytest.raises(TopologyError) as refused:
+        load_topology(source)
+    assert str(refused.value).startswith(f"topology: {source!r}")
+    assert "not a topology file" in str(refused.value)
+
+
+def test_a_topology_file_in_the_workspace_internals_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.settings import get_settings
+
+    monkeypatch.setenv("ARCHETYPE_WORKSPACE", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        inside = tmp_path / "prefect" / "x.yml"
+        with pytest.raises(TopologyError) as refused:
+            load_topology(inside)  # (it does not even exist: refused before any open)
+        assert "inside the workspace's internals" in str(refused.value)
+    finally:
+        monkeypatch.delenv("ARCHETYPE_WORKSPACE")
+        get_settings.cache_clear()
