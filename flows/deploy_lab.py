@@ -7,6 +7,7 @@ VLANs that exist.
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import yaml
@@ -17,7 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab.locks import lab_lock
 from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
-from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
+from tasks.network import allocate_vlans, plan_host_ends, plan_link_ends, remove_links_not_in, wire_host_ends
 from tasks.nodes import (
     create_node,
     post_boot,
@@ -70,11 +71,16 @@ def deploy_lab(topology: str) -> dict[str, Any]:
         previous = load_lab_state(lab.id)
         vlans = allocate_vlans(lab, previous)
         ends = plan_link_ends(lab, vlans)
+        host_ends = plan_host_ends(lab, vlans)
         configured = _configured_before(previous, running_nodes(lab.id))
-        state = _planned_state(lab, vlans, ends, configured)
+        state = _planned_state(lab, vlans, {**ends, "": host_ends}, configured)
         publish_lab_state(state)  # the allocation is remembered before any port exists
         remove_nodes_not_in(lab.id, list(lab.nodes))
         remove_links_not_in(lab)
+        if host_ends:
+            host_wired = wire_host_ends(lab.id, host_ends, return_state=True)
+            if not host_wired.is_completed():
+                state.errors.append(f"host interfaces: {host_wired.message}")
         outcome = _bring_up(lab, ends, state, configured)
         state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
         publish_lab_state(state)
@@ -108,7 +114,8 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
             for n in lab.nodes.values()
         ],
         links=[
-            LinkRecord(id=link.id, endpoints=[str(link.a), str(link.b)], vlan=vlans[link.id], ports=ports.get(link.id, []))
+            LinkRecord(id=link.id, endpoints=[str(end) for end in link.ends], vlan=vlans[link.id],
+                       ports=ports.get(link.id, []))
             for link in lab.links
         ],
     )
@@ -116,22 +123,7 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
 
 def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> dict[str, dict[str, PrefectFuture | None]]:
     """Each node runs its own chain, so containers are ready while VMs still boot."""
-    # Submitted stage by stage (every create first), so that creates are never queued
-    # behind other nodes' waiting stages even when the pool is smaller than the lab.
-    nodes = lab.nodes.items()
-    created = {name: create_node.submit(lab.id, node, ends[name]) for name, node in nodes}
-    wired = {name: wire_node.submit(lab.id, node, ends[name], wait_for=[created[name]]) for name, node in nodes}
-    ready = {name: wait_ready.submit(lab.id, node, wait_for=[wired[name]]) for name, node in nodes}
-    booted = {  # a node with no post-boot command gets no post-boot task
-        name: post_boot.submit(lab.id, node, already_done=name in configured, wait_for=[ready[name]])
-        for name, node in nodes
-        if node.vendor.post_boot_commands or node.exec or node.exec_lines
-    }
-    chains: dict[str, dict[str, PrefectFuture | None]] = {
-        name: dict(zip(STAGES, (created[name], wired[name], ready[name], booted.get(name)), strict=True))
-        for name in lab.nodes
-    }
-
+    chains = _submit_stages(lab, ends, configured)
     records = {record.name: record for record in state.nodes}
     for chain in chains.values():
         chain["create"].wait()
@@ -146,7 +138,7 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> di
             if future is None:  # nothing to run at that stage
                 continue
             future.wait()
-            if future.state.is_failed() or future.state.is_crashed():
+            if not future.state.is_completed():  # failed, crashed, or never run (it waited for a failure)
                 record.state, record.error = f"failed ({stage})", _error_of(future)
                 state.errors.append(f"{name}: {stage}: {record.error}")
                 break
@@ -155,6 +147,60 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> di
         else:
             record.state = "ready"
     return chains
+
+
+def _submit_stages(lab: Lab, ends: dict, configured: set[str]) -> dict[str, dict[str, PrefectFuture | None]]:
+    """Each node's stages as tasks, each waiting for its own previous stage and for the
+    stages of other nodes its containerlab ``stages``/``wait-for`` name. Submitted stage by
+    stage where the waits allow (every create first), so that creates are never queued
+    behind other nodes' waiting stages even when the pool is smaller than the lab."""
+    booting = {  # a node with no post-boot command gets no post-boot task
+        name for name, node in lab.nodes.items() if node.vendor.post_boot_commands or node.exec or node.exec_lines
+    }
+
+    def present(name: str, stage: str) -> str:  # a wait for a post-boot that is not run: its ready
+        return "ready" if stage == "post-boot" and name not in booting else stage
+
+    waits: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for name, node in lab.nodes.items():
+        own = [s for s in STAGES if present(name, s) == s]
+        for i, stage in enumerate(own):
+            waits[(name, stage)] = [(name, own[i - 1])] if i else []
+        for wait in node.wait_for:
+            key, dep = (name, present(name, wait.stage)), (wait.node, present(wait.node, wait.node_stage))
+            if dep != key and dep not in waits[key]:
+                waits[key].append(dep)
+    submit = {
+        "create": lambda name, node, after: create_node.submit(lab.id, node, ends[name], wait_for=after),
+        "wire": lambda name, node, after: wire_node.submit(lab.id, node, ends[name], wait_for=after),
+        "ready": lambda name, node, after: wait_ready.submit(lab.id, node, wait_for=after),
+        "post-boot": lambda name, node, after: post_boot.submit(
+            lab.id, node, already_done=name in configured, wait_for=after),
+    }
+    futures: dict[tuple[str, str], PrefectFuture] = {}
+    for key in _stage_order(waits, list(lab.nodes)):
+        name, stage = key
+        futures[key] = submit[stage](name, lab.nodes[name], [futures[dep] for dep in waits[key]])
+    return {name: {stage: futures.get((name, stage)) for stage in STAGES} for name in lab.nodes}
+
+
+def _stage_order(waits: dict[tuple[str, str], list[tuple[str, str]]], nodes: list[str]) -> list[tuple[str, str]]:
+    """A submission order in which every wait comes first: by stage, then node order (the
+    topology refuses wait-for cycles, so every stage is reached)."""
+    rank = {key: (STAGES.index(key[1]), nodes.index(key[0])) for key in waits}
+    pending = {key: set(deps) for key, deps in waits.items()}
+    ready = [(rank[key], key) for key, deps in pending.items() if not deps]
+    heapq.heapify(ready)
+    order: list[tuple[str, str]] = []
+    while ready:
+        _, key = heapq.heappop(ready)
+        order.append(key)
+        for other, deps in pending.items():
+            if key in deps:
+                deps.discard(key)
+                if not deps:
+                    heapq.heappush(ready, (rank[other], other))
+    return order
 
 
 def _record_stage(records: dict[str, NodeRecord], chains: dict, stage: str) -> None:

@@ -26,7 +26,7 @@ def provider_of(node: Node) -> NodeProvider:
 
 
 def runtime_name(lab_id: str, node: Node) -> str:
-    return provider_of(node).runtime_name(lab_id, node.name)
+    return provider_of(node).node_runtime_name(lab_id, node)
 
 
 # Discovery asks every runtime: a daemon restarting (libvirtd, with a containers-only lab)
@@ -41,6 +41,9 @@ def running_nodes(lab_id: str) -> set[str]:
 
 @task(name="create-node", task_run_name="create-node/{node.name}", **_RETRYING)
 def create_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> NodeStatus:
+    if node.startup_delay:  # containerlab's startup-delay
+        get_run_logger().info("%s: startup-delay %.1f s", node.name, node.startup_delay)
+        time.sleep(node.startup_delay)
     started = time.monotonic()
     status = provider_of(node).create_node(lab_id, node, ends)
     get_run_logger().info("%s %s (%s) in %.1f s", status.runtime_name, status.state, node.kind, time.monotonic() - started)

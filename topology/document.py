@@ -7,7 +7,7 @@ or raises one ``TopologyError`` listing them all. Nothing here touches the host.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ import yaml
 from lab import names
 from lab.errors import TopologyError
 from topology import node_fields
-from topology.node_fields import Bind
+from topology.links import SEGMENT_KINDS, Endpoint, Link, resolve_links, segment_names
+from topology.node_fields import Bind, WaitFor
 from topology.problems import Problems
 from vendors import VendorConfig, catalog, get_vendor
 
@@ -25,43 +26,18 @@ IGNORED_NODE_FIELDS = frozenset(
     {
         "type", "mgmt-ipv4", "mgmt-ipv6", "mgmt_ipv4", "mgmt_ipv6", "license", "ports", "publish",
         "cmd", "entrypoint", "user", "network-mode", "enforce-startup-config", "suppress-startup-config",
-        "auto-remove", "runtime", "sandbox", "kernel", "stages", "certificate", "dns", "healthcheck",
-        "image-pull-policy", "wait-for", "config", "components", "aliases", "restart-policy",
-        "mac-address", "startup-delay", "cpu-set", "shm-size", "devices", "sysctls", "env-files",
+        "auto-remove", "runtime", "sandbox", "kernel", "certificate", "dns", "healthcheck",
+        "image-pull-policy", "config", "components", "aliases",
+        "mac-address", "cpu-set", "shm-size", "devices", "sysctls", "env-files",
         "memory-reservation", "ipv4", "ipv6", "extras", "position",
     }
 )
 NODE_FIELDS = frozenset(
-    {"kind", "image", "startup-config", "env", "binds", "exec", "labels", "memory", "cpus", "group"}
+    {"kind", "image", "startup-config", "env", "binds", "exec", "labels", "memory", "cpus", "group",
+     "restart-policy", "startup-delay", "stages", "wait-for"}
 )
 # extras keys we honour (vendor `extras_env`) are read before the rest of `extras` is ignored.
-IGNORED_TOP_FIELDS = frozenset({"prefix", "mgmt", "settings", "debug"})
-IGNORED_LINK_FIELDS = frozenset({"mtu", "vars", "labels", "type"})
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    node: str
-    interface: str  # as the user wrote it
-    port: int  # data port number (1-based) per the vendor's naming
-
-    def __str__(self) -> str:
-        return f"{self.node}:{self.interface}"
-
-
-@dataclass(frozen=True)
-class Link:
-    index: int
-    a: Endpoint
-    b: Endpoint
-
-    @property
-    def id(self) -> str:
-        return names.link_id(str(self.a), str(self.b))
-
-    @property
-    def endpoints(self) -> tuple[Endpoint, Endpoint]:
-        return (self.a, self.b)
+IGNORED_TOP_FIELDS = frozenset({"mgmt", "settings", "debug"})
 
 
 @dataclass(frozen=True)
@@ -77,6 +53,10 @@ class Node:
     labels: dict[str, str] = field(default_factory=dict)
     memory_mb: int | None = None
     cpus: int | None = None
+    name_prefix: str | None = None  # containerlab's top-level `prefix` (None: no prefix line)
+    restart_policy: str | None = None  # docker's restart policy (None: "no")
+    startup_delay: float = 0.0  # seconds before the node is created
+    wait_for: tuple[WaitFor, ...] = ()  # containerlab's stages: which stage waits for which
 
     @property
     def vendor(self) -> VendorConfig:
@@ -91,10 +71,21 @@ class Lab:
     source_dir: Path
     warnings: tuple[str, ...] = ()
 
+    prefix: str | None = None  # containerlab's top-level `prefix` (None: no prefix line)
+
     def links_of(self, node: str) -> list[tuple[Link, Endpoint]]:
-        """The node's link ends, in port order."""
-        ends = [(link, end) for link in self.links for end in link.endpoints if end.node == node]
+        """The node's link ends (point-to-point and segment), in port order."""
+        ends = [(link, end) for link in self.links for end in link.ends if end.node == node]
         return sorted(ends, key=lambda pair: pair[1].port)
+
+    @property
+    def segments(self) -> tuple[Link, ...]:
+        """The multi-access segments (containerlab's bridge kinds): one VLAN, N ends each."""
+        return tuple(link for link in self.links if link.segment is not None)
+
+    def host_ends(self) -> list[tuple[Link, Endpoint]]:
+        """``host:IF`` ends: veths in the host's namespace, each on its link's VLAN."""
+        return [(link, end) for link in self.links for end in link.host_ends]
 
 
 def load_topology(source: str | Path, *, base_dir: Path | None = None) -> Lab:
@@ -146,28 +137,88 @@ def resolve(document: Any, base_dir: Path) -> Lab:
     if not raw_nodes:
         problems.error("topology.nodes", "the topology has no nodes")
 
+    prefix = _prefix(document, problems)
     roots = node_fields.allowed_roots(base_dir)
+    segments = segment_names(raw_nodes, problems)
     nodes: dict[str, Node] = {}
     for name, raw in raw_nodes.items():
+        if str(name) in segments:
+            continue
+        if str(name) == names.HOST_NODE:
+            problems.error(f"topology.nodes.{name}", f"'{name}' is reserved for host interface endpoints ('host:IF')")
+            continue
         node = _resolve_node(str(name), raw, defaults, kinds, groups, base_dir, roots, problems, catalog())
         if node is not None:
-            nodes[node.name] = node
+            nodes[node.name] = replace(node, name_prefix=prefix)
     for section, entries in (("kinds", kinds), ("groups", groups)):
         for key, value in entries.items():
             _check_node_fields(value, f"topology.{section}.{key}", problems)
     _check_node_fields(defaults, "topology.defaults", problems)
     for kind_name in kinds:
-        if kind_name not in catalog():
+        if kind_name not in catalog() and kind_name not in SEGMENT_KINDS:
             problems.error(f"topology.kinds.{kind_name}", f"unknown kind {kind_name!r}")
 
-    links = _resolve_links(topo.get("links"), raw_nodes, nodes, problems)
+    links = resolve_links(topo.get("links"), raw_nodes, nodes, segments, problems)
+    _check_wait_for(nodes, problems)
     if problems.errors:
         raise TopologyError(problems.errors)
-    return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=base_dir, warnings=tuple(problems.warnings))
+    return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=base_dir, warnings=tuple(problems.warnings),
+               prefix=prefix)
+
+
+def _prefix(document: dict[str, Any], problems: Problems) -> str | None:
+    """containerlab's ``prefix``: runtime names ``<prefix>-<lab>-<node>`` (empty: bare node names)."""
+    if "prefix" not in document:
+        return None
+    value = document["prefix"]
+    if value is None:
+        value = ""
+    if not isinstance(value, str) or (value and not names.is_valid_node_name(value)):
+        problems.error("prefix", f"bad prefix {value!r}: letters, digits, '_' and '-', or empty")
+        return None
+    return value
+
+
+def _check_wait_for(nodes: dict[str, Node], problems: Problems) -> None:
+    """Every node waited for exists, and no chain of waits comes back to where it began."""
+    order = {stage: i for i, stage in enumerate(STAGE_ORDER)}
+    edges: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for node in nodes.values():
+        for i, stage in enumerate(STAGE_ORDER[1:], start=1):
+            edges.setdefault((node.name, stage), []).append((node.name, STAGE_ORDER[i - 1]))
+        for wait in node.wait_for:
+            if wait.node not in nodes:
+                problems.error(f"topology.nodes.{node.name}.stages", f"waits for unknown node {wait.node!r}")
+                continue
+            if wait.node == node.name and order[wait.node_stage] >= order[wait.stage]:
+                problems.error(f"topology.nodes.{node.name}.stages", f"waits for its own {wait.node_stage} stage")
+                continue
+            edges.setdefault((node.name, wait.stage), []).append((wait.node, wait.node_stage))
+    state: dict[tuple[str, str], int] = {}  # 1: being visited, 2: done
+
+    def visit(key: tuple[str, str], path: list[tuple[str, str]]) -> bool:
+        if state.get(key) == 2:
+            return True
+        if state.get(key) == 1:
+            cycle = path[path.index(key):] + [key]
+            problems.error("topology.nodes", "wait-for cycle: " + " -> ".join(f"{n}.{s}" for n, s in cycle))
+            return False
+        state[key] = 1
+        ok = all(visit(dep, [*path, key]) for dep in edges.get(key, []))
+        state[key] = 2
+        return ok
+
+    for key in list(edges):
+        if not visit(key, []):
+            return
+
+
+# The order of a node's stages in deploy-lab (containerlab's stage names map onto these).
+STAGE_ORDER = ("create", "wire", "ready", "post-boot")
 
 
 def _check_top(document: dict[str, Any], problems: Problems) -> str:
-    _check_keys(document, "", {"name", "topology"}, IGNORED_TOP_FIELDS, problems)
+    _check_keys(document, "", {"name", "topology", "prefix"}, IGNORED_TOP_FIELDS, problems)
     lab_id = document.get("name")
     if not isinstance(lab_id, str) or not names.is_valid_lab_id(lab_id):
         problems.error(
@@ -269,65 +320,10 @@ def _resolve_node(
         labels=node_fields.string_map(fields.get("labels"), f"{where}.labels", problems),
         memory_mb=node_fields.memory(fields.get("memory"), f"{where}.memory", problems),
         cpus=node_fields.positive_int(fields.get("cpus"), f"{where}.cpus", problems),
+        restart_policy=node_fields.restart_policy(fields.get("restart-policy"), f"{where}.restart-policy", problems),
+        startup_delay=node_fields.startup_delay(fields.get("startup-delay"), f"{where}.startup-delay", problems),
+        wait_for=node_fields.stages(fields.get("stages"), fields.get("wait-for"), where, problems),
     )
+    if node.restart_policy not in (None, "no") and vendor.container is None:
+        problems.warn(f"{where}.restart-policy", "a VM is not restarted by its runtime: ignored")
     return node  # even with field errors: its links are still checked
-
-
-def _resolve_links(raw_links: Any, raw_nodes: dict, nodes: dict[str, Node], problems: Problems) -> list[Link]:
-    if raw_links is None:
-        return []
-    if not isinstance(raw_links, list):
-        problems.error("topology.links", "must be a list")
-        return []
-    used: dict[tuple[str, int], int] = {}
-    links = []
-    for i, raw in enumerate(raw_links):
-        where = f"links[{i}]"
-        if not isinstance(raw, dict) or "endpoints" not in raw:
-            problems.error(where, "must be a mapping with 'endpoints: [\"node:iface\", \"node:iface\"]'")
-            continue
-        _check_keys(raw, where, {"endpoints"}, IGNORED_LINK_FIELDS, problems)
-        ends = raw["endpoints"]
-        if not isinstance(ends, list) or len(ends) != 2:
-            problems.error(f"{where}.endpoints", "must list exactly two 'node:interface' endpoints")
-            continue
-        resolved = [_endpoint(e, f"{where}.endpoints[{j}]", raw_nodes, nodes, problems) for j, e in enumerate(ends)]
-        if None in resolved:
-            continue
-        a, b = resolved
-        if a.node == b.node:
-            problems.error(where, f"self-loop: both ends are on node {a.node}")
-            continue
-        clash = False
-        for end in (a, b):
-            key = (end.node, end.port)
-            if key in used:
-                problems.error(where, f"interface {end} is already used by links[{used[key]}]")
-                clash = True
-            else:
-                used[key] = i
-        if not clash:
-            links.append(Link(index=i, a=a, b=b))
-    return links
-
-
-def _endpoint(value: Any, where: str, raw_nodes: dict, nodes: dict[str, Node], problems: Problems) -> Endpoint | None:
-    if not isinstance(value, str) or value.count(":") != 1 or not all(value.split(":")):
-        problems.error(where, f"bad endpoint {value!r}: expected 'node:interface'")
-        return None
-    node_name, interface = value.split(":")
-    if node_name not in raw_nodes:
-        problems.error(where, f"link to unknown node {node_name!r}")
-        return None
-    node = nodes.get(node_name)
-    if node is None:
-        return None  # the node's own problems are already reported
-    naming = node.vendor.interfaces
-    port = naming.port_of(interface)
-    if port is None:
-        problems.error(where, f"{node.kind} node {node_name} has no interface {interface!r} (expected e.g. {naming.examples()})")
-        return None
-    if port > naming.max_ports:
-        problems.error(where, f"{node.kind} node {node_name} has at most {naming.max_ports} data ports; {interface!r} is beyond")
-        return None
-    return Endpoint(node=node_name, interface=interface, port=port)

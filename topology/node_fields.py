@@ -155,3 +155,80 @@ def positive_int(value: Any, where: str, problems: Problems) -> int | None:
         problems.error(where, f"must be a positive number, not {value!r}")
         return None
     return max(1, int(value))
+
+
+RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
+
+
+def restart_policy(value: Any, where: str, problems: Problems) -> str | None:
+    """containerlab's ``restart-policy``: docker's own names."""
+    if value is None:
+        return None
+    if value is False:  # YAML 1.1 reads a bare `no` as false
+        return "no"
+    if value not in RESTART_POLICIES:
+        problems.error(where, f"bad restart policy {value!r} (one of {', '.join(RESTART_POLICIES)})")
+        return None
+    return str(value)
+
+
+def startup_delay(value: Any, where: str, problems: Problems) -> float:
+    """containerlab's ``startup-delay``: seconds to wait before the node is created."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
+        problems.error(where, f"must be a number of seconds from 0 to 3600, not {value!r}")
+        return 0.0
+    return float(value)
+
+
+# containerlab's deployment stages, and the stage of ours each maps to.
+CLAB_STAGES = {"create": "create", "create-links": "wire", "healthy": "ready", "configure": "post-boot"}
+
+
+@dataclass(frozen=True)
+class WaitFor:
+    """This node's ``stage`` starts once ``node`` has finished its ``node_stage`` (our stage names)."""
+
+    stage: str
+    node: str
+    node_stage: str
+
+
+def stages(value: Any, legacy: Any, where: str, problems: Problems) -> tuple[WaitFor, ...]:
+    """containerlab's ``stages: {STAGE: {wait-for: [{node, stage}]}}`` (and the older
+    node-level ``wait-for: [NODE, ...]``: created after those nodes are created)."""
+    found: list[WaitFor] = []
+    if legacy is not None:
+        if not isinstance(legacy, list) or not all(isinstance(n, str) for n in legacy):
+            problems.error(f"{where}.wait-for", "must be a list of node names")
+        else:
+            found += [WaitFor("create", n, "create") for n in legacy]
+    if value is None:
+        return tuple(found)
+    if not isinstance(value, dict):
+        problems.error(f"{where}.stages", "must be a mapping of stage -> {wait-for: [...]}")
+        return tuple(found)
+    for stage, body in value.items():
+        place = f"{where}.stages.{stage}"
+        if stage not in CLAB_STAGES:
+            reason = "the exit stage is not waited for" if stage == "exit" else "unknown stage"
+            problems.error(place, f"{reason} (supported: {', '.join(CLAB_STAGES)})")
+            continue
+        if not isinstance(body, dict):
+            problems.error(place, "must be a mapping with 'wait-for'")
+            continue
+        for key in body:
+            if key == "exec":
+                problems.error(f"{place}.exec", "per-stage commands are not run: use the node's 'exec' "
+                               "(run after the node is ready)")
+            elif key != "wait-for":
+                problems.error(f"{place}.{key}", f"unknown field {key!r}")
+        for i, item in enumerate(body.get("wait-for") or []):
+            dep_stage = item.get("stage", "create") if isinstance(item, dict) else None
+            if not isinstance(item, dict) or not isinstance(item.get("node"), str) or dep_stage not in CLAB_STAGES:
+                problems.error(f"{place}.wait-for[{i}]", f"expected {{node: NAME, stage: "
+                               f"{'|'.join(CLAB_STAGES)}}}, not {item!r}")
+                continue
+            found.append(WaitFor(CLAB_STAGES[stage], item["node"], CLAB_STAGES[dep_stage]))
+    return tuple(found)
