@@ -99,6 +99,10 @@ def segment_link_id(segment: str) -> str:
     return f"segment:{segment}"
 
 
+def is_segment_link(link: str) -> bool:
+    return link.startswith("segment:")
+
+
 def link_id(a: str, b: str) -> str:
     """Stable id of a link from its two ``node:interface`` endpoints, order-independent."""
     first, second = sorted((a, b))

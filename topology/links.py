@@ -130,11 +130,11 @@ def resolve_links(
             problems.error(where, "a link between two segments (bridge kinds) is not made: connect nodes to one segment")
             continue
         ends = [e for e in resolved if e.node not in segments]
-        if len({e.node for e in ends}) < len(ends) and not on_segment:
-            problems.error(where, f"self-loop: both ends are on node {ends[0].node}")
-            continue
         if all(e.is_host for e in ends) and not on_segment:
             problems.error(where, "both ends are host interfaces: a link needs a node")
+            continue
+        if len({e.node for e in ends}) < len(ends) and not on_segment:
+            problems.error(where, f"self-loop: both ends are on node {ends[0].node}")
             continue
         if not _claim(ends, i, where, used, problems):
             continue
