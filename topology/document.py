@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -16,28 +17,14 @@ import yaml
 from lab import names
 from lab.errors import TopologyError
 from topology import node_fields
+from topology.clab_fields import IGNORED_NODE_FIELDS, IGNORED_TOP_FIELDS, NODE_FIELDS, TOP_FIELDS
 from topology.links import SEGMENT_KINDS, Endpoint, Link, resolve_links, segment_names
 from topology.node_fields import Bind, WaitFor
 from topology.problems import Problems
 from vendors import VendorConfig, catalog, get_vendor
 
-# containerlab node fields that Archetype reads but does not use: a warning, not an error.
-IGNORED_NODE_FIELDS = frozenset(
-    {
-        "type", "mgmt-ipv4", "mgmt-ipv6", "mgmt_ipv4", "mgmt_ipv6", "license", "ports", "publish",
-        "cmd", "entrypoint", "user", "network-mode", "enforce-startup-config", "suppress-startup-config",
-        "auto-remove", "runtime", "sandbox", "kernel", "certificate", "dns", "healthcheck",
-        "image-pull-policy", "config", "components", "aliases",
-        "mac-address", "cpu-set", "shm-size", "devices", "sysctls", "env-files",
-        "memory-reservation", "ipv4", "ipv6", "extras", "position",
-    }
-)
-NODE_FIELDS = frozenset(
-    {"kind", "image", "startup-config", "env", "binds", "exec", "labels", "memory", "cpus", "group",
-     "restart-policy", "startup-delay", "stages", "wait-for"}
-)
+# What Archetype does with each containerlab field: topology/clab_fields.py (README's table).
 # extras keys we honour (vendor `extras_env`) are read before the rest of `extras` is ignored.
-IGNORED_TOP_FIELDS = frozenset({"mgmt", "settings", "debug"})
 
 
 @dataclass(frozen=True)
@@ -129,7 +116,7 @@ def resolve(document: Any, base_dir: Path) -> Lab:
     if not isinstance(topo, dict):
         problems.error("topology", "missing or not a mapping")
         raise TopologyError(problems.errors)
-    _check_keys(topo, "topology", {"defaults", "kinds", "groups", "nodes", "links"}, frozenset(), problems)
+    _check_keys(topo, "topology", {"defaults", "kinds", "groups", "nodes", "links"}, {}, problems)
     defaults = _mapping(topo, "defaults", "topology", problems)
     kinds = _mapping(topo, "kinds", "topology", problems)
     groups = _mapping(topo, "groups", "topology", problems)
@@ -218,7 +205,7 @@ STAGE_ORDER = ("create", "wire", "ready", "post-boot")
 
 
 def _check_top(document: dict[str, Any], problems: Problems) -> str:
-    _check_keys(document, "", {"name", "topology", "prefix"}, IGNORED_TOP_FIELDS, problems)
+    _check_keys(document, "", TOP_FIELDS, IGNORED_TOP_FIELDS, problems)
     lab_id = document.get("name")
     if not isinstance(lab_id, str) or not names.is_valid_lab_id(lab_id):
         problems.error(
@@ -231,12 +218,14 @@ def _check_top(document: dict[str, Any], problems: Problems) -> str:
 
 
 def _check_keys(
-    mapping: dict[str, Any], where: str, known: set[str] | frozenset[str], ignored: frozenset[str], problems: Problems
+    mapping: dict[str, Any], where: str, known: set[str] | frozenset[str], ignored: Mapping[str, str],
+    problems: Problems,
 ) -> None:
     for key in mapping:
         place = f"{where}.{key}" if where else str(key)
         if key in ignored:
-            problems.warn(place, "containerlab field not used by Archetype, ignored")
+            why = f": {ignored[key]}" if ignored[key] else ""
+            problems.warn(place, f"containerlab field not used by Archetype, ignored{why}")
         elif key not in known:
             problems.error(place, f"unknown field {key!r}")
 
@@ -319,7 +308,7 @@ def _resolve_node(
         exec_lines=tuple(fields.get("exec") or ()) if isinstance(fields.get("exec"), list) else (),
         labels=node_fields.string_map(fields.get("labels"), f"{where}.labels", problems),
         memory_mb=node_fields.memory(fields.get("memory"), f"{where}.memory", problems),
-        cpus=node_fields.positive_int(fields.get("cpus"), f"{where}.cpus", problems),
+        cpus=node_fields.positive_int(fields.get("cpus", fields.get("cpu")), f"{where}.cpus", problems),
         restart_policy=node_fields.restart_policy(fields.get("restart-policy"), f"{where}.restart-policy", problems),
         startup_delay=node_fields.startup_delay(fields.get("startup-delay"), f"{where}.startup-delay", problems),
         wait_for=node_fields.stages(fields.get("stages"), fields.get("wait-for"), where, problems),
