@@ -137,7 +137,11 @@ class DockerProvider(NodeProvider):
 
     def connect_command(self, lab_id: str, node: Node) -> list[str]:
         assert node.vendor.container is not None
-        return ["docker", "exec", "-it", self.node_runtime_name(lab_id, node), *node.vendor.container.shell]
+        name = self.node_runtime_name(lab_id, node)
+        if node.name_prefix is None:  # e.g. a node known from discovery: its lab may have had a prefix
+            info = self._find(lab_id, node.name)
+            name = (info or {}).get("Name", "").lstrip("/") or name
+        return ["docker", "exec", "-it", name, *node.vendor.container.shell]
 
     # -- one node --------------------------------------------------------------------
 
