@@ -16,12 +16,17 @@ import yaml
 
 from lab import names
 from lab.errors import TopologyError
+from lab.settings import get_settings
 from topology import node_fields
+from topology import stages
 from topology.clab_fields import IGNORED_NODE_FIELDS, IGNORED_TOP_FIELDS, NODE_FIELDS, TOP_FIELDS
 from topology.links import SEGMENT_KINDS, Endpoint, Link, resolve_links, segment_names
-from topology.node_fields import Bind, WaitFor
+from topology.node_fields import Bind
+from topology.paths import Folders
+from topology.stages import WaitFor
 from topology.problems import Problems
 from vendors import VendorConfig, catalog, get_vendor
+from vendors.model import DEFAULT_CAP_ADD
 
 # What Archetype does with each containerlab field: topology/clab_fields.py (README's table).
 # extras keys we honour (vendor `extras_env`) are read before the rest of `extras` is ignored.
@@ -57,6 +62,7 @@ class Lab:
     links: tuple[Link, ...]
     source_dir: Path
     warnings: tuple[str, ...] = ()
+    host_paths: tuple[Path, ...] = ()  # every host file or folder the lab reads or binds
 
     prefix: str | None = None  # containerlab's top-level `prefix` (None: no prefix line)
 
@@ -78,7 +84,9 @@ class Lab:
 def load_topology(source: str | Path, *, base_dir: Path | None = None) -> Lab:
     """Parse and validate a topology given as a file path or as YAML text.
 
-    A ``str`` holding a newline is taken as YAML text; otherwise as a path.
+    A ``str`` holding a newline is taken as YAML text; otherwise as a path. The paths in a
+    file resolve in the file's folder; in YAML text, in the lab's files folder in the
+    workspace (or ``base_dir`` when given: the caller vouches for that folder).
     """
     text, base = _read_source(source, base_dir)
     try:
@@ -88,9 +96,9 @@ def load_topology(source: str | Path, *, base_dir: Path | None = None) -> Lab:
     return resolve(document, base)
 
 
-def _read_source(source: str | Path, base_dir: Path | None) -> tuple[str, Path]:
+def _read_source(source: str | Path, base_dir: Path | None) -> tuple[str, Path | None]:
     if isinstance(source, str) and "\n" in source:
-        return source, (base_dir or Path.cwd()).resolve()
+        return source, base_dir  # never the working directory (DESIGN.md, Security)
     path = Path(source)
     try:
         return path.read_text(), (base_dir or path.parent).resolve()
@@ -106,8 +114,9 @@ def _yaml_error(err: yaml.YAMLError) -> str:
     return f"YAML syntax error: {problem}"
 
 
-def resolve(document: Any, base_dir: Path) -> Lab:
-    """Validate a parsed document against the catalog and resolve it into a ``Lab``."""
+def resolve(document: Any, base_dir: Path | None) -> Lab:
+    """Validate a parsed document against the catalog and resolve it into a ``Lab``.
+    ``base_dir``: the topology's folder; None for YAML text (the lab's files folder)."""
     problems = Problems()
     if not isinstance(document, dict):
         raise TopologyError(["the topology must be a mapping with 'name' and 'topology'"])
@@ -124,8 +133,8 @@ def resolve(document: Any, base_dir: Path) -> Lab:
     if not raw_nodes:
         problems.error("topology.nodes", "the topology has no nodes")
 
-    prefix = _prefix(document, problems)
-    roots = node_fields.allowed_roots(base_dir)
+    prefix = stages.prefix(document, problems)
+    folders = Folders.of_file(base_dir) if base_dir is not None else Folders.of_text(lab_id)
     segments = segment_names(raw_nodes, problems)
     nodes: dict[str, Node] = {}
     for name, raw in raw_nodes.items():
@@ -134,7 +143,7 @@ def resolve(document: Any, base_dir: Path) -> Lab:
         if str(name) == names.HOST_NODE:
             problems.error(f"topology.nodes.{name}", f"'{name}' is reserved for host interface endpoints ('host:IF')")
             continue
-        node = _resolve_node(str(name), raw, defaults, kinds, groups, base_dir, roots, problems, catalog())
+        node = _resolve_node(str(name), raw, defaults, kinds, groups, folders, problems, catalog())
         if node is not None:
             nodes[node.name] = replace(node, name_prefix=prefix)
     for section, entries in (("kinds", kinds), ("groups", groups)):
@@ -146,62 +155,11 @@ def resolve(document: Any, base_dir: Path) -> Lab:
             problems.error(f"topology.kinds.{kind_name}", f"unknown kind {kind_name!r}")
 
     links = resolve_links(topo.get("links"), raw_nodes, nodes, segments, problems)
-    _check_wait_for(nodes, problems)
+    stages.check_wait_for(nodes, problems)
     if problems.errors:
         raise TopologyError(problems.errors)
-    return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=base_dir, warnings=tuple(problems.warnings),
-               prefix=prefix)
-
-
-def _prefix(document: dict[str, Any], problems: Problems) -> str | None:
-    """containerlab's ``prefix``: runtime names ``<prefix>-<lab>-<node>`` (empty: bare node names)."""
-    if "prefix" not in document:
-        return None
-    value = document["prefix"]
-    if value is None:
-        value = ""
-    if not isinstance(value, str) or (value and not names.is_valid_node_name(value)):
-        problems.error("prefix", f"bad prefix {value!r}: letters, digits, '_' and '-', or empty")
-        return None
-    return value
-
-
-def _check_wait_for(nodes: dict[str, Node], problems: Problems) -> None:
-    """Every node waited for exists, and no chain of waits comes back to where it began."""
-    order = {stage: i for i, stage in enumerate(STAGE_ORDER)}
-    edges: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for node in nodes.values():
-        for i, stage in enumerate(STAGE_ORDER[1:], start=1):
-            edges.setdefault((node.name, stage), []).append((node.name, STAGE_ORDER[i - 1]))
-        for wait in node.wait_for:
-            if wait.node not in nodes:
-                problems.error(f"topology.nodes.{node.name}.stages", f"waits for unknown node {wait.node!r}")
-                continue
-            if wait.node == node.name and order[wait.node_stage] >= order[wait.stage]:
-                problems.error(f"topology.nodes.{node.name}.stages", f"waits for its own {wait.node_stage} stage")
-                continue
-            edges.setdefault((node.name, wait.stage), []).append((wait.node, wait.node_stage))
-    state: dict[tuple[str, str], int] = {}  # 1: being visited, 2: done
-
-    def visit(key: tuple[str, str], path: list[tuple[str, str]]) -> bool:
-        if state.get(key) == 2:
-            return True
-        if state.get(key) == 1:
-            cycle = path[path.index(key):] + [key]
-            problems.error("topology.nodes", "wait-for cycle: " + " -> ".join(f"{n}.{s}" for n, s in cycle))
-            return False
-        state[key] = 1
-        ok = all(visit(dep, [*path, key]) for dep in edges.get(key, []))
-        state[key] = 2
-        return ok
-
-    for key in list(edges):
-        if not visit(key, []):
-            return
-
-
-# The order of a node's stages in deploy-lab (containerlab's stage names map onto these).
-STAGE_ORDER = ("create", "wire", "ready", "post-boot")
+    return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=folders.base, warnings=tuple(problems.warnings),
+               host_paths=tuple(folders.used), prefix=prefix)
 
 
 def _check_top(document: dict[str, Any], problems: Problems) -> str:
@@ -271,8 +229,7 @@ def _merged(layers: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _resolve_node(
-    name: str, raw: Any, defaults: dict, kinds: dict, groups: dict, base_dir: Path, roots: list[Path],
-    problems: Problems, known: Any,
+    name: str, raw: Any, defaults: dict, kinds: dict, groups: dict, folders: Folders, problems: Problems, known: Any,
 ) -> Node | None:
     where = f"topology.nodes.{name}"
     if not names.is_valid_node_name(name):
@@ -297,13 +254,15 @@ def _resolve_node(
         return None
     env = node_fields.string_map(fields.get("env"), f"{where}.env", problems)
     env.update(node_fields.honoured_extras(raw.get("extras"), vendor, where, problems))
+    image = str(fields.get("image") or vendor.default_image)
+    _warn_untrusted_image(vendor, image, where, problems)
     node = Node(
         name=name,
         kind=vendor.kind,
-        image=str(fields.get("image") or vendor.default_image),
-        startup_config=node_fields.startup_config(fields.get("startup-config"), f"{where}.startup-config", base_dir, roots, problems),
+        image=image,
+        startup_config=node_fields.startup_config(fields.get("startup-config"), f"{where}.startup-config", folders, problems),
         env=env,
-        binds=node_fields.binds(fields.get("binds"), f"{where}.binds", vendor, base_dir, roots, problems),
+        binds=node_fields.binds(fields.get("binds"), f"{where}.binds", vendor, folders, problems),
         exec=node_fields.exec(fields.get("exec"), f"{where}.exec", vendor, problems),
         exec_lines=tuple(fields.get("exec") or ()) if isinstance(fields.get("exec"), list) else (),
         labels=node_fields.string_map(fields.get("labels"), f"{where}.labels", problems),
@@ -311,8 +270,24 @@ def _resolve_node(
         cpus=node_fields.positive_int(fields.get("cpus", fields.get("cpu")), f"{where}.cpus", problems),
         restart_policy=node_fields.restart_policy(fields.get("restart-policy"), f"{where}.restart-policy", problems),
         startup_delay=node_fields.startup_delay(fields.get("startup-delay"), f"{where}.startup-delay", problems),
-        wait_for=node_fields.stages(fields.get("stages"), fields.get("wait-for"), where, problems),
+        wait_for=stages.parse(fields.get("stages"), fields.get("wait-for"), where, problems),
     )
     if node.restart_policy not in (None, "no") and vendor.container is None:
         problems.warn(f"{where}.restart-policy", "a VM is not restarted by its runtime: ignored")
     return node  # even with field errors: its links are still checked
+
+
+def _warn_untrusted_image(vendor: VendorConfig, image: str, where: str, problems: Problems) -> None:
+    options = vendor.container
+    if options is None or not options.broad:
+        return
+    extra = get_settings().trusted_images.get(vendor.kind, [])
+    if not options.trusts(image, extra):
+        problems.warn(
+            f"{where}.image",
+            f"{image!r} is not one of kind {vendor.kind}'s catalog images ({', '.join(options.image_patterns(extra))}): "
+            f"it runs with the default capabilities ({', '.join(DEFAULT_CAP_ADD)}), not {', '.join(options.cap_add)}"
+            f"{' with ' + ', '.join(options.security_opt) if options.security_opt else ''}; "
+            f"ARCHETYPE_TRUSTED_IMAGES__{vendor.kind} adds images",
+        )
+
