@@ -7,9 +7,9 @@ or raises one ``TopologyError`` listing them all. Nothing here touches the host.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -17,14 +17,13 @@ import yaml
 from lab import names
 from lab.errors import TopologyError
 from lab.settings import get_settings
-from topology import node_fields
-from topology import stages
+from topology import node_fields, stages
 from topology.clab_fields import IGNORED_NODE_FIELDS, IGNORED_TOP_FIELDS, NODE_FIELDS, TOP_FIELDS
 from topology.links import SEGMENT_KINDS, Endpoint, Link, resolve_links, segment_names
 from topology.node_fields import Bind
 from topology.paths import Folders
-from topology.stages import WaitFor
 from topology.problems import Problems
+from topology.stages import WaitFor
 from vendors import VendorConfig, catalog, get_vendor
 from vendors.model import DEFAULT_CAP_ADD
 

@@ -11,13 +11,7 @@ from topology.clab_fields import IGNORED_NODE_FIELDS, IGNORED_TOP_FIELDS, NODE_F
 README = Path(__file__).resolve().parents[2] / "README.md"
 # The yaml keys of containerlab's NodeDefinition (types/node_definition.go at commit
 # 39ff2b7ccce20f3c4610fcbd1fc030582f4499c1) and of its Topology/Config top level.
-CLAB_NODE_FIELDS = (
-    "kind group type startup-config startup-delay enforce-startup-config suppress-startup-config auto-remove "
-    "restart-policy config image image-pull-policy license position hostname entrypoint cmd exec binds volumes "
-    "devices cap-add privileged cgroupns-mode cgroup-parent pid-mode tmpfs security-opts shm-size ports mgmt-ipv4 "
-    "mgmt-ipv6 env env-files user labels network-mode runtime cpu cpu-set memory sysctls extras stages dns "
-    "certificate healthcheck credentials aliases components link-apply-mode username password identity-file"
-).split()
+CLAB_NODE_FIELDS = ["kind", "group", "type", "startup-config", "startup-delay", "enforce-startup-config", "suppress-startup-config", "auto-remove", "restart-policy", "config", "image", "image-pull-policy", "license", "position", "hostname", "entrypoint", "cmd", "exec", "binds", "volumes", "devices", "cap-add", "privileged", "cgroupns-mode", "cgroup-parent", "pid-mode", "tmpfs", "security-opts", "shm-size", "ports", "mgmt-ipv4", "mgmt-ipv6", "env", "env-files", "user", "labels", "network-mode", "runtime", "cpu", "cpu-set", "memory", "sysctls", "extras", "stages", "dns", "certificate", "healthcheck", "credentials", "aliases", "components", "link-apply-mode", "username", "password", "identity-file"]
 CLAB_TOP_FIELDS = ("name", "prefix", "mgmt", "settings", "topology", "debug")
 
 
