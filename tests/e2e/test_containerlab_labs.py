@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from providers.network import network_inventory
-from tests.support.leftovers import leftovers
+from tests.support.leftovers import leftovers, ovs_port_rows
 from tests.support.prefect_server import PrefectServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.ovs]
@@ -253,3 +253,28 @@ def test_extended_links_host_end_prefix_and_stages(server: PrefectServer, tmp_pa
         destroy(server, lab)
     gone = subprocess.run(["ip", "link", "show", host_if], capture_output=True, text=True)
     assert gone.returncode != 0  # destroy removed the host interface too
+
+
+def test_a_segment_keeps_its_vlan_when_one_of_its_nodes_leaves(server: PrefectServer, tmp_path: Path) -> None:
+    lab = f"clabx-{secrets.token_hex(2)}"
+    hosts = {f"h{i}": {"kind": "linux", "exec": [f"ip addr add 10.79.0.{i}/24 dev eth1"]} for i in (1, 2, 3)}
+
+    def topology(members: list[str]) -> Path:
+        path = tmp_path / "seg.clab.yml"
+        path.write_text(yaml.safe_dump({"name": lab, "topology": {
+            "nodes": {**{h: hosts[h] for h in members}, "sw": {"kind": "ovs-bridge"}},
+            "links": [{"endpoints": [f"{h}:eth1", f"sw:p{i}"]} for i, h in enumerate(members)],
+        }}))
+        return path
+
+    try:
+        first = deploy(server, topology(["h1", "h2", "h3"]), lab)
+        (vlan,) = {link["vlan"] for link in first["links"]}
+        again = deploy(server, topology(["h1", "h2"]), lab)  # h3 leaves the segment and the lab
+        assert [(link["endpoints"], link["vlan"]) for link in again["links"]] == [(["h1:eth1", "h2:eth1"], vlan)]
+        tags = {ids.get("archetype-node"): tag for _name, tag, ids in ovs_port_rows() if ids.get("archetype-lab") == lab}
+        assert tags == {"h1": vlan, "h2": vlan}
+        code, out = sh(f"archetype-{lab}-h1", "ping -c 2 -W 2 10.79.0.2")
+        assert code == 0, out
+    finally:
+        destroy(server, lab)
