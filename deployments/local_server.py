@@ -28,7 +28,7 @@ import httpx
 from filelock import FileLock, Timeout
 
 from lab import api_auth
-from lab.errors import ArchetypeError
+from lab.errors import ArchetypeError, TopologyError
 from lab.private import FILE_MODE, open_private_log, private_dir, write_private
 from lab.settings import get_settings
 
@@ -77,11 +77,11 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str) -> None:
     """A server reachable from the network runs root flows for anyone: never without auth."""
     if not is_loopback(host) and not api_auth.auth_string():
-        raise ServerError(
+        raise TopologyError([  # invalid input: exit 2
             f"refusing to start a Prefect server on {host} without API auth: flows run as root on this "
             f"host. Unset {api_auth.SERVER_VARIABLE} (Archetype then uses {api_auth.auth_path()}) or "
             "give it a value, or bind to 127.0.0.1"
-        )
+        ])
 
 
 def running() -> LocalServer | None:

@@ -19,7 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab import names
 from lab.locks import lab_lock
-from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
+from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord, Stage
 from tasks.network import allocate_vlans, plan_host_ends, plan_link_ends, remove_links_not_in, wire_host_ends
 from tasks.nodes import (
     create_node,
@@ -32,8 +32,6 @@ from tasks.nodes import (
 )
 from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab, load_topology
-
-STAGES = ("create", "wire", "ready", "post-boot")
 
 
 def _run_name() -> str:
@@ -93,7 +91,7 @@ def _configured_before(previous: LabState | None, running: set[str]) -> set[str]
     """Nodes a previous deploy brought to ready and that kept running since."""
     if previous is None:
         return set()
-    return {n.name for n in previous.nodes if n.state == "ready" and n.name in running}
+    return {n.name for n in previous.nodes if n.state is NodePhase.READY and n.name in running}
 
 
 def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[str]) -> LabState:
@@ -108,8 +106,9 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
         lab_id=lab.id,
         status=LabStatus.ALLOCATED,
         nodes=[
-            NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, runtime_name=runtime_name(lab.id, n),
-                       state="ready" if n.name in configured else "planned")
+            NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value,
+                       runtime_name=runtime_name(lab.id, n),
+                       state=NodePhase.READY if n.name in configured else NodePhase.PLANNED)
             for n in lab.nodes.values()
         ],
         links=[
@@ -120,49 +119,47 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
     )
 
 
-def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> dict[str, dict[str, PrefectFuture | None]]:
+def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> dict[str, dict[Stage, PrefectFuture | None]]:
     """Each node runs its own chain, so containers are ready while VMs still boot."""
     chains = _submit_stages(lab, ends, configured)
     records = {record.name: record for record in state.nodes}
     for chain in chains.values():
-        chain["create"].wait()
+        chain[Stage.CREATE].wait()
     state.status = LabStatus.CREATING
-    _record_stage(records, chains, "create")
+    _record_created(records, chains)
     publish_lab_state(state)  # after node creation
 
     for name, chain in chains.items():
         record = records[name]
-        for stage in STAGES:
+        for stage in Stage:
             future = chain[stage]
             if future is None:  # nothing to run at that stage
                 continue
             future.wait()
             if not future.state.is_completed():  # failed, crashed, or never run (it waited for a failure)
-                record.state, record.error = f"failed ({stage})", _error_of(future)
+                record.fail(stage, _error_of(future))
                 state.errors.append(f"{name}: {stage}: {record.error}")
                 break
-            if future.state.is_completed() and stage == "ready":
+            if future.state.is_completed() and stage is Stage.READY:
                 record.ready_seconds = future.result()
         else:
-            record.state = "ready"
+            record.state = NodePhase.READY
     return chains
 
 
-def _submit_stages(lab: Lab, ends: dict, configured: set[str]) -> dict[str, dict[str, PrefectFuture | None]]:
+def _submit_stages(lab: Lab, ends: dict, configured: set[str]) -> dict[str, dict[Stage, PrefectFuture | None]]:
     """Each node's stages as tasks, each waiting for its own previous stage and for the
     stages of other nodes its containerlab ``stages``/``wait-for`` name. Submitted stage by
     stage where the waits allow (every create first), so that creates are never queued
     behind other nodes' waiting stages even when the pool is smaller than the lab."""
-    booting = {  # a node with no post-boot command gets no post-boot task
-        name for name, node in lab.nodes.items() if node.vendor.post_boot_commands or node.exec or node.exec_lines
-    }
+    booting = {name for name, node in lab.nodes.items() if node.post_boot_commands}  # the others get no task
 
-    def present(name: str, stage: str) -> str:  # a wait for a post-boot that is not run: its ready
-        return "ready" if stage == "post-boot" and name not in booting else stage
+    def present(name: str, stage: str) -> Stage:  # a wait for a post-boot that is not run: its ready
+        return Stage.READY if stage == Stage.POST_BOOT and name not in booting else Stage(stage)
 
-    waits: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    waits: dict[tuple[str, Stage], list[tuple[str, Stage]]] = {}
     for name, node in lab.nodes.items():
-        own = [s for s in STAGES if present(name, s) == s]
+        own = [s for s in Stage if present(name, s) == s]
         for i, stage in enumerate(own):
             waits[(name, stage)] = [(name, own[i - 1])] if i else []
         for wait in node.wait_for:
@@ -170,27 +167,27 @@ def _submit_stages(lab: Lab, ends: dict, configured: set[str]) -> dict[str, dict
             if dep != key and dep not in waits[key]:
                 waits[key].append(dep)
     submit = {
-        "create": lambda name, node, after: create_node.submit(lab.id, node, ends[name], wait_for=after),
-        "wire": lambda name, node, after: wire_node.submit(lab.id, node, ends[name], wait_for=after),
-        "ready": lambda name, node, after: wait_ready.submit(lab.id, node, wait_for=after),
-        "post-boot": lambda name, node, after: post_boot.submit(
+        Stage.CREATE: lambda name, node, after: create_node.submit(lab.id, node, ends[name], wait_for=after),
+        Stage.WIRE: lambda name, node, after: wire_node.submit(lab.id, node, ends[name], wait_for=after),
+        Stage.READY: lambda name, node, after: wait_ready.submit(lab.id, node, wait_for=after),
+        Stage.POST_BOOT: lambda name, node, after: post_boot.submit(
             lab.id, node, already_done=name in configured, wait_for=after),
     }
-    futures: dict[tuple[str, str], PrefectFuture] = {}
+    futures: dict[tuple[str, Stage], PrefectFuture] = {}
     for key in _stage_order(waits, list(lab.nodes)):
         name, stage = key
         futures[key] = submit[stage](name, lab.nodes[name], [futures[dep] for dep in waits[key]])
-    return {name: {stage: futures.get((name, stage)) for stage in STAGES} for name in lab.nodes}
+    return {name: {stage: futures.get((name, stage)) for stage in Stage} for name in lab.nodes}
 
 
-def _stage_order(waits: dict[tuple[str, str], list[tuple[str, str]]], nodes: list[str]) -> list[tuple[str, str]]:
+def _stage_order(waits: dict[tuple[str, Stage], list[tuple[str, Stage]]], nodes: list[str]) -> list[tuple[str, Stage]]:
     """A submission order in which every wait comes first: by stage, then node order (the
     topology refuses wait-for cycles, so every stage is reached)."""
-    rank = {key: (STAGES.index(key[1]), nodes.index(key[0])) for key in waits}
+    rank = {key: (list(Stage).index(key[1]), nodes.index(key[0])) for key in waits}
     pending = {key: set(deps) for key, deps in waits.items()}
     ready = [(rank[key], key) for key, deps in pending.items() if not deps]
     heapq.heapify(ready)
-    order: list[tuple[str, str]] = []
+    order: list[tuple[str, Stage]] = []
     while ready:
         _, key = heapq.heappop(ready)
         order.append(key)
@@ -202,11 +199,12 @@ def _stage_order(waits: dict[tuple[str, str], list[tuple[str, str]]], nodes: lis
     return order
 
 
-def _record_stage(records: dict[str, NodeRecord], chains: dict, stage: str) -> None:
+def _record_created(records: dict[str, NodeRecord], chains: dict) -> None:
     for name, chain in chains.items():
-        future = chain[stage]
-        if future.state.is_completed() and records[name].state != "ready":  # ready: configured before
-            records[name].state = future.result().state.value
+        future = chain[Stage.CREATE]
+        if future.state.is_completed() and records[name].state is not NodePhase.READY:  # ready: configured before
+            running = future.result().state.value == NodePhase.RUNNING.value
+            records[name].state = NodePhase.RUNNING if running else NodePhase.STOPPED
 
 
 def _error_of(future: PrefectFuture) -> str:
@@ -221,7 +219,8 @@ def _result(state: LabState, _outcome: dict) -> dict[str, Any]:
     return {
         "lab_id": state.lab_id,
         "nodes": [
-            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.state, "ready_seconds": n.ready_seconds}
+            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
+             "ready_seconds": n.ready_seconds}
             for n in state.nodes
         ],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan} for link in state.links],

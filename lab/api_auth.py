@@ -28,10 +28,12 @@ def auth_path() -> Path:
     return get_settings().workspace / "secrets" / "prefect-api-auth"
 
 
-def auth_string() -> str:
-    """The host's auth string (an override from the environment first). Empty means: the
-    user turned auth off on purpose (``PREFECT_SERVER_API_AUTH_STRING=``)."""
-    for variable in (SERVER_VARIABLE, CLIENT_VARIABLE):
+def auth_string(*, client: bool = False) -> str:
+    """The host's auth string (an override from the environment first: the server's
+    variable, or the client's for ``client``). Empty means: the user turned auth off on
+    purpose (``PREFECT_SERVER_API_AUTH_STRING=``)."""
+    order = (CLIENT_VARIABLE, SERVER_VARIABLE) if client else (SERVER_VARIABLE, CLIENT_VARIABLE)
+    for variable in order:
         if variable in os.environ:
             return os.environ[variable]
     return _stored_or_new()
@@ -70,5 +72,5 @@ def server_env() -> dict[str, str]:
 
 def client_env() -> dict[str, str]:
     """What a Prefect client (CLI, worker, ``serve``) needs to be let in."""
-    value = auth_string()
+    value = auth_string(client=True)
     return {CLIENT_VARIABLE: value} if value else {}

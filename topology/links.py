@@ -16,13 +16,21 @@ segments, resolved against the nodes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from lab import names
 from topology.problems import Problems
+from vendors import VendorConfig
 
-if TYPE_CHECKING:
-    from topology.document import Node
+
+class Node(Protocol):
+    """What link resolution reads of a resolved node."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def vendor(self) -> VendorConfig: ...
 
 # containerlab kinds that are a multi-access segment rather than a node.
 SEGMENT_KINDS = frozenset({"bridge", "ovs-bridge"})

@@ -4,13 +4,21 @@ checked across nodes (every node waited for exists, no wait comes back to itself
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from lab import names
 from topology.problems import Problems
 
-if TYPE_CHECKING:
-    from topology.document import Node
+
+class Node(Protocol):
+    """What the wait-for check reads of a resolved node."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def wait_for(self) -> tuple[WaitFor, ...]: ...
+
 
 # The order of a node's stages in deploy-lab (containerlab's stage names map onto these).
 STAGE_ORDER = ("create", "wire", "ready", "post-boot")

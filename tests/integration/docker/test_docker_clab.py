@@ -13,6 +13,7 @@ import pytest
 
 from lab import names
 from lab.errors import ImageNotFoundError
+from providers import labs
 from providers.base import NodeState
 from providers.docker import DockerProvider
 from topology import Node
@@ -26,7 +27,7 @@ def lab_id(provider: DockerProvider) -> Iterator[str]:
     try:
         yield lab
     finally:
-        report = provider.destroy_lab(lab)
+        report = labs.destroy_lab(lab)
         assert report.ok, report.errors
 
 
@@ -39,7 +40,7 @@ def test_prefix_names_the_container_and_labels_find_it(
     provider: DockerProvider, docker_client: docker.DockerClient, lab_id: str, linux_image: str
 ) -> None:
     r1 = f"{lab_id}-r1"  # unique even as a bare name (prefix "")
-    node = Node(name=r1, kind="linux", image=linux_image, name_prefix="clab")
+    node = Node.of(r1, "linux", image=linux_image, name_prefix="clab")
     status = provider.create_node(lab_id, node, [])
     assert status.runtime_name == f"clab-{lab_id}-{r1}"
     found = provider.node_status(lab_id, r1)  # by name only: found by its labels
@@ -59,7 +60,7 @@ def test_prefix_names_the_container_and_labels_find_it(
 def test_a_linux_node_writes_its_net_sysctls_but_not_the_hosts(
     provider: DockerProvider, docker_client: docker.DockerClient, lab_id: str, linux_image: str
 ) -> None:
-    node = Node(name="h1", kind="linux", image=linux_image)
+    node = Node.of("h1", "linux", image=linux_image)
     name = provider.create_node(lab_id, node, []).runtime_name
     info = docker_client.api.inspect_container(name)
     assert info["HostConfig"]["Privileged"] is False
@@ -77,6 +78,6 @@ def test_an_image_that_cannot_be_pulled_is_named(provider: DockerProvider, docke
                                                    lab_id: str) -> None:
     image = "registry.invalid/clabx/none:1"
     with pytest.raises(ImageNotFoundError, match="registry.invalid/clabx/none:1.*cannot be pulled"):
-        provider.create_node(lab_id, Node(name="r1", kind="linux", image=image), [])
+        provider.create_node(lab_id, Node.of("r1", "linux", image=image), [])
     label = f"{names.LABEL_LAB}={lab_id}"
     assert docker_client.containers.list(all=True, filters={"label": label}) == []
