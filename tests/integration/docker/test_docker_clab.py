@@ -45,7 +45,7 @@ def test_prefix_names_the_container_and_labels_find_it(
     assert status.runtime_name == f"clab-{lab_id}-{r1}"
     found = provider.node_status(lab_id, r1)  # by name only: found by its labels
     assert found.state is NodeState.RUNNING and found.runtime_name == f"clab-{lab_id}-{r1}"
-    assert provider.connect_command(lab_id, replace(node, name_prefix=None))[3] == f"clab-{lab_id}-{r1}"
+    assert provider.connect_command(lab_id, node.ref)[3] == f"clab-{lab_id}-{r1}"  # a reference: by labels
     first = docker_client.containers.get(f"clab-{lab_id}-{r1}").id
 
     again = provider.create_node(lab_id, replace(node, name_prefix=""), [])  # the prefix changed
