@@ -118,6 +118,10 @@ def state_artifact_key(lab_id: str) -> str:
     return f"lab-{lab_id}-state"
 
 
+def progress_artifact_key(lab_id: str) -> str:
+    return f"lab-{lab_id}-progress"
+
+
 def config_artifact_key(lab_id: str, node: str) -> str:
     return f"lab-{lab_id}-config-{artifact_slug(node)}"
 

@@ -20,8 +20,12 @@ class Node(Protocol):
     def wait_for(self) -> tuple[WaitFor, ...]: ...
 
 
-# The order of a node's stages in deploy-lab (containerlab's stage names map onto these).
-STAGE_ORDER = ("create", "wire", "ready", "post-boot")
+# deploy-lab runs two steps per node: bring-up (create, wire, ready: one task) and then
+# post-boot. Waits order those steps (containerlab's stage names map onto our stages, and
+# our stages onto the steps), so a wait on a node's create waits for its whole bring-up.
+BRING_UP = "bring-up"
+POST_BOOT = "post-boot"
+STEP_OF = {"create": BRING_UP, "wire": BRING_UP, "ready": BRING_UP, "post-boot": POST_BOOT}
 
 # containerlab's deployment stages, and the stage of ours each maps to.
 CLAB_STAGES = {"create": "create", "create-links": "wire", "healthy": "ready", "configure": "post-boot"}
@@ -88,21 +92,35 @@ def prefix(document: dict[str, Any], problems: Problems) -> str | None:
     return value
 
 
+def stage_waits(nodes: dict[str, Node], booting: set[str]) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """(node, step) -> the (node, step)s it waits for: its own bring-up before its post-boot,
+    and its ``wait_for``. Only nodes in ``booting`` have a post-boot step: a wait *for* one
+    that has none waits for its bring-up, a wait *of* one that has none is moot."""
+    waits: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for name in nodes:
+        waits[(name, BRING_UP)] = []
+        if name in booting:
+            waits[(name, POST_BOOT)] = [(name, BRING_UP)]
+    for name, node in nodes.items():
+        for wait in node.wait_for:
+            key = (name, STEP_OF[wait.stage])
+            dep_step = STEP_OF[wait.node_stage]
+            dep = (wait.node, dep_step if wait.node in booting or dep_step == BRING_UP else BRING_UP)
+            if key in waits and wait.node in nodes and dep != key and dep not in waits[key]:
+                waits[key].append(dep)
+    return waits
+
+
 def check_wait_for(nodes: dict[str, Node], problems: Problems) -> None:
-    """Every node waited for exists, and no chain of waits comes back to where it began."""
-    order = {stage: i for i, stage in enumerate(STAGE_ORDER)}
-    edges: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    """Every node waited for exists, and no chain of waits comes back to where it began
+    (judged on the steps deploy-lab runs, every node taken to have a post-boot step)."""
     for node in nodes.values():
-        for i, stage in enumerate(STAGE_ORDER[1:], start=1):
-            edges.setdefault((node.name, stage), []).append((node.name, STAGE_ORDER[i - 1]))
         for wait in node.wait_for:
             if wait.node not in nodes:
                 problems.error(f"topology.nodes.{node.name}.stages", f"waits for unknown node {wait.node!r}")
-                continue
-            if wait.node == node.name and order[wait.node_stage] >= order[wait.stage]:
+            elif wait.node == node.name and list(STEP_OF).index(wait.node_stage) >= list(STEP_OF).index(wait.stage):
                 problems.error(f"topology.nodes.{node.name}.stages", f"waits for its own {wait.node_stage} stage")
-                continue
-            edges.setdefault((node.name, wait.stage), []).append((wait.node, wait.node_stage))
+    edges = stage_waits(nodes, set(nodes))
     state: dict[tuple[str, str], int] = {}  # 1: being visited, 2: done
 
     def visit(key: tuple[str, str], path: list[tuple[str, str]]) -> bool:

@@ -17,6 +17,7 @@ from providers.network.ovs import PortInfo
 from providers.network.recovery import plan_recovery
 from providers.network.vlans import select_tags, tags_in_use
 from topology import load_topology
+from topology.stages import BRING_UP, POST_BOOT, stage_waits
 
 EXAMPLES = Path(__file__).resolve().parent / "data" / "containerlab" / "lab-examples"
 
@@ -277,3 +278,23 @@ def test_writable_sysctls_leave_only_net_writable() -> None:
     assert build_container_spec("s", lab.nodes["r1"], 0, "none").host_extra == {"ReadonlyPaths": paths}
     assert build_container_spec("s", lab.nodes["r2"], 0, "none").host_extra == {}  # docker's defaults
     assert build_container_spec("s", lab.nodes["r1"], 0, "none").host["privileged"] is False
+
+
+def test_waits_become_the_steps_deploy_lab_runs(tmp_path: Path) -> None:
+    lab = lab_of("""
+        name: order
+        topology:
+          nodes:
+            a: {kind: linux, exec: ["true"]}
+            b: {kind: linux, stages: {create: {wait-for: [{node: a, stage: configure}]}}}
+            c:
+              kind: linux
+              stages:
+                create-links: {wait-for: [{node: b, stage: configure}]}
+                configure: {wait-for: [{node: a, stage: create}]}
+        """, tmp_path)
+    waits = stage_waits(lab.nodes, booting={"a"})
+    assert waits[("b", BRING_UP)] == [("a", POST_BOOT)]  # after a's exec ran
+    assert waits[("c", BRING_UP)] == [("b", BRING_UP)]  # b has no post-boot: its bring-up
+    assert ("c", POST_BOOT) not in waits  # c runs no post-boot: its wait is moot
+    assert waits[("a", POST_BOOT)] == [("a", BRING_UP)]
