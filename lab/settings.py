@@ -6,8 +6,10 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lab.errors import SettingsError
 
 
 class Settings(BaseSettings):
@@ -61,4 +63,11 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (tests call ``get_settings.cache_clear()`` after changing env)."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as err:
+        problems = "; ".join(
+            f"ARCHETYPE_{'__'.join(map(str, e['loc'])).upper()}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in err.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
