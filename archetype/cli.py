@@ -72,9 +72,12 @@ def vendors(as_json: JsonOption = False) -> None:
 @app.command()
 def status(lab: Annotated[str | None, typer.Argument(help="Only this lab")] = None, as_json: JsonOption = False) -> None:
     """What Archetype runs on this host, from the live runtimes."""
+    from archetype.cli_fleet import fleet_labs
     from providers.inventory import discover_all
 
-    labs = _run(lambda: discover_all(lab))
+    labs = fleet_labs(lab)
+    if labs is None:  # this host alone
+        labs = _run(lambda: _on_this_host(discover_all(lab)))
     if lab is not None and not labs:
         _fail([f"no lab {lab!r} on this host"], EXIT_FAILED)
     _emit({"labs": labs}, as_json, render.show_status)
@@ -155,8 +158,10 @@ def cleanup(
 @app.command()
 def connect(lab: str, node: str) -> None:
     """An interactive session on a node: its shell (container) or serial console (VM); Ctrl-] detaches."""
+    from archetype.cli_fleet import connect_remote
     from providers.inventory import connect_session
 
+    connect_remote(lab, node)  # a node on another host of a fleet: its own CLI there
     argv, guard = _run(lambda: connect_session(lab, node))
 
     def attached() -> int:
@@ -179,6 +184,15 @@ def serve(
     from deployments.serve import serve_all
 
     serve_all(host, port)
+
+
+def _on_this_host(labs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from lab.settings import get_settings
+
+    for lab in labs:
+        for node in lab["nodes"]:
+            node["host"] = get_settings().host_name
+    return labs
 
 
 def _check_lab_id(lab: str) -> None:
@@ -219,3 +233,6 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     app()
+
+
+import archetype.cli_fleet  # noqa: E402,F401 - registers `hosts` (multi-host)

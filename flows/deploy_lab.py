@@ -16,6 +16,7 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab.locks import lab_lock
+from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
 from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
 from tasks.nodes import (
@@ -66,22 +67,44 @@ def deploy_lab(topology: str) -> dict[str, Any]:
     lab = load_topology(topology)  # invalid input fails the run here, before anything exists
     for warning in lab.warnings:
         get_run_logger().warning(warning)
+    from flows import fleet
+
+    hosts = fleet.fleet_hosts()
+    if hosts:  # a fleet shares this server: place the lab; a lab on other hosts is coordinated
+        outcome = fleet.deploy_across_hosts(lab, hosts)
+        if outcome is not None:
+            return outcome
+    result, failure = converge_here(lab)
+    if failure:  # the run shows failed; its result still says which nodes came up
+        return Failed(message=failure, data=result)
+    return result
+
+
+def converge_here(
+    lab: Lab, *, state_key: str | None = None, remote_nodes: frozenset[str] = frozenset(), tunnels: tuple = ()
+) -> tuple[dict[str, Any], str | None]:
+    """Deploy (or converge) the lab's nodes on this host: (result, failure message or None).
+    A host's slice of a multi-host lab passes its own ``state_key``, the nodes on other hosts
+    (``remote_nodes``) and the tunnels of its cross-host links (link id, node, VNI, remote)."""
+    from lab.settings import get_settings
+    from providers.network.vxlan import Tunnel
+    from tasks.network import wire_tunnels
+
     with lab_lock(lab.id):
-        previous = load_lab_state(lab.id)
-        vlans = allocate_vlans(lab, previous)
+        previous = load_lab_state(lab.id, state_key)
+        vlans = allocate_vlans(lab, previous, remote_nodes)
         ends = plan_link_ends(lab, vlans)
         configured = _configured_before(previous, running_nodes(lab.id))
         state = _planned_state(lab, vlans, ends, configured)
-        publish_lab_state(state)  # the allocation is remembered before any port exists
+        publish_lab_state(state, state_key)  # the allocation is remembered before any port exists
         remove_nodes_not_in(lab.id, list(lab.nodes))
         remove_links_not_in(lab)
-        outcome = _bring_up(lab, ends, state, configured)
+        wire_tunnels(lab.id, [Tunnel(**t, vlan=vlans[t["link_id"]]) for t in tunnels], get_settings().data_address)
+        outcome = _bring_up(lab, ends, state, configured, state_key)
         state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
-        publish_lab_state(state)
+        publish_lab_state(state, state_key)
     result = _result(state, outcome)
-    if state.errors:  # the run shows failed; its result still says which nodes came up
-        return Failed(message=f"lab {lab.id}: " + "; ".join(state.errors)[:1000], data=result)
-    return result
+    return result, (f"lab {lab.id}: " + "; ".join(state.errors)[:1000] if state.errors else None)
 
 
 def _configured_before(previous: LabState | None, running: set[str]) -> set[str]:
@@ -104,7 +127,7 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
         status=LabStatus.ALLOCATED,
         nodes=[
             NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, runtime_name=runtime_name(lab.id, n),
-                       state="ready" if n.name in configured else "planned")
+                       state="ready" if n.name in configured else "planned", host=get_settings().host_name)
             for n in lab.nodes.values()
         ],
         links=[
@@ -114,7 +137,9 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
     )
 
 
-def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> dict[str, dict[str, PrefectFuture | None]]:
+def _bring_up(
+    lab: Lab, ends: dict, state: LabState, configured: set[str], state_key: str | None = None
+) -> dict[str, dict[str, PrefectFuture | None]]:
     """Each node runs its own chain, so containers are ready while VMs still boot."""
     # Submitted stage by stage (every create first), so that creates are never queued
     # behind other nodes' waiting stages even when the pool is smaller than the lab.
@@ -137,7 +162,7 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> di
         chain["create"].wait()
     state.status = LabStatus.CREATING
     _record_stage(records, chains, "create")
-    publish_lab_state(state)  # after node creation
+    publish_lab_state(state, state_key)  # after node creation
 
     for name, chain in chains.items():
         record = records[name]
@@ -176,7 +201,8 @@ def _result(state: LabState, _outcome: dict) -> dict[str, Any]:
     return {
         "lab_id": state.lab_id,
         "nodes": [
-            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.state, "ready_seconds": n.ready_seconds}
+            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.state, "ready_seconds": n.ready_seconds,
+             "host": n.host}
             for n in state.nodes
         ],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan} for link in state.links],
