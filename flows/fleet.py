@@ -21,7 +21,7 @@ from lab import names
 from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
 from tasks.hosts import allocate_vnis, child_error, read_hosts, read_report, run_on_host
-from tasks.state import load_lab_state, publish_config, publish_lab_state
+from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab
 from topology.placement import HostFacts, cross_host_links, place
 from topology.slices import slice_document
@@ -194,8 +194,7 @@ def extract_across_hosts(lab_id: str, folder: Path, hosts: list[HostFacts]) -> d
             path = None
             if entry.get("ok"):
                 path = folder / f"{node}.cfg"
-                path.write_text(entry["text"])
-                publish_config(lab_id, node, entry["text"])
+                path.write_text(entry["text"])  # the host published its artifact already
             configs[node] = {"ok": bool(entry.get("ok")), "path": str(path) if path else None,
                              "error": entry.get("error"), "host": host}
     return {"lab_id": lab_id, "configs": dict(sorted(configs.items()))}

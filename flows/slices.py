@@ -8,6 +8,7 @@ it back), and refreshes the host's published facts so that ``status`` sees the c
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,12 @@ def extract_slice(lab_id: str, host: str) -> dict:
     from flows.extract_configs import extract_here
 
     _check(lab_id, host)
-    result = extract_here(lab_id, names.configs_dir(lab_id))
-    for entry in result["configs"].values():
-        entry["text"] = Path(entry["path"]).read_text() if entry["ok"] else None
+    # The user's copy is written where the coordinator runs: nothing stays on this host.
+    with tempfile.TemporaryDirectory(prefix=f"configs-{lab_id}-") as folder:
+        result = extract_here(lab_id, Path(folder))
+        for entry in result["configs"].values():
+            entry["text"] = Path(entry["path"]).read_text() if entry["ok"] else None
+            entry["path"] = None
     publish_report(names.host_report_key(lab_id, "configs", host), result)
     return result
 
