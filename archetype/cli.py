@@ -125,15 +125,15 @@ def _run_flow(as_json: bool, flow: Any, **parameters: Any) -> dict[str, Any]:
 @app.command()
 def configs(
     lab: str,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for the config files")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Folder under the workspace's configs folder (a name, or a path inside it)")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Pull every node's running configuration (files and Prefect artifacts)."""
     _check_lab_id(lab)
-    from flows.extract_configs import extract_configs
+    from flows.extract_configs import extract_configs, output_folder
 
-    out_dir = str(out.resolve()) if out else None
-    result = _run_flow(as_json, extract_configs, lab=lab, out_dir=out_dir)
+    _run(lambda: output_folder(lab, out))  # an --out outside the configs folder: exit 2 at once
+    result = _run_flow(as_json, extract_configs, lab=lab, out_dir=out)
     _emit(result, as_json, render.show_configs)
     if not result["configs"] or not all(c["ok"] for c in result["configs"].values()):
         raise typer.Exit(EXIT_FAILED)
@@ -174,16 +174,16 @@ def connect(lab: str, node: str) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address of the local Prefect server (when PREFECT_API_URL is unset)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the local Prefect server")] = 4200,
+    port: Annotated[int | None, typer.Option(help="Port of the local Prefect server [default: ARCHETYPE_SERVER_PORT, 4200]")] = None,
 ) -> None:
     """Serve every flow as a deployment on this host (cleanup-orphans on a cron schedule).
 
-    With PREFECT_API_URL set, the deployments go to that server; otherwise a server is
-    started on loopback first.
+    With PREFECT_API_URL set, the deployments go to that server; otherwise to the local
+    server the CLI uses (started if none answers; API auth on; loopback unless --host).
     """
     from deployments.serve import serve_all
 
-    serve_all(host, port)
+    _run(lambda: serve_all(host, port))
 
 
 def _on_this_host(labs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -209,12 +209,21 @@ def _exit_on_errors(result: dict[str, Any]) -> None:
 
 def _quiet_flow(as_json: bool, run: Callable[[], Any]) -> Any:
     """With --json, stdout carries only the document: Prefect's console logs go to stderr."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
 
+    api = _prefect_api()
     # Prefect's heartbeat thread makes every flow run end on its next whole second (0.5 s
     # more on average, docs/performance.md). It feeds the zombie detection of worker runs;
     # the user of a command-line run sees its end: none here.
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    settings = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_API_URL: api["PREFECT_API_URL"]}
+    if api.get("PREFECT_API_AUTH_STRING"):
+        settings[PREFECT_API_AUTH_STRING] = api["PREFECT_API_AUTH_STRING"]
+    with temporary_settings(settings):
         if not as_json:
             return render.with_progress(run)
         stdout = sys.stdout
@@ -223,6 +232,19 @@ def _quiet_flow(as_json: bool, run: Callable[[], Any]) -> Any:
             return run()
         finally:
             sys.stdout = stdout
+
+
+def _prefect_api() -> dict[str, str]:
+    """The Prefect API the flows report to: PREFECT_API_URL, or the long-lived local server
+    (started by the first command that needs it, never once per command)."""
+    from deployments.local_server import api_env
+
+    def starting(address: str) -> None:
+        typer.echo(f"starting the local Prefect server at {address} (once; `archetype server stop` ends it)", err=True)
+
+    api = _run(lambda: api_env(on_start=starting))
+    os.environ.update(api)  # for anything this process starts
+    return api
 
 
 def main() -> None:
@@ -236,3 +258,4 @@ def main() -> None:
 
 
 import archetype.cli_fleet  # noqa: E402,F401 - registers `hosts` (multi-host)
+import archetype.cli_server  # noqa: E402,F401 - registers `archetype server`

@@ -7,14 +7,16 @@ VLANs that exist.
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePath
 from typing import Any
 
-import yaml
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from lab import names
 from lab.locks import lab_lock
 from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
@@ -35,20 +37,17 @@ STAGES = ("create", "wire", "ready", "post-boot")
 
 
 def _run_name() -> str:
+    """``deploy-lab/<lab>`` from the ``name:`` line of YAML text, or from a file's name: no
+    file is opened and nothing is parsed before validation (DESIGN.md, Security)."""
     from prefect.runtime import flow_run
 
-    try:
-        document = yaml.safe_load(_topology_text(flow_run.parameters.get("topology", "")))
-        return f"deploy-lab/{document['name']}"
-    except Exception:  # noqa: BLE001 - a bad topology still gets a run, which then fails clearly
-        return "deploy-lab/invalid"
-
-
-def _topology_text(topology: str) -> str:
+    topology = str(flow_run.parameters.get("topology", ""))
     if "\n" in topology:
-        return topology
-    with open(topology) as handle:
-        return handle.read()
+        found = re.search(r"^name:\s*['\"]?([a-z][a-z0-9-]{0,19})['\"]?\s*$", topology, re.MULTILINE)
+        name = found.group(1) if found else "invalid"
+    else:
+        name = PurePath(topology).stem
+    return f"deploy-lab/{name if names.is_valid_lab_id(name) else 'invalid'}"
 
 
 # A submitted stage holds a pool thread while it waits for its upstream stage, so a lab

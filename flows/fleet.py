@@ -183,7 +183,9 @@ def extract_across_hosts(lab_id: str, folder: Path, hosts: list[HostFacts]) -> d
     if not used or used == [get_settings().host_name]:
         return None
     reports = _on_hosts("configs", "extract-slice", {h: {"lab_id": lab_id, "host": h} for h in used}, lab_id)
-    folder.mkdir(parents=True, exist_ok=True)
+    from providers.workspace import private_dir, write_private
+
+    private_dir(folder)
     configs: dict[str, dict[str, Any]] = {}
     for host, report in reports.items():
         if "error" in report:
@@ -194,7 +196,7 @@ def extract_across_hosts(lab_id: str, folder: Path, hosts: list[HostFacts]) -> d
             path = None
             if entry.get("ok"):
                 path = folder / f"{node}.cfg"
-                path.write_text(entry["text"])  # the host published its artifact already
+                write_private(path, entry["text"])  # root only (DESIGN.md, Security); the host published the artifact
             configs[node] = {"ok": bool(entry.get("ok")), "path": str(path) if path else None,
                              "error": entry.get("error"), "host": host}
     return {"lab_id": lab_id, "configs": dict(sorted(configs.items()))}

@@ -8,6 +8,7 @@ it back), and refreshes the host's published facts so that ``status`` sees the c
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def deploy_slice(lab_id: str, host: str, topology: str, files: dict[str, str], t
     from flows.deploy_lab import converge_here
 
     _check(lab_id, host)
-    folder = names.lab_files_dir(lab_id)
+    folder = names.slice_files_dir(lab_id)
     write_files(files, folder)
     whole = load_topology(topology, base_dir=folder)
     if whole.id != lab_id:
@@ -78,6 +79,7 @@ def destroy_slice(lab_id: str, host: str) -> dict:
     _check(lab_id, host)
     with lab_lock(lab_id):
         report = destroy_lab_everywhere(lab_id)
+        _remove_slice_files(lab_id)
         publish_lab_state(LabState(lab_id=lab_id, status=LabStatus.DESTROYED, errors=report.errors),
                           names.slice_state_key(lab_id, host))
     result = {"removed": report.removed, "errors": report.errors}
@@ -86,6 +88,12 @@ def destroy_slice(lab_id: str, host: str) -> dict:
     if report.errors:
         return Failed(message=f"host {host}: not all removed: " + "; ".join(report.errors)[:1000], data=result)
     return result
+
+
+def _remove_slice_files(lab_id: str) -> None:
+    shutil.rmtree(names.slice_files_dir(lab_id), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        names.lab_files_dir(lab_id).rmdir()  # only when nothing else is there (the user's own files stay)
 
 
 @flow(name="extract-slice", flow_run_name="extract-slice/{lab_id}/{host}", task_runner=ThreadPoolTaskRunner(max_workers=16))

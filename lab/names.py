@@ -104,11 +104,6 @@ def slice_state_key(lab_id: str, host: str) -> str:
     return f"lab-{lab_id}-slice-on-{artifact_slug(host)}"
 
 
-def lab_files_dir(lab_id: str) -> Path:
-    """Files a multi-host deploy brings to a host for its nodes (binds, from the slice)."""
-    return workspace() / "labs" / lab_id / "_files"
-
-
 def link_id(a: str, b: str) -> str:
     """Stable id of a link from its two ``node:interface`` endpoints, order-independent."""
     first, second = sorted((a, b))
@@ -144,12 +139,33 @@ def data_dir(lab_id: str) -> Path:
 
 
 def configs_dir(lab_id: str) -> Path:
-    return workspace() / "configs" / lab_id
+    return configs_root() / lab_id
 
 
 def node_dir(lab_id: str, node: str) -> Path:
     """Per-node files a container binds (startup config, flash, ...)."""
     return workspace() / "labs" / lab_id / node
+
+
+def lab_files_root() -> Path:
+    """Where people put a lab's own files (configs it binds or loads) before running it
+    from the UI or the REST API: ``files/<lab>/``. The only workspace folder a topology's
+    paths may use."""
+    return workspace() / "files"
+
+
+def lab_files_dir(lab_id: str) -> Path:
+    return lab_files_root() / lab_id
+
+
+def slice_files_dir(lab_id: str) -> Path:
+    """Files a multi-host deploy brought to this host for its nodes (what their binds name)."""
+    return lab_files_dir(lab_id) / "_slice"
+
+
+def configs_root() -> Path:
+    """Everything extract-configs writes lives below this folder."""
+    return workspace() / "configs"
 
 
 def lab_dir(lab_id: str) -> Path:

@@ -15,10 +15,13 @@ import yaml
 
 from lab import names
 from lab.errors import TopologyError
+from lab.settings import get_settings
 from topology import node_fields
 from topology.node_fields import Bind
+from topology.paths import Folders
 from topology.problems import Problems
 from vendors import VendorConfig, catalog, get_vendor
+from vendors.model import DEFAULT_CAP_ADD
 
 # containerlab node fields that Archetype reads but does not use: a warning, not an error.
 IGNORED_NODE_FIELDS = frozenset(
@@ -91,6 +94,7 @@ class Lab:
     links: tuple[Link, ...]
     source_dir: Path
     warnings: tuple[str, ...] = ()
+    host_paths: tuple[Path, ...] = ()  # every host file or folder the lab reads or binds
 
     @property
     def hosts(self) -> set[str]:
@@ -106,7 +110,9 @@ class Lab:
 def load_topology(source: str | Path, *, base_dir: Path | None = None) -> Lab:
     """Parse and validate a topology given as a file path or as YAML text.
 
-    A ``str`` holding a newline is taken as YAML text; otherwise as a path.
+    A ``str`` holding a newline is taken as YAML text; otherwise as a path. The paths in a
+    file resolve in the file's folder; in YAML text, in the lab's files folder in the
+    workspace (or ``base_dir`` when given: the caller vouches for that folder).
     """
     text, base = _read_source(source, base_dir)
     try:
@@ -116,9 +122,9 @@ def load_topology(source: str | Path, *, base_dir: Path | None = None) -> Lab:
     return resolve(document, base)
 
 
-def _read_source(source: str | Path, base_dir: Path | None) -> tuple[str, Path]:
+def _read_source(source: str | Path, base_dir: Path | None) -> tuple[str, Path | None]:
     if isinstance(source, str) and "\n" in source:
-        return source, (base_dir or Path.cwd()).resolve()
+        return source, base_dir  # never the working directory (DESIGN.md, Security)
     path = Path(source)
     try:
         return path.read_text(), (base_dir or path.parent).resolve()
@@ -134,8 +140,9 @@ def _yaml_error(err: yaml.YAMLError) -> str:
     return f"YAML syntax error: {problem}"
 
 
-def resolve(document: Any, base_dir: Path) -> Lab:
-    """Validate a parsed document against the catalog and resolve it into a ``Lab``."""
+def resolve(document: Any, base_dir: Path | None) -> Lab:
+    """Validate a parsed document against the catalog and resolve it into a ``Lab``.
+    ``base_dir``: the topology's folder; None for YAML text (the lab's files folder)."""
     problems = Problems()
     if not isinstance(document, dict):
         raise TopologyError(["the topology must be a mapping with 'name' and 'topology'"])
@@ -152,10 +159,10 @@ def resolve(document: Any, base_dir: Path) -> Lab:
     if not raw_nodes:
         problems.error("topology.nodes", "the topology has no nodes")
 
-    roots = node_fields.allowed_roots(base_dir)
+    folders = Folders.of_file(base_dir) if base_dir is not None else Folders.of_text(lab_id)
     nodes: dict[str, Node] = {}
     for name, raw in raw_nodes.items():
-        node = _resolve_node(str(name), raw, defaults, kinds, groups, base_dir, roots, problems, catalog())
+        node = _resolve_node(str(name), raw, defaults, kinds, groups, folders, problems, catalog())
         if node is not None:
             nodes[node.name] = node
     for section, entries in (("kinds", kinds), ("groups", groups)):
@@ -169,7 +176,8 @@ def resolve(document: Any, base_dir: Path) -> Lab:
     links = _resolve_links(topo.get("links"), raw_nodes, nodes, problems)
     if problems.errors:
         raise TopologyError(problems.errors)
-    return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=base_dir, warnings=tuple(problems.warnings))
+    return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=folders.base, warnings=tuple(problems.warnings),
+               host_paths=tuple(folders.used))
 
 
 def _check_top(document: dict[str, Any], problems: Problems) -> str:
@@ -237,8 +245,7 @@ def _merged(layers: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _resolve_node(
-    name: str, raw: Any, defaults: dict, kinds: dict, groups: dict, base_dir: Path, roots: list[Path],
-    problems: Problems, known: Any,
+    name: str, raw: Any, defaults: dict, kinds: dict, groups: dict, folders: Folders, problems: Problems, known: Any,
 ) -> Node | None:
     where = f"topology.nodes.{name}"
     if not names.is_valid_node_name(name):
@@ -263,13 +270,15 @@ def _resolve_node(
         return None
     env = node_fields.string_map(fields.get("env"), f"{where}.env", problems)
     env.update(node_fields.honoured_extras(raw.get("extras"), vendor, where, problems))
+    image = str(fields.get("image") or vendor.default_image)
+    _warn_untrusted_image(vendor, image, where, problems)
     node = Node(
         name=name,
         kind=vendor.kind,
-        image=str(fields.get("image") or vendor.default_image),
-        startup_config=node_fields.startup_config(fields.get("startup-config"), f"{where}.startup-config", base_dir, roots, problems),
+        image=image,
+        startup_config=node_fields.startup_config(fields.get("startup-config"), f"{where}.startup-config", folders, problems),
         env=env,
-        binds=node_fields.binds(fields.get("binds"), f"{where}.binds", vendor, base_dir, roots, problems),
+        binds=node_fields.binds(fields.get("binds"), f"{where}.binds", vendor, folders, problems),
         exec=node_fields.exec(fields.get("exec"), f"{where}.exec", vendor, problems),
         exec_lines=tuple(fields.get("exec") or ()) if isinstance(fields.get("exec"), list) else (),
         labels=node_fields.string_map(fields.get("labels"), f"{where}.labels", problems),
@@ -278,6 +287,21 @@ def _resolve_node(
         host=node_fields.host(fields.get("host"), f"{where}.host", problems),
     )
     return node  # even with field errors: its links are still checked
+
+
+def _warn_untrusted_image(vendor: VendorConfig, image: str, where: str, problems: Problems) -> None:
+    options = vendor.container
+    if options is None or not options.broad:
+        return
+    extra = get_settings().trusted_images.get(vendor.kind, [])
+    if not options.trusts(image, extra):
+        problems.warn(
+            f"{where}.image",
+            f"{image!r} is not one of kind {vendor.kind}'s catalog images ({', '.join(options.image_patterns(extra))}): "
+            f"it runs with the default capabilities ({', '.join(DEFAULT_CAP_ADD)}), not {', '.join(options.cap_add)}"
+            f"{' with ' + ', '.join(options.security_opt) if options.security_opt else ''}; "
+            f"ARCHETYPE_TRUSTED_IMAGES__{vendor.kind} adds images",
+        )
 
 
 def _resolve_links(raw_links: Any, raw_nodes: dict, nodes: dict[str, Node], problems: Problems) -> list[Link]:

@@ -14,8 +14,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lab import names
+from lab.settings import get_settings
 from topology import Node
-from vendors.model import VendorConfig
+from vendors.model import DEFAULT_CAP_ADD, VendorConfig
 
 # containerlab sets it; cEOS' entrypoint waits until that many data interfaces exist.
 INTERFACE_COUNT_ENV = "CLAB_INTFS"
@@ -128,11 +129,13 @@ def build_container_spec(
     if options.cmd is not None:
         create["command"] = list(options.cmd)
 
+    trusted = options.trusts(node.image, get_settings().trusted_images.get(vendor.kind, []))
     host: dict[str, Any] = {
         "binds": [f"{h}:{c}:{m}" for h, c, m in binds],
-        "cap_add": list(options.cap_add) or None,
+        # A kind's broad capabilities only for its catalog images (DESIGN.md, Security).
+        "cap_add": list(options.cap_add if trusted else DEFAULT_CAP_ADD) or None,
         "cap_drop": list(options.cap_drop) or None,
-        "security_opt": list(options.security_opt) or None,
+        "security_opt": (list(options.security_opt) if trusted else []) or None,
         "sysctls": dict(options.sysctls) or None,
         "tmpfs": dict(options.tmpfs) or None,
         "mem_limit": f"{node.memory_mb or vendor.memory_mb}m",

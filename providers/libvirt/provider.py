@@ -22,6 +22,7 @@ import libvirt
 
 from lab import names
 from lab.errors import CommandError, ProviderError
+from lab.private import private_dir
 from lab.settings import get_settings
 from providers import network, workspace
 from providers.base import (
@@ -145,7 +146,7 @@ class LibvirtProvider(NodeProvider):
                 return self._status(lab_id, node.name, plan.marker.kind, NodeState.RUNNING)
         check_images(plan)  # before anything is created
         made = ensure_disks(plan)
-        plan.serial_log.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(plan.serial_log.parent)  # serial logs hold what was typed on the console
         started = time.monotonic()
         try:
             if info is None:

@@ -142,14 +142,25 @@ def test_status_shows_each_node_with_its_host(fleet: Fleet, lab) -> None:
     assert all(hosts[h]["alive"] and lab_id in hosts[h]["labs"] for h in HOSTS)
 
 
-def test_configs_returns_all_three(fleet: Fleet, lab, tmp_path) -> None:
+def test_configs_returns_all_three(fleet: Fleet, lab) -> None:
+    from pathlib import Path
+
     lab_id, _ = lab
-    code, document, err = fleet.cli_json("configs", lab_id, "--out", str(tmp_path))
+    code, document, err = fleet.cli_json("configs", lab_id)
     assert code == 0, err[-3000:]
-    assert {n: c["ok"] for n, c in document["configs"].items()} == {"r1": True, "r2": True, "v1": True}
-    assert "neighbor 10.1.12.2 remote-as 65002" in (tmp_path / "r1.cfg").read_text()
-    assert "neighbor 10.1.12.1 remote-as 65001" in (tmp_path / "r2.cfg").read_text()
-    assert "ip address 10.1.13.3 255.255.255.0" in (tmp_path / "v1.cfg").read_text()
+    configs = document["configs"]
+    try:
+        assert {n: (c["ok"], c["host"]) for n, c in configs.items()} == {
+            "r1": (True, "sim-1"), "r2": (True, "sim-2"), "v1": (True, "sim-2"),
+        }
+        # written where the command ran (this machine's workspace), not left on the hosts
+        assert "neighbor 10.1.12.2 remote-as 65002" in Path(configs["r1"]["path"]).read_text()
+        assert "neighbor 10.1.12.1 remote-as 65001" in Path(configs["r2"]["path"]).read_text()
+        assert "ip address 10.1.13.3 255.255.255.0" in Path(configs["v1"]["path"]).read_text()
+    finally:
+        import shutil
+
+        shutil.rmtree(Path(configs["r1"]["path"]).parent, ignore_errors=True)
 
 
 def test_orphan_cleanup_on_one_host_never_touches_labs_it_does_not_run(fleet: Fleet, lab) -> None:

@@ -162,3 +162,33 @@ def test_a_vm_kind_is_refused() -> None:
     vm = next(v for v in catalog().kinds() if v.container is None)
     with pytest.raises(ValueError, match="not a container kind"):
         build_container_spec("lab", Node(name="v", kind=vm.kind, image="x"), 0, "net", vendor=vm)
+
+
+@pytest.mark.parametrize("image", ["ceos:latest", "ceos:4.32.0F", "ceos"])
+def test_a_kinds_broad_capabilities_go_to_its_catalog_images(image: str) -> None:
+    vendor = get_vendor("ceos")
+    node = Node(name="c1", kind="ceos", image=image)
+    host = build_container_spec("lab", node, 0, "net", vendor=vendor).host
+    assert host["cap_add"] == ["ALL"] and host["security_opt"] == ["seccomp=unconfined"]
+
+
+@pytest.mark.parametrize("image", ["attacker/ceos:latest", "ceos-evil:1", "archetype/linux:latest", "registry.x/ceos:1"])
+def test_another_image_on_a_broad_kind_gets_the_default_capabilities(image: str) -> None:
+    vendor = get_vendor("ceos")
+    host = build_container_spec("lab", Node(name="c1", kind="ceos", image=image), 0, "net", vendor=vendor).host
+    assert host["cap_add"] == ["NET_ADMIN"]
+    assert "security_opt" not in host and host["privileged"] is False
+
+
+def test_a_setting_widens_a_kinds_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.settings import get_settings
+
+    monkeypatch.setenv("ARCHETYPE_TRUSTED_IMAGES__ceos", '["registry.x/ceos:*"]')
+    get_settings.cache_clear()
+    try:
+        node = Node(name="c1", kind="ceos", image="registry.x/ceos:4.33")
+        host = build_container_spec("lab", node, 0, "net", vendor=get_vendor("ceos")).host
+        assert host["cap_add"] == ["ALL"]
+    finally:
+        monkeypatch.delenv("ARCHETYPE_TRUSTED_IMAGES__ceos")
+        get_settings.cache_clear()

@@ -115,12 +115,12 @@ VALID = """
         ),
         pytest.param(
             "name: ok\ntopology: {nodes: {r1: {kind: frr, startup-config: /etc/shadow}}}\n",
-            "topology.nodes.r1.startup-config: '/etc/shadow' is outside the allowed folders",
+            "topology.nodes.r1.startup-config: startup-config '/etc/shadow' resolves to /etc/shadow, outside the allowed folders",
             id="startup-config-outside-roots",
         ),
         pytest.param(
             "name: ok\ntopology: {nodes: {r1: {kind: frr, binds: ['/etc:/host-etc']}}}\n",
-            "topology.nodes.r1.binds[0]: host path '/etc' is outside the allowed folders",
+            "topology.nodes.r1.binds[0]: host path '/etc' resolves to /etc, outside the allowed folders",
             id="bind-outside-roots",
         ),
         pytest.param(
@@ -190,6 +190,8 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_node_overrides_group_overrides_kind_overrides_defaults(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "n").mkdir()
     lab = lab_of(
         """
         name: inherit
@@ -353,3 +355,10 @@ def test_containerlab_peer_topologies_are_accepted(name: str) -> None:
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
 def test_examples_are_valid(path: Path) -> None:
     assert load_topology(path).nodes
+
+
+def test_validation_says_when_an_image_loses_its_kinds_broad_capabilities(tmp_path: Path) -> None:
+    lab = lab_of("name: caps\ntopology: {nodes: {c1: {kind: ceos, image: 'other/ceos:1'}, c2: {kind: ceos}}}\n", tmp_path)
+    (warning,) = [w for w in lab.warnings if ".image" in w]
+    assert warning.startswith("topology.nodes.c1.image: 'other/ceos:1' is not one of kind ceos's catalog images")
+    assert "default capabilities (NET_ADMIN)" in warning
