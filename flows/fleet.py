@@ -183,7 +183,7 @@ def extract_across_hosts(lab_id: str, folder: Path, hosts: list[HostFacts]) -> d
     if not used or used == [get_settings().host_name]:
         return None
     reports = _on_hosts("configs", "extract-slice", {h: {"lab_id": lab_id, "host": h} for h in used}, lab_id)
-    from providers.workspace import private_dir, write_private
+    from lab.private import private_dir, write_private
 
     private_dir(folder)
     configs: dict[str, dict[str, Any]] = {}
