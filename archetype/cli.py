@@ -7,48 +7,25 @@ Exit codes: 0 success, 1 an operation failed, 2 invalid input (``error: ...`` on
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from archetype import render
-from lab.errors import ArchetypeError, TopologyError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deploy network labs of containers and VMs.")
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout")]
-
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-
-
-def _fail(messages: list[str], code: int) -> None:
-    for message in messages:
-        typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _run(operation: Callable[[], Any]) -> Any:
-    """Run an operation, turning our errors into the exit codes of the contract."""
-    try:
-        return operation()
-    except TopologyError as err:
-        _fail(err.problems, EXIT_INVALID)
-    except ArchetypeError as err:
-        _fail([str(err)], EXIT_FAILED)
-
-
-def _emit(result: dict[str, Any], as_json: bool, show: Callable[[dict[str, Any]], None]) -> None:
-    if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
-    else:
-        show(result)
+from archetype.app import (
+    EXIT_FAILED,
+    JsonOption,
+    _check_lab_id,
+    _emit,
+    _exit_on_errors,
+    _fail,
+    _run,
+    _run_flow,
+    app,
+)
 
 
 @app.command()
@@ -72,12 +49,12 @@ def vendors(as_json: JsonOption = False) -> None:
 @app.command()
 def status(lab: Annotated[str | None, typer.Argument(help="Only this lab")] = None, as_json: JsonOption = False) -> None:
     """What Archetype runs on this host, from the live runtimes."""
-    from archetype.cli_fleet import fleet_labs
-    from providers.inventory import discover_all
+    from archetype.cli_fleet import fleet_labs, on_this_host
+    from providers.labs import discover
 
-    labs = fleet_labs(lab)
+    labs = fleet_labs(lab)  # a fleet: every host's labs, from the facts they publish
     if labs is None:  # this host alone
-        labs = _run(lambda: _on_this_host(discover_all(lab)))
+        labs = _run(lambda: on_this_host([found.as_dict() for found in discover(lab)]))
     if lab is not None and not labs:
         _fail([f"no lab {lab!r} on this host"], EXIT_FAILED)
     _emit({"labs": labs}, as_json, render.show_status)
@@ -105,21 +82,6 @@ def destroy(lab: str, as_json: JsonOption = False) -> None:
     result = _run_flow(as_json, destroy_lab, lab=lab)
     _emit(result, as_json, render.show_cleanup)
     _exit_on_errors(result)
-
-
-def _run_flow(as_json: bool, flow: Any, **parameters: Any) -> dict[str, Any]:
-    """Run a flow in this process and return its result. A run that ended failed with its
-    report as result (a deploy with failed nodes, a destroy that left something) returns
-    that report; a run that failed with an error raises it (exit codes by ``_run``)."""
-    state = _run(lambda: _quiet_flow(as_json, lambda: flow(**parameters, return_state=True)))
-
-    def result_of() -> dict[str, Any]:
-        result = state.result(raise_on_failure=False)
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-    return _run(result_of)
 
 
 @app.command()
@@ -159,10 +121,10 @@ def cleanup(
 def connect(lab: str, node: str) -> None:
     """An interactive session on a node: its shell (container) or serial console (VM); Ctrl-] detaches."""
     from archetype.cli_fleet import connect_remote
-    from providers.inventory import connect_session
+    from providers.labs import node_session
 
     connect_remote(lab, node)  # a node on another host of a fleet: its own CLI there
-    argv, guard = _run(lambda: connect_session(lab, node))
+    argv, guard = _run(lambda: node_session(lab, node))
 
     def attached() -> int:
         with guard:  # a VM's console: Archetype's own sessions wait while the person is on it
@@ -184,67 +146,6 @@ def serve(
     from deployments.serve import serve_all
 
     _run(lambda: serve_all(host, port))
-
-
-def _on_this_host(labs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from lab.settings import get_settings
-
-    for lab in labs:
-        for node in lab["nodes"]:
-            node["host"] = get_settings().host_name
-    return labs
-
-
-def _check_lab_id(lab: str) -> None:
-    from lab.names import is_valid_lab_id
-
-    if not is_valid_lab_id(lab):
-        _fail([f"invalid lab id {lab!r}"], EXIT_INVALID)
-
-
-def _exit_on_errors(result: dict[str, Any]) -> None:
-    if result.get("errors"):
-        _fail(result["errors"], EXIT_FAILED)
-
-
-def _quiet_flow(as_json: bool, run: Callable[[], Any]) -> Any:
-    """With --json, stdout carries only the document: Prefect's console logs go to stderr."""
-    from prefect.settings import (
-        PREFECT_API_AUTH_STRING,
-        PREFECT_API_URL,
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-        temporary_settings,
-    )
-
-    api = _prefect_api()
-    # Prefect's heartbeat thread makes every flow run end on its next whole second (0.5 s
-    # more on average, docs/performance.md). It feeds the zombie detection of worker runs;
-    # the user of a command-line run sees its end: none here.
-    settings = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_API_URL: api["PREFECT_API_URL"]}
-    if api.get("PREFECT_API_AUTH_STRING"):
-        settings[PREFECT_API_AUTH_STRING] = api["PREFECT_API_AUTH_STRING"]
-    with temporary_settings(settings):
-        if not as_json:
-            return render.with_progress(run)
-        stdout = sys.stdout
-        sys.stdout = sys.stderr
-        try:
-            return run()
-        finally:
-            sys.stdout = stdout
-
-
-def _prefect_api() -> dict[str, str]:
-    """The Prefect API the flows report to: PREFECT_API_URL, or the long-lived local server
-    (started by the first command that needs it, never once per command)."""
-    from deployments.local_server import api_env
-
-    def starting(address: str) -> None:
-        typer.echo(f"starting the local Prefect server at {address} (once; `archetype server stop` ends it)", err=True)
-
-    api = _run(lambda: api_env(on_start=starting))
-    os.environ.update(api)  # for anything this process starts
-    return api
 
 
 def main() -> None:

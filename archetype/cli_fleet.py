@@ -13,13 +13,13 @@ from typing import Any
 import typer
 
 from archetype import render
-from archetype.cli import EXIT_FAILED, JsonOption, _emit, _fail, _run, app
+from archetype.app import EXIT_FAILED, JsonOption, _emit, _fail, _run, app
 
 
 def fleet_hosts() -> list:
     if not os.environ.get("PREFECT_API_URL"):
         return []
-    from tasks.hosts import read_hosts
+    from flows.fleet import read_hosts
 
     try:
         return read_hosts()
@@ -43,6 +43,16 @@ def fleet_labs(only_lab: str | None) -> list[dict[str, Any]] | None:
                 for n in nodes
             )
     return [{"lab_id": lab, "nodes": sorted(nodes, key=lambda n: n["name"])} for lab, nodes in sorted(labs.items())]
+
+
+def on_this_host(labs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Labs of this host alone: each node's host is this one."""
+    from lab.settings import get_settings
+
+    for lab in labs:
+        for node in lab["nodes"]:
+            node["host"] = get_settings().host_name
+    return labs
 
 
 def host_of(lab: str, node: str) -> Any | None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from archetype.cli import EXIT_FAILED, JsonOption, _emit, _fail, _run, app
+from archetype.app import EXIT_FAILED, JsonOption, _emit, _fail, _run, app
 
 server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server (API auth on) the CLI and `serve` share.")
 app.add_typer(server_app, name="server")

@@ -15,14 +15,13 @@ log = logging.getLogger("archetype.fleet")
 
 
 def publish_facts_forever(stop: threading.Event) -> None:
+    from flows.fleet import publish_this_host
     from lab.settings import get_settings
-    from providers.host_facts import gather
-    from tasks.hosts import publish_host_facts
 
     interval = get_settings().host_facts_interval
     while not stop.is_set():
         try:
-            publish_host_facts(gather())
+            publish_this_host()
         except Exception as err:  # noqa: BLE001 - try again at the next beat
             log.warning("could not publish this host's facts: %s", err)
         stop.wait(interval)
@@ -32,13 +31,12 @@ def main() -> None:
     from prefect import serve
 
     from deployments.serve import deployments
+    from flows.fleet import publish_this_host
     from flows.slices import slice_flows
     from lab.settings import get_settings
-    from providers.host_facts import gather
-    from tasks.hosts import publish_host_facts
 
     host = get_settings().host_name
-    publish_host_facts(gather())  # before serving: a coordinator can place on it at once
+    publish_this_host()  # before serving: a coordinator can place on it at once
     stop = threading.Event()
     threading.Thread(target=publish_facts_forever, args=(stop,), daemon=True, name="host-facts").start()
     steps = [f.to_deployment(name=host, tags=["archetype", "fleet"]) for f in slice_flows()]

@@ -19,7 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from lab import names
 from lab.locks import lab_lock
 from lab.settings import get_settings
-from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
+from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord, Stage
 from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
 from tasks.nodes import (
     create_node,
@@ -32,8 +32,6 @@ from tasks.nodes import (
 )
 from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab, load_topology
-
-STAGES = ("create", "wire", "ready", "post-boot")
 
 
 def _run_name() -> str:
@@ -85,8 +83,6 @@ def converge_here(
     """Deploy (or converge) the lab's nodes on this host: (result, failure message or None).
     A host's slice of a multi-host lab passes its own ``state_key``, the nodes on other hosts
     (``remote_nodes``) and the tunnels of its cross-host links (link id, node, VNI, remote)."""
-    from lab.settings import get_settings
-    from providers.network.vxlan import Tunnel
     from tasks.network import wire_tunnels
 
     with lab_lock(lab.id):
@@ -98,7 +94,7 @@ def converge_here(
         publish_lab_state(state, state_key)  # the allocation is remembered before any port exists
         remove_nodes_not_in(lab.id, list(lab.nodes))
         remove_links_not_in(lab)
-        wire_tunnels(lab.id, [Tunnel(**t, vlan=vlans[t["link_id"]]) for t in tunnels], get_settings().data_address)
+        wire_tunnels(lab.id, list(tunnels), vlans, get_settings().data_address)
         outcome = _bring_up(lab, ends, state, configured, state_key)
         state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
         publish_lab_state(state, state_key)
@@ -110,7 +106,7 @@ def _configured_before(previous: LabState | None, running: set[str]) -> set[str]
     """Nodes a previous deploy brought to ready and that kept running since."""
     if previous is None:
         return set()
-    return {n.name for n in previous.nodes if n.state == "ready" and n.name in running}
+    return {n.name for n in previous.nodes if n.state is NodePhase.READY and n.name in running}
 
 
 def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[str]) -> LabState:
@@ -125,8 +121,10 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
         lab_id=lab.id,
         status=LabStatus.ALLOCATED,
         nodes=[
-            NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, runtime_name=runtime_name(lab.id, n),
-                       state="ready" if n.name in configured else "planned", host=get_settings().host_name)
+            NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value,
+                       runtime_name=runtime_name(lab.id, n),
+                       state=NodePhase.READY if n.name in configured else NodePhase.PLANNED,
+                       host=get_settings().host_name)
             for n in lab.nodes.values()
         ],
         links=[
@@ -138,7 +136,7 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
 
 def _bring_up(
     lab: Lab, ends: dict, state: LabState, configured: set[str], state_key: str | None = None
-) -> dict[str, dict[str, PrefectFuture | None]]:
+) -> dict[str, dict[Stage, PrefectFuture | None]]:
     """Each node runs its own chain, so containers are ready while VMs still boot."""
     # Submitted stage by stage (every create first), so that creates are never queued
     # behind other nodes' waiting stages even when the pool is smaller than the lab.
@@ -149,43 +147,44 @@ def _bring_up(
     booted = {  # a node with no post-boot command gets no post-boot task
         name: post_boot.submit(lab.id, node, already_done=name in configured, wait_for=[ready[name]])
         for name, node in nodes
-        if node.vendor.post_boot_commands or node.exec or node.exec_lines
+        if node.post_boot_commands
     }
-    chains: dict[str, dict[str, PrefectFuture | None]] = {
-        name: dict(zip(STAGES, (created[name], wired[name], ready[name], booted.get(name)), strict=True))
+    chains: dict[str, dict[Stage, PrefectFuture | None]] = {
+        name: dict(zip(Stage, (created[name], wired[name], ready[name], booted.get(name)), strict=True))
         for name in lab.nodes
     }
 
     records = {record.name: record for record in state.nodes}
     for chain in chains.values():
-        chain["create"].wait()
+        chain[Stage.CREATE].wait()
     state.status = LabStatus.CREATING
-    _record_stage(records, chains, "create")
+    _record_created(records, chains)
     publish_lab_state(state, state_key)  # after node creation
 
     for name, chain in chains.items():
         record = records[name]
-        for stage in STAGES:
+        for stage in Stage:
             future = chain[stage]
             if future is None:  # nothing to run at that stage
                 continue
             future.wait()
             if future.state.is_failed() or future.state.is_crashed():
-                record.state, record.error = f"failed ({stage})", _error_of(future)
+                record.fail(stage, _error_of(future))
                 state.errors.append(f"{name}: {stage}: {record.error}")
                 break
-            if future.state.is_completed() and stage == "ready":
+            if future.state.is_completed() and stage is Stage.READY:
                 record.ready_seconds = future.result()
         else:
-            record.state = "ready"
+            record.state = NodePhase.READY
     return chains
 
 
-def _record_stage(records: dict[str, NodeRecord], chains: dict, stage: str) -> None:
+def _record_created(records: dict[str, NodeRecord], chains: dict) -> None:
     for name, chain in chains.items():
-        future = chain[stage]
-        if future.state.is_completed() and records[name].state != "ready":  # ready: configured before
-            records[name].state = future.result().state.value
+        future = chain[Stage.CREATE]
+        if future.state.is_completed() and records[name].state is not NodePhase.READY:  # ready: configured before
+            running = future.result().state.value == NodePhase.RUNNING.value
+            records[name].state = NodePhase.RUNNING if running else NodePhase.STOPPED
 
 
 def _error_of(future: PrefectFuture) -> str:
@@ -200,8 +199,8 @@ def _result(state: LabState, _outcome: dict) -> dict[str, Any]:
     return {
         "lab_id": state.lab_id,
         "nodes": [
-            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.state, "ready_seconds": n.ready_seconds,
-             "host": n.host}
+            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
+             "ready_seconds": n.ready_seconds, "host": n.host}
             for n in state.nodes
         ],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan} for link in state.links],

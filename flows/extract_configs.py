@@ -15,8 +15,8 @@ from lab.private import private_dir, write_private
 from tasks.labs import discover_labs_live
 from tasks.nodes import extract_config
 from tasks.state import publish_config
-from topology import Node
-from vendors import get_vendor
+from topology import NodeRef
+from vendors import catalog
 from vendors.model import ExtractionMethod
 
 
@@ -52,13 +52,18 @@ def extract_here(lab: str, folder: Path) -> dict[str, Any]:
     if not found:
         raise ArchetypeError(f"no lab {lab!r} on this host")
     private_dir(folder)
-    nodes = [_node(entry) for entry in found[0]["nodes"]]
-    futures = {node.name: extract_config.submit(lab, node) for node in nodes if _extractable(node)}
     configs: dict[str, dict[str, Any]] = {}
+    nodes: list[NodeRef] = []
+    for status in found[0].nodes:
+        vendor = catalog().find(status.kind)
+        if vendor is None:
+            configs[status.name] = {"ok": False, "path": None, "error": f"kind {status.kind!r} is not in the catalog"}
+        elif vendor.config_extraction.method is ExtractionMethod.NONE:
+            configs[status.name] = {"ok": False, "path": None, "error": f"kind {vendor.kind} has no config extraction"}
+        else:
+            nodes.append(NodeRef(status.name, vendor))
+    futures = {node.name: extract_config.submit(lab, node) for node in nodes}
     for node in nodes:
-        if node.name not in futures:
-            configs[node.name] = {"ok": False, "path": None, "error": f"kind {node.kind} has no config extraction"}
-            continue
         future = futures[node.name]
         future.wait()
         if not future.state.is_completed():
@@ -83,15 +88,6 @@ def output_folder(lab: str, out_dir: str | None) -> Path:
         raise TopologyError([f"out_dir: {out_dir!r} resolves to {folder}, outside the workspace's configs folder "
                              f"{root}: give a name (e.g. 'before-upgrade') or a path inside it"])
     return folder
-
-
-def _node(entry: dict[str, Any]) -> Node:
-    vendor = get_vendor(entry["kind"])
-    return Node(name=entry["name"], kind=vendor.kind, image=vendor.default_image)
-
-
-def _extractable(node: Node) -> bool:
-    return node.vendor.config_extraction.method is not ExtractionMethod.NONE
 
 
 def _error(future) -> str:

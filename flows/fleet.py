@@ -19,12 +19,15 @@ from prefect.states import Failed
 
 from lab import names
 from lab.settings import get_settings
-from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
-from tasks.hosts import allocate_vnis, child_error, read_hosts, read_report, run_on_host
+from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord
+from tasks.hosts import allocate_vnis, child_error, publish_this_host, read_hosts, read_report, run_on_host
 from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab
 from topology.placement import HostFacts, cross_host_links, place
 from topology.slices import slice_document
+
+__all__ = ["deploy_across_hosts", "destroy_across_hosts", "extract_across_hosts", "fleet_hosts", "publish_this_host",
+           "read_hosts"]
 
 
 def fleet_hosts() -> list[HostFacts]:
@@ -110,7 +113,7 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts]) -> dict[str, Any] | Fa
     publish_lab_state(state)
     result = {
         "lab_id": lab.id,
-        "nodes": [{"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.state,
+        "nodes": [{"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
                    "ready_seconds": n.ready_seconds, "host": n.host} for n in state.nodes],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan, "vlans": link.vlans, "vni": link.vni}
                   for link in state.links],
@@ -141,12 +144,13 @@ def _merge(state: LabState, reports: dict[str, dict[str, Any]]) -> None:
             state.errors.append(report["error"])
             for node in nodes.values():
                 if node.host == host:
-                    node.state, node.error = "failed (host)", report["error"]
+                    node.state, node.error = NodePhase.FAILED, report["error"]
             continue
         for entry in report.get("nodes", []):
             if entry["name"] in nodes:
-                nodes[entry["name"]].state = entry["state"]
-                nodes[entry["name"]].ready_seconds = entry.get("ready_seconds")
+                node = nodes[entry["name"]]
+                node.state, node.failed_stage = NodeRecord.parse_state(entry["state"])
+                node.ready_seconds = entry.get("ready_seconds")
         for entry in report.get("links", []):
             link = links.get(names.link_id(*entry["endpoints"]))
             if link is not None:

@@ -22,7 +22,7 @@ from lab.errors import ArchetypeError, TopologyError
 from lab.locks import lab_lock
 from lab.settings import get_settings
 from lab.state import LabState, LabStatus
-from tasks.hosts import publish_host_facts, publish_report
+from tasks.hosts import publish_report, publish_this_host
 from tasks.labs import destroy_lab_everywhere
 from tasks.state import publish_lab_state
 from topology import load_topology
@@ -37,10 +37,8 @@ def _check(lab_id: str, host: str) -> None:
 
 
 def refresh_facts() -> None:
-    from providers.host_facts import gather
-
     with contextlib.suppress(Exception):  # the periodic publication catches up
-        publish_host_facts(gather())
+        publish_this_host()
 
 
 @flow(name="deploy-slice", flow_run_name="deploy-slice/{lab_id}/{host}", task_runner=ThreadPoolTaskRunner(max_workers=512))

@@ -9,7 +9,7 @@ from typing import Any
 
 from lab.settings import get_settings
 from providers import all_providers
-from providers.inventory import discover_all
+from providers.labs import discover
 
 MAX_IMAGES = 60  # a Prefect variable holds at most 5000 characters of JSON
 
@@ -50,7 +50,7 @@ def gather() -> dict[str, Any]:
         "access": list(settings.host_access),
         "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "labs": {lab["lab_id"]: [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"]] for n in lab["nodes"]]
-                 for lab in discover_all()},
+                 for lab in (found.as_dict() for found in discover())},
     }
 
 

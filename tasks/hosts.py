@@ -42,6 +42,14 @@ def publish_host_facts(facts: dict[str, Any]) -> None:
     Variable.set(names.host_facts_variable(facts["name"]), facts, overwrite=True)
 
 
+def publish_this_host() -> None:
+    """Gather this host's facts and publish them (the worker, at start and periodically;
+    a host's step, when it changed what the host runs)."""
+    from providers.host_facts import gather
+
+    publish_host_facts(gather())
+
+
 def read_hosts() -> list[HostFacts]:
     """Every host that ever published its facts, with liveness (facts fresh enough)."""
     window = get_settings().host_alive_seconds

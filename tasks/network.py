@@ -7,7 +7,7 @@ from prefect.cache_policies import NO_CACHE
 
 from lab import names
 from lab.state import LabState
-from providers import get_provider, network
+from providers import network, provider_of
 from providers.base import LinkEnd, NodeState
 from tasks.retry import retry_if_transient
 from topology import Lab
@@ -47,8 +47,7 @@ def _node_exists(lab: Lab, remote_nodes: frozenset[str] = frozenset()):
         node = lab.nodes.get(node_name)
         if node is None:
             return False
-        provider = get_provider(node.vendor.provider.value)
-        return provider.node_status(lab.id, node_name).state is not NodeState.MISSING
+        return provider_of(node).node_status(lab.id, node_name).state is not NodeState.MISSING
 
     return exists
 
@@ -82,11 +81,13 @@ def remove_links_not_in(lab: Lab) -> list[str]:
 
 @task(name="wire-tunnels", task_run_name="wire-tunnels/{lab_id}", retries=2, retry_delay_seconds=[1, 3],
       retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE)
-def wire_tunnels(lab_id: str, tunnels: list, local: str | None) -> list[str]:
-    """The VXLAN devices of the lab's cross-host links on this host, on the bridge."""
+def wire_tunnels(lab_id: str, tunnels: list[dict], vlans: dict[str, int], local: str | None) -> list[str]:
+    """The VXLAN devices of the lab's cross-host links on this host (``tunnels``: link_id,
+    node, vni, remote), on the bridge with each link's local tag."""
     from lab.errors import NetworkError
-    from providers.network.vxlan import ensure_tunnels
+    from providers.network.vxlan import Tunnel, ensure_tunnels
 
+    tunnels = [Tunnel(**t, vlan=vlans[t["link_id"]]) for t in tunnels]
     if tunnels and not local:
         raise NetworkError(f"lab {lab_id}: this host has no data-plane address (ARCHETYPE_DATA_ADDRESS)")
     devices = ensure_tunnels(lab_id, tunnels, local=local or "")

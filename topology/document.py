@@ -68,23 +68,58 @@ class Link:
 
 
 @dataclass(frozen=True)
-class Node:
+class NodeRef:
+    """A node as a provider reaches it once it exists: its name and its vendor entry.
+    What discovery gives back (``NodeStatus.ref()``), and what every provider call that
+    needs no topology field takes (readiness, extraction, a session)."""
+
     name: str
-    kind: str  # the catalog's canonical kind
+    vendor: VendorConfig
+
+    @property
+    def kind(self) -> str:
+        """The catalog's canonical kind."""
+        return self.vendor.kind
+
+    @classmethod
+    def of(cls, name: str, kind: str) -> NodeRef:
+        """The reference of node ``name`` of kind (or alias) ``kind``; ``CatalogError`` on
+        an unknown kind."""
+        return cls(name=name, vendor=get_vendor(kind))
+
+
+@dataclass(frozen=True)
+class Node(NodeRef):
+    """A resolved node: its vendor entry is looked up once, at resolution."""
+
     image: str
     startup_config: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     binds: tuple[Bind, ...] = ()
-    exec: tuple[tuple[str, ...], ...] = ()  # extra post-boot commands, argv form (containers)
-    exec_lines: tuple[str, ...] = ()  # the same commands as written (console lines for VMs)
+    # Extra post-boot commands, as written. Each provider turns them into its own form: argv
+    # for a container (split shell-style, never run by a shell), console lines for a VM.
+    exec: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     memory_mb: int | None = None
     cpus: int | None = None
     host: str | None = None  # the lab host it runs on (None: placed by the coordinator)
 
+    @classmethod
+    def of(cls, name: str, kind: str, *, image: str | None = None, **fields: Any) -> Node:  # type: ignore[override]
+        """A node built in code (tests, tools): the kind is looked up once, the image
+        defaults to the vendor's."""
+        vendor = get_vendor(kind)
+        return cls(name=name, vendor=vendor, image=image or vendor.default_image, **fields)
+
     @property
-    def vendor(self) -> VendorConfig:
-        return get_vendor(self.kind)
+    def ref(self) -> NodeRef:
+        return NodeRef(name=self.name, vendor=self.vendor)
+
+    @property
+    def post_boot_commands(self) -> list[str]:
+        """Everything post-boot runs on the node, in order: the vendor's commands, then the
+        node's own ``exec`` (each provider gives them its own form)."""
+        return [*self.vendor.post_boot_commands, *self.exec]
 
 
 @dataclass(frozen=True)
@@ -274,13 +309,12 @@ def _resolve_node(
     _warn_untrusted_image(vendor, image, where, problems)
     node = Node(
         name=name,
-        kind=vendor.kind,
+        vendor=vendor,
         image=image,
         startup_config=node_fields.startup_config(fields.get("startup-config"), f"{where}.startup-config", folders, problems),
         env=env,
         binds=node_fields.binds(fields.get("binds"), f"{where}.binds", vendor, folders, problems),
         exec=node_fields.exec(fields.get("exec"), f"{where}.exec", vendor, problems),
-        exec_lines=tuple(fields.get("exec") or ()) if isinstance(fields.get("exec"), list) else (),
         labels=node_fields.string_map(fields.get("labels"), f"{where}.labels", problems),
         memory_mb=node_fields.memory(fields.get("memory"), f"{where}.memory", problems),
         cpus=node_fields.positive_int(fields.get("cpus"), f"{where}.cpus", problems),

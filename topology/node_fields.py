@@ -96,23 +96,21 @@ def binds(value: Any, where: str, vendor: Any, folders: Folders, problems: Probl
     return tuple(binds)
 
 
-def exec(value: Any, where: str, vendor: Any, problems: Problems) -> tuple[tuple[str, ...], ...]:
-    """Container commands are split shell-style into argv (they never reach a shell);
-    VM commands are console lines, kept whole in ``exec_lines``."""
+def exec(value: Any, where: str, vendor: Any, problems: Problems) -> tuple[str, ...]:
+    """The commands as written. A container kind's are checked to split shell-style into
+    argv (its provider runs them without a shell); a VM's are console lines."""
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         problems.error(where, "must be a list of commands")
         return ()
-    commands = []
-    for i, command in enumerate(value):
-        try:
-            commands.append(tuple(shlex.split(command)))
-        except ValueError as err:
-            if vendor.container is not None:
+    if vendor.container is not None:
+        for i, command in enumerate(value):
+            try:
+                shlex.split(command)
+            except ValueError as err:
                 problems.error(f"{where}[{i}]", f"cannot split {command!r}: {err}")
-            commands.append(tuple(command.split()))
-    return tuple(commands)
+    return tuple(value)
 
 
 def memory(value: Any, where: str, problems: Problems) -> int | None:

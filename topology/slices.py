@@ -42,8 +42,8 @@ def _node_fields(node: Node, host: str, files: dict[str, str]) -> dict[str, Any]
         fields["env"] = dict(node.env)
     if node.binds:
         fields["binds"] = [_carried_bind(node.name, i, bind, files) for i, bind in enumerate(node.binds)]
-    if node.exec_lines:
-        fields["exec"] = list(node.exec_lines)
+    if node.exec:
+        fields["exec"] = list(node.exec)
     if node.labels:
         fields["labels"] = dict(node.labels)
     if node.memory_mb is not None:

@@ -319,7 +319,7 @@ def test_containerlab_fields_warn_and_frr_extras_are_honoured(tmp_path: Path) ->
     assert any(w.startswith("topology.nodes.r1.mgmt-ipv4") for w in lab.warnings)
 
 
-def test_exec_is_argv_for_containers_and_lines_for_vms(tmp_path: Path) -> None:
+def test_exec_is_kept_as_written_for_each_provider_to_form(tmp_path: Path) -> None:
     lab = lab_of(
         """
         name: ex
@@ -330,8 +330,8 @@ def test_exec_is_argv_for_containers_and_lines_for_vms(tmp_path: Path) -> None:
         """,
         tmp_path,
     )
-    assert lab.nodes["h1"].exec == (("ip", "addr", "add", "10.0.0.1/24", "dev", "eth1"),)
-    assert lab.nodes["v1"].exec_lines == ("description it's a VM",)
+    assert lab.nodes["h1"].exec == ("ip addr add '10.0.0.1/24' dev eth1",)  # docker splits it into argv
+    assert lab.nodes["v1"].exec == ("description it's a VM",)  # a console line: not split, so no quote error
 
 
 def test_link_ids_do_not_depend_on_endpoint_order(tmp_path: Path) -> None:
