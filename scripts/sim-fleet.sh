@@ -227,9 +227,9 @@ daemons_up() {
 
 images_up() {  # the lab images (docker save | load, cached) and the VM kernels
     local h=$1 cache missing=()
-    for image in "${IMAGES[@]}"; do
-        in_host "$h" env DOCKER_HOST=unix:///run/docker/docker.sock docker image inspect "$image" >/dev/null 2>&1 \
-            || missing+=("$image")
+    for image in "${IMAGES[@]}"; do  # missing, or not the host's build of it (save | load keeps the id)
+        [[ $(in_host "$h" env DOCKER_HOST=unix:///run/docker/docker.sock docker image inspect --format '{{.Id}}' "$image" 2>/dev/null) \
+            == $(docker image inspect --format '{{.Id}}' "$image") ]] || missing+=("$image")
     done
     if ((${#missing[@]})); then
         cache=$STATE/cache/images-$(docker image inspect --format '{{.Id}}' "${IMAGES[@]}" | sha1sum | cut -c1-12).tar
