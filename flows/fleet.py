@@ -54,7 +54,7 @@ def host_step(step: str, flow_name: str, host: str, parameters: dict[str, Any], 
     error = child_error(run)
     if report is None:
         return {"error": f"host {host}: {error or 'no report from its step'}"}
-    if error:
+    if error and not report.get("errors"):  # a failed step says why in its report already
         report.setdefault("errors", []).append(f"host {host}: {error}")
     return report
 

@@ -3,10 +3,13 @@ r1-r2, r2-v1, r1-v1 (two of them cross-host, through VXLAN tunnels on the underl
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import yaml
 
-from tests.multihost.conftest import HOSTS, Fleet, host_leftovers
+from tests.multihost.conftest import HOSTS, REPO, Fleet, host_leftovers
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.libvirt, pytest.mark.ovs]
 
@@ -140,6 +143,19 @@ def test_status_shows_each_node_with_its_host(fleet: Fleet, lab) -> None:
     }
     hosts = fleet.hosts()
     assert all(hosts[h]["alive"] and lab_id in hosts[h]["labs"] for h in HOSTS)
+
+
+def test_connect_reaches_a_node_on_another_host(fleet: Fleet, lab) -> None:
+    """`archetype connect` from this machine: vtysh on r2, which runs on sim-2 (a terminal
+    is needed: `script` gives it one)."""
+    import subprocess
+
+    lab_id, _ = lab
+    keys = "sleep 8; printf 'show bgp summary\\r'; sleep 3; printf 'exit\\r'; sleep 2"
+    command = f"{sys.executable} -c 'from archetype.cli import main; main()' connect {lab_id} r2"
+    session = subprocess.run(["sh", "-c", f"({keys}) | script -qec \"{command}\" /dev/null"], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, **fleet.env, "PYTHONPATH": str(REPO)}, check=False)
+    assert "r2# show bgp summary" in session.stdout and "10.1.12.1" in session.stdout, session.stdout[-2000:]
 
 
 def test_configs_returns_all_three(fleet: Fleet, lab) -> None:
