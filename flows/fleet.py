@@ -83,6 +83,11 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts]) -> dict[str, Any] | Fa
     logger.info("placement: %s", ", ".join(f"{n}@{h}" for n, h in sorted(placement.items())))
     if used == [get_settings().host_name]:
         return None
+    if lab.segments or lab.host_ends():
+        from lab.errors import TopologyError
+
+        raise TopologyError(["links: segments (bridge kinds) and host:IF ends need the lab on one host; "
+                             f"this one is placed on {', '.join(used)} (give every node the same host:)"])
     previous = load_lab_state(lab.id)
     crossing = cross_host_links(lab, placement)
     vnis = allocate_vnis(lab.id, [link.id for link in crossing],
