@@ -10,6 +10,7 @@ from __future__ import annotations
 NODE_FIELDS = frozenset({
     "kind", "image", "startup-config", "env", "binds", "exec", "labels", "memory", "cpus", "cpu", "group",
     "restart-policy", "startup-delay", "stages", "wait-for",
+    "host",  # Archetype's own: the lab host of a fleet it runs on
 })
 
 _NOT_PRIVILEGED = "containers are never privileged nor given capabilities by the topology (see README)"

@@ -66,6 +66,7 @@ class Node(NodeRef):
     labels: dict[str, str] = field(default_factory=dict)
     memory_mb: int | None = None
     cpus: int | None = None
+    host: str | None = None  # the lab host it runs on (None: placed by the coordinator)
     name_prefix: str | None = None  # containerlab's top-level `prefix` (None: no prefix line)
     restart_policy: str | None = None  # docker's restart policy (None: "no")
     startup_delay: float = 0.0  # seconds before the node is created
@@ -104,6 +105,11 @@ class Lab:
     warnings: tuple[str, ...] = ()
     host_paths: tuple[Path, ...] = ()  # every host file or folder the lab reads or binds
     prefix: str | None = None  # containerlab's top-level `prefix` (None: no prefix line)
+
+    @property
+    def hosts(self) -> set[str]:
+        """The hosts its nodes name (``host:``)."""
+        return {n.host for n in self.nodes.values() if n.host}
 
     def links_of(self, node: str) -> list[tuple[Link, Endpoint]]:
         """The node's link ends (point-to-point and segment), in port order."""
@@ -319,6 +325,7 @@ def _resolve_node(
         restart_policy=node_fields.restart_policy(fields.get("restart-policy"), f"{where}.restart-policy", problems),
         startup_delay=node_fields.startup_delay(fields.get("startup-delay"), f"{where}.startup-delay", problems),
         wait_for=stages.parse(fields.get("stages"), fields.get("wait-for"), where, problems),
+        host=node_fields.host(fields.get("host"), f"{where}.host", problems),
     )
     if node.restart_policy not in (None, "no") and vendor.container is None:
         problems.warn(f"{where}.restart-policy", "a VM is not restarted by its runtime: ignored")
