@@ -219,3 +219,4 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     app()
+from archetype import cli_controls  # noqa: E402,F401 - node, link, exec, capture

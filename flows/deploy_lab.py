@@ -17,6 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab.locks import lab_lock
 from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
+from tasks.controls import apply_links, keep_link_controls, links_with_controls
 from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
 from tasks.nodes import (
     create_node,
@@ -72,10 +73,12 @@ def deploy_lab(topology: str) -> dict[str, Any]:
         ends = plan_link_ends(lab, vlans)
         configured = _configured_before(previous, running_nodes(lab.id))
         state = _planned_state(lab, vlans, ends, configured)
+        keep_link_controls(previous, state)  # a link's state and impairment survive a redeploy
         publish_lab_state(state)  # the allocation is remembered before any port exists
         remove_nodes_not_in(lab.id, list(lab.nodes))
         remove_links_not_in(lab)
         outcome = _bring_up(lab, ends, state, configured)
+        _apply_link_controls(state)
         state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
         publish_lab_state(state)
     result = _result(state, outcome)
@@ -104,7 +107,7 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
         status=LabStatus.ALLOCATED,
         nodes=[
             NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, runtime_name=runtime_name(lab.id, n),
-                       state="ready" if n.name in configured else "planned")
+                       state="ready" if n.name in configured else "planned", exec_lines=list(n.exec_lines))
             for n in lab.nodes.values()
         ],
         links=[
@@ -155,6 +158,16 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> di
         else:
             record.state = "ready"
     return chains
+
+
+def _apply_link_controls(state: LabState) -> None:
+    links = links_with_controls(state)
+    if not links:
+        return
+    try:
+        apply_links(state.lab_id, state, links)
+    except Exception as err:  # noqa: BLE001 - reported with the run's other errors
+        state.errors.append(f"link state and impairment: {err}")
 
 
 def _record_stage(records: dict[str, NodeRecord], chains: dict, stage: str) -> None:

@@ -6,6 +6,7 @@ orphan cleanup start from.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -29,6 +30,40 @@ class NodeRecord(BaseModel):
     ready_seconds: float | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
+    exec_lines: list[str] = Field(default_factory=list)  # the topology's `exec`: post-boot again after a restart
+
+
+class LinkConditions(BaseModel):
+    """A link's impairment, applied to each direction of the link (``None``: not set)."""
+
+    delay_ms: float | None = Field(None, ge=0)
+    jitter_ms: float | None = Field(None, ge=0)
+    loss_percent: float | None = Field(None, ge=0, le=100)
+    rate_kbit: int | None = Field(None, gt=0)
+
+    @property
+    def active(self) -> bool:
+        return any(v for v in (self.delay_ms, self.jitter_ms, self.loss_percent, self.rate_kbit))
+
+    def text(self) -> str:
+        """``delay=100ms jitter=5ms loss=1% rate=512kbit``: the artifact's column, read back by ``parse``."""
+        parts = [(k, v, u) for k, v, u in (("delay", self.delay_ms, "ms"), ("jitter", self.jitter_ms, "ms"),
+                                           ("loss", self.loss_percent, "%"), ("rate", self.rate_kbit, "kbit"))]
+        return " ".join(f"{k}={v:g}{u}" for k, v, u in parts if v)
+
+    @classmethod
+    def parse(cls, text: str) -> LinkConditions:
+        fields = {"delay": ("delay_ms", "ms"), "jitter": ("jitter_ms", "ms"), "loss": ("loss_percent", "%"),
+                  "rate": ("rate_kbit", "kbit")}
+        values: dict[str, float] = {}
+        for item in text.split():
+            key, _, value = item.partition("=")
+            if key in fields:
+                name, unit = fields[key]
+                values[name] = float(value.removesuffix(unit))
+        if "rate_kbit" in values:
+            values["rate_kbit"] = int(values["rate_kbit"])
+        return cls(**values)
 
 
 class LinkRecord(BaseModel):
@@ -36,6 +71,8 @@ class LinkRecord(BaseModel):
     endpoints: list[str]  # "node:interface", as in the topology
     vlan: int
     ports: list[str] = Field(default_factory=list)  # host-side OVS port names
+    state: str = "up"  # "up" | "down": set by `archetype link`, kept across redeploys and restarts
+    conditions: LinkConditions = Field(default_factory=LinkConditions)
 
 
 class LabState(BaseModel):
@@ -57,7 +94,8 @@ class LabState(BaseModel):
 
 # The artifact is one table: a person reads it in the UI, and recovery reads the same rows
 # back (Artifact.get returns table data as a JSON string). Every row has the same columns.
-ROW_COLUMNS = ("item", "name", "kind", "provider", "state", "runtime", "vlan", "endpoints", "ports", "ready_s", "error")
+ROW_COLUMNS = ("item", "name", "kind", "provider", "state", "runtime", "vlan", "endpoints", "ports", "ready_s", "error",
+               "impairment", "exec")
 
 
 def _row(**values: object) -> dict[str, object]:
@@ -69,11 +107,13 @@ def state_to_rows(state: LabState) -> list[dict[str, object]]:
                  error="; ".join(state.errors))]
     rows += [
         _row(item="node", name=n.name, kind=n.kind, provider=n.provider, state=n.state, runtime=n.runtime_name,
-             ready_s="" if n.ready_seconds is None else round(n.ready_seconds, 2), error=n.error or "")
+             ready_s="" if n.ready_seconds is None else round(n.ready_seconds, 2), error=n.error or "",
+             exec=json.dumps(n.exec_lines) if n.exec_lines else "")
         for n in state.nodes
     ]
     rows += [
-        _row(item="link", name=link.id, vlan=link.vlan, endpoints=" ".join(link.endpoints), ports=" ".join(link.ports))
+        _row(item="link", name=link.id, vlan=link.vlan, endpoints=" ".join(link.endpoints), ports=" ".join(link.ports),
+             state=link.state, impairment=link.conditions.text())
         for link in state.links
     ]
     return rows
@@ -89,12 +129,13 @@ def state_from_rows(rows: list[dict[str, object]]) -> LabState:
         nodes=[
             NodeRecord(name=str(r["name"]), kind=str(r["kind"]), provider=str(r["provider"]), state=str(r["state"]),
                        runtime_name=str(r["runtime"]), ready_seconds=float(r["ready_s"]) if r["ready_s"] != "" else None,
-                       error=str(r["error"]) or None)
+                       error=str(r["error"]) or None, exec_lines=json.loads(str(r.get("exec") or "[]")))
             for r in rows if r["item"] == "node"
         ],
         links=[
             LinkRecord(id=str(r["name"]), vlan=int(r["vlan"]), endpoints=str(r["endpoints"]).split(),
-                       ports=str(r["ports"]).split())
+                       ports=str(r["ports"]).split(), state=str(r.get("state") or "up"),
+                       conditions=LinkConditions.parse(str(r.get("impairment") or "")))
             for r in rows if r["item"] == "link"
         ],
     )

@@ -38,6 +38,8 @@ APT_PACKAGES=(
     pkg-config gcc python3-dev qemu-system-x86 qemu-utils
     # networking
     openvswitch-switch uuid-runtime iproute2 ethtool
+    # packet capture (`archetype capture`)
+    tcpdump
     # image builds (FRR rootfs, busybox images, the mini-ios kernel + initramfs)
     debootstrap busybox-static kmod cpio
     # the project itself

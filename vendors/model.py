@@ -129,6 +129,12 @@ class VmOptions(_Model):
     management_network: Literal["none", "user"] = Field(
         "user", description="What the management NIC (if any) is attached to"
     )
+    stop: Literal["power_off", "unsupported"] = Field(
+        "power_off",
+        description="How `archetype node stop|restart` stops it: a power-off (its disks are kept), or not at "
+        "all when a power-off can damage the device (`stop_note` says why)",
+    )
+    stop_note: str = ""
 
     @model_validator(mode="after")
     def _bootable(self) -> VmOptions:
