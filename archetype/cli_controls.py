@@ -63,7 +63,7 @@ def node_restart(lab: str, node: str, as_json: JsonOption = False) -> None:
 
 
 def _show_node(result: dict[str, Any]) -> None:
-    ready = f", ready in {result['ready_seconds']:.1f} s" if result.get("ready_seconds") is not None else ""
+    ready = f", ready in {result['ready_seconds']:.1f} s" if result["state"] == "ready" and result.get("ready_seconds") else ""
     typer.echo(f"{result['lab_id']}/{result['node']}: {result['state']}{ready} ({result['seconds']:.1f} s)")
     for note in result.get("notes") or []:
         typer.echo(f"note: {note}")
@@ -192,6 +192,7 @@ def _tcpdump(argv: list[str]) -> int:
             code = process.wait(timeout=10)
         messages.seek(0)
         text = messages.read()
+    sys.stderr.write(text)  # tcpdump's own summary ("5 packets captured", ...)
     if code not in (0, -signal.SIGINT) and "listening on" not in text:
         _fail([f"tcpdump failed: {text.strip()[-500:]}"], EXIT_FAILED)
     from providers.controls import captured_count

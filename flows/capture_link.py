@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 
 from lab.errors import TopologyError
 from providers import controls
@@ -41,4 +42,6 @@ def capture_link(lab: str, endpoint: str, count: int = 100, seconds: float = 60)
     slug = "".join(c if c.isalnum() else "-" for c in f"{node}-{interface}")
     path = folder / f"{slug}-{time.strftime('%Y%m%dT%H%M%S')}.pcap"
     packets = capture_to_file(port, str(path), count, seconds)
+    create_markdown_artifact(f"{packets} packets of `{endpoint}` (host port `{port}`) in `{path}` on this lab host",
+                             description=f"capture of {endpoint} in lab {lab}")
     return {"lab_id": lab, "endpoint": endpoint, "port": port, "path": str(path), "packets": packets}

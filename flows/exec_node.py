@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 
 from lab.errors import TopologyError
 from lab.settings import get_settings
@@ -29,6 +30,11 @@ def exec_node(lab: str, node: str, command: list[str], timeout: float | None = N
         raise TopologyError(["command: give at least one non-empty argument"])
     target, provider = controls.live_node(lab, node)
     result = run_command(lab, provider, target, list(command), timeout or get_settings().command_timeout)
+    fence = "~~~~"
+    create_markdown_artifact(  # the output, where a UI user looks for it (the run's artifacts)
+        f"# {node}: `{result.command}`\n\nexit status: {result.exit_code}\n\n{fence}text\n{result.output}\n{fence}\n",
+        description=f"exec on {node} of lab {lab}",
+    )
     return command_document(lab, node, result)
 
 
