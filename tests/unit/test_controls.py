@@ -8,7 +8,15 @@ import argparse
 import pytest
 
 from lab.errors import TopologyError
-from lab.state import LabState, LabStatus, LinkConditions, LinkRecord, NodeRecord, state_from_rows, state_to_rows
+from lab.state import (
+    LabState,
+    LabStatus,
+    LinkConditions,
+    LinkRecord,
+    NodeRecord,
+    state_from_rows,
+    state_to_rows,
+)
 from providers import controls
 from providers.network.relay import Direction
 
