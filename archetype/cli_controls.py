@@ -20,13 +20,14 @@ from typing import Annotated, Any
 import typer
 
 from archetype import render
-from archetype.cli import (
+from archetype.app import (
     EXIT_FAILED,
     EXIT_INVALID,
     JsonOption,
     _check_lab_id,
     _emit,
     _fail,
+    _quiet_flow,
     _run,
     _run_flow,
     app,
@@ -87,7 +88,9 @@ def link(
     if endpoint is None:
         if changes:
             _fail(["give the link as NODE:INTERFACE to change it"], EXIT_INVALID)
-        _emit(_run(lambda: _links_of(lab)), as_json, _show_links)
+        from flows.set_link import links_document
+
+        _emit(_run(lambda: _quiet_flow(as_json, lambda: links_document(lab))), as_json, _show_links)
         return
     if state is not None and state not in ("up", "down"):
         _fail([f"--state: {state!r} is not up or down"], EXIT_INVALID)
@@ -103,14 +106,6 @@ def link(
                        loss_percent=loss, rate_kbit=rate, clear=clear)
     _emit(result, as_json, lambda r: (_show_links({"lab_id": r["lab_id"], "links": [r["link"]]}),
                                       [typer.echo(f"note: {n}") for n in r["notes"]]))
-
-
-def _links_of(lab: str) -> dict[str, Any]:
-    from providers import controls
-    from tasks.state import load_lab_state
-
-    state = controls.check_lab(lab, load_lab_state(lab))
-    return {"lab_id": lab, "links": [controls.link_view(lab, link) for link in state.links]}
 
 
 def _show_links(result: dict[str, Any]) -> None:
@@ -134,11 +129,11 @@ def exec_(
     _check_lab_id(lab)
     from flows.exec_node import command_document
     from lab.settings import get_settings
-    from providers import controls, get_provider
+    from providers import controls, provider_of
 
-    target, provider = _run(lambda: controls.live_node(lab, node))
+    target = _run(lambda: controls.live_node(lab, node))
     seconds = timeout or get_settings().command_timeout
-    result = _run(lambda: get_provider(provider).run_command(lab, target, list(command), seconds))
+    result = _run(lambda: provider_of(target).run_command(lab, target, list(command), seconds))
     document = command_document(lab, node, result)
     if as_json:
         typer.echo(json.dumps(document, indent=2))

@@ -11,7 +11,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from lab.errors import TopologyError
-from providers import controls
+from tasks import controls
 from tasks.controls import capture_to_file
 
 MAX_COUNT = 1_000_000

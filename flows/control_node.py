@@ -14,8 +14,8 @@ from prefect import flow
 
 from lab.errors import TopologyError
 from lab.locks import lab_lock
-from lab.state import LabState, NodeRecord
-from providers import controls
+from lab.state import LabState, NodePhase, NodeRecord
+from tasks import controls
 from tasks.controls import apply_links, start_node, stop_node
 from tasks.nodes import post_boot, wait_ready, wire_node
 from tasks.state import load_lab_state, publish_lab_state
@@ -42,14 +42,14 @@ def control_node(lab: str, node: str, action: Literal["stop", "start", "restart"
         if action != "start":
             controls.check_can_stop(record)  # before anything is touched
             stop_node(lab, state, record)
-            record.state, record.error = "stopped", None
+            record.state, record.failed_stage, record.error = NodePhase.STOPPED, None, None
             publish_lab_state(state)
         notes: list[str] = []
         if action != "stop":
             notes = _bring_back(lab, state, record)
             publish_lab_state(state)
     return {
-        "lab_id": lab, "node": node, "action": action, "state": record.state,
+        "lab_id": lab, "node": node, "action": action, "state": record.shown_state,
         "ready_seconds": record.ready_seconds, "seconds": round(time.monotonic() - started, 2), "notes": notes,
     }
 
@@ -60,9 +60,9 @@ def _bring_back(lab: str, state: LabState, record: NodeRecord) -> list[str]:
     was_stopped = start_node(lab, record)
     wire_node(lab, node, controls.link_ends_of(state, record.name))
     record.ready_seconds = wait_ready(lab, node)
-    if node.vendor.post_boot_commands or node.exec or node.exec_lines:
+    if node.post_boot_commands:
         # A stopped node lost its runtime configuration (a VM rebooted; a container kept
         # only its startup config): post-boot again. A node that kept running keeps it.
         post_boot(lab, node, already_done=not was_stopped)
-    record.state, record.error = "ready", None
+    record.state, record.failed_stage, record.error = NodePhase.READY, None, None
     return apply_links(lab, state, controls.links_of(state, record.name))

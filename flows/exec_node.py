@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from lab.errors import TopologyError
 from lab.settings import get_settings
-from providers import controls
+from tasks import controls
 from tasks.controls import run_command
 
 
@@ -28,8 +28,8 @@ def exec_node(lab: str, node: str, command: list[str], timeout: float | None = N
     """
     if not command or not all(isinstance(c, str) and c for c in command):
         raise TopologyError(["command: give at least one non-empty argument"])
-    target, provider = controls.live_node(lab, node)
-    result = run_command(lab, provider, target, list(command), timeout or get_settings().command_timeout)
+    target = controls.live_node(lab, node)
+    result = run_command(lab, target, list(command), timeout or get_settings().command_timeout)
     fence = "~~~~"
     create_markdown_artifact(  # the output, where a UI user looks for it (the run's artifacts)
         f"# {node}: `{result.command}`\n\nexit status: {result.exit_code}\n\n{fence}text\n{result.output}\n{fence}\n",

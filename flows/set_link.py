@@ -9,7 +9,7 @@ from prefect import flow
 
 from lab.errors import TopologyError
 from lab.locks import lab_lock
-from providers import controls
+from tasks import controls
 from tasks.controls import apply_links
 from tasks.state import load_lab_state, publish_lab_state
 
@@ -49,3 +49,11 @@ def set_link(
         notes = apply_links(lab, lab_state, [link])
         publish_lab_state(lab_state)
     return {"lab_id": lab, "link": controls.link_view(lab, link), "notes": notes}
+
+
+def links_document(lab: str) -> dict[str, Any]:
+    """Every link of the lab with its state and impairment (`archetype link LAB`): read from
+    the lab state record, with the pid of each impaired link's relay. Not a flow: a read."""
+    controls.check_lab_id(lab)
+    state = controls.check_lab(lab, load_lab_state(lab))
+    return {"lab_id": lab, "links": [controls.link_view(lab, link) for link in state.links]}

@@ -8,7 +8,6 @@ before anything is touched.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from providers import get_provider
 from providers.base import LinkEnd, NodeState
 from providers.network import ovs, relays
 from providers.network.ports import put_on_bridge, take_off_bridge
-from topology import Node
+from topology import Node, NodeRef
 from vendors import get_vendor
 
 LINK_STATES = ("up", "down")
@@ -49,12 +48,9 @@ def node_record(state: LabState, node_name: str) -> NodeRecord:
 
 
 def node_of(record: NodeRecord) -> Node:
-    """The node as providers need it for readiness, post-boot and commands: its kind's
-    vendor entry and the topology's ``exec`` the deploy recorded."""
-    vendor = get_vendor(record.kind)
-    lines = tuple(record.exec_lines)
-    argv = tuple(tuple(shlex.split(line)) if vendor.container else tuple(line.split()) for line in lines)
-    return Node(name=record.name, kind=vendor.kind, image=vendor.default_image, exec=argv, exec_lines=lines)
+    """The node as providers need it for readiness and post-boot: its kind's vendor entry
+    and the topology's ``exec`` the deploy recorded."""
+    return Node.of(record.name, record.kind, exec=tuple(record.exec_lines))
 
 
 def check_can_stop(record: NodeRecord) -> None:
@@ -225,21 +221,20 @@ def captures_dir(lab_id: str) -> Path:
 # Live look-ups (no state record: `exec` and `capture` answer at once, without Prefect) -----
 
 
-def live_node(lab_id: str, node_name: str) -> tuple[Node, str]:
-    """The running node (with its kind's vendor entry) and its provider's name."""
-    from providers.inventory import discover_all
+def live_node(lab_id: str, node_name: str) -> NodeRef:
+    """The running node, found by its runtime's markers (its kind's vendor entry with it)."""
+    from providers.labs import lab_nodes
 
     check_lab_id(lab_id)
-    found = discover_all(lab_id)
+    found = lab_nodes(lab_id)
     if not found:
         raise TopologyError([f"lab: no lab {lab_id!r} on this host"])
-    for entry in found[0]["nodes"]:
-        if entry["name"] == node_name:
-            if entry["state"] != NodeState.RUNNING.value:
-                raise TopologyError([f"node: {node_name} of lab {lab_id} is {entry['state']}, not running"])
-            vendor = get_vendor(entry["kind"])
-            return Node(name=node_name, kind=vendor.kind, image=vendor.default_image), entry["provider"]
-    known = ", ".join(n["name"] for n in found[0]["nodes"])
+    for status in found:
+        if status.name == node_name:
+            if status.state is not NodeState.RUNNING:
+                raise TopologyError([f"node: {node_name} of lab {lab_id} is {status.state.value}, not running"])
+            return status.ref()
+    known = ", ".join(n.name for n in found)
     raise TopologyError([f"node: lab {lab_id} has no node {node_name!r} (its nodes: {known})"])
 
 
@@ -250,7 +245,7 @@ def live_port(lab_id: str, endpoint: str) -> str:
     from providers.network.ports import port_exists
 
     node_name, interface = _split(endpoint)
-    node, _ = live_node(lab_id, node_name)
+    node = live_node(lab_id, node_name)
     naming = node.vendor.interfaces
     port = naming.port_of(interface)
     if port is None:

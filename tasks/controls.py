@@ -12,11 +12,27 @@ from prefect.cache_policies import NO_CACHE
 
 from lab.errors import ArchetypeError, ProviderError
 from lab.state import LabState, LinkRecord, NodeRecord
-from providers import controls, get_provider
+from providers import controls, get_provider, provider_of
 from providers.base import CommandResult, NodeState
+from providers.controls import (  # noqa: F401 - the flows' look-ups and checks, through this layer
+    LINK_STATES,
+    captures_dir,
+    check_can_stop,
+    check_lab,
+    check_lab_id,
+    find_link,
+    link_ends_of,
+    link_view,
+    links_of,
+    live_node,
+    live_port,
+    new_conditions,
+    node_of,
+    node_record,
+)
 from providers.network import relays
 from tasks.retry import retry_if_transient
-from topology import Node
+from topology import NodeRef
 
 _RETRYING = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": retry_if_transient, "cache_policy": NO_CACHE}
 
@@ -74,8 +90,8 @@ def keep_link_controls(previous: LabState | None, state: LabState) -> None:
 
 
 @task(name="run-command", task_run_name="run-command/{node.name}", cache_policy=NO_CACHE)
-def run_command(lab_id: str, provider_name: str, node: Node, command: list[str], timeout: float) -> CommandResult:
-    result = get_provider(provider_name).run_command(lab_id, node, command, timeout)
+def run_command(lab_id: str, node: NodeRef, command: list[str], timeout: float) -> CommandResult:
+    result = provider_of(node).run_command(lab_id, node, command, timeout)
     get_run_logger().info("%s: %s -> %s in %.2f s", node.name, result.command,
                           "timed out" if result.exit_code is None else result.exit_code, result.seconds)
     return result

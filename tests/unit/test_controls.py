@@ -58,12 +58,12 @@ def test_rows_from_before_these_columns_still_load() -> None:
     assert back.links[0].state == "up" and back.nodes[0].exec_lines == []
 
 
-def test_node_of_splits_container_exec_and_keeps_vm_lines() -> None:
+def test_node_of_carries_the_recorded_exec_for_post_boot() -> None:
     state = _state()
     r1 = controls.node_of(controls.node_record(state, "r1"))
-    assert r1.exec == (("ip", "addr", "add", "10.9.0.1/24", "dev", "eth1"), ("echo", "a b"))
+    assert r1.exec == ("ip addr add 10.9.0.1/24 dev eth1", "echo 'a b'") and r1.vendor.kind == "frr"
     v1 = controls.node_of(controls.node_record(state, "v1"))
-    assert v1.exec_lines == ("configure terminal", "end")
+    assert v1.post_boot_commands[-2:] == ["configure terminal", "end"]
 
 
 def test_find_link_takes_any_vendor_spelling_and_names_what_is_wrong() -> None:
