@@ -18,16 +18,32 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab import names
 from providers.network import ovs
-from tests.e2e.test_mixed_lab import exec_in, mixed_topology, run_and_wait, wait_until
+from tests.e2e import test_mixed_lab
+from tests.e2e.test_mixed_lab import exec_in, run_and_wait, wait_until
 from tests.support.leftovers import leftovers
 from tests.support.prefect_server import REPO, PrefectServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.libvirt]
 
 ARCHETYPE = str(Path(sys.executable).parent / "archetype")
+BGP_WAIT = 120  # seconds for a session to come back (a loaded host)
+
+
+def mixed_topology(lab_id: str) -> str:
+    """test_mixed_lab's lab, with BGP retrying its connection every 5 s (FRR's default,
+    120 s, would make each link-up wait for it)."""
+    document = yaml.safe_load(test_mixed_lab.mixed_topology(lab_id))
+    nodes = document["topology"]["nodes"]
+    for node, (peer, asn) in (("r1", ("10.1.12.2", 65002)), ("r2", ("10.1.12.1", 65001))):
+        remote_as = f" neighbor {peer} remote-as {asn}\n"
+        config = nodes[node]["startup-config"]
+        nodes[node]["startup-config"] = config.replace(remote_as, f"{remote_as} neighbor {peer} timers connect 5\n")
+        assert "timers connect 5" in nodes[node]["startup-config"]
+    return yaml.safe_dump(document, sort_keys=False)
 R1_R2 = "r1:eth1--r2:eth1"
 R2_V1 = "r2:eth2--v1:GigabitEthernet0/1"
 
@@ -89,7 +105,7 @@ def lab(lab_host: PrefectServer):
     lab_id = f"ops-{secrets.token_hex(3)}"
     run_and_wait(lab_host, "deploy-lab", {"topology": mixed_topology(lab_id)})
     try:
-        assert wait_until(lambda: bgp_established(lab_id), 90)
+        assert wait_until(lambda: bgp_established(lab_id), BGP_WAIT)
         yield lab_id
     finally:
         if leftovers(lab_id):
@@ -141,7 +157,7 @@ def test_link_down_takes_bgp_down_and_up_restores_it(lab_host: PrefectServer, la
     assert "NO-CARRIER" in out  # and so does r2
     assert wait_until(lambda: not bgp_established(lab), 60)
     ok(cli(lab_host, "link", lab, "r1:eth1", "--state", "up"))
-    assert wait_until(lambda: bgp_established(lab), 90)
+    assert wait_until(lambda: bgp_established(lab), BGP_WAIT)
 
 
 def test_delay_makes_rtt_and_clear_removes_it(lab_host: PrefectServer, lab: str) -> None:
@@ -153,7 +169,7 @@ def test_delay_makes_rtt_and_clear_removes_it(lab_host: PrefectServer, lab: str)
     assert '"delay_ms": 100.0' in listed and '"state": "up"' in listed
     ok(cli(lab_host, "link", lab, "v1:Gi0/1", "--clear"))  # the same link, from its other end
     assert min_rtt(lab, "r2", "10.1.23.3") < 100
-    assert wait_until(lambda: bgp_established(lab), 90)  # BGP over the relay (r1-r2 still delayed)
+    assert wait_until(lambda: bgp_established(lab), BGP_WAIT)  # BGP over the relay (r1-r2 still delayed)
 
 
 def test_stopping_a_container_takes_bgp_down_and_starting_it_brings_it_back(lab_host: PrefectServer, lab: str) -> None:
@@ -163,7 +179,7 @@ def test_stopping_a_container_takes_bgp_down_and_starting_it_brings_it_back(lab_
     assert re.search(r'"name": "r2",\s*"kind": "frr",\s*"provider": "docker",\s*"state": "stopped"', status), status
     assert wait_until(lambda: not bgp_established(lab), 60)
     ok(cli(lab_host, "node", "start", lab, "r2"))
-    assert wait_until(lambda: bgp_established(lab), 90)  # no redeploy
+    assert wait_until(lambda: bgp_established(lab), BGP_WAIT)  # no redeploy
     after = tags(lab)
     assert {p: t for p, t in after.items() if p in before} == before  # same VLANs
     assert min_rtt(lab, "r1", "10.1.12.2") >= 198  # the impairment survived the restart
@@ -214,10 +230,10 @@ def test_rest_runs_work_like_the_cli(lab_host: PrefectServer, lab: str) -> None:
     assert wait_until(lambda: not bgp_established(lab), 60)
     run_and_wait(lab_host, "set-link", {"lab": lab, "endpoint": "r2:eth1", "state": "up", "clear": True})
     assert min_rtt(lab, "r1", "10.1.12.2") < 100
-    assert wait_until(lambda: bgp_established(lab), 90)
+    assert wait_until(lambda: bgp_established(lab), BGP_WAIT)
 
     run_and_wait(lab_host, "control-node", {"lab": lab, "node": "r2", "action": "restart"})
-    assert wait_until(lambda: bgp_established(lab), 90)
+    assert wait_until(lambda: bgp_established(lab), BGP_WAIT)
 
     run = run_and_wait(lab_host, "exec-node", {"lab": lab, "node": "v1", "command": ["show ip interface brief"]})
     artifacts = lab_host.api("POST", "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
@@ -238,11 +254,15 @@ def test_rest_runs_work_like_the_cli(lab_host: PrefectServer, lab: str) -> None:
     assert failed["state_type"] == "FAILED"
 
 
-def test_redeploy_keeps_the_link_controls_and_destroy_stops_the_relays(lab_host: PrefectServer, lab: str) -> None:
+def test_redeploy_brings_stopped_nodes_back_keeps_link_controls_and_destroy_stops_relays(
+    lab_host: PrefectServer, lab: str
+) -> None:
     ok(cli(lab_host, "link", lab, "r1:eth1", "--delay", "100"))
+    ok(cli(lab_host, "node", "stop", lab, "r2"))
     run_and_wait(lab_host, "deploy-lab", {"topology": mixed_topology(lab)})
+    assert '"state": "running"' in ok(cli(lab_host, "status", lab, "--json")).split('"r2"')[1].split("}")[0]
     assert min_rtt(lab, "r1", "10.1.12.2") >= 198
-    assert wait_until(lambda: bgp_established(lab), 90)
+    assert wait_until(lambda: bgp_established(lab), BGP_WAIT)
     run_and_wait(lab_host, "destroy-lab", {"lab": lab})
     assert leftovers(lab) == {}
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
