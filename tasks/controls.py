@@ -39,10 +39,11 @@ _RETRYING = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": 
 
 @task(name="stop-node", task_run_name="stop-node/{record.name}", **_RETRYING)
 def stop_node(lab_id: str, state: LabState, record: NodeRecord) -> None:
-    """Stop the node; the relays of its impaired links stop too (their port goes with it)."""
+    """Stop the node, then the relays of its impaired links (their port went with it). In
+    that order: what the node says as it goes (a BGP NOTIFICATION) still reaches its peers."""
+    get_provider(record.provider).stop_node(lab_id, record.name)
     for link in controls.links_of(state, record.name):
         relays.stop_relay(lab_id, link.id)
-    get_provider(record.provider).stop_node(lab_id, record.name)
     get_run_logger().info("%s stopped", record.name)
 
 
