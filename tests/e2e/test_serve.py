@@ -19,8 +19,9 @@ HOST = "serve-test-host"
 
 def _deployments_named(server: PrefectServer, name: str) -> dict[str, dict]:
     """``name``'s deployments by flow name."""
-    flows = {f["id"]: f["name"] for f in server.api("POST", "/flows/filter", json={})}
     found = server.api("POST", "/deployments/filter", json={"deployments": {"name": {"any_": [name]}}})
+    # After the deployments: a flow registered meanwhile is in this list too.
+    flows = {f["id"]: f["name"] for f in server.api("POST", "/flows/filter", json={})}
     return {flows[d["flow_id"]]: d for d in found}
 
 
