@@ -103,8 +103,8 @@ def pcap_packets(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def lab(lab_host: PrefectServer):
     lab_id = f"ops-{secrets.token_hex(3)}"
-    run_and_wait(lab_host, "deploy-lab", {"topology": mixed_topology(lab_id)})
     try:
+        run_and_wait(lab_host, "deploy-lab", {"topology": mixed_topology(lab_id)})
         assert wait_until(lambda: bgp_established(lab_id), BGP_WAIT)
         yield lab_id
     finally:
