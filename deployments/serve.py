@@ -14,11 +14,15 @@ CLEANUP_CRON = os.environ.get("ARCHETYPE_CLEANUP_CRON", "*/30 * * * *")
 
 
 def deployments() -> list:
+    from flows.capture_link import capture_link
     from flows.cleanup_orphans import cleanup_orphans
+    from flows.control_node import control_node
     from flows.deploy_lab import deploy_lab
     from flows.destroy_lab import destroy_lab
     from flows.discover_labs import discover_labs
+    from flows.exec_node import exec_node
     from flows.extract_configs import extract_configs
+    from flows.set_link import set_link
     from lab.settings import get_settings
 
     # Named after the host, as prefect.yaml's are after the host's pool: `deploy-lab/HOST`.
@@ -30,6 +34,7 @@ def deployments() -> list:
         extract_configs.to_deployment(name=host, tags=["archetype"]),
         discover_labs.to_deployment(name=host, tags=["archetype"]),
         cleanup_orphans.to_deployment(name=host, cron=CLEANUP_CRON, tags=["archetype"], concurrency_limit=1),
+        *(f.to_deployment(name=host, tags=["archetype"]) for f in (control_node, set_link, exec_node, capture_link)),
     ]
 
 

@@ -28,6 +28,7 @@ from lab.locks import lab_lock
 from lab.progress import DeployProgress, Snapshot
 from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord, Stage
+from tasks.controls import apply_links, keep_link_controls, links_with_controls
 from tasks.network import allocate_vlans, plan_host_ends, plan_link_ends, remove_links_not_in, wire_host_ends
 from tasks.nodes import (
     bring_up_node,
@@ -104,6 +105,7 @@ def converge_here(
         present = lab_nodes(lab.id)
         configured = _configured_before(previous, {name for name, running in present.items() if running})
         state = _planned_state(lab, vlans, {**ends, "": host_ends}, configured)
+        keep_link_controls(previous, state)  # a link's state and impairment survive a redeploy
         publish_lab_state(state, state_key)  # the allocation is remembered before any port exists
         if set(present) - set(lab.nodes):  # a converging deploy: nodes the topology no longer has
             remove_nodes_not_in(lab.id, list(lab.nodes))
@@ -116,6 +118,7 @@ def converge_here(
         progress = _progress(lab, state, state_key)
         with progress.running():  # the progress artifact and the state table fill as it goes
             _bring_up(lab, ends, state, configured, progress)
+        _apply_link_controls(state)
         state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
         publish_lab_state(state, state_key)
     result = _result(state, progress, flow_started_at)
@@ -144,7 +147,7 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
             NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value,
                        runtime_name=runtime_name(lab.id, n),
                        state=NodePhase.READY if n.name in configured else NodePhase.PLANNED,
-                       host=get_settings().host_name)
+                       host=get_settings().host_name, exec_lines=list(n.exec))
             for n in lab.nodes.values()
         ],
         links=[
@@ -265,6 +268,16 @@ def _stage_of(future: PrefectFuture, default: Stage) -> Stage:
 def _show_failure(progress: DeployProgress, name: str, future: PrefectFuture, default: Stage) -> None:
     if _failed(future):
         progress.fail(name, _stage_of(future, default).value, _error_of(future))
+
+
+def _apply_link_controls(state: LabState) -> None:
+    links = links_with_controls(state)
+    if not links:
+        return
+    try:
+        apply_links(state.lab_id, state, links)
+    except Exception as err:  # noqa: BLE001 - reported with the run's other errors
+        state.errors.append(f"link state and impairment: {err}")
 
 
 def _error_of(future: PrefectFuture) -> str:

@@ -6,6 +6,7 @@ orphan cleanup start from.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -50,6 +51,7 @@ class NodeRecord(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
     host: str | None = None  # the lab host it runs on (multi-host labs)
+    exec_lines: list[str] = Field(default_factory=list)  # the topology's `exec`: post-boot again after a restart
 
     @property
     def shown_state(self) -> str:
@@ -68,6 +70,39 @@ class NodeRecord(BaseModel):
         return NodePhase(phase), Stage(stage.rstrip(")")) if stage else None
 
 
+class LinkConditions(BaseModel):
+    """A link's impairment, applied to each direction of the link (``None``: not set)."""
+
+    delay_ms: float | None = Field(None, ge=0)
+    jitter_ms: float | None = Field(None, ge=0)
+    loss_percent: float | None = Field(None, ge=0, le=100)
+    rate_kbit: int | None = Field(None, gt=0)
+
+    @property
+    def active(self) -> bool:
+        return any(v for v in (self.delay_ms, self.jitter_ms, self.loss_percent, self.rate_kbit))
+
+    def text(self) -> str:
+        """``delay=100ms jitter=5ms loss=1% rate=512kbit``: the artifact's column, read back by ``parse``."""
+        parts = [(k, v, u) for k, v, u in (("delay", self.delay_ms, "ms"), ("jitter", self.jitter_ms, "ms"),
+                                           ("loss", self.loss_percent, "%"), ("rate", self.rate_kbit, "kbit"))]
+        return " ".join(f"{k}={v:g}{u}" for k, v, u in parts if v)
+
+    @classmethod
+    def parse(cls, text: str) -> LinkConditions:
+        fields = {"delay": ("delay_ms", "ms"), "jitter": ("jitter_ms", "ms"), "loss": ("loss_percent", "%"),
+                  "rate": ("rate_kbit", "kbit")}
+        values: dict[str, float] = {}
+        for item in text.split():
+            key, _, value = item.partition("=")
+            if key in fields:
+                name, unit = fields[key]
+                values[name] = float(value.removesuffix(unit))
+        if "rate_kbit" in values:
+            values["rate_kbit"] = int(values["rate_kbit"])
+        return cls(**values)
+
+
 class LinkRecord(BaseModel):
     id: str
     endpoints: list[str]  # "node:interface", as in the topology
@@ -75,6 +110,8 @@ class LinkRecord(BaseModel):
     ports: list[str] = Field(default_factory=list)  # host-side OVS port names
     vni: int | None = None  # a cross-host link's VXLAN id (unique on the server)
     vlans: dict[str, int] = Field(default_factory=dict)  # a multi-host lab: each end host's tag
+    state: str = "up"  # "up" | "down": set by `archetype link`, kept across redeploys and restarts
+    conditions: LinkConditions = Field(default_factory=LinkConditions)
 
 
 class LabState(BaseModel):
@@ -97,7 +134,7 @@ class LabState(BaseModel):
 # The artifact is one table: a person reads it in the UI, and recovery reads the same rows
 # back (Artifact.get returns table data as a JSON string). Every row has the same columns.
 ROW_COLUMNS = ("item", "name", "kind", "provider", "state", "runtime", "vlan", "endpoints", "ports", "ready_s", "error",
-               "host", "vni")
+               "host", "vni", "impairment", "exec")
 
 
 def _row(**values: object) -> dict[str, object]:
@@ -110,12 +147,13 @@ def state_to_rows(state: LabState) -> list[dict[str, object]]:
     rows += [
         _row(item="node", name=n.name, kind=n.kind, provider=n.provider, state=n.shown_state, runtime=n.runtime_name,
              ready_s="" if n.ready_seconds is None else round(n.ready_seconds, 2), error=n.error or "",
-             host=n.host or "")
+             host=n.host or "", exec=json.dumps(n.exec_lines) if n.exec_lines else "")
         for n in state.nodes
     ]
     rows += [
         _row(item="link", name=link.id, vlan=link.vlan, endpoints=" ".join(link.endpoints), ports=" ".join(link.ports),
-             host=" ".join(f"{h}={v}" for h, v in sorted(link.vlans.items())), vni="" if link.vni is None else link.vni)
+             host=" ".join(f"{h}={v}" for h, v in sorted(link.vlans.items())), vni="" if link.vni is None else link.vni,
+             state=link.state, impairment=link.conditions.text())
         for link in state.links
     ]
     return rows
@@ -132,7 +170,9 @@ def state_from_rows(rows: list[dict[str, object]]) -> LabState:
         links=[
             LinkRecord(id=str(r["name"]), vlan=int(r["vlan"]), endpoints=str(r["endpoints"]).split(),
                        ports=str(r["ports"]).split(), vni=int(r["vni"]) if r.get("vni") not in (None, "") else None,
-                       vlans={h: int(v) for h, _, v in (p.partition("=") for p in str(r.get("host") or "").split())})
+                       vlans={h: int(v) for h, _, v in (p.partition("=") for p in str(r.get("host") or "").split())},
+                       state=str(r.get("state") or "up"),
+                       conditions=LinkConditions.parse(str(r.get("impairment") or "")))
             for r in rows if r["item"] == "link"
         ],
     )
@@ -144,4 +184,5 @@ def _node_record(row: dict[str, object]) -> NodeRecord:
         name=str(row["name"]), kind=str(row["kind"]), provider=str(row["provider"]), state=state, failed_stage=stage,
         runtime_name=str(row["runtime"]), ready_seconds=float(row["ready_s"]) if row["ready_s"] != "" else None,
         error=str(row["error"]) or None, host=str(row.get("host") or "") or None,
+        exec_lines=json.loads(str(row.get("exec") or "[]")),
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
+from lab.errors import ProviderError
 from topology import Node, NodeRef
 from vendors.model import Provider
 
@@ -162,6 +163,25 @@ class NodeProvider(abc.ABC):
         shared session (a serial console), Archetype's own sessions then wait for the person
         instead of taking the console over; a container's shells are independent."""
         return nullcontext()
+
+    # A running lab's controls (`archetype node`, `link`, `exec`). Defaults refuse: a
+    # runtime that has them says so by overriding.
+
+    def stop_node(self, lab_id: str, node_name: str) -> None:
+        """Stop a node, keeping it (container, or domain and disks) to start again."""
+        raise ProviderError(f"the {self.name} provider cannot stop nodes")
+
+    def start_node(self, lab_id: str, node_name: str) -> None:
+        """Start a stopped node as it is (no-op when it runs); it is wired by ``wire_node`` after."""
+        raise ProviderError(f"the {self.name} provider cannot start nodes")
+
+    def set_link_state(self, lab_id: str, node_name: str, port_name: str, up: bool) -> None:
+        """Carrier of one of the node's link ends (host port ``port_name``), as its device sees it."""
+        raise ProviderError(f"the {self.name} provider cannot set a link's state")
+
+    def run_command(self, lab_id: str, node: NodeRef, argv: list[str], timeout: float) -> CommandResult:
+        """Run one command on the node (``archetype exec``): its output and exit status."""
+        raise ProviderError(f"the {self.name} provider cannot run commands")
 
     @abc.abstractmethod
     def discover_labs(self) -> list[DiscoveredLab]:

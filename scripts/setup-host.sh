@@ -41,6 +41,8 @@ APT_PACKAGES=(
     ovmf
     # networking
     openvswitch-switch uuid-runtime iproute2 ethtool
+    # packet capture (`archetype capture`)
+    tcpdump
     # image builds (FRR rootfs, busybox images, the mini-ios kernel + initramfs)
     debootstrap busybox-static kmod cpio
     # the project itself

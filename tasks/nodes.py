@@ -94,6 +94,21 @@ def bring_up_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> float:
     return seconds
 
 
+@task(name="wire-node", task_run_name="wire-node/{node.name}", **_RETRYING)
+def wire_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> None:
+    """Wire a node again (a restarted container has a new network namespace)."""
+    provider_of(node).wire_node(lab_id, node, ends)
+    if ends:
+        get_run_logger().info("wired %s", ", ".join(f"{e.interface}@vlan{e.vlan}" for e in ends))
+
+
+@task(name="wait-ready", task_run_name="wait-ready/{node.name}", **{**_RETRYING, "retries": 1})
+def wait_ready(lab_id: str, node: NodeRef) -> float:
+    seconds = provider_of(node).wait_ready(lab_id, node)
+    get_run_logger().info("%s ready after %.1f s", node.name, seconds)
+    return seconds
+
+
 @task(name="post-boot", task_run_name="post-boot/{node.name}", cache_policy=NO_CACHE)
 def post_boot(lab_id: str, node: Node, already_done: bool = False) -> list[CommandResult]:
     """The vendor's post-boot commands and the node's ``exec``, once per node's life: a node

@@ -175,6 +175,12 @@ class VmOptions(_Model):
     startup_config: VmStartupConfig = Field(
         VmStartupConfig.NONE, description="How a node's startup-config is applied (none: refused at validation)"
     )
+    stop: Literal["power_off", "unsupported"] = Field(
+        "power_off",
+        description="How `archetype node stop|restart` stops it: a power-off (its disks are kept), or not at "
+        "all when a power-off can damage the device (`stop_note` says why)",
+    )
+    stop_note: str = ""
 
     @model_validator(mode="after")
     def _bootable(self) -> VmOptions:

@@ -384,6 +384,54 @@ class DockerProvider(NodeProvider):
         )
         return report
 
+    # -- a running lab's controls ------------------------------------------------------
+
+    def _ours(self, lab_id: str, node_name: str) -> dict[str, Any]:
+        name = self.runtime_name(lab_id, node_name)
+        info = self._inspect(name)
+        if info is None or not _is_ours(info.get("Config", {}).get("Labels"), lab_id, node_name):
+            raise ProviderError(f"node {node_name}: no container {name} of lab {lab_id}")
+        return info
+
+    @_docker_errors_named
+    def stop_node(self, lab_id: str, node_name: str) -> None:
+        """``docker stop`` (the image's stop signal, then SIGKILL after the kind's
+        ``stop_timeout``): the container, its files and its config stay; its veths go with
+        its network namespace and are made again by ``wire_node`` after ``start_node``."""
+        info = self._ours(lab_id, node_name)
+        if info["State"].get("Running"):
+            kind = (info.get("Config", {}).get("Labels") or {}).get(names.LABEL_KIND, "")
+            self.api.stop(info["Id"], timeout=self._stop_timeout(kind))
+            log.info("stopped %s", info["Name"].lstrip("/"))
+
+    @staticmethod
+    def _stop_timeout(kind: str) -> int:
+        from vendors import get_vendor
+
+        try:
+            vendor = get_vendor(kind)
+        except Exception:  # noqa: BLE001 - a kind no longer in the catalog: docker's default
+            return 10
+        return vendor.container.stop_timeout if vendor.container else 10
+
+    @_docker_errors_named
+    def start_node(self, lab_id: str, node_name: str) -> None:
+        info = self._ours(lab_id, node_name)
+        if info["State"].get("Paused"):
+            self.api.unpause(info["Id"])
+        elif not info["State"].get("Running"):
+            self.api.start(info["Id"])
+            log.info("started %s", info["Name"].lstrip("/"))
+
+    def set_link_state(self, lab_id: str, node_name: str, port_name: str, up: bool) -> None:
+        """The host veth up or down: its peer in the container loses carrier (``NO-CARRIER``)."""
+        network.set_port_up(port_name, up)
+
+    @_docker_errors_named
+    def run_command(self, lab_id: str, node: NodeRef, argv: list[str], timeout: float) -> CommandResult:
+        """argv through exec, no shell: the command's own exit status (None: timed out)."""
+        return self._run(lab_id, node, list(argv), shlex.join(argv), timeout, output_level=logging.DEBUG)
+
     # -- readiness, commands, configs ------------------------------------------------
 
     @_docker_errors_named

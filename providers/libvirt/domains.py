@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -161,3 +162,40 @@ def remove_domain(name: str, uuid: str) -> Callable[[libvirt.virConnect], None]:
                 raise
 
     return remove
+
+
+def set_interface_link(name: str, port_name: str, up: bool) -> Callable[[libvirt.virConnect], None]:
+    """Set ``<link state=.../>`` on the domain's NIC whose tap is ``port_name``: live when it
+    runs, and in its persistent definition, so that a restart keeps it."""
+
+    def set_link(conn: libvirt.virConnect) -> None:
+        dom = conn.lookupByName(name)
+        flags = 0
+        if dom.isActive():
+            _update_link(dom, port_name, up, 0, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            flags = libvirt.VIR_DOMAIN_AFFECT_LIVE
+        if dom.isPersistent():
+            _update_link(dom, port_name, up, libvirt.VIR_DOMAIN_XML_INACTIVE, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+            flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if not flags:
+            raise ProviderError(f"domain {name}: neither running nor defined")
+
+    return set_link
+
+
+def _update_link(dom: libvirt.virDomain, port_name: str, up: bool, xml_flags: int, affect: int) -> None:
+    root = ET.fromstring(dom.XMLDesc(xml_flags))
+    for iface in root.iter("interface"):
+        target = iface.find("target")
+        if target is None or target.get("dev") != port_name:
+            continue
+        link = iface.find("link")
+        if link is None:
+            link = ET.SubElement(iface, "link")
+        state = "up" if up else "down"
+        if link.get("state") == state:
+            return
+        link.set("state", state)
+        dom.updateDeviceFlags(ET.tostring(iface, encoding="unicode"), affect)
+        return
+    raise ProviderError(f"domain {dom.name()}: no NIC on port {port_name}")

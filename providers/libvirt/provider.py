@@ -48,6 +48,7 @@ from providers.libvirt.domains import (
     lookup_domain,
     our_domains,
     remove_domain,
+    set_interface_link,
     start_domain,
 )
 from providers.libvirt.ready import SerialLogWatcher
@@ -179,6 +180,31 @@ class LibvirtProvider(NodeProvider):
                 dom.destroy()
 
         self._call(stop, f"node {node_name}")
+
+    def set_link_state(self, lab_id: str, node_name: str, port_name: str, up: bool) -> None:
+        """The guest NIC's link (``<link state='up|down'/>``, live and in the definition, so
+        that a restart keeps it): the guest sees carrier go, and QEMU passes no frame."""
+        info = self.inspect(lab_id, node_name)
+        if info is None:
+            raise ProviderError(f"node {node_name} of lab {lab_id} does not exist")
+        self._check_ours(info, lab_id, node_name)
+        self._call(set_interface_link(info.name, port_name, up), f"node {node_name}")
+
+    def run_command(self, lab_id: str, node: NodeRef, argv: list[str], timeout: float) -> CommandResult:
+        """One CLI line per argument over the serial console. Exit status 0 when every line
+        answered without the dialect's error marker; 1 at the first that did not (the lines
+        after it are not sent); None when one timed out."""
+        started = time.monotonic()
+        outputs: list[str] = []
+        with self.console(lab_id, node) as session:
+            session.start()
+            for line in argv:
+                try:
+                    outputs.append(session.send_command(line, timeout=timeout))
+                except CommandError as err:
+                    outputs.append(err.output)
+                    return CommandResult(" ; ".join(argv), err.exit_code, _joined(outputs), time.monotonic() - started)
+        return CommandResult(" ; ".join(argv), 0, _joined(outputs), time.monotonic() - started)
 
     def wire_node(self, lab_id: str, node: Node, ends: list[LinkEnd]) -> None:
         if ends:
@@ -402,6 +428,10 @@ def _mode_to_resume_in(node: Node, start: int) -> list[str]:
         if command == enter:
             return [enter]
     return []
+
+
+def _joined(outputs: list[str]) -> str:
+    return "".join(out if out.endswith("\n") or not out else out + "\n" for out in outputs)
 
 
 def _credible(output: str, session: ConsoleSession) -> bool:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from providers.network import cleanup as _cleanup
 from providers.network import host_ends as _host_ends
 from providers.network import ovs as _ovs
+from providers.network import ports as _ports
 from providers.network import recovery as _recovery
 from providers.network import veth as _veth
 from providers.network import vlans as _vlans
@@ -49,8 +50,15 @@ __all__ = [
     "release_links_not_in",
     "remove_ports",
     "reserved_links",
+    "set_port_up",
     "vm_interface_xml",
 ]
+
+
+def set_port_up(port_name: str, up: bool) -> None:
+    """A host port (veth host end, tap) up or down; a container's host veth down takes the
+    carrier from its peer in the container, and OVS never sets it up again."""
+    _ports.set_port_up(port_name, up)
 
 
 def ensure_bridge() -> None:

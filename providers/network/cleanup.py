@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from lab import names
 from lab.errors import NetworkError
 from providers.base import CleanupReport
-from providers.network import ovs, vlans
+from providers.network import ovs, relays, vlans
 from providers.network.markers import parse_alias
 from providers.network.netlink import IPRoute, dump_links, netlink_step
 from providers.network.veth import OUR_HOST_DEVICE_KINDS, delete_host_veths
@@ -83,6 +83,8 @@ def release_lab(lab_id: str) -> CleanupReport:
     so the lab is still listed by ``network_labs`` and its recorded names stay known)."""
     report = CleanupReport()
     vlans.check_lab_id(lab_id)
+    for link in relays.stop_lab_relays(lab_id):  # impairment relays carry links between ports
+        report.add("relays", link)
     own = vlans.load_reservation(lab_id)
     recorded = set(own.port_owners()) if own else set()
     ports_ok = True
