@@ -283,6 +283,8 @@ def measure(runs: list[dict[str, Any]], kind: str, n: int | None, rep: int, call
     except Exception as err:  # noqa: BLE001 - noted in the results; the rest goes on
         say(f"  {kind} N={n} rep {rep}: FAILED: {str(err)[:300]}")
         runs.append({"kind": kind, "n": n, "rep": rep, "error": str(err)[:2000], "load": load()})
+        for save in _saved:
+            save()
         return None
     row = {"kind": kind, "n": n, "rep": rep, **row}
     runs.append(row)
