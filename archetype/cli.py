@@ -17,6 +17,7 @@ import typer
 from archetype import render
 from archetype.app import (
     EXIT_FAILED,
+    EXIT_INVALID,
     JsonOption,
     _check_lab_id,
     _emit,
@@ -49,12 +50,15 @@ def vendors(as_json: JsonOption = False) -> None:
 @app.command()
 def status(lab: Annotated[str | None, typer.Argument(help="Only this lab")] = None, as_json: JsonOption = False) -> None:
     """What Archetype runs on this host, from the live runtimes."""
+    from archetype.cli_fleet import fleet_labs, on_this_host
     from providers.labs import discover
 
-    labs = _run(lambda: discover(lab))
+    labs = fleet_labs(lab)  # a fleet: every host's labs, from the facts they publish
+    if labs is None:  # this host alone
+        labs = _run(lambda: on_this_host([found.as_dict() for found in discover(lab)]))
     if lab is not None and not labs:
         _fail([f"no lab {lab!r} on this host"], EXIT_FAILED)
-    _emit({"labs": [found.as_dict() for found in labs]}, as_json, render.show_status)
+    _emit({"labs": labs}, as_json, render.show_status)
 
 
 @app.command()
@@ -117,8 +121,10 @@ def cleanup(
 @app.command()
 def connect(lab: str, node: str) -> None:
     """An interactive session on a node: its shell (container) or serial console (VM); Ctrl-] detaches."""
+    from archetype.cli_fleet import connect_remote
     from providers.labs import node_session
 
+    connect_remote(lab, node)  # a node on another host of a fleet: its own CLI there
     argv, guard = _run(lambda: node_session(lab, node))
 
     def attached() -> int:
@@ -144,13 +150,20 @@ def serve(
 
 
 def main() -> None:
+    from lab.errors import SettingsError
     from lab.settings import get_settings
 
+    try:
+        workspace = get_settings().workspace
+    except SettingsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
     # Embedded mode keeps Prefect's database with the host's labs, not in ~/.prefect.
-    os.environ.setdefault("PREFECT_HOME", str(get_settings().workspace / "prefect"))
+    os.environ.setdefault("PREFECT_HOME", str(workspace / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     app()
 
 
+import archetype.cli_fleet  # noqa: E402,F401 - registers `hosts` (multi-host)
 import archetype.cli_server  # noqa: E402,F401 - registers `archetype server`

@@ -21,10 +21,13 @@ def lab_summary(lab: Lab) -> dict[str, Any]:
     return {
         "lab_id": lab.id,
         "nodes": [
-            {"name": n.name, "kind": n.kind, "provider": n.vendor.provider.value, "image": n.image}
+            {"name": n.name, "kind": n.kind, "provider": n.vendor.provider.value, "image": n.image, "host": n.host}
             for n in lab.nodes.values()
         ],
-        "links": [{"endpoints": [str(link.a), str(link.b)]} for link in lab.links],
+        "links": [
+            {"endpoints": [str(end) for end in link.ends], **({"segment": link.segment} if link.segment else {})}
+            for link in lab.links
+        ],
         "warnings": list(lab.warnings),
     }
 
@@ -61,10 +64,11 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 def show_validated(result: dict[str, Any]) -> None:
     _table(
         f"lab {result['lab_id']}: valid",
-        ["node", "kind", "provider", "image"],
-        [[n["name"], n["kind"], n["provider"], n["image"]] for n in result["nodes"]],
+        ["node", "kind", "provider", "image", "host"],
+        [[n["name"], n["kind"], n["provider"], n["image"], n.get("host") or ""] for n in result["nodes"]],
     )
-    _table("links", ["a", "b"], [link["endpoints"] for link in result["links"]])
+    _table("links", ["link", "endpoints"],
+           [[link.get("segment") or "", " <-> ".join(link["endpoints"])] for link in result["links"]])
 
 
 def show_vendors(result: dict[str, Any]) -> None:
@@ -84,17 +88,17 @@ def show_status(result: dict[str, Any]) -> None:
     for lab in result["labs"]:
         _table(
             f"lab {lab['lab_id']}",
-            ["node", "kind", "provider", "state", "runtime name"],
-            [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"]] for n in lab["nodes"]],
+            ["node", "kind", "provider", "state", "runtime name", "host"],
+            [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"], n.get("host")] for n in lab["nodes"]],
         )
 
 
 def show_deployed(result: dict[str, Any]) -> None:
     _table(
         f"lab {result['lab_id']}",
-        ["node", "kind", "provider", "state", "ready (s)"],
+        ["node", "kind", "provider", "state", "ready (s)", "host"],
         [
-            [n["name"], n["kind"], n["provider"], n["state"], _seconds(n.get("ready_seconds"))]
+            [n["name"], n["kind"], n["provider"], n["state"], _seconds(n.get("ready_seconds")), n.get("host")]
             for n in result["nodes"]
         ],
     )

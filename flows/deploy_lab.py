@@ -12,6 +12,7 @@ VLANs that exist.
 from __future__ import annotations
 
 import contextvars
+import heapq
 import re
 import time
 from collections.abc import Callable
@@ -27,8 +28,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from lab import names
 from lab.locks import lab_lock
 from lab.progress import DeployProgress, Snapshot
+from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord, Stage
-from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
+from tasks.network import allocate_vlans, plan_host_ends, plan_link_ends, remove_links_not_in, wire_host_ends
 from tasks.nodes import (
     bring_up_node,
     failed_stage,
@@ -39,6 +41,7 @@ from tasks.nodes import (
 )
 from tasks.state import ProgressArtifacts, load_lab_state, publish_lab_state
 from topology import Lab, load_topology
+from topology.stages import BRING_UP, POST_BOOT, stage_waits
 
 
 def _run_name() -> str:
@@ -72,26 +75,53 @@ def deploy_lab(topology: str) -> dict[str, Any]:
     lab = load_topology(topology)  # invalid input fails the run here, before anything exists
     for warning in lab.warnings:
         get_run_logger().warning(warning)
+    from flows import fleet
+
+    hosts = fleet.fleet_hosts()
+    if hosts:  # a fleet shares this server: place the lab; a lab on other hosts is coordinated
+        outcome = fleet.deploy_across_hosts(lab, hosts)
+        if outcome is not None:
+            return outcome
+    result, failure = converge_here(lab, flow_started_at=flow_started_at)
+    if failure:  # the run shows failed; its result still says which nodes came up
+        return Failed(message=failure, data=result)
+    return result
+
+
+def converge_here(
+    lab: Lab, *, state_key: str | None = None, remote_nodes: frozenset[str] = frozenset(), tunnels: tuple = (),
+    flow_started_at: float | None = None,
+) -> tuple[dict[str, Any], str | None]:
+    """Deploy (or converge) the lab's nodes on this host: (result, failure message or None).
+    A host's slice of a multi-host lab passes its own ``state_key``, the nodes on other hosts
+    (``remote_nodes``) and the tunnels of its cross-host links (link id, node, VNI, remote)."""
+    from tasks.network import wire_tunnels
+
+    flow_started_at = flow_started_at or time.time()
     with lab_lock(lab.id):
-        previous = load_lab_state(lab.id)
-        vlans = allocate_vlans(lab, previous)
+        previous = load_lab_state(lab.id, state_key)
+        vlans = allocate_vlans(lab, previous, remote_nodes)
         ends = plan_link_ends(lab, vlans)
+        host_ends = plan_host_ends(lab, vlans)
         present = lab_nodes(lab.id)
         configured = _configured_before(previous, {name for name, running in present.items() if running})
-        state = _planned_state(lab, vlans, ends, configured)
-        publish_lab_state(state)  # the allocation is remembered before any port exists
+        state = _planned_state(lab, vlans, {**ends, "": host_ends}, configured)
+        publish_lab_state(state, state_key)  # the allocation is remembered before any port exists
         if set(present) - set(lab.nodes):  # a converging deploy: nodes the topology no longer has
             remove_nodes_not_in(lab.id, list(lab.nodes))
         remove_links_not_in(lab)
-        progress = _progress(lab, state)
+        wire_tunnels(lab.id, list(tunnels), vlans, get_settings().data_address)
+        if host_ends:
+            host_wired = wire_host_ends(lab.id, host_ends, return_state=True)
+            if not host_wired.is_completed():
+                state.errors.append(f"host interfaces: {host_wired.message}")
+        progress = _progress(lab, state, state_key)
         with progress.running():  # the progress artifact and the state table fill as it goes
             _bring_up(lab, ends, state, configured, progress)
         state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
-        publish_lab_state(state)
+        publish_lab_state(state, state_key)
     result = _result(state, progress, flow_started_at)
-    if state.errors:  # the run shows failed; its result still says which nodes came up
-        return Failed(message=f"lab {lab.id}: " + "; ".join(state.errors)[:1000], data=result)
-    return result
+    return result, (f"lab {lab.id}: " + "; ".join(state.errors)[:1000] if state.errors else None)
 
 
 def _configured_before(previous: LabState | None, running: set[str]) -> set[str]:
@@ -115,24 +145,26 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
         nodes=[
             NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value,
                        runtime_name=runtime_name(lab.id, n),
-                       state=NodePhase.READY if n.name in configured else NodePhase.PLANNED)
+                       state=NodePhase.READY if n.name in configured else NodePhase.PLANNED,
+                       host=get_settings().host_name)
             for n in lab.nodes.values()
         ],
         links=[
-            LinkRecord(id=link.id, endpoints=[str(link.a), str(link.b)], vlan=vlans[link.id], ports=ports.get(link.id, []))
+            LinkRecord(id=link.id, endpoints=[str(end) for end in link.ends], vlan=vlans[link.id],
+                       ports=ports.get(link.id, []))
             for link in lab.links
         ],
     )
 
 
-def _progress(lab: Lab, planned: LabState) -> DeployProgress:
+def _progress(lab: Lab, planned: LabState, state_key: str | None = None) -> DeployProgress:
     """The deploy's progress, written to the run as a progress artifact and as the lab's
     state table with each node's state as it is reached."""
     planned = planned.model_copy(deep=True)
 
     def state_table(snapshot: Snapshot) -> None:
         if not snapshot.finished:  # the flow publishes the final state itself
-            publish_lab_state(_filling(planned, snapshot))
+            publish_lab_state(_filling(planned, snapshot), state_key)
 
     return DeployProgress(lab.id, list(lab.nodes), ProgressArtifacts(names.progress_artifact_key(lab.id), state_table))
 
@@ -156,15 +188,7 @@ def _filling(planned: LabState, snapshot: Snapshot) -> LabState:
 
 def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str], progress: DeployProgress) -> None:
     """Each node runs its own chain, so containers are ready while VMs still boot."""
-    # Every bring-up is submitted before any post-boot, so that bring-ups never queue
-    # behind post-boots waiting for their node, even when the pool is smaller than the lab.
-    nodes = lab.nodes.items()
-    up = {name: bring_up_node.submit(lab.id, node, ends[name]) for name, node in nodes}
-    booted = {  # a node with no post-boot command gets no post-boot task
-        name: post_boot.submit(lab.id, node, already_done=name in configured, wait_for=[up[name]])
-        for name, node in nodes
-        if node.post_boot_commands
-    }
+    up, booted = _submit(lab, ends, configured)
     for name, future in up.items():  # failures show at once, not when the loop below gets there
         _on_failure(future, lambda f, name=name: _show_failure(progress, name, f, Stage.CREATE))
     for name, future in booted.items():
@@ -198,7 +222,47 @@ def _on_failure(future: PrefectFuture, show: Callable[[PrefectFuture], None]) ->
 
 
 def _failed(future: PrefectFuture) -> bool:
-    return future.state.is_failed() or future.state.is_crashed()
+    """Failed, crashed, or never run (it waited for a node, per ``stages``, that failed)."""
+    return not future.state.is_completed()
+
+
+def _submit(lab: Lab, ends: dict, configured: set[str]) -> tuple[dict[str, PrefectFuture], dict[str, PrefectFuture]]:
+    """Each node's bring-up and post-boot (a node with no post-boot command gets no
+    post-boot task), each waiting for what the node's containerlab ``stages``/``wait-for``
+    name. Every bring-up is submitted before any post-boot where the waits allow, so that
+    bring-ups never queue behind post-boots waiting for their node, even when the pool is
+    smaller than the lab."""
+    booting = {name for name, node in lab.nodes.items() if node.post_boot_commands}
+    waits = stage_waits(lab.nodes, booting)
+    up: dict[str, PrefectFuture] = {}
+    booted: dict[str, PrefectFuture] = {}
+    futures = {BRING_UP: up, POST_BOOT: booted}
+    for name, step in _submission_order(waits, list(lab.nodes)):
+        node, after = lab.nodes[name], [futures[s][n] for n, s in waits[(name, step)]]
+        if step == BRING_UP:
+            up[name] = bring_up_node.submit(lab.id, node, ends[name], wait_for=after)
+        else:
+            booted[name] = post_boot.submit(lab.id, node, already_done=name in configured, wait_for=after)
+    return up, booted
+
+
+def _submission_order(waits: dict[tuple[str, str], list[tuple[str, str]]], nodes: list[str]) -> list[tuple[str, str]]:
+    """An order in which every wait comes first: bring-ups, then post-boots, in node order
+    where the waits allow (the topology refuses wait-for cycles, so every step is reached)."""
+    rank = {key: ((BRING_UP, POST_BOOT).index(key[1]), nodes.index(key[0])) for key in waits}
+    pending = {key: set(deps) for key, deps in waits.items()}
+    ready = [(rank[key], key) for key, deps in pending.items() if not deps]
+    heapq.heapify(ready)
+    order: list[tuple[str, str]] = []
+    while ready:
+        _, key = heapq.heappop(ready)
+        order.append(key)
+        for other, deps in pending.items():
+            if key in deps:
+                deps.discard(key)
+                if not deps:
+                    heapq.heappush(ready, (rank[other], other))
+    return order
 
 
 def _stage_of(future: PrefectFuture, default: Stage) -> Stage:
@@ -228,7 +292,7 @@ def _result(state: LabState, progress: DeployProgress, flow_started_at: float) -
         "lab_id": state.lab_id,
         "nodes": [
             {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
-             "ready_seconds": n.ready_seconds, "stages": stages.get(n.name, {})}
+             "ready_seconds": n.ready_seconds, "stages": stages.get(n.name, {}), "host": n.host}
             for n in state.nodes
         ],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan} for link in state.links],

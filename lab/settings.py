@@ -6,8 +6,10 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lab.errors import SettingsError
 
 
 class Settings(BaseSettings):
@@ -17,8 +19,8 @@ class Settings(BaseSettings):
     image_dir: Path = Field(Path("/var/lib/archetype/images"), description="VM images (disks, kernels)")
     allowed_roots: list[Path] = Field(
         default_factory=list,
-        description="Extra folders that startup-config and bind paths may point into "
-        "(the topology's own folder and the workspace are always allowed)",
+        description="Extra folders that startup-config and bind paths may point into, besides the "
+        "topology file's folder or the lab's files folder (never /, the project's code or the workspace's internals)",
     )
 
     ovs_bridge: str = "arch-ovs"
@@ -31,6 +33,21 @@ class Settings(BaseSettings):
         default_factory=socket.gethostname,
         description="This lab host's name: the name of the deployments `archetype serve` makes",
     )
+    # Multi-host (a fleet sharing one Prefect server)
+    data_address: str | None = Field(None, description="This host's data-plane (underlay) address: VXLAN tunnels end here")
+    host_access: list[str] = Field(
+        default_factory=list,
+        description="argv prefix that runs the archetype CLI on this host from elsewhere (connect, exec); "
+        "empty: ssh root@<data address> archetype",
+    )
+    host_memory_mb: int = Field(
+        0, ge=0, description="Memory this host offers to labs, MiB (placement); 0: what the kernel says is available"
+    )
+    vxlan_port: int = Field(4789, ge=1, le=65535, description="UDP port of cross-host VXLAN tunnels")
+    host_facts_interval: float = Field(15.0, description="Seconds between two publications of a host's facts")
+    host_alive_seconds: float = Field(60.0, description="A host whose facts are older than this is not alive")
+    host_pickup_timeout: float = Field(60.0, description="Seconds a host has to start its step of a multi-host run")
+    host_step_timeout: float = Field(1800.0, description="Seconds a host has to finish its step of a multi-host run")
     server_port: int = Field(
         4200, ge=1, le=65535, description="Port of the local Prefect server the CLI and `archetype serve` share"
     )
@@ -61,4 +78,11 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (tests call ``get_settings.cache_clear()`` after changing env)."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as err:
+        problems = "; ".join(
+            f"ARCHETYPE_{'__'.join(map(str, e['loc'])).upper()}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in err.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None

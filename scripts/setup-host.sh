@@ -37,12 +37,16 @@ APT_PACKAGES=(
     # VMs (libvirt-dev, pkg-config, gcc and python3-dev build libvirt-python)
     libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
     pkg-config gcc python3-dev qemu-system-x86 qemu-utils
+    # UEFI firmware for the kinds that boot only with it (cisco_n9kv: vm.firmware uefi)
+    ovmf
     # networking
     openvswitch-switch uuid-runtime iproute2 ethtool
     # image builds (FRR rootfs, busybox images, the mini-ios kernel + initramfs)
     debootstrap busybox-static kmod cpio
     # the project itself
     python3 python3-venv make git ca-certificates procps util-linux
+    # multi-host: the Prefect server's Postgres (a simulated fleet, scripts/sim-fleet.sh; curl checks its API)
+    postgresql curl
 )
 
 install_packages() {

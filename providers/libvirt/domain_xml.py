@@ -18,7 +18,7 @@ from lab.errors import ProviderError
 from lab.settings import Settings, get_settings
 from providers.base import LinkEnd
 from topology import Node
-from vendors.model import VendorConfig
+from vendors.model import Firmware, VendorConfig
 
 InterfaceXml = Callable[..., str]  # providers.network.vm_interface_xml(end | None, nic_model)
 
@@ -59,6 +59,7 @@ class DomainPlan:
     interfaces: tuple[str, ...]  # <interface> XML, in NIC order
     serial_log: Path
     serial_ports: int = 1
+    uefi: bool = False  # boot with UEFI firmware (libvirt picks OVMF from its descriptors)
 
     def required_files(self) -> list[Path]:
         """Files that must exist before anything is created (vendor images, kernel, initrd)."""
@@ -146,6 +147,7 @@ def plan_domain(
         interfaces=tuple(interfaces),
         serial_log=names.serial_log_path(lab_id, node.name),
         serial_ports=vm.serial_ports,
+        uefi=vm.firmware is Firmware.UEFI,
     )
 
 
@@ -226,7 +228,7 @@ def domain_xml(plan: DomainPlan, *, uuid: str | None = None) -> str:
     ET.SubElement(domain, "memory", unit="MiB").text = str(plan.memory_mb)
     ET.SubElement(domain, "vcpu").text = str(plan.vcpus)
 
-    os_element = ET.SubElement(domain, "os")
+    os_element = ET.SubElement(domain, "os", firmware="efi") if plan.uefi else ET.SubElement(domain, "os")
     ET.SubElement(os_element, "type", arch="x86_64", machine=plan.machine).text = "hvm"
     if plan.kernel:
         ET.SubElement(os_element, "kernel").text = str(plan.kernel)

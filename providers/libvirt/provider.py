@@ -319,6 +319,8 @@ class LibvirtProvider(NodeProvider):
         timeout = get_settings().command_timeout
         with self.console(lab_id, node) as session:
             session.start()
+            for command in _mode_to_resume_in(node, len(done)):  # a fresh session is in exec mode
+                session.send_command(command, timeout=timeout)
             for command in commands:
                 started = time.monotonic()
                 try:
@@ -387,6 +389,19 @@ class LibvirtProvider(NodeProvider):
         if remaining:
             report.errors.append(f"libvirt: lab {lab_id}: domains {', '.join(remaining)} remain, with their disks")
         return report
+
+
+def _mode_to_resume_in(node: Node, start: int) -> list[str]:
+    """What a fresh console session types before resuming at command ``start``: config mode
+    again if the command was to be typed in it (after a ``config_enter`` with no
+    ``config_exit`` since). A sub-mode (``interface ...``) is not re-entered."""
+    enter, leave = node.vendor.console.config_enter, node.vendor.console.config_exit
+    for command in reversed(node.post_boot_commands[:start]):
+        if command == leave:
+            return []
+        if command == enter:
+            return [enter]
+    return []
 
 
 def _credible(output: str, session: ConsoleSession) -> bool:
