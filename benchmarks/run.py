@@ -129,15 +129,22 @@ class Processes:
         """No Prefect server for the CLI: the next command is a first call on a quiet host."""
         subprocess.run([ARCHETYPE, "server", "stop"], env=self.env, capture_output=True, timeout=120, check=False)
 
-    def cleanup(self) -> None:
+    def remove_labs(self) -> None:
+        """Every lab still up (a failed run's): removed at once, so that its routers do not
+        load the host under the next measurements."""
         from benchmarks import baseline
 
         for lab in sorted(self.archetype_labs):
             subprocess.run([ARCHETYPE, "destroy", lab, "--json"], env=self.env, capture_output=True, timeout=TIMEOUT,
                            check=False)
+        self.archetype_labs.clear()
         for lab in sorted(self.baseline_labs):
             with contextlib.suppress(Exception):
                 baseline.destroy(lab)
+        self.baseline_labs.clear()
+
+    def cleanup(self) -> None:
+        self.remove_labs()
         self.stop_local_server()
 
 
@@ -254,7 +261,12 @@ class RestHost:
     def deploy(self, n: int) -> dict[str, Any]:
         lab = lab_id(f"r{n}")
         self.labs.add(lab)
-        return {"lab": lab, **self.run("deploy-lab", {"topology": frr_lab_yaml(lab, n)}, f"REST deploy {lab}")}
+        try:
+            return {"lab": lab, **self.run("deploy-lab", {"topology": frr_lab_yaml(lab, n)}, f"REST deploy {lab}")}
+        except Exception:
+            with contextlib.suppress(Exception):
+                self.destroy(lab)  # its routers must not load the next measurements
+            raise
 
     def destroy(self, lab: str) -> dict[str, Any]:
         measured = self.run("destroy-lab", {"lab": lab}, f"REST destroy {lab}")
@@ -275,6 +287,7 @@ class RestHost:
 
 
 _saved: list[Callable[[], None]] = []  # writes the results so far (a run stopped halfway keeps them)
+_after_failure: list[Callable[[], None]] = []  # removes what a failed run left up
 
 
 def measure(runs: list[dict[str, Any]], kind: str, n: int | None, rep: int, call: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
@@ -283,6 +296,8 @@ def measure(runs: list[dict[str, Any]], kind: str, n: int | None, rep: int, call
     except Exception as err:  # noqa: BLE001 - noted in the results; the rest goes on
         say(f"  {kind} N={n} rep {rep}: FAILED: {str(err)[:300]}")
         runs.append({"kind": kind, "n": n, "rep": rep, "error": str(err)[:2000], "load": load()})
+        for step in (*_after_failure, *_saved):
+            step()
         return None
     row = {"kind": kind, "n": n, "rep": rep, **row}
     runs.append(row)
@@ -466,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "latest.md").write_text(render(results))
 
     _saved.append(save)
+    _after_failure.append(processes.remove_labs)
     try:
         with interruptible():
             bench(sizes, args.reps, not args.skip_rest, not (args.skip_first or args.api_url), processes, results["runs"],

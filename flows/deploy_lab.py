@@ -11,9 +11,11 @@ VLANs that exist.
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
@@ -191,9 +193,9 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str], progr
     """Each node runs its own chain, so containers are ready while VMs still boot."""
     up, booted = _submit(lab, ends, configured)
     for name, future in up.items():  # failures show at once, not when the loop below gets there
-        future.add_done_callback(lambda f, name=name: _show_failure(progress, name, f, Stage.CREATE))
+        _on_failure(future, lambda f, name=name: _show_failure(progress, name, f, Stage.CREATE))
     for name, future in booted.items():
-        future.add_done_callback(lambda f, name=name: _show_failure(progress, name, f, Stage.POST_BOOT))
+        _on_failure(future, lambda f, name=name: _show_failure(progress, name, f, Stage.POST_BOOT))
 
     for record in state.nodes:
         name = record.name
@@ -211,6 +213,15 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str], progr
                 state.errors.append(f"{name}: {Stage.POST_BOOT}: {record.error}")
                 continue
         record.state = NodePhase.READY
+
+
+def _on_failure(future: PrefectFuture, show: Callable[[PrefectFuture], None]) -> None:
+    """Call ``show`` when the future is done, in a copy of this thread's context: the pool
+    thread that completes it has left the task's context, and a Prefect client made there
+    without the run's settings (PREFECT_API_URL set by the command line) would start a
+    temporary server of its own."""
+    context = contextvars.copy_context()
+    future.add_done_callback(lambda f: context.run(show, f))
 
 
 def _failed(future: PrefectFuture) -> bool:
