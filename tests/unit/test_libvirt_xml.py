@@ -63,7 +63,7 @@ def conn() -> Iterator[libvirt.virConnect]:
 
 
 def mini(name: str = "r1", **fields: object) -> Node:
-    return Node(name=name, kind="mini-ios", image="mini-ios/vmlinuz", **fields)
+    return Node.of(name=name, kind="mini-ios", image="mini-ios/vmlinuz", **fields)
 
 
 def test_mini_ios_domain(settings) -> None:
@@ -119,7 +119,7 @@ def test_metadata_carries_identity(settings) -> None:
 
 
 def test_disk_image_vendor_gets_an_overlay(settings) -> None:
-    node = Node(name="v1", kind="cisco_iosv", image="cisco_iosv/vios.qcow2", cpus=2)
+    node = Node.of(name="v1", kind="cisco_iosv", image="cisco_iosv/vios.qcow2", cpus=2)
     plan = plan_domain("lab-b", node, [end(2, 200)], interface_xml=fake_interface_xml)
     root = ET.fromstring(domain_xml(plan))
     assert root.findtext("vcpu") == "2"
