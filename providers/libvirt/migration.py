@@ -21,6 +21,7 @@ the image folder before anything is made from them: a plan is a flow parameter.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -459,10 +460,8 @@ def migrate(
         return MigrationResult(seconds, *_completed_stats(dest_uri, plan))
     finally:
         for c in (conn, watcher):
-            try:
+            with contextlib.suppress(libvirt.libvirtError):
                 c.close()
-            except libvirt.libvirtError:
-                pass
 
 
 def _open(uri: str) -> libvirt.virConnect:
@@ -480,10 +479,8 @@ def _abort(dom: libvirt.virDomain, plan: MigrationPlan) -> None:
 
 
 def _report(dom: libvirt.virDomain, progress: Callable[[dict], None]) -> None:
-    try:
+    with contextlib.suppress(libvirt.libvirtError):
         progress(dom.jobStats(0))
-    except libvirt.libvirtError:
-        pass
 
 
 def _completed_stats(dest_uri: str, plan: MigrationPlan) -> tuple[int | None, float | None]:
@@ -512,10 +509,10 @@ def abort(conn: libvirt.virConnect, lab_id: str, node: str) -> bool:
         if dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE:
             return False
         dom.abortJob()
-        return True
     except libvirt.libvirtError as err:
         log.warning("node %s of lab %s: abort: %s", node, lab_id, err)
         return False
+    return True
 
 
 def running_here(conn: libvirt.virConnect, lab_id: str, node: str) -> str | None:

@@ -34,6 +34,7 @@ from providers.base import (
     NodeState,
     NodeStatus,
 )
+from providers.libvirt import migration
 from providers.libvirt.conn import LibvirtThread
 from providers.libvirt.console import ConsoleSession, console_lock, credentials_for
 from providers.libvirt.disks import check_images, ensure_disks, remove_files
@@ -50,7 +51,6 @@ from providers.libvirt.domains import (
     remove_domain,
     start_domain,
 )
-from providers.libvirt import migration
 from providers.libvirt.migration import MigrationPlan, MigrationResult
 from providers.libvirt.ready import SerialLogWatcher
 from topology import Node, NodeRef
