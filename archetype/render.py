@@ -80,17 +80,17 @@ def show_status(result: dict[str, Any]) -> None:
     for lab in result["labs"]:
         _table(
             f"lab {lab['lab_id']}",
-            ["node", "kind", "provider", "state", "runtime name"],
-            [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"]] for n in lab["nodes"]],
+            ["node", "kind", "provider", "state", "runtime name", "host"],
+            [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"], n.get("host")] for n in lab["nodes"]],
         )
 
 
 def show_deployed(result: dict[str, Any]) -> None:
     _table(
         f"lab {result['lab_id']}",
-        ["node", "kind", "provider", "state", "ready (s)"],
+        ["node", "kind", "provider", "state", "ready (s)", "host"],
         [
-            [n["name"], n["kind"], n["provider"], n["state"], _seconds(n.get("ready_seconds"))]
+            [n["name"], n["kind"], n["provider"], n["state"], _seconds(n.get("ready_seconds")), n.get("host")]
             for n in result["nodes"]
         ],
     )

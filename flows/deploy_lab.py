@@ -18,6 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab import names
 from lab.locks import lab_lock
+from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord, Stage
 from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
 from tasks.nodes import (
@@ -63,22 +64,42 @@ def deploy_lab(topology: str) -> dict[str, Any]:
     lab = load_topology(topology)  # invalid input fails the run here, before anything exists
     for warning in lab.warnings:
         get_run_logger().warning(warning)
+    from flows import fleet
+
+    hosts = fleet.fleet_hosts()
+    if hosts:  # a fleet shares this server: place the lab; a lab on other hosts is coordinated
+        outcome = fleet.deploy_across_hosts(lab, hosts)
+        if outcome is not None:
+            return outcome
+    result, failure = converge_here(lab)
+    if failure:  # the run shows failed; its result still says which nodes came up
+        return Failed(message=failure, data=result)
+    return result
+
+
+def converge_here(
+    lab: Lab, *, state_key: str | None = None, remote_nodes: frozenset[str] = frozenset(), tunnels: tuple = ()
+) -> tuple[dict[str, Any], str | None]:
+    """Deploy (or converge) the lab's nodes on this host: (result, failure message or None).
+    A host's slice of a multi-host lab passes its own ``state_key``, the nodes on other hosts
+    (``remote_nodes``) and the tunnels of its cross-host links (link id, node, VNI, remote)."""
+    from tasks.network import wire_tunnels
+
     with lab_lock(lab.id):
-        previous = load_lab_state(lab.id)
-        vlans = allocate_vlans(lab, previous)
+        previous = load_lab_state(lab.id, state_key)
+        vlans = allocate_vlans(lab, previous, remote_nodes)
         ends = plan_link_ends(lab, vlans)
         configured = _configured_before(previous, running_nodes(lab.id))
         state = _planned_state(lab, vlans, ends, configured)
-        publish_lab_state(state)  # the allocation is remembered before any port exists
+        publish_lab_state(state, state_key)  # the allocation is remembered before any port exists
         remove_nodes_not_in(lab.id, list(lab.nodes))
         remove_links_not_in(lab)
-        outcome = _bring_up(lab, ends, state, configured)
+        wire_tunnels(lab.id, list(tunnels), vlans, get_settings().data_address)
+        outcome = _bring_up(lab, ends, state, configured, state_key)
         state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
-        publish_lab_state(state)
+        publish_lab_state(state, state_key)
     result = _result(state, outcome)
-    if state.errors:  # the run shows failed; its result still says which nodes came up
-        return Failed(message=f"lab {lab.id}: " + "; ".join(state.errors)[:1000], data=result)
-    return result
+    return result, (f"lab {lab.id}: " + "; ".join(state.errors)[:1000] if state.errors else None)
 
 
 def _configured_before(previous: LabState | None, running: set[str]) -> set[str]:
@@ -102,7 +123,8 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
         nodes=[
             NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value,
                        runtime_name=runtime_name(lab.id, n),
-                       state=NodePhase.READY if n.name in configured else NodePhase.PLANNED)
+                       state=NodePhase.READY if n.name in configured else NodePhase.PLANNED,
+                       host=get_settings().host_name)
             for n in lab.nodes.values()
         ],
         links=[
@@ -112,7 +134,9 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
     )
 
 
-def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> dict[str, dict[Stage, PrefectFuture | None]]:
+def _bring_up(
+    lab: Lab, ends: dict, state: LabState, configured: set[str], state_key: str | None = None
+) -> dict[str, dict[Stage, PrefectFuture | None]]:
     """Each node runs its own chain, so containers are ready while VMs still boot."""
     # Submitted stage by stage (every create first), so that creates are never queued
     # behind other nodes' waiting stages even when the pool is smaller than the lab.
@@ -135,7 +159,7 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> di
         chain[Stage.CREATE].wait()
     state.status = LabStatus.CREATING
     _record_created(records, chains)
-    publish_lab_state(state)  # after node creation
+    publish_lab_state(state, state_key)  # after node creation
 
     for name, chain in chains.items():
         record = records[name]
@@ -176,7 +200,7 @@ def _result(state: LabState, _outcome: dict) -> dict[str, Any]:
         "lab_id": state.lab_id,
         "nodes": [
             {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
-             "ready_seconds": n.ready_seconds}
+             "ready_seconds": n.ready_seconds, "host": n.host}
             for n in state.nodes
         ],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan} for link in state.links],

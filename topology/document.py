@@ -35,7 +35,7 @@ IGNORED_NODE_FIELDS = frozenset(
     }
 )
 NODE_FIELDS = frozenset(
-    {"kind", "image", "startup-config", "env", "binds", "exec", "labels", "memory", "cpus", "group"}
+    {"kind", "image", "startup-config", "env", "binds", "exec", "labels", "memory", "cpus", "group", "host"}
 )
 # extras keys we honour (vendor `extras_env`) are read before the rest of `extras` is ignored.
 IGNORED_TOP_FIELDS = frozenset({"prefix", "mgmt", "settings", "debug"})
@@ -102,6 +102,7 @@ class Node(NodeRef):
     labels: dict[str, str] = field(default_factory=dict)
     memory_mb: int | None = None
     cpus: int | None = None
+    host: str | None = None  # the lab host it runs on (None: placed by the coordinator)
 
     @classmethod
     def of(cls, name: str, kind: str, *, image: str | None = None, **fields: Any) -> Node:  # type: ignore[override]
@@ -129,6 +130,11 @@ class Lab:
     source_dir: Path
     warnings: tuple[str, ...] = ()
     host_paths: tuple[Path, ...] = ()  # every host file or folder the lab reads or binds
+
+    @property
+    def hosts(self) -> set[str]:
+        """The hosts its nodes name (``host:``)."""
+        return {n.host for n in self.nodes.values() if n.host}
 
     def links_of(self, node: str) -> list[tuple[Link, Endpoint]]:
         """The node's link ends, in port order."""
@@ -312,6 +318,7 @@ def _resolve_node(
         labels=node_fields.string_map(fields.get("labels"), f"{where}.labels", problems),
         memory_mb=node_fields.memory(fields.get("memory"), f"{where}.memory", problems),
         cpus=node_fields.positive_int(fields.get("cpus"), f"{where}.cpus", problems),
+        host=node_fields.host(fields.get("host"), f"{where}.host", problems),
     )
     return node  # even with field errors: its links are still checked
 

@@ -1,0 +1,60 @@
+"""What this host can offer a fleet: name, data-plane address, free capacity, runtimes,
+images, and the labs it runs (published by its worker; ``archetype hosts`` lists them)."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from lab.settings import get_settings
+from providers import all_providers
+from providers.labs import discover
+
+MAX_IMAGES = 60  # a Prefect variable holds at most 5000 characters of JSON
+
+
+def memory_free_mb() -> int:
+    with open("/proc/meminfo") as meminfo:
+        fields = dict(line.split(":", 1) for line in meminfo)
+    return int(fields["MemAvailable"].split()[0]) // 1024
+
+
+def gather() -> dict[str, Any]:
+    settings = get_settings()
+    providers: list[str] = []
+    images: list[str] = []
+    for provider in all_providers():
+        try:
+            provider.discover_labs()  # answers: the runtime is there
+        except Exception:  # noqa: BLE001 - a runtime that does not answer is not offered
+            continue
+        providers.append(provider.name)
+        if provider.name == "docker":
+            images = _docker_images(provider)
+    vm_images = sorted(
+        str(p.relative_to(settings.image_dir)) for p in settings.image_dir.rglob("*") if p.is_file()
+    )[:MAX_IMAGES] if settings.image_dir.is_dir() else []
+    from providers.network.vxlan import underlay_mtu
+
+    address = settings.data_address
+    return {
+        "name": settings.host_name,
+        "address": address,
+        "cpus": os.cpu_count() or 1,
+        "memory_free_mb": memory_free_mb(),
+        "providers": providers,
+        "images": images,
+        "vm_images": vm_images,
+        "underlay_mtu": underlay_mtu(address) if address else None,
+        "access": list(settings.host_access),
+        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "labs": {lab["lab_id"]: [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"]] for n in lab["nodes"]]
+                 for lab in (found.as_dict() for found in discover())},
+    }
+
+
+def _docker_images(provider: Any) -> list[str]:
+    tags = sorted(tag for image in provider.client.images.list() for tag in image.tags)
+    ours = [t for t in tags if t.startswith("archetype/")]
+    return (ours + [t for t in tags if t not in ours])[:MAX_IMAGES]
