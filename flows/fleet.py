@@ -17,6 +17,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
+from flows.migrate_node import remember_topology
 from lab import names
 from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord
@@ -98,6 +99,7 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts]) -> dict[str, Any] | Fa
     publish_lab_state(state)  # the VNIs are remembered before any tunnel exists
     address = {h.name: h.address for h in hosts}
     text, files = slice_document(lab, placement)
+    remember_topology(lab.id, text)  # a container's cold move re-creates it from it (flows.migrate_node)
     params = {
         host: {"lab_id": lab.id, "host": host, "topology": text, "files": files,
                "tunnels": _tunnels_of(host, crossing, placement, vnis, address)}
