@@ -138,14 +138,14 @@ def migrate_node(lab: str, node: str, to_host: str) -> dict[str, Any]:
     state = load_lab_state(lab)
     if state is None or not state.nodes:
         raise MigrationRefused(f"no lab {lab!r} is known (deploy it first)")
-    plan = plan_move(state, node, to_host, read_hosts())
+    hosts = read_hosts()
+    plan = plan_move(state, node, to_host, hosts)
     record = next(n for n in state.nodes if n.name == node)
+    if record.provider == "libvirt" and _runs_on(hosts, lab, node) == to_host:
+        return _adopt(state, plan, record, started)
     if record.provider != "libvirt":
         return _move_cold(state, plan, record, started)
-    crossing = [m for m in plan.links if not m.local_after]
-    vnis = allocate_vnis(lab, [m.link.id for m in crossing], {}) if crossing else {}
-    for move in crossing:  # a new VNI: the new tunnel never meets the old one
-        move.vni = _fresh_vni(vnis[move.link.id], move.link.vni)
+    crossing = _number_crossing(plan)
     src, dst = plan.source, plan.destination
     logger.info("moving %s of %s: %s -> %s; links: %s", node, lab, src.name, dst.name,
                 ", ".join(f"{m.link.id} ({'local' if m.local_after else f'VNI {m.vni}'})" for m in plan.links))
@@ -190,6 +190,42 @@ def migrate_node(lab: str, node: str, to_host: str) -> dict[str, Any]:
     return {"lab_id": lab, "node": node, "from": src.name, "to": dst.name, "mode": "live",
             "seconds": round(seconds, 2), "downtime_seconds": None if downtime is None else downtime / 1000,
             "migration_seconds": round(sent["seconds"], 2), "errors": errors}
+
+
+def _runs_on(hosts: list[HostFacts], lab: str, node: str) -> str | None:
+    """The alive host whose published facts list the node running (None: none says so)."""
+    for host in hosts:
+        if host.alive and any(entry[0] == node for entry in host.labs.get(lab, [])):
+            return host.name
+    return None
+
+
+def _adopt(state: LabState, plan: MovePlan, record: NodeRecord, started: float) -> dict[str, Any]:
+    """The node already runs on the destination: an earlier move switched and was killed
+    before it finished. Finish it (markers, old tunnels, the state), move nothing."""
+    logger = get_run_logger()
+    logger.warning("%s already runs on %s (an earlier move did not finish): finishing it", plan.node,
+                   plan.destination.name)
+    _number_crossing(plan)
+    ends = _ends_on_destination(plan, record.kind, {m.link.id: m.link.vlans.get(plan.destination.name)
+                                                    if m.local_after else None for m in plan.links})
+    old_devices = [names.vxlan_device_name(plan.lab_id, m.link.id) for m in plan.links if m.local_after and m.link.vni]
+    finished = _host_step(plan.lab_id, plan.destination.name, "finish",
+                          {"node": plan.node, "ends": ends, "old_devices": old_devices})
+    _record_move(state, plan, finished["vlans"])
+    return {"lab_id": plan.lab_id, "node": plan.node, "from": plan.source.name, "to": plan.destination.name,
+            "mode": "live", "seconds": round(time.monotonic() - started, 2), "downtime_seconds": None,
+            "errors": [f"the node was already on {plan.destination.name}: an earlier move was finished",
+                       *finished.get("errors", [])]}
+
+
+def _number_crossing(plan: MovePlan) -> list[LinkMove]:
+    """The links that cross hosts after the move, each with its new tunnel's VNI."""
+    crossing = [m for m in plan.links if not m.local_after]
+    vnis = allocate_vnis(plan.lab_id, [m.link.id for m in crossing], {}) if crossing else {}
+    for move in crossing:  # a new VNI: the new tunnel never meets the old one
+        move.vni = _fresh_vni(vnis[move.link.id], move.link.vni)
+    return crossing
 
 
 def _fresh_vni(vni: int, old: int | None) -> int:

@@ -178,6 +178,17 @@ def _send(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _finish(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Our markers on the VM's ports here, and the old tunnels of links now local go. An
+    end without a VLAN (a run that lost its plan) takes the tag libvirt gave its tap."""
+    if any(end["vlan"] is None for end in args["ends"]):
+        ports = network.bridge_ports()
+        for end in args["ends"]:
+            port = ports.get(end["port_name"])
+            if end["vlan"] is None and port is not None and port.tag is not None:
+                end["vlan"] = port.tag
+        missing = [end["port_name"] for end in args["ends"] if end["vlan"] is None]
+        if missing:
+            raise ArchetypeError(f"lab {lab_id}: node {args['node']}: port(s) {', '.join(missing)} not on the bridge here")
     ends = [LinkEnd(**end) for end in args["ends"]]
     errors = []
     network.ensure_vm_ports(lab_id, args["node"], ends)
@@ -185,7 +196,7 @@ def _finish(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
         network.remove_ports(args.get("old_devices", []), lab_id=lab_id)
     except Exception as err:  # noqa: BLE001 - the node works; a leftover tunnel is reported
         errors.append(f"removing the old tunnels: {err}")
-    return {"errors": errors}
+    return {"errors": errors, "vlans": {end.link_id: end.vlan for end in ends}}
 
 
 def _abort(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -321,9 +321,14 @@ def prepare(conn: libvirt.virConnect, plan: MigrationPlan, *, serial_log_seed: b
     missing = [path for path in plan.files if not Path(path).is_file()]
     if missing:
         raise ImageNotFoundError(f"node {plan.node} ({plan.kind}): {', '.join(missing)} not on this host")
-    present = [disk.path for disk in plan.disks if Path(disk.path).exists()]
-    if present:
-        raise DestinationError(f"node {plan.node}: disk(s) {', '.join(present)} already on this host: left alone")
+    # The node does not run here (checked above): files of it here are what an earlier
+    # attempt left (a run killed between its steps); they go, and the move starts afresh.
+    leftovers = [p for p in [d.path for d in plan.disks] + [plan.serial_log or ""] if p and Path(p).exists()]
+    if leftovers:
+        log.warning("node %s: removing what an earlier move left here: %s", plan.node, ", ".join(leftovers))
+        errors = clean_files(leftovers)
+        if errors:
+            raise DestinationError("; ".join(errors))
     made: list[str] = []
     try:
         for disk in plan.disks:

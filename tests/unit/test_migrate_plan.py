@@ -55,3 +55,14 @@ def test_the_source_keeps_only_the_links_with_an_end_still_there() -> None:
 def test_moves_that_cannot_happen_are_refused(node: str, to: str, hosts: list, message: str) -> None:
     with pytest.raises(MigrationRefused, match=message):
         plan_move(state(), node, to, hosts)
+
+
+def test_where_a_node_runs_comes_from_the_alive_hosts_facts() -> None:
+    from flows.migrate_node import _runs_on
+
+    entry = ["v1", "mini-ios", "libvirt", "running", "arch-mv-a-v1"]
+    hosts = [HostFacts("sim-1", "10.213.0.1", labs={"mv-a": []}), HostFacts("sim-2", "10.213.0.2", labs={"mv-a": [entry]})]
+    assert _runs_on(hosts, "mv-a", "v1") == "sim-2"  # an earlier move switched it there
+    assert _runs_on(hosts, "mv-a", "r1") is None
+    hosts[1] = HostFacts("sim-2", "10.213.0.2", alive=False, labs={"mv-a": [entry]})
+    assert _runs_on(hosts, "mv-a", "v1") is None  # a silent host's facts are not trusted
