@@ -265,6 +265,19 @@ def _record_move(state: LabState, plan: MovePlan, vlans: dict[str, int]) -> None
         link.vni = None if move.local_after else move.vni
         link.vlan = vlans[link.id] if move.local_after else link.vlan
     publish_lab_state(state)
+    _remember_host(state.lab_id, plan.node, plan.destination.name)
+
+
+def _remember_host(lab_id: str, node: str, host: str) -> None:
+    """The placed topology follows the move (a later cold move converges from it)."""
+    import yaml
+
+    text = placed_topology(lab_id)
+    if text is None:
+        return
+    document = yaml.safe_load(text)
+    document["topology"]["nodes"][node]["host"] = host
+    remember_topology(lab_id, yaml.safe_dump(document, sort_keys=False))
 
 
 # Containers: cold ---------------------------------------------------------------------------
