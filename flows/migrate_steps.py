@@ -219,12 +219,10 @@ def _untunnel(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
 def _extract(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
     """A container's running config (its cold move re-creates it with that as startup config)."""
     from providers import get_provider
-    from topology import Node
-    from vendors.catalog import get_vendor
+    from topology import NodeRef
 
-    vendor = get_vendor(args["kind"])
-    node = Node(name=args["node"], kind=vendor.kind, image=vendor.default_image)
-    return {"config": get_provider(vendor.provider.value).extract_config(lab_id, node)}
+    node = NodeRef.of(args["node"], args["kind"])
+    return {"config": get_provider(node.vendor.provider.value).extract_config(lab_id, node)}
 
 
 STEP_FUNCTIONS = {

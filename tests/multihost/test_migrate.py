@@ -125,8 +125,8 @@ def lab(fleet: Fleet, step_workers: StepWorkers, tmp_path_factory) -> Iterator[s
 def console(fleet: Fleet, host: str, lab_id: str, *lines: str) -> list[str]:
     """Lines on v1's serial console, from the host it runs on (provider code run there)."""
     code = (
-        "import json, sys\nfrom providers.libvirt import LibvirtProvider\nfrom topology import Node\n"
-        f"node = Node(name='v1', kind='mini-ios', image='mini-ios/vmlinuz')\nprovider = LibvirtProvider()\n"
+        "import json, sys\nfrom providers.libvirt import LibvirtProvider\nfrom topology import NodeRef\n"
+        f"node = NodeRef.of('v1', 'mini-ios')\nprovider = LibvirtProvider()\n"
         f"with provider.console({lab_id!r}, node) as session:\n    session.start()\n"
         f"    out = [session.send_command(line, check=False) for line in {list(lines)!r}]\n"
         "print(json.dumps(out))\n"
