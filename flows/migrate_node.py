@@ -335,6 +335,11 @@ def _move_cold(state: LabState, plan: MovePlan, record: NodeRecord, started: flo
         message = getattr(outcome, "message", None) or "the lab did not converge"
         raise ArchetypeError(f"node {plan.node}: cold move to {plan.destination.name} failed: {message}")
     remember_topology(state.lab_id, moved_text)
+    # links now local on the destination keep their old tunnel there (a converge leaves the
+    # VXLAN devices of links it still has): they go
+    stale = [names.vxlan_device_name(state.lab_id, m.link.id) for m in plan.links if m.local_after and m.link.vni]
+    if stale:
+        _host_step(state.lab_id, plan.destination.name, "untunnel", {"devices": stale})
     logger.info("%s moved cold to %s: down %.1f s", plan.node, plan.destination.name, downtime)
     return {"lab_id": state.lab_id, "node": plan.node, "from": plan.source.name, "to": plan.destination.name,
             "mode": "cold", "seconds": round(time.monotonic() - started, 2), "downtime_seconds": round(downtime, 2),

@@ -268,6 +268,7 @@ def test_a_container_moves_cold_with_its_running_config(fleet: Fleet, lab: str) 
         "node": "r1", "from": "sim-1", "to": "sim-2", "mode": "cold"}
     assert moved["downtime_seconds"] > 0
     assert host_leftovers(fleet, "sim-1", lab) == {}  # the lab has nothing left on sim-1
+    assert "vxlan-devices" not in host_leftovers(fleet, "sim-2", lab)  # every link is local now
     code, out = fleet.docker_exec("sim-2", lab, "r1", "vtysh", "-c", "show running-config")
     assert "ip route 10.9.9.0/24 Null0" in out, out
     tcp_across_both_links(fleet, lab, r1_host="sim-2")
