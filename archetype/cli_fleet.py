@@ -73,14 +73,21 @@ def remote_cli(host: Any, *args: str) -> list[str]:
     return [*prefix, *args]
 
 
-def connect_remote(lab: str, node: str) -> bool:
-    """`connect` to a node on another host of the fleet; False when there is no fleet."""
+def run_on_node_host(lab: str, node: str, *args: str) -> None:
+    """When the node runs on another host of a fleet, run `archetype ARGS` there and exit
+    with its status; otherwise return (the command goes on here). For `connect`, and for
+    `exec`: `run_on_node_host(lab, node, "exec", lab, node, "--", *command)`."""
     from lab.settings import get_settings
 
     host = host_of(lab, node)
     if host is None or host.name == get_settings().host_name:
-        return False
-    raise typer.Exit(subprocess.call(remote_cli(host, "connect", lab, node)))
+        return
+    raise typer.Exit(subprocess.call(remote_cli(host, *args)))
+
+
+def connect_remote(lab: str, node: str) -> None:
+    """`connect` to a node on another host of the fleet (returns when it is here)."""
+    run_on_node_host(lab, node, "connect", lab, node)
 
 
 @app.command()

@@ -17,7 +17,7 @@ def lab_summary(lab: Lab) -> dict[str, Any]:
     return {
         "lab_id": lab.id,
         "nodes": [
-            {"name": n.name, "kind": n.kind, "provider": n.vendor.provider.value, "image": n.image}
+            {"name": n.name, "kind": n.kind, "provider": n.vendor.provider.value, "image": n.image, "host": n.host}
             for n in lab.nodes.values()
         ],
         "links": [{"endpoints": [str(link.a), str(link.b)]} for link in lab.links],
@@ -57,8 +57,8 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 def show_validated(result: dict[str, Any]) -> None:
     _table(
         f"lab {result['lab_id']}: valid",
-        ["node", "kind", "provider", "image"],
-        [[n["name"], n["kind"], n["provider"], n["image"]] for n in result["nodes"]],
+        ["node", "kind", "provider", "image", "host"],
+        [[n["name"], n["kind"], n["provider"], n["image"], n.get("host") or ""] for n in result["nodes"]],
     )
     _table("links", ["a", "b"], [link["endpoints"] for link in result["links"]])
 

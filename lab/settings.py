@@ -38,6 +38,9 @@ class Settings(BaseSettings):
         description="argv prefix that runs the archetype CLI on this host from elsewhere (connect, exec); "
         "empty: ssh root@<data address> archetype",
     )
+    host_memory_mb: int = Field(
+        0, ge=0, description="Memory this host offers to labs, MiB (placement); 0: what the kernel says is available"
+    )
     vxlan_port: int = Field(4789, ge=1, le=65535, description="UDP port of cross-host VXLAN tunnels")
     host_facts_interval: float = Field(15.0, description="Seconds between two publications of a host's facts")
     host_alive_seconds: float = Field(60.0, description="A host whose facts are older than this is not alive")

@@ -38,11 +38,12 @@ def gather() -> dict[str, Any]:
     from providers.network.vxlan import underlay_mtu
 
     address = settings.data_address
+    labs = [found.as_dict() for found in discover()]
     return {
         "name": settings.host_name,
         "address": address,
         "cpus": os.cpu_count() or 1,
-        "memory_free_mb": memory_free_mb(),
+        "memory_free_mb": _free_for_labs(settings.host_memory_mb, labs),
         "providers": providers,
         "images": images,
         "vm_images": vm_images,
@@ -50,8 +51,24 @@ def gather() -> dict[str, Any]:
         "access": list(settings.host_access),
         "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "labs": {lab["lab_id"]: [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"]] for n in lab["nodes"]]
-                 for lab in (found.as_dict() for found in discover())},
+                 for lab in labs},
     }
+
+
+def _free_for_labs(offered: int, labs: list[dict[str, Any]]) -> int:
+    """Free memory for placement: the kernel's, or what the host offers minus its nodes'
+    (simulated hosts share one kernel: each offers its part)."""
+    if not offered:
+        return memory_free_mb()
+    from vendors import catalog
+    from vendors.model import Provider
+
+    used = 0
+    for lab in labs:
+        for node in lab["nodes"]:
+            vendor = catalog().find(node["kind"])
+            used += vendor.memory_mb if vendor is not None and vendor.provider is Provider.LIBVIRT else 64
+    return max(0, min(memory_free_mb(), offered - used))
 
 
 def _docker_images(provider: Any) -> list[str]:

@@ -83,6 +83,7 @@ ARCHETYPE_HOST_NAME=$h
 ARCHETYPE_DATA_ADDRESS=$(addr_of "$h")
 ARCHETYPE_HOST_ACCESS=["nsenter","--net=$ns/net","--mount=$ns/mnt","--uts=$ns/uts","--","env","DOCKER_HOST=unix:///run/docker/docker.sock","ARCHETYPE_DOCKER_URL=unix:///run/docker/docker.sock","PYTHONPATH=$REPO","PREFECT_API_URL=","$PYTHON","-c","from archetype.cli import main; main()"]
 ARCHETYPE_CLEANUP_CRON=0 0 1 1 *
+ARCHETYPE_HOST_MEMORY_MB=${SIM_HOST_MEMORY_MB:-8192}
 PREFECT_HOME=/var/lib/archetype/prefect
 PREFECT_API_URL=$API_URL
 PREFECT_API_AUTH_STRING=$(cat "$STATE/api-auth")
@@ -226,9 +227,9 @@ daemons_up() {
 
 images_up() {  # the lab images (docker save | load, cached) and the VM kernels
     local h=$1 cache missing=()
-    for image in "${IMAGES[@]}"; do
-        in_host "$h" env DOCKER_HOST=unix:///run/docker/docker.sock docker image inspect "$image" >/dev/null 2>&1 \
-            || missing+=("$image")
+    for image in "${IMAGES[@]}"; do  # missing, or not the host's build of it (save | load keeps the id)
+        [[ $(in_host "$h" env DOCKER_HOST=unix:///run/docker/docker.sock docker image inspect --format '{{.Id}}' "$image" 2>/dev/null) \
+            == $(docker image inspect --format '{{.Id}}' "$image") ]] || missing+=("$image")
     done
     if ((${#missing[@]})); then
         cache=$STATE/cache/images-$(docker image inspect --format '{{.Id}}' "${IMAGES[@]}" | sha1sum | cut -c1-12).tar

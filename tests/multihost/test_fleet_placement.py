@@ -10,7 +10,7 @@ from tests.multihost.conftest import HOSTS, Fleet, host_leftovers
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.ovs]
 
 
-def linux_chain(lab_id: str, tmp_path, count: int, hosts: dict[str, str] | None = None) -> str:
+def linux_chain(lab_id: str, tmp_path, count: int, hosts: dict[str, str] | None = None, memory: int | None = None) -> str:
     """h1 - h2 - ... - hN, 10.9.<i>.0/24 on link i, addresses set by post-boot commands."""
     nodes = {}
     for i in range(1, count + 1):
@@ -19,7 +19,8 @@ def linux_chain(lab_id: str, tmp_path, count: int, hosts: dict[str, str] | None 
             commands.append(f"ip addr add 10.9.{i - 1}.2/24 dev eth1")
         if i < count:
             commands.append(f"ip addr add 10.9.{i}.1/24 dev eth{2 if i > 1 else 1}")
-        nodes[f"h{i}"] = {"kind": "linux", "exec": commands, **({"host": hosts[f"h{i}"]} if hosts and f"h{i}" in hosts else {})}
+        nodes[f"h{i}"] = {"kind": "linux", "exec": commands, **({"host": hosts[f"h{i}"]} if hosts and f"h{i}" in hosts else {}),
+                          **({"memory": memory} if memory else {})}
     links = [{"endpoints": [f"h{i}:eth{2 if i > 1 else 1}", f"h{i + 1}:eth1"]} for i in range(1, count)]
     path = tmp_path / f"{lab_id}.yml"
     path.write_text(yaml.safe_dump({"name": lab_id, "topology": {"nodes": nodes, "links": links}}, sort_keys=False))
@@ -28,7 +29,9 @@ def linux_chain(lab_id: str, tmp_path, count: int, hosts: dict[str, str] | None 
 
 def test_a_lab_without_hosts_is_placed_across_both(fleet: Fleet, lab_id: str, tmp_path) -> None:
     try:
-        code, deployed, err = fleet.cli_json("deploy", linux_chain(lab_id, tmp_path, 4))
+        # Each node counts 1900 MiB against the 8192 a simulated host offers: whatever else
+        # runs on the fleet, the first node goes to the freer host, the next to the other one.
+        code, deployed, err = fleet.cli_json("deploy", linux_chain(lab_id, tmp_path, 4, memory=1900))
         assert code == 0, err[-3000:]
         where = {n["name"]: n["host"] for n in deployed["nodes"]}
         assert set(where.values()) == set(HOSTS), where
