@@ -17,11 +17,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
-from flows.migrate_node import remember_topology
 from lab import names
 from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord
 from tasks.hosts import allocate_vnis, child_error, publish_this_host, read_hosts, read_report, run_on_host
+from tasks.migration import remember_topology
 from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab
 from topology.placement import HostFacts, cross_host_links, place

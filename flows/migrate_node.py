@@ -22,6 +22,7 @@ from lab.errors import ArchetypeError, TopologyError
 from lab.settings import get_settings
 from lab.state import LabState, LinkRecord, NodeRecord
 from tasks.hosts import allocate_vnis, read_hosts
+from tasks.migration import placed_topology, remember_topology
 from tasks.state import load_lab_state, publish_lab_state
 from topology.placement import HostFacts
 from vendors.catalog import get_vendor
@@ -281,28 +282,6 @@ def _remember_host(lab_id: str, node: str, host: str) -> None:
 
 
 # Containers: cold ---------------------------------------------------------------------------
-
-TOPOLOGY_KEY = "lab-{lab}-placed-topology"
-FENCE = "~~~~"
-
-
-def remember_topology(lab_id: str, text: str) -> None:
-    """The placed topology of a multi-host lab (what its slices were made of), so that a
-    container can be moved cold: re-created elsewhere from its own node fields."""
-    from prefect.artifacts import create_markdown_artifact
-
-    create_markdown_artifact(f"{FENCE}yaml\n{text}\n{FENCE}\n", key=TOPOLOGY_KEY.format(lab=lab_id),
-                             description="The placed topology of a multi-host lab (migrate-node reads it back)")
-
-
-def placed_topology(lab_id: str) -> str | None:
-    from prefect.artifacts import Artifact
-
-    artifact = Artifact.get(TOPOLOGY_KEY.format(lab=lab_id))
-    if artifact is None or not artifact.data:
-        return None
-    return str(artifact.data).split(f"{FENCE}yaml\n", 1)[-1].rsplit(f"\n{FENCE}", 1)[0]
-
 
 def _move_cold(state: LabState, plan: MovePlan, record: NodeRecord, started: float) -> dict[str, Any]:
     """A container: its running config extracted, then the lab converged with the node on
