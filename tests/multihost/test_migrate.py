@@ -166,7 +166,7 @@ def test_a_vm_moves_live_and_keeps_its_state_and_links(fleet: Fleet, lab: str) -
     lab_id = lab
     console(fleet, "sim-1", lab_id, "configure terminal", "hostname MVMARK", "end")  # never saved
     before = uptime_seconds(console(fleet, "sim-1", lab_id, "show version")[0])
-    tcp_across_both_links(fleet, lab_id)
+    tcp_across_both_links(fleet, lab_id, within=60)  # a fresh lab: v1's NICs come up after `no shutdown`
 
     # a continuous ping r2 -> v1 at 100 ms through the move (in r2, stopped by SIGINT: its summary)
     fleet.docker_exec("sim-2", lab_id, "r2", "sh", "-c",
