@@ -167,4 +167,5 @@ def main() -> None:
 
 import archetype.cli_controls  # noqa: E402,F401 - registers `node`, `link`, `exec`, `capture`
 import archetype.cli_fleet  # noqa: E402,F401 - registers `hosts` (multi-host)
+import archetype.cli_migrate  # noqa: E402,F401 - registers `migrate` (moving nodes)
 import archetype.cli_server  # noqa: E402,F401 - registers `archetype server`

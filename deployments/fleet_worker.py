@@ -32,6 +32,7 @@ def main() -> None:
 
     from deployments.serve import deployments
     from flows.fleet import publish_this_host
+    from flows.migrate_steps import migrate_step_flows
     from flows.slices import slice_flows
     from lab.settings import get_settings
 
@@ -39,7 +40,7 @@ def main() -> None:
     publish_this_host()  # before serving: a coordinator can place on it at once
     stop = threading.Event()
     threading.Thread(target=publish_facts_forever, args=(stop,), daemon=True, name="host-facts").start()
-    steps = [f.to_deployment(name=host, tags=["archetype", "fleet"]) for f in slice_flows()]
+    steps = [f.to_deployment(name=host, tags=["archetype", "fleet"]) for f in (*slice_flows(), *migrate_step_flows())]
     try:
         serve(*deployments(), *steps, limit=32)
     finally:

@@ -23,6 +23,7 @@ def deployments() -> list:
     from flows.exec_node import exec_node
     from flows.extract_configs import extract_configs
     from flows.set_link import set_link
+    from flows.migrate_node import migrate_node
     from lab.settings import get_settings
 
     # Named after the host, as prefect.yaml's are after the host's pool: `deploy-lab/HOST`.
@@ -33,6 +34,7 @@ def deployments() -> list:
         destroy_lab.to_deployment(name=host, tags=["archetype"]),
         extract_configs.to_deployment(name=host, tags=["archetype"]),
         discover_labs.to_deployment(name=host, tags=["archetype"]),
+        migrate_node.to_deployment(name=host, tags=["archetype"]),
         cleanup_orphans.to_deployment(name=host, cron=CLEANUP_CRON, tags=["archetype"], concurrency_limit=1),
         *(f.to_deployment(name=host, tags=["archetype"]) for f in (control_node, set_link, exec_node, capture_link)),
     ]

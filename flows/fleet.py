@@ -21,6 +21,7 @@ from lab import names
 from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord
 from tasks.hosts import allocate_vnis, child_error, publish_this_host, read_hosts, read_report, run_on_host
+from tasks.migration import remember_topology
 from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab
 from topology.placement import HostFacts, cross_host_links, place
@@ -103,6 +104,7 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts]) -> dict[str, Any] | Fa
     publish_lab_state(state)  # the VNIs are remembered before any tunnel exists
     address = {h.name: h.address for h in hosts}
     text, files = slice_document(lab, placement)
+    remember_topology(lab.id, text)  # a container's cold move re-creates it from it (flows.migrate_node)
     params = {
         host: {"lab_id": lab.id, "host": host, "topology": text, "files": files,
                "tunnels": _tunnels_of(host, crossing, placement, vnis, address)}

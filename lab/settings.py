@@ -54,6 +54,16 @@ class Settings(BaseSettings):
     docker_url: str = "unix:///var/run/docker.sock"
     libvirt_uri: str = "qemu:///system"
     domain_type: str = Field("qemu", description="'qemu' (TCG) or 'kvm'")
+    vm_cpu_model: str = Field(
+        "qemu64",
+        description="CPU model of every VM: a named model migrates between hosts with the same QEMU "
+        "('max' and 'host-passthrough' do not); 'host-model'/'host-passthrough' are libvirt's modes",
+    )
+    migrate_timeout: float = Field(600.0, description="Seconds a live migration may take before it is aborted")
+    migrate_bandwidth_mib: int | None = Field(None, ge=1, description="Cap of a live migration's copy, MiB/s (none: no cap)")
+    host_memory_reserve_mb: int = Field(
+        512, ge=0, description="Memory a host keeps for itself: a node does not migrate in when it would go below"
+    )
 
     ready_timeout: float = Field(300.0, description="Default readiness timeout, seconds")
     command_timeout: float = Field(30.0, description="Default timeout of one node command, seconds")

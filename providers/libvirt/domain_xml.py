@@ -60,6 +60,7 @@ class DomainPlan:
     serial_log: Path
     serial_ports: int = 1
     uefi: bool = False  # boot with UEFI firmware (libvirt picks OVMF from its descriptors)
+    cpu_model: str = "qemu64"
 
     def required_files(self) -> list[Path]:
         """Files that must exist before anything is created (vendor images, kernel, initrd)."""
@@ -148,6 +149,7 @@ def plan_domain(
         serial_log=names.serial_log_path(lab_id, node.name),
         serial_ports=vm.serial_ports,
         uefi=vm.firmware is Firmware.UEFI,
+        cpu_model=settings.vm_cpu_model,
     )
 
 
@@ -205,13 +207,25 @@ def _serial_elements(plan: DomainPlan) -> list[ET.Element]:
     for port in range(plan.serial_ports):
         serial = ET.Element("serial", type="pty")
         if port == 0:
-            ET.SubElement(serial, "log", file=str(plan.serial_log), append="off")
+            # append: a migration's destination QEMU must not truncate the log it goes on
+            # with; the provider empties it itself before a fresh boot (readiness reads it).
+            ET.SubElement(serial, "log", file=str(plan.serial_log), append="on")
         ET.SubElement(serial, "target", port=str(port))
         elements.append(serial)
     console = ET.Element("console", type="pty")
     ET.SubElement(console, "target", type="serial", port="0")
     elements.append(console)
     return elements
+
+
+def _cpu_element(model: str) -> ET.Element:
+    """A named model (not QEMU's default ``max``-like choice) so that the VM can migrate live
+    to another host with the same QEMU; libvirt's own modes pass through."""
+    if model in ("host-model", "host-passthrough"):
+        return ET.Element("cpu", mode=model)
+    cpu = ET.Element("cpu", mode="custom", match="exact", check="none")
+    ET.SubElement(cpu, "model", fallback="forbid").text = model
+    return cpu
 
 
 def domain_xml(plan: DomainPlan, *, uuid: str | None = None) -> str:
@@ -239,6 +253,7 @@ def domain_xml(plan: DomainPlan, *, uuid: str | None = None) -> str:
     else:
         ET.SubElement(os_element, "boot", dev="hd")
 
+    domain.append(_cpu_element(plan.cpu_model))
     features = ET.SubElement(domain, "features")
     ET.SubElement(features, "acpi")
     ET.SubElement(features, "apic")

@@ -7,6 +7,7 @@ import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import libvirt
 
@@ -109,13 +110,25 @@ def our_domains(conn: libvirt.virConnect) -> list[DomainInfo]:
     return found
 
 
-def define_and_start(xml: str, *, undo_define: bool) -> Callable[[libvirt.virConnect], None]:
+def empty_log(path: Path | None) -> None:
+    """Empty a serial log before a boot: it is appended to (a migration goes on with it),
+    and readiness must not find the previous boot's prompt in it."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb"):
+            pass
+
+
+def define_and_start(
+    xml: str, *, undo_define: bool, fresh_log: Path | None = None
+) -> Callable[[libvirt.virConnect], None]:
     def define_and_start(conn: libvirt.virConnect) -> None:
         dom = conn.defineXML(xml)
         if dom.isActive():  # paused (counted as stopped): go on where it was
             if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
                 dom.resume()
             return
+        empty_log(fresh_log)
         try:
             dom.create()
         except libvirt.libvirtError:
@@ -129,12 +142,13 @@ def define_and_start(xml: str, *, undo_define: bool) -> Callable[[libvirt.virCon
     return define_and_start
 
 
-def start_domain(name: str) -> Callable[[libvirt.virConnect], None]:
+def start_domain(name: str, *, fresh_log: Path | None = None) -> Callable[[libvirt.virConnect], None]:
     def start(conn: libvirt.virConnect) -> None:
         dom = conn.lookupByName(name)
         if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
             dom.resume()
         elif not dom.isActive():
+            empty_log(fresh_log)
             dom.create()
 
     return start

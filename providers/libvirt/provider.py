@@ -34,6 +34,7 @@ from providers.base import (
     NodeState,
     NodeStatus,
 )
+from providers.libvirt import migration
 from providers.libvirt.conn import LibvirtThread
 from providers.libvirt.console import ConsoleSession, console_lock, credentials_for
 from providers.libvirt.disks import check_images, ensure_disks, remove_files
@@ -51,6 +52,7 @@ from providers.libvirt.domains import (
     set_interface_link,
     start_domain,
 )
+from providers.libvirt.migration import MigrationPlan, MigrationResult
 from providers.libvirt.ready import SerialLogWatcher
 from topology import Node, NodeRef
 from vendors.model import ExtractionMethod, Provider, ReadinessMethod
@@ -137,9 +139,9 @@ class LibvirtProvider(NodeProvider):
         started = time.monotonic()
         try:
             if info is None:
-                self._call(define_and_start(domain_xml(plan), undo_define=True), f"node {node.name}")
+                self._call(define_and_start(domain_xml(plan), undo_define=True, fresh_log=plan.serial_log), f"node {node.name}")
             else:  # ours and stopped: redefine (NICs may have changed), same UUID, and start
-                self._call(define_and_start(domain_xml(plan, uuid=info.uuid), undo_define=False), f"node {node.name}")
+                self._call(define_and_start(domain_xml(plan, uuid=info.uuid), undo_define=False, fresh_log=plan.serial_log), f"node {node.name}")
         except BaseException:
             remove_files(made)
             raise
@@ -165,7 +167,7 @@ class LibvirtProvider(NodeProvider):
         if info is None:
             raise ProviderError(f"node {node_name} of lab {lab_id} does not exist")
         self._check_ours(info, lab_id, node_name)
-        self._call(start_domain(info.name), f"node {node_name}")
+        self._call(start_domain(info.name, fresh_log=names.serial_log_path(lab_id, node_name)), f"node {node_name}")
 
     def stop_node(self, lab_id: str, node_name: str) -> None:
         """Force-stop a node, keeping its definition and disks."""
@@ -382,6 +384,54 @@ class LibvirtProvider(NodeProvider):
         # The console lock: a deploy's post-boot or a configs run waits for the person
         # (and says so when it gives up) instead of `--force`-ing them off the console.
         return console_lock(self.runtime_name(lab_id, node.name), get_settings().console_timeout)
+
+    # live migration (providers.libvirt.migration; the flow runs each step on its host) ----
+
+    def describe_migration(self, lab_id: str, node_name: str) -> MigrationPlan:
+        """Source: the running VM as the destination must know it."""
+        return self._call(lambda conn: migration.describe(conn, lab_id, node_name), f"node {node_name}")
+
+    def prepare_migration(self, plan: MigrationPlan, serial_log_seed: bytes = b"") -> list[str]:
+        """Destination: memory, vendor files, disks, serial log, bridge; the files made."""
+        network.ensure_bridge()
+        return self._call(lambda conn: migration.prepare(conn, plan, serial_log_seed=serial_log_seed),
+                          f"node {plan.node}")
+
+    def migrate(
+        self, plan: MigrationPlan, *, dest_uri: str, migration_uri: str, tags: dict[str, int], **options: object
+    ) -> MigrationResult:
+        """Source: move the VM live; its link NICs get the destination's ``tags`` (port -> VLAN)."""
+        dest_xml = migration.destination_xml(plan, tags)
+        return migration.migrate(self.uri, plan, dest_uri=dest_uri, migration_uri=migration_uri,
+                                 dest_xml=dest_xml, **options)
+
+    def abort_migration(self, lab_id: str, node_name: str) -> bool:
+        """Source, from any process: abort the node's migration job if one runs."""
+        return self._call(lambda conn: migration.abort(conn, lab_id, node_name), f"node {node_name}")
+
+    def clean_migration(self, plan: MigrationPlan, made: list[str] | None = None) -> list[str]:
+        """Destination, after a migration that did not happen: nothing of the node stays."""
+        return self._call(lambda conn: migration.clean(conn, plan, made), f"node {plan.node}")
+
+    def running_uuid(self, lab_id: str, node_name: str) -> str | None:
+        """The node's domain UUID if it runs on this host."""
+        return self._call(lambda conn: migration.running_here(conn, lab_id, node_name), f"node {node_name}")
+
+    def leave_source(self, lab_id: str, node_name: str) -> CleanupReport:
+        """Source, after the VM runs on the destination: its files here go (disks, serial
+        log, console lock), and the domain if libvirt left it defined and stopped. A domain
+        of the node still RUNNING here is never touched (the switch did not happen)."""
+        report = CleanupReport()
+        info = self.inspect(lab_id, node_name)
+        if info is not None:
+            if info.state is NodeState.RUNNING:
+                report.errors.append(f"libvirt: node {node_name} still runs on this host: its files stay")
+                return report
+            self._check_ours(info, lab_id, node_name)
+            if not self._remove(info, report):
+                return report
+        self._remove_node_files(lab_id, node_name, report)
+        return report
 
     # labs ---------------------------------------------------------------------------------
 

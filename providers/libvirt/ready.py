@@ -1,6 +1,6 @@
 """Readiness of a VM from its serial log, watched without attaching to the console.
 
-The domain's ``<serial><log file=... append='off'/>`` is truncated at every start and fed
+The domain's ``<serial><log file=... append='on'/>`` is emptied by the provider before every boot and fed
 by virtlogd. ``SerialLogWatcher`` tails it from the last offset it read (cheap: a stat and
 the new bytes, every ~0.1 s), so a pattern is seen within one poll of being written.
 """

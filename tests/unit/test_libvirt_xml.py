@@ -89,7 +89,11 @@ def test_mini_ios_domain(settings) -> None:
     serial = root.find("devices/serial")
     assert serial.get("type") == "pty"
     assert serial.find("log").get("file") == str(names.serial_log_path("lab-a", "r1"))
-    assert serial.find("log").get("append") == "off"
+    # appended to: a migration goes on with it (the provider empties it before a boot)
+    assert serial.find("log").get("append") == "on"
+    # a named CPU model: the VM can migrate live (QEMU's default for TCG is not named)
+    assert root.find("cpu").get("mode") == "custom"
+    assert root.findtext("cpu/model") == "qemu64"
     assert root.find("devices/console").get("type") == "pty"
 
     nics = root.findall("devices/interface")

@@ -1,0 +1,325 @@
+"""migrate-node: move a running node of a multi-host lab to another host (DESIGN.md,
+"Moving nodes").
+
+A VM moves live: describe it on its host -> prepare the destination (VLANs for its links
+there, the tunnels of links that will cross hosts, its disks) -> the other ends' tunnels ->
+the switch (libvirt p2p live migration, non-shared storage) -> markers on its ports there,
+the old tunnels go -> the lab's state records the new host. Make before break: every new
+path exists before the switch; the old ones go after it. A failure before the switch
+leaves the VM running where it was, with its links, and nothing where it was going.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from lab import names
+from lab.errors import ArchetypeError, TopologyError
+from lab.settings import get_settings
+from lab.state import LabState, LinkRecord, NodeRecord
+from tasks.hosts import allocate_vnis, read_hosts
+from tasks.migration import placed_topology, remember_topology
+from tasks.state import load_lab_state, publish_lab_state
+from topology.placement import HostFacts
+from vendors.catalog import get_vendor
+
+
+class MigrationRefused(ArchetypeError):
+    """The node cannot move as asked (nothing was changed)."""
+
+
+@dataclass
+class LinkMove:
+    """What one link of the moving node becomes."""
+
+    link: LinkRecord
+    interface: str  # the moving node's end
+    other_node: str
+    other_host: str
+    local_after: bool  # both ends on the destination afterwards
+    vni: int | None = None  # a new tunnel's VNI (links that cross hosts afterwards)
+
+
+@dataclass
+class MovePlan:
+    lab_id: str
+    node: str
+    source: HostFacts
+    destination: HostFacts
+    links: list[LinkMove] = field(default_factory=list)
+
+
+def _host_step(lab_id: str, host: str, step: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Run one step on a host; its report, or MigrationError naming the host."""
+    from flows.fleet import host_step
+
+    report = host_step.fn(f"migrate-{step}", "migrate-step", host,
+                          {"lab_id": lab_id, "host": host, "step": step, "args": args}, lab_id)
+    if "error" in report:
+        raise ArchetypeError(report["error"])
+    return report
+
+
+def plan_move(state: LabState, node: str, to_host: str, hosts: list[HostFacts]) -> MovePlan:
+    """Where each link of the node goes; refuses (nothing changed) what cannot move."""
+    records = {n.name: n for n in state.nodes}
+    record = records.get(node)
+    if record is None:
+        raise MigrationRefused(f"lab {state.lab_id} has no node {node!r}")
+    by_name = {h.name: h for h in hosts}
+    source, destination = by_name.get(record.host or ""), by_name.get(to_host)
+    if destination is None:
+        raise MigrationRefused(f"no host {to_host!r} in the fleet (archetype hosts)")
+    if source is None:
+        raise MigrationRefused(f"node {node} is on host {record.host!r}, which is not in the fleet")
+    if source.name == to_host:
+        raise MigrationRefused(f"node {node} already runs on {to_host}")
+    for host in (source, destination):
+        if not host.alive:
+            raise MigrationRefused(f"host {host.name} is not alive (its worker publishes no facts): nothing was moved")
+        if not host.address:
+            raise MigrationRefused(f"host {host.name} publishes no data-plane address")
+    plan = MovePlan(state.lab_id, node, source, destination)
+    for link in state.links:
+        ends = [e.partition(":") for e in link.endpoints]
+        mine = [iface for name, _, iface in ends if name == node]
+        if not mine:
+            continue
+        (other_node, _, _), = [e for e in ends if e[0] != node] or [(node, "", "")]
+        other_host = records[other_node].host or source.name
+        plan.links.append(LinkMove(link, mine[0], other_node, other_host, local_after=other_host == to_host))
+    return plan
+
+
+def _ends_on_destination(plan: MovePlan, kind: str, vlans: dict[str, int]) -> list[dict[str, Any]]:
+    vendor = get_vendor(kind)
+    ends = []
+    for move in plan.links:
+        port = vendor.interfaces.port_of(move.interface)
+        ends.append({"link_id": move.link.id, "interface": move.interface, "port": port,
+                     "vlan": vlans[move.link.id],
+                     "port_name": names.host_port_name(plan.lab_id, plan.node, move.interface)})
+    return ends
+
+
+def _keep_on_source(state: LabState, plan: MovePlan) -> list[str]:
+    """The lab's links that still have an end on the source host after the move."""
+    hosts = {n.name: n.host for n in state.nodes}
+    hosts[plan.node] = plan.destination.name
+    return sorted(link.id for link in state.links
+                  if any(hosts.get(e.partition(":")[0]) == plan.source.name for e in link.endpoints))
+
+
+@flow(name="migrate-node", flow_run_name="migrate-node/{lab}/{node}")
+def migrate_node(lab: str, node: str, to_host: str) -> dict[str, Any]:
+    """Move a running node of a lab to another host of the fleet: a VM live (it is not
+    rebooted), keeping its links.
+
+    Args:
+        lab: the lab id.
+        node: the node's name.
+        to_host: the host it moves to (archetype hosts).
+    """
+    problems = []
+    if not names.is_valid_lab_id(lab):
+        problems.append(f"lab: invalid lab id {lab!r}")
+    if not names.is_valid_node_name(node):
+        problems.append(f"node: invalid node name {node!r}")
+    if not names.is_valid_host_name(to_host):
+        problems.append(f"to_host: invalid host name {to_host!r}")
+    if problems:
+        raise TopologyError(problems)
+    logger = get_run_logger()
+    settings = get_settings()
+    started = time.monotonic()
+    state = load_lab_state(lab)
+    if state is None or not state.nodes:
+        raise MigrationRefused(f"no lab {lab!r} is known (deploy it first)")
+    hosts = read_hosts()
+    plan = plan_move(state, node, to_host, hosts)
+    record = next(n for n in state.nodes if n.name == node)
+    if record.provider == "libvirt" and _runs_on(hosts, lab, node) == to_host:
+        return _adopt(state, plan, record, started)
+    if record.provider != "libvirt":
+        return _move_cold(state, plan, record, started)
+    crossing = _number_crossing(plan)
+    src, dst = plan.source, plan.destination
+    logger.info("moving %s of %s: %s -> %s; links: %s", node, lab, src.name, dst.name,
+                ", ".join(f"{m.link.id} ({'local' if m.local_after else f'VNI {m.vni}'})" for m in plan.links))
+
+    described = _host_step(lab, src.name, "describe", {"node": node})
+    links_here = [
+        {"link_id": m.link.id, "port": names.host_port_name(lab, node, m.interface),
+         "vlan": m.link.vlans.get(dst.name) if m.local_after else None,
+         "tunnel": None if m.local_after else {"vni": m.vni, "remote": _address_of(m.other_host, plan)}}
+        for m in plan.links
+    ]
+    prepared = _host_step(lab, dst.name, "prepare", {"plan": described["plan"], "seed": described["seed"],
+                                                     "links": links_here})
+    other_tunnels: dict[str, list[dict[str, Any]]] = {}
+    for move in crossing:
+        other_tunnels.setdefault(move.other_host, []).append(
+            {"link_id": move.link.id, "node": move.other_node, "vni": move.vni, "remote": dst.address,
+             "vlan": move.link.vlans.get(move.other_host, move.link.vlan)})
+    made_tunnels: dict[str, list[str]] = {}
+    try:
+        for host, tunnels in other_tunnels.items():
+            made_tunnels[host] = _host_step(lab, host, "tunnels", {"tunnels": tunnels})["devices"]
+        sent = _host_step(lab, src.name, "send", {
+            "plan": described["plan"], "dest_uri": f"qemu+tcp://{dst.address}/system",
+            "migration_uri": f"tcp://{dst.address}", "tags": prepared["tags"], "timeout": settings.migrate_timeout,
+            "bandwidth_mib": settings.migrate_bandwidth_mib,
+            "keep_links": _keep_on_source(state, plan),
+        })
+    except BaseException as err:
+        logger.error("the move of %s failed before the switch: %s; undoing on %s", node, err, dst.name)  # noqa: TRY400 - the error is re-raised with its traceback
+        _undo(lab, plan, described, prepared, made_tunnels)
+        raise
+    old_devices = [names.vxlan_device_name(lab, m.link.id) for m in plan.links if m.local_after and m.link.vni]
+    finished = _host_step(lab, dst.name, "finish", {
+        "node": node, "ends": _ends_on_destination(plan, record.kind, prepared["vlans"]), "old_devices": old_devices})
+    _record_move(state, plan, prepared["vlans"])
+    errors = [*sent.get("errors", []), *finished.get("errors", [])]
+    seconds = time.monotonic() - started
+    downtime = sent.get("downtime_ms")
+    logger.info("%s moved to %s in %.1f s (migration %.1f s, downtime %s ms)", node, dst.name, seconds,
+                sent["seconds"], downtime)
+    return {"lab_id": lab, "node": node, "from": src.name, "to": dst.name, "mode": "live",
+            "seconds": round(seconds, 2), "downtime_seconds": None if downtime is None else downtime / 1000,
+            "migration_seconds": round(sent["seconds"], 2), "errors": errors}
+
+
+def _runs_on(hosts: list[HostFacts], lab: str, node: str) -> str | None:
+    """The alive host whose published facts list the node running (None: none says so)."""
+    for host in hosts:
+        if host.alive and any(entry[0] == node for entry in host.labs.get(lab, [])):
+            return host.name
+    return None
+
+
+def _adopt(state: LabState, plan: MovePlan, record: NodeRecord, started: float) -> dict[str, Any]:
+    """The node already runs on the destination: an earlier move switched and was killed
+    before it finished. Finish it (markers, old tunnels, the state), move nothing."""
+    logger = get_run_logger()
+    logger.warning("%s already runs on %s (an earlier move did not finish): finishing it", plan.node,
+                   plan.destination.name)
+    _number_crossing(plan)
+    ends = _ends_on_destination(plan, record.kind, {m.link.id: m.link.vlans.get(plan.destination.name)
+                                                    if m.local_after else None for m in plan.links})
+    old_devices = [names.vxlan_device_name(plan.lab_id, m.link.id) for m in plan.links if m.local_after and m.link.vni]
+    finished = _host_step(plan.lab_id, plan.destination.name, "finish",
+                          {"node": plan.node, "ends": ends, "old_devices": old_devices})
+    _record_move(state, plan, finished["vlans"])
+    return {"lab_id": plan.lab_id, "node": plan.node, "from": plan.source.name, "to": plan.destination.name,
+            "mode": "live", "seconds": round(time.monotonic() - started, 2), "downtime_seconds": None,
+            "errors": [f"the node was already on {plan.destination.name}: an earlier move was finished",
+                       *finished.get("errors", [])]}
+
+
+def _number_crossing(plan: MovePlan) -> list[LinkMove]:
+    """The links that cross hosts after the move, each with its new tunnel's VNI."""
+    crossing = [m for m in plan.links if not m.local_after]
+    vnis = allocate_vnis(plan.lab_id, [m.link.id for m in crossing], {}) if crossing else {}
+    for move in crossing:  # a new VNI: the new tunnel never meets the old one
+        move.vni = _fresh_vni(vnis[move.link.id], move.link.vni)
+    return crossing
+
+
+def _fresh_vni(vni: int, old: int | None) -> int:
+    return vni if vni != old else vni + 1
+
+
+def _address_of(host: str, plan: MovePlan) -> str:
+    from tasks.hosts import read_hosts as hosts
+
+    for facts in (plan.source, plan.destination, *hosts()):
+        if facts.name == host and facts.address:
+            return facts.address
+    raise MigrationRefused(f"host {host} publishes no data-plane address")
+
+
+def _undo(lab: str, plan: MovePlan, described: dict, prepared: dict, made_tunnels: dict[str, list[str]]) -> None:
+    logger = get_run_logger()
+    steps = [(plan.destination.name, "abort", {"plan": described["plan"], "made": prepared["made"],
+                                               "devices": prepared["devices"], "keep_links": prepared["had_links"]})]
+    steps += [(host, "untunnel", {"devices": devices}) for host, devices in made_tunnels.items()]
+    for host, step, args in steps:
+        try:
+            _host_step(lab, host, step, args)
+        except Exception as err:  # noqa: BLE001 - the next migrate or deploy of the lab cleans up
+            logger.error("undo on %s (%s) failed: %s", host, step, err)  # noqa: TRY400 - one line is the story
+
+
+def _record_move(state: LabState, plan: MovePlan, vlans: dict[str, int]) -> None:
+    """The lab's state: the node's new host, each link's VNI and per-host tags."""
+    nodes: dict[str, NodeRecord] = {n.name: n for n in state.nodes}
+    nodes[plan.node].host = plan.destination.name
+    for move in plan.links:
+        link = move.link
+        if move.other_host != plan.source.name:  # the source has no end of it any more
+            link.vlans.pop(plan.source.name, None)
+        link.vlans[plan.destination.name] = vlans[link.id]
+        link.vni = None if move.local_after else move.vni
+        link.vlan = vlans[link.id] if move.local_after else link.vlan
+    publish_lab_state(state)
+    _remember_host(state.lab_id, plan.node, plan.destination.name)
+
+
+def _remember_host(lab_id: str, node: str, host: str) -> None:
+    """The placed topology follows the move (a later cold move converges from it)."""
+    import yaml
+
+    text = placed_topology(lab_id)
+    if text is None:
+        return
+    document = yaml.safe_load(text)
+    document["topology"]["nodes"][node]["host"] = host
+    remember_topology(lab_id, yaml.safe_dump(document, sort_keys=False))
+
+
+# Containers: cold ---------------------------------------------------------------------------
+
+def _move_cold(state: LabState, plan: MovePlan, record: NodeRecord, started: float) -> dict[str, Any]:
+    """A container: its running config extracted, then the lab converged with the node on
+    the destination and that config as its startup config (the source's slice removes it,
+    the destination's creates and wires it, the tunnels follow). The VMs of the lab are
+    reused as they run. Downtime: from the switch's start to the node ready there."""
+    import yaml
+
+    from flows import fleet
+    from topology import load_topology
+
+    logger = get_run_logger()
+    text = placed_topology(state.lab_id)
+    if text is None:
+        raise MigrationRefused(f"lab {state.lab_id}: its placed topology is not on the server (deployed before "
+                               "moves existed?): deploy it again, then move the node")
+    document = yaml.safe_load(text)
+    entry = document["topology"]["nodes"][plan.node]
+    if entry.get("binds"):
+        raise MigrationRefused(f"node {plan.node} binds host files: a cold move does not carry them")
+    extracted = _host_step(state.lab_id, plan.source.name, "extract", {"node": plan.node, "kind": record.kind})
+    entry["host"] = plan.destination.name
+    entry["startup-config"] = extracted["config"]
+    moved_text = yaml.safe_dump(document, sort_keys=False)
+    lab = load_topology(moved_text)
+    switch = time.monotonic()
+    outcome = fleet.deploy_across_hosts(lab, read_hosts())
+    downtime = time.monotonic() - switch
+    if outcome is None or not isinstance(outcome, dict):
+        message = getattr(outcome, "message", None) or "the lab did not converge"
+        raise ArchetypeError(f"node {plan.node}: cold move to {plan.destination.name} failed: {message}")
+    remember_topology(state.lab_id, moved_text)
+    # links now local on the destination keep their old tunnel there (a converge leaves the
+    # VXLAN devices of links it still has): they go
+    stale = [names.vxlan_device_name(state.lab_id, m.link.id) for m in plan.links if m.local_after and m.link.vni]
+    if stale:
+        _host_step(state.lab_id, plan.destination.name, "untunnel", {"devices": stale})
+    logger.info("%s moved cold to %s: down %.1f s", plan.node, plan.destination.name, downtime)
+    return {"lab_id": state.lab_id, "node": plan.node, "from": plan.source.name, "to": plan.destination.name,
+            "mode": "cold", "seconds": round(time.monotonic() - started, 2), "downtime_seconds": round(downtime, 2),
+            "errors": outcome.get("errors", [])}

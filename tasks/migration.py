@@ -1,0 +1,220 @@
+"""The work of a host's steps of moving a node (flows.migrate_steps runs them, one per
+child run): plain functions over the providers, each given the step's arguments as
+migrate-node sends them, each returning a JSON-able report. Also where the placed topology
+of a multi-host lab is kept on the server (a container's cold move re-creates it from it).
+"""
+
+from __future__ import annotations
+
+import base64
+import signal
+import threading
+from typing import Any
+
+from lab.errors import ArchetypeError
+from lab.settings import get_settings
+from providers import network
+from providers.base import LinkEnd
+from providers.network import vlans as vlan_records
+from providers.network.vxlan import Tunnel, ensure_tunnels
+
+TOPOLOGY_KEY = "lab-{lab}-placed-topology"
+FENCE = "~~~~"
+
+
+def _warn(message: str, *args: object) -> None:
+    import logging
+
+    logging.getLogger("archetype.migrate").warning(message, *args)
+
+
+def _libvirt() -> Any:
+    from providers.libvirt import LibvirtProvider
+
+    return LibvirtProvider()
+
+
+def _describe(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    from providers.libvirt.migration import serial_log_tail
+
+    provider = _libvirt()
+    try:
+        plan = provider.describe_migration(lab_id, args["node"])
+    finally:
+        provider.close()
+    return {"plan": plan.to_dict(), "seed": base64.b64encode(serial_log_tail(plan)).decode()}
+
+
+def _tunnels(lab_id: str, entries: list[dict[str, Any]]) -> list[str]:
+    tunnels = [Tunnel(**entry) for entry in entries]
+    if not tunnels:
+        return []
+    address = get_settings().data_address
+    if not address:
+        raise ArchetypeError(f"lab {lab_id}: this host has no data-plane address (ARCHETYPE_DATA_ADDRESS)")
+    return ensure_tunnels(lab_id, tunnels, local=address)
+
+
+def _prepare(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    """VLANs, tunnels, disks; on any failure what this step made is undone."""
+    from providers.libvirt.migration import MigrationPlan
+
+    plan = MigrationPlan.from_dict(args["plan"])
+    links: list[dict[str, Any]] = args["links"]  # link_id, port, vlan (None: a new tag here), tunnel
+    before = vlan_records.load_reservation(lab_id)
+    had = before.tags() if before else {}
+    made: list[str] = []
+    devices: list[str] = []
+    provider = _libvirt()
+    try:
+        wanted = [entry["link_id"] for entry in links if entry["vlan"] is None]
+        tags = network.allocate_vlans(lab_id, sorted({*had, *wanted}), had) if wanted else dict(had)
+        for entry in links:
+            entry["vlan"] = entry["vlan"] if entry["vlan"] is not None else tags[entry["link_id"]]
+        devices = _tunnels(lab_id, [
+            {**entry["tunnel"], "link_id": entry["link_id"], "node": plan.node, "vlan": entry["vlan"]}
+            for entry in links if entry.get("tunnel")
+        ])
+        made = provider.prepare_migration(plan, base64.b64decode(args.get("seed") or ""))
+    except BaseException:
+        _undo_destination(lab_id, provider, plan, made, devices, list(had))
+        raise
+    finally:
+        provider.close()
+    return {"tags": {entry["port"]: entry["vlan"] for entry in links},
+            "vlans": {entry["link_id"]: entry["vlan"] for entry in links}, "made": made, "devices": devices,
+            "had_links": sorted(had)}
+
+
+def _undo_destination(lab_id: str, provider: Any, plan: Any, made: list[str] | None, devices: list[str],
+                      keep_links: list[str]) -> list[str]:
+    """Nothing of the node stays here: its files, the new tunnels, the new VLAN records."""
+    errors = []
+    for undo in (
+        lambda: provider.clean_migration(plan, made),
+        lambda: network.remove_ports(devices, lab_id=lab_id),
+        lambda: _release_links_not_in(lab_id, keep_links),
+    ):
+        try:
+            undo()
+        except Exception as err:  # noqa: BLE001 - every undo is tried; failures are reported
+            errors.append(str(err))
+            _warn("lab %s: undo on this host: %s", lab_id, err)
+    return errors
+
+
+def _release_links_not_in(lab_id: str, keep: list[str]) -> None:
+    if keep:
+        network.release_links_not_in(lab_id, keep)
+    else:  # the lab had nothing here before: everything it has here goes
+        network.release_lab(lab_id)
+
+
+def _send(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The switch, then what the source no longer has (make before break: the new tunnels
+    exist already; the old ones go only now)."""
+    from providers.libvirt.migration import MigrationPlan
+
+    plan = MigrationPlan.from_dict(args["plan"])
+    cancel = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # A cancelled run gets SIGTERM: the source daemon drives a p2p migration and would
+        # finish it without us; abort it instead, so that the VM stays here.
+        previous = signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+    provider = _libvirt()
+    try:
+        result = provider.migrate(plan, dest_uri=args["dest_uri"], migration_uri=args["migration_uri"],
+                                  tags={k: int(v) for k, v in args["tags"].items()}, cancel=cancel,
+                                  timeout=float(args.get("timeout") or 600), bandwidth_mib=args.get("bandwidth_mib"))
+        errors = provider.leave_source(lab_id, plan.node).errors
+    finally:
+        provider.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    try:
+        _release_links_not_in(lab_id, args["keep_links"])
+    except Exception as err:  # noqa: BLE001 - the VM has moved; a leftover port is reported
+        errors.append(f"releasing the links that left this host: {err}")
+    return {"seconds": result.seconds, "downtime_ms": result.downtime_ms, "data_mb": result.data_mb,
+            "errors": errors}
+
+
+def _finish(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Our markers on the VM's ports here, and the old tunnels of links now local go. An
+    end without a VLAN (a run that lost its plan) takes the tag libvirt gave its tap."""
+    if any(end["vlan"] is None for end in args["ends"]):
+        ports = network.bridge_ports()
+        for end in args["ends"]:
+            port = ports.get(end["port_name"])
+            if end["vlan"] is None and port is not None and port.tag is not None:
+                end["vlan"] = port.tag
+        missing = [end["port_name"] for end in args["ends"] if end["vlan"] is None]
+        if missing:
+            raise ArchetypeError(f"lab {lab_id}: node {args['node']}: port(s) {', '.join(missing)} not on the bridge here")
+    ends = [LinkEnd(**end) for end in args["ends"]]
+    errors = []
+    network.ensure_vm_ports(lab_id, args["node"], ends)
+    try:
+        network.remove_ports(args.get("old_devices", []), lab_id=lab_id)
+    except Exception as err:  # noqa: BLE001 - the node works; a leftover tunnel is reported
+        errors.append(f"removing the old tunnels: {err}")
+    return {"errors": errors, "vlans": {end.link_id: end.vlan for end in ends}}
+
+
+def _abort(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    from providers.libvirt.migration import MigrationPlan
+
+    provider = _libvirt()
+    try:
+        errors = _undo_destination(lab_id, provider, MigrationPlan.from_dict(args["plan"]), args.get("made"),
+                                   args.get("devices", []), args.get("keep_links", []))
+    finally:
+        provider.close()
+    return {"errors": errors}
+
+
+def _untunnel(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    network.remove_ports(args.get("devices", []), lab_id=lab_id)
+    return {"errors": []}
+
+
+def _extract(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A container's running config (its cold move re-creates it with that as startup config)."""
+    from providers import get_provider
+    from topology import NodeRef
+
+    node = NodeRef.of(args["node"], args["kind"])
+    return {"config": get_provider(node.vendor.provider.value).extract_config(lab_id, node)}
+
+
+STEP_FUNCTIONS = {
+    "extract": _extract,
+    "describe": _describe,
+    "prepare": _prepare,
+    "tunnels": lambda lab_id, args: {"devices": _tunnels(lab_id, args["tunnels"])},
+    "send": _send,
+    "finish": _finish,
+    "abort": _abort,
+    "untunnel": _untunnel,
+}
+
+
+
+
+def remember_topology(lab_id: str, text: str) -> None:
+    """The placed topology of a multi-host lab (what its slices were made of), so that a
+    container can be moved cold: re-created elsewhere from its own node fields."""
+    from prefect.artifacts import create_markdown_artifact
+
+    create_markdown_artifact(f"{FENCE}yaml\n{text}\n{FENCE}\n", key=TOPOLOGY_KEY.format(lab=lab_id),
+                             description="The placed topology of a multi-host lab (migrate-node reads it back)")
+
+
+def placed_topology(lab_id: str) -> str | None:
+    from prefect.artifacts import Artifact
+
+    artifact = Artifact.get(TOPOLOGY_KEY.format(lab=lab_id))
+    if artifact is None or not artifact.data:
+        return None
+    return str(artifact.data).split(f"{FENCE}yaml\n", 1)[-1].rsplit(f"\n{FENCE}", 1)[0]
