@@ -127,9 +127,13 @@ def exec_(
     """Run one command on a node: `archetype exec LAB NODE -- CMD [ARG...]`. Output on stdout;
     a container's command gives its exit status; a VM gets one CLI line per argument."""
     _check_lab_id(lab)
+    from archetype.cli_fleet import run_on_node_host
     from flows.exec_node import command_document
     from lab.settings import get_settings
     from providers import controls, provider_of
+
+    here_options = [*(["--timeout", f"{timeout:g}"] if timeout else []), *(["--json"] if as_json else [])]
+    run_on_node_host(lab, node, "exec", *here_options, lab, node, "--", *command)  # a node on another host
 
     target = _run(lambda: controls.live_node(lab, node))
     seconds = timeout or get_settings().command_timeout

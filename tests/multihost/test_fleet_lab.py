@@ -158,6 +158,16 @@ def test_connect_reaches_a_node_on_another_host(fleet: Fleet, lab) -> None:
     assert "r2# show bgp summary" in session.stdout and "10.1.12.1" in session.stdout, session.stdout[-2000:]
 
 
+def test_exec_reaches_a_node_on_another_host(fleet: Fleet, lab) -> None:
+    """`archetype exec` from this machine runs on r2's host (sim-2) and gives the command's
+    output and exit status."""
+    lab_id, _ = lab
+    shown = fleet.cli("exec", lab_id, "r2", "--", "vtysh", "-c", "show bgp summary")
+    assert shown.returncode == 0 and "10.1.12.1" in shown.stdout, shown.stderr[-2000:]
+    failed = fleet.cli("exec", lab_id, "r2", "--", "sh", "-c", "exit 3")
+    assert failed.returncode == 3, failed.stderr[-2000:]
+
+
 def test_configs_returns_all_three(fleet: Fleet, lab) -> None:
     from pathlib import Path
 
