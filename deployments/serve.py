@@ -22,8 +22,8 @@ def deployments() -> list:
     from flows.discover_labs import discover_labs
     from flows.exec_node import exec_node
     from flows.extract_configs import extract_configs
-    from flows.set_link import set_link
     from flows.migrate_node import migrate_node
+    from flows.set_link import set_link
     from lab.settings import get_settings
 
     # Named after the host, as prefect.yaml's are after the host's pool: `deploy-lab/HOST`.
