@@ -89,6 +89,8 @@ install -m 0755 "$HERE/archetype-frr-start" "$ROOT/usr/local/bin/archetype-frr-s
 # No default configuration: the entrypoint creates an empty frr.conf when a lab gives none
 # (Debian's only says "log syslog informational", and there is no syslog in a container).
 rm -f "$ROOT/etc/frr/frr.conf"
+# Present from the first instant: removed by the entrypoint once frr.conf is applied.
+mkdir -p "$ROOT/run" && touch "$ROOT/run/archetype-frr-starting"
 
 log "importing $TAG"
 tar --numeric-owner -C "$ROOT" -c . | docker import \

@@ -34,9 +34,12 @@ def post_boot_claimed_only_with_commands(vendor: VendorConfig) -> None:
 
 
 def linux(v: VendorConfig) -> None:
-    # a plain host: eth1 is the first data port, eth0 management; nothing to wait for or run
+    # a plain host: eth1 is the first data port, eth0 management; nothing to run; when it runs
+    # archetype/frr (netlab's FRR nodes are linux nodes), ready once frr.conf is applied
     assert v.provider is Provider.DOCKER and port(v, "eth1") == 1
-    assert v.readiness.method is ReadinessMethod.NONE and not v.post_boot_commands
+    probe = " ".join(v.readiness.command or [])
+    assert v.readiness.method is ReadinessMethod.CLI_PROBE and "/run/archetype-frr-starting" in probe
+    assert "frrinit" in probe and not v.post_boot_commands
     assert not takes_startup_config(v)  # no file a plain host reads its config from
 
 
