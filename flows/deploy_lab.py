@@ -27,8 +27,10 @@ from tasks.nodes import (
     wait_ready,
     wire_node,
 )
+from tasks.mgmt import ensure_mgmt_network, publish_lab_picture, starting_from_saved_configs
 from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab, load_topology
+from topology.mgmt import assign, management_lines
 
 STAGES = ("create", "wire", "ready", "post-boot")
 
@@ -57,18 +59,25 @@ STAGE_THREADS = 512
 
 
 @flow(name="deploy-lab", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=STAGE_THREADS))
-def deploy_lab(topology: str) -> dict[str, Any]:
+def deploy_lab(topology: str, from_configs: bool = False) -> dict[str, Any]:
     """Deploy a lab of containers and VMs, or converge one that is half there.
 
     Args:
         topology: a path to a topology file on the lab host, or the YAML text itself.
+        from_configs: start each node from its last extracted config (the lab's configs
+            folder) instead of the topology's startup-config; nodes without one start as
+            the topology says.
     """
     lab = load_topology(topology)  # invalid input fails the run here, before anything exists
     for warning in lab.warnings:
         get_run_logger().warning(warning)
+    if from_configs:
+        lab = starting_from_saved_configs(lab)
     with lab_lock(lab.id):
+        lab = assign(lab, ensure_mgmt_network(lab))  # every node's management address
         previous = load_lab_state(lab.id)
         vlans = allocate_vlans(lab, previous)
+        publish_lab_picture(lab, vlans)
         ends = plan_link_ends(lab, vlans)
         configured = _configured_before(previous, running_nodes(lab.id))
         state = _planned_state(lab, vlans, ends, configured)
@@ -104,7 +113,7 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
         status=LabStatus.ALLOCATED,
         nodes=[
             NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, runtime_name=runtime_name(lab.id, n),
-                       state="ready" if n.name in configured else "planned")
+                       state="ready" if n.name in configured else "planned", mgmt_ipv4=n.mgmt_ipv4)
             for n in lab.nodes.values()
         ],
         links=[
@@ -125,7 +134,7 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> di
     booted = {  # a node with no post-boot command gets no post-boot task
         name: post_boot.submit(lab.id, node, already_done=name in configured, wait_for=[ready[name]])
         for name, node in nodes
-        if node.vendor.post_boot_commands or node.exec or node.exec_lines
+        if node.vendor.post_boot_commands or node.exec or node.exec_lines or management_lines(node)
     }
     chains: dict[str, dict[str, PrefectFuture | None]] = {
         name: dict(zip(STAGES, (created[name], wired[name], ready[name], booted.get(name)), strict=True))
@@ -176,7 +185,8 @@ def _result(state: LabState, _outcome: dict) -> dict[str, Any]:
     return {
         "lab_id": state.lab_id,
         "nodes": [
-            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.state, "ready_seconds": n.ready_seconds}
+            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.state, "ready_seconds": n.ready_seconds,
+             "mgmt_ipv4": n.mgmt_ipv4}
             for n in state.nodes
         ],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan} for link in state.links],

@@ -29,6 +29,7 @@ class NodeRecord(BaseModel):
     ready_seconds: float | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
+    mgmt_ipv4: str | None = None
 
 
 class LinkRecord(BaseModel):

@@ -53,6 +53,7 @@ class NodeStatus:
     provider: str
     state: NodeState
     runtime_name: str
+    mgmt_ipv4: str | None = None  # the node's address on the lab's management network
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,13 @@ class NodeProvider(abc.ABC):
     @abc.abstractmethod
     def extract_config(self, lab_id: str, node: Node) -> str:
         """The node's running configuration, by the vendor's extraction method."""
+
+    def save_config(self, lab_id: str, node: Node) -> str:
+        """Make the device keep its running config where it reads it at boot, by the
+        vendor's save method; the device's answer. ``ProviderError`` when it has none."""
+        from lab.errors import ProviderError
+
+        raise ProviderError(f"node {node.name}: {self.name} cannot save configs")
 
     @abc.abstractmethod
     def connect_command(self, lab_id: str, node: Node) -> list[str]:

@@ -23,6 +23,7 @@ def discover_all(only_lab: str | None = None) -> list[dict[str, Any]]:
                     "provider": n.provider,
                     "state": n.state.value,
                     "runtime_name": n.runtime_name,
+                    "mgmt_ipv4": n.mgmt_ipv4,
                 }
                 for n in lab.nodes
             )

@@ -15,7 +15,9 @@ import yaml
 
 from lab import names
 from lab.errors import TopologyError
+from topology import mgmt as mgmt_fields
 from topology import node_fields
+from topology.mgmt import MgmtNetwork
 from topology.node_fields import Bind
 from topology.problems import Problems
 from vendors import VendorConfig, catalog, get_vendor
@@ -23,7 +25,7 @@ from vendors import VendorConfig, catalog, get_vendor
 # containerlab node fields that Archetype reads but does not use: a warning, not an error.
 IGNORED_NODE_FIELDS = frozenset(
     {
-        "type", "mgmt-ipv4", "mgmt-ipv6", "mgmt_ipv4", "mgmt_ipv6", "license", "ports", "publish",
+        "type", "license", "ports", "publish",
         "cmd", "entrypoint", "user", "network-mode", "enforce-startup-config", "suppress-startup-config",
         "auto-remove", "runtime", "sandbox", "kernel", "stages", "certificate", "dns", "healthcheck",
         "image-pull-policy", "wait-for", "config", "components", "aliases", "restart-policy",
@@ -32,10 +34,11 @@ IGNORED_NODE_FIELDS = frozenset(
     }
 )
 NODE_FIELDS = frozenset(
-    {"kind", "image", "startup-config", "env", "binds", "exec", "labels", "memory", "cpus", "group"}
+    {"kind", "image", "startup-config", "env", "binds", "exec", "labels", "memory", "cpus", "group",
+     "mgmt-ipv4", "mgmt-ipv6", "mgmt_ipv4", "mgmt_ipv6"}
 )
 # extras keys we honour (vendor `extras_env`) are read before the rest of `extras` is ignored.
-IGNORED_TOP_FIELDS = frozenset({"prefix", "mgmt", "settings", "debug"})
+IGNORED_TOP_FIELDS = frozenset({"prefix", "settings", "debug"})
 IGNORED_LINK_FIELDS = frozenset({"mtu", "vars", "labels", "type"})
 
 
@@ -77,6 +80,11 @@ class Node:
     labels: dict[str, str] = field(default_factory=dict)
     memory_mb: int | None = None
     cpus: int | None = None
+    # Management addresses: static ones from the topology; every node has one once the
+    # lab's subnet is known (``topology.mgmt.assign``, at deploy).
+    mgmt_ipv4: str | None = None
+    mgmt_ipv6: str | None = None
+    mgmt_prefixlen: int | None = None  # of mgmt_ipv4, set with it by ``topology.mgmt.assign``
 
     @property
     def vendor(self) -> VendorConfig:
@@ -90,6 +98,7 @@ class Lab:
     links: tuple[Link, ...]
     source_dir: Path
     warnings: tuple[str, ...] = ()
+    mgmt: MgmtNetwork = field(default_factory=MgmtNetwork)
 
     def links_of(self, node: str) -> list[tuple[Link, Endpoint]]:
         """The node's link ends, in port order."""
@@ -161,13 +170,16 @@ def resolve(document: Any, base_dir: Path) -> Lab:
             problems.error(f"topology.kinds.{kind_name}", f"unknown kind {kind_name!r}")
 
     links = _resolve_links(topo.get("links"), raw_nodes, nodes, problems)
+    mgmt = mgmt_fields.parse_mgmt(document.get("mgmt"), problems)
+    mgmt_fields.check_node_addresses(mgmt, nodes, problems)
     if problems.errors:
         raise TopologyError(problems.errors)
-    return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=base_dir, warnings=tuple(problems.warnings))
+    return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=base_dir, warnings=tuple(problems.warnings),
+               mgmt=mgmt)
 
 
 def _check_top(document: dict[str, Any], problems: Problems) -> str:
-    _check_keys(document, "", {"name", "topology"}, IGNORED_TOP_FIELDS, problems)
+    _check_keys(document, "", {"name", "topology", "mgmt"}, IGNORED_TOP_FIELDS, problems)
     lab_id = document.get("name")
     if not isinstance(lab_id, str) or not names.is_valid_lab_id(lab_id):
         problems.error(
@@ -269,8 +281,15 @@ def _resolve_node(
         labels=node_fields.string_map(fields.get("labels"), f"{where}.labels", problems),
         memory_mb=node_fields.memory(fields.get("memory"), f"{where}.memory", problems),
         cpus=node_fields.positive_int(fields.get("cpus"), f"{where}.cpus", problems),
+        mgmt_ipv4=mgmt_fields.node_address(_dashed(fields, "mgmt-ipv4"), 4, f"{where}.mgmt-ipv4", problems),
+        mgmt_ipv6=mgmt_fields.node_address(_dashed(fields, "mgmt-ipv6"), 6, f"{where}.mgmt-ipv6", problems),
     )
     return node  # even with field errors: its links are still checked
+
+
+def _dashed(fields: dict[str, Any], key: str) -> Any:
+    """containerlab accepts both ``mgmt-ipv4`` and ``mgmt_ipv4``."""
+    return fields.get(key, fields.get(key.replace("-", "_")))
 
 
 def _resolve_links(raw_links: Any, raw_nodes: dict, nodes: dict[str, Node], problems: Problems) -> list[Link]:

@@ -46,6 +46,16 @@ def _runtime_name(row: dict[str, Any]) -> str:
     return (row.get("Names") or ["/" + row["Id"][:12]])[0].lstrip("/")
 
 
+def _mgmt_ipv4(row: dict[str, Any]) -> str | None:
+    """The container's address on its (one) network: the lab's management network. A
+    stopped container has none in the list; its static address is in its IPAM config."""
+    for endpoint in ((row.get("NetworkSettings") or {}).get("Networks") or {}).values():
+        address = endpoint.get("IPAddress") or ((endpoint.get("IPAMConfig") or {}).get("IPv4Address"))
+        if address:
+            return address
+    return None
+
+
 def discover(api: APIClient) -> list[DiscoveredLab]:
     labs: dict[str, list[NodeStatus]] = {}
     for row in our_containers(api):
@@ -60,6 +70,7 @@ def discover(api: APIClient) -> list[DiscoveredLab]:
                 PROVIDER,
                 state,
                 _runtime_name(row),
+                mgmt_ipv4=_mgmt_ipv4(row),
             )
         )
     return [

@@ -51,8 +51,10 @@ from providers.libvirt.domains import (
     start_domain,
 )
 from providers.libvirt.ready import SerialLogWatcher
+from providers.libvirt.startup_config import data_disk_seed
+from topology.mgmt import management_lines
 from topology import Node
-from vendors.model import ExtractionMethod, ReadinessMethod, VendorConfig
+from vendors.model import ConfigSaveMethod, ExtractionMethod, ReadinessMethod, VendorConfig
 
 log = logging.getLogger("archetype.libvirt")
 
@@ -105,7 +107,8 @@ class LibvirtProvider(NodeProvider):
         def interface_xml(end: LinkEnd | None, nic_model: str) -> str:
             return (self._interface_xml or network.vm_interface_xml)(end, nic_model)
 
-        return plan_domain(lab_id, node, ends, interface_xml=interface_xml)
+        seed = data_disk_seed(node.vendor, node.name, node.startup_config)
+        return plan_domain(lab_id, node, ends, interface_xml=interface_xml, data_seed=seed)
 
     def _status(self, lab_id: str, node_name: str, kind: str, state: NodeState) -> NodeStatus:
         return NodeStatus(lab_id, node_name, kind, self.name, state, self.runtime_name(lab_id, node_name))
@@ -326,7 +329,7 @@ class LibvirtProvider(NodeProvider):
 
     def run_post_boot(self, lab_id: str, node: Node) -> list[CommandResult]:
         vendor = node.vendor
-        commands = [*vendor.post_boot_commands, *node.exec_lines]
+        commands = [*management_lines(node), *vendor.post_boot_commands, *node.exec_lines]
         if not commands:
             return []
         timeout = get_settings().command_timeout
@@ -361,6 +364,19 @@ class LibvirtProvider(NodeProvider):
                 tried.append(f"{command!r} gave {output[:200]!r}")
         raise ProviderError(f"node {node.name}: no credible configuration: {'; '.join(tried)}")
 
+    def save_config(self, lab_id: str, node: Node) -> str:
+        """The device keeps its running config (``write memory``): its output."""
+        save = node.vendor.config_save
+        if save.method is not ConfigSaveMethod.CONSOLE or not save.command:
+            raise ProviderError(f"node {node.name}: kind {node.kind} has no console config save")
+        with self.console(lab_id, node) as session:
+            session.start()
+            output = session.send_command(save.command, timeout=save.timeout)
+        if save.success and not re.search(save.success, output):
+            raise CommandError(node.name, save.command, 1, output)
+        log.info("%s: %r: %s", node.name, save.command, output.strip()[-200:])
+        return output
+
     def connect_command(self, lab_id: str, node: Node) -> list[str]:
         return ["virsh", "-c", self.uri, "console", "--force", self.runtime_name(lab_id, node.name)]
 
@@ -377,7 +393,8 @@ class LibvirtProvider(NodeProvider):
             assert info.marker is not None
             marker = info.marker
             labs.setdefault(marker.lab_id, []).append(
-                NodeStatus(marker.lab_id, marker.node_name, marker.kind, self.name, info.state, info.name)
+                NodeStatus(marker.lab_id, marker.node_name, marker.kind, self.name, info.state, info.name,
+                           mgmt_ipv4=marker.mgmt_ipv4 or None)
             )
         return [DiscoveredLab(lab_id, sorted(nodes, key=lambda n: n.name)) for lab_id, nodes in sorted(labs.items())]
 
