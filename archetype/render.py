@@ -80,17 +80,18 @@ def show_status(result: dict[str, Any]) -> None:
     for lab in result["labs"]:
         _table(
             f"lab {lab['lab_id']}",
-            ["node", "kind", "provider", "state", "runtime name"],
-            [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"]] for n in lab["nodes"]],
+            ["node", "kind", "provider", "state", "runtime name", "mgmt ipv4"],
+            [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"], n.get("mgmt_ipv4")]
+             for n in lab["nodes"]],
         )
 
 
 def show_deployed(result: dict[str, Any]) -> None:
     _table(
         f"lab {result['lab_id']}",
-        ["node", "kind", "provider", "state", "ready (s)"],
+        ["node", "kind", "provider", "state", "ready (s)", "mgmt ipv4"],
         [
-            [n["name"], n["kind"], n["provider"], n["state"], _seconds(n.get("ready_seconds"))]
+            [n["name"], n["kind"], n["provider"], n["state"], _seconds(n.get("ready_seconds")), n.get("mgmt_ipv4")]
             for n in result["nodes"]
         ],
     )
@@ -103,6 +104,15 @@ def show_configs(result: dict[str, Any]) -> None:
         f"configs of {result['lab_id']}",
         ["node", "ok", "file / error"],
         [[name, "yes" if c["ok"] else "no", c["path"] or c["error"]] for name, c in result["configs"].items()],
+    )
+
+
+def show_saved(result: dict[str, Any]) -> None:
+    _table(
+        f"configs saved on the devices of {result['lab_id']}",
+        ["node", "saved", "command / error"],
+        [[name, {True: "yes", False: "no", None: "- (nothing to save)"}[s["ok"]], s["error"] or s["command"]]
+         for name, s in result["nodes"].items()],
     )
 
 
