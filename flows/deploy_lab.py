@@ -17,6 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab.locks import lab_lock
 from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
+from tasks.mgmt import ensure_mgmt_network, publish_lab_picture, starting_from_saved_configs
 from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
 from tasks.nodes import (
     create_node,
@@ -27,7 +28,6 @@ from tasks.nodes import (
     wait_ready,
     wire_node,
 )
-from tasks.mgmt import ensure_mgmt_network, publish_lab_picture, starting_from_saved_configs
 from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab, load_topology
 from topology.mgmt import assign, management_lines

@@ -89,7 +89,7 @@ def svg(picture: LabPicture) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="sans-serif">',
         f"<title>lab {escape(picture.lab_id)}</title>",
-        f'<rect width="100%" height="100%" fill="white"/>',
+        '<rect width="100%" height="100%" fill="white"/>',
         f'<text x="12" y="24" font-size="18" font-weight="bold">lab {escape(picture.lab_id)}</text>',
     ]
     for link in picture.links:

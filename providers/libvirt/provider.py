@@ -52,8 +52,8 @@ from providers.libvirt.domains import (
 )
 from providers.libvirt.ready import SerialLogWatcher
 from providers.libvirt.startup_config import data_disk_seed
-from topology.mgmt import management_lines
 from topology import Node
+from topology.mgmt import management_lines
 from vendors.model import ConfigSaveMethod, ExtractionMethod, ReadinessMethod, VendorConfig
 
 log = logging.getLogger("archetype.libvirt")
