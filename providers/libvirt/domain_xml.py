@@ -279,11 +279,15 @@ def domain_xml(plan: DomainPlan, *, uuid: str | None = None) -> str:
 
 def link_ports(xml: str) -> list[str | None]:
     """The OVS port of each NIC in ``xml`` (a domain, or one ``<interface>``), in NIC order;
-    None for a NIC on no link (a placeholder). Two lists equal: the same links, same slots."""
+    None for a NIC on no link (a placeholder, the management NIC). Two lists equal: the same links, same slots."""
     root = ET.fromstring(xml)
     interfaces = [root] if root.tag == "interface" else root.iter("interface")
     ports: list[str | None] = []
     for iface in interfaces:
         target = iface.find("target")
-        ports.append(target.get("dev") if iface.get("type") == "bridge" and target is not None else None)
+        # Only OVS ports are links: the management NIC on the lab's Linux bridge is not one
+        # (its tap gets a name from libvirt, vnetN, that changes at every start).
+        virtualport = iface.find("virtualport")
+        on_ovs = virtualport is not None and virtualport.get("type") == "openvswitch"
+        ports.append(target.get("dev") if iface.get("type") == "bridge" and on_ovs and target is not None else None)
     return ports

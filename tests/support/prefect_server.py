@@ -40,7 +40,7 @@ class PrefectServer:
     pool: str | None = None  # the work pool whose deployments (deploy-lab/<pool>, ...) tests run
 
     @classmethod
-    def start(cls, home: Path, timeout: float = 60) -> PrefectServer:
+    def start(cls, home: Path, timeout: float = 180) -> PrefectServer:  # a loaded 2-core host: 60 s was seen short
         port = free_port()
         url = f"http://127.0.0.1:{port}/api"
         env = quiet_env(PREFECT_HOME=str(home), PREFECT_SERVER_UI_API_URL=url)

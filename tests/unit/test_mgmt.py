@@ -270,3 +270,18 @@ def test_a_link_id_splits_where_both_halves_are_nodes() -> None:
     assert _link_ends("a--b:eth1--c:eth2", {"a--b", "c"}) == (("a--b", "eth1"), ("c", "eth2"))
     assert _link_ends("r1:eth1--r2:eth1", {"r1", "r2"}) == (("r1", "eth1"), ("r2", "eth1"))
     assert _link_ends("x:eth1--y:eth1", {"r1"}) is None
+
+
+def test_the_management_nic_is_not_a_link_port() -> None:
+    """A running VM's live XML names its management tap (vnetN): a redeploy that compares
+    link ports must not take it for a link that changed."""
+    from providers.libvirt.domain_xml import link_ports
+
+    live = (
+        "<domain><devices>"
+        "<interface type='bridge'><source bridge='armabc'/><target dev='vnet7'/></interface>"
+        "<interface type='bridge'><source bridge='arch-ovs'/><virtualport type='openvswitch'/>"
+        "<target dev='art0123'/></interface>"
+        "</devices></domain>"
+    )
+    assert link_ports(live) == [None, "art0123"]
