@@ -67,18 +67,24 @@ def _colours(picture: LabPicture) -> dict[str, str]:
 
 
 def _positions(picture: LabPicture) -> tuple[dict[str, tuple[float, float]], float, float]:
-    """Nodes on a circle (grouped by host, then kind, so that hosts and kinds sit together)."""
+    """Nodes on a circle (grouped by host, then kind, so that hosts and kinds sit together),
+    the drawing cropped to them: a title band above, the legend below."""
     ordered = sorted(picture.nodes, key=lambda n: (n.host, n.kind, n.name))
     count = max(1, len(ordered))
     radius = 0.0 if count == 1 else max(160.0, count * (NODE_W + 40) / (2 * math.pi))
-    margin = 140.0
-    centre = radius + margin
-    positions = {}
-    for i, node in enumerate(ordered):
-        angle = 2 * math.pi * i / count - math.pi / 2
-        positions[node.name] = (centre + radius * math.cos(angle), centre + radius * math.sin(angle))
-    size = 2 * centre
-    return positions, size, size + 40  # room for the legend
+    points = {
+        node.name: (radius * math.cos(2 * math.pi * i / count - math.pi / 2),
+                    radius * math.sin(2 * math.pi * i / count - math.pi / 2))
+        for i, node in enumerate(ordered)
+    }
+    xs = [x for x, _ in points.values()] or [0.0]
+    ys = [y for _, y in points.values()] or [0.0]
+    margin, title, legend = 60.0, 40.0, 40.0
+    left, top = min(xs) - NODE_W / 2 - margin, min(ys) - NODE_H / 2 - margin - title
+    width = max(xs) - min(xs) + NODE_W + 2 * margin
+    height = max(ys) - min(ys) + NODE_H + 2 * margin + title + legend
+    positions = {name: (x - left, y - top) for name, (x, y) in points.items()}
+    return positions, max(width, 360.0), height
 
 
 def svg(picture: LabPicture) -> str:
