@@ -54,6 +54,7 @@ class NodeStatus:
     state: NodeState
     runtime_name: str
     mgmt_ipv4: str | None = None  # the node's address on the lab's management network
+    mgmt_ipv6: str | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ def discover_all(only_lab: str | None = None) -> list[dict[str, Any]]:
                     "state": n.state.value,
                     "runtime_name": n.runtime_name,
                     "mgmt_ipv4": n.mgmt_ipv4,
+                    "mgmt_ipv6": n.mgmt_ipv6,
                 }
                 for n in lab.nodes
             )

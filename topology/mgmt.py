@@ -136,6 +136,8 @@ def check_node_addresses(mgmt: MgmtNetwork, nodes: dict[str, Node], problems: Pr
                 problems.error(where, f"{address} is already node {seen[address]}'s address")
             else:
                 seen[address] = node.name
+            if version == 6 and node.vendor.container is None:
+                problems.warn(where, "VMs get an IPv4 management address only: not configured")
     if mgmt.ipv4_subnet:
         auto = sum(1 for n in nodes.values() if n.mgmt_ipv4 is None)
         free = capacity(mgmt.ipv4_subnet) - sum(1 for n in nodes.values() if n.mgmt_ipv4 is not None)
@@ -196,7 +198,8 @@ def assign(lab: Lab, plan: MgmtPlan) -> Lab:
     the same topology on the same subnet gives the same addresses (a saved VM config that
     holds its management address stays right after a redeploy)."""
     v4 = _allocate(lab, "mgmt_ipv4", plan.ipv4_subnet)
-    v6 = _allocate(lab, "mgmt_ipv6", plan.ipv6_subnet) if plan.ipv6_subnet else {}
+    # IPv6: containers only (docker gives it them; no VM kind has IPv6 management commands)
+    v6 = _allocate(lab, "mgmt_ipv6", plan.ipv6_subnet, containers_only=True) if plan.ipv6_subnet else {}
     nodes = {
         name: replace(node, mgmt_ipv4=v4.get(name), mgmt_ipv6=v6.get(name),
                       mgmt_prefixlen=ipaddress.ip_network(plan.ipv4_subnet).prefixlen)
@@ -205,12 +208,13 @@ def assign(lab: Lab, plan: MgmtPlan) -> Lab:
     return replace(lab, nodes=nodes)
 
 
-def _allocate(lab: Lab, attr: str, subnet: str) -> dict[str, str]:
+def _allocate(lab: Lab, attr: str, subnet: str, *, containers_only: bool = False) -> dict[str, str]:
     span = node_range(subnet)
+    nodes = [n for n in lab.nodes.values() if not containers_only or n.vendor.container is not None]
     taken = {getattr(n, attr) for n in lab.nodes.values() if getattr(n, attr)}
-    result = {n.name: getattr(n, attr) for n in lab.nodes.values() if getattr(n, attr)}
+    result = {n.name: getattr(n, attr) for n in nodes if getattr(n, attr)}
     candidate = span.first
-    for node in lab.nodes.values():
+    for node in nodes:
         if node.name in result:
             continue
         while str(candidate) in taken:

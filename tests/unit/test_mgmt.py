@@ -285,3 +285,24 @@ def test_the_management_nic_is_not_a_link_port() -> None:
         "</devices></domain>"
     )
     assert link_ports(live) == [None, "art0123"]
+
+
+def test_ipv6_addresses_go_to_containers(tmp_path: Path) -> None:
+    lab = lab_of(
+        """
+        name: six
+        mgmt: {ipv4-subnet: 10.0.0.0/24, ipv6-subnet: 'fd00:1::/64'}
+        topology:
+          nodes:
+            r1: {kind: frr, mgmt-ipv6: 'fd00:1::10'}
+            r2: {kind: frr}
+            v1: {kind: mini-ios}
+        """,
+        tmp_path,
+    )
+    six = MgmtPlan("n", "b", "10.0.0.0/24", "10.0.0.1", "fd00:1::/64", "fd00:1::1")
+    nodes = assign(lab, six).nodes
+    assert (nodes["r1"].mgmt_ipv6, nodes["r2"].mgmt_ipv6, nodes["v1"].mgmt_ipv6) == ("fd00:1::10", "fd00:1::2", None)
+    spec = build_container_spec("six", nodes["r2"], 0, "net")
+    assert spec.create["networking_config"]["EndpointsConfig"]["net"]["IPAMConfig"] == {
+        "IPv4Address": "10.0.0.3", "IPv6Address": "fd00:1::2"}
