@@ -7,7 +7,7 @@
 #   make lint        ruff
 #   make demo        setup, then the demo lab
 #   make bench       benchmarks: deploy/destroy vs a raw-engine baseline, discovery, VM readiness, wiring
-#   make clean-host  remove every Archetype-owned resource from this host
+#   make clean-host  remove every Archetype-owned resource from this host, stop the local Prefect server
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -59,7 +59,8 @@ lint: venv
 	$(RUFF) check .
 
 # Deploys the example lab (two FRR routers in eBGP and a mini-ios VM) through the
-# deploy-lab flow, on Prefect's embedded API unless PREFECT_API_URL points at a server.
+# deploy-lab flow, on the local Prefect server (started once, left running for the UI at
+# http://127.0.0.1:4200; `archetype server stop` ends it) unless PREFECT_API_URL is set.
 demo: setup
 	$(ARCHETYPE) validate examples/demo.yml
 	$(ARCHETYPE) deploy examples/demo.yml
@@ -74,3 +75,4 @@ bench: setup
 # destroyed, from the state artifacts): by markers, never by name.
 clean-host: venv
 	$(ARCHETYPE) cleanup
+	$(ARCHETYPE) server stop

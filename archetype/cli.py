@@ -7,48 +7,25 @@ Exit codes: 0 success, 1 an operation failed, 2 invalid input (``error: ...`` on
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from archetype import render
-from lab.errors import ArchetypeError, TopologyError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deploy network labs of containers and VMs.")
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout")]
-
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-
-
-def _fail(messages: list[str], code: int) -> None:
-    for message in messages:
-        typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _run(operation: Callable[[], Any]) -> Any:
-    """Run an operation, turning our errors into the exit codes of the contract."""
-    try:
-        return operation()
-    except TopologyError as err:
-        _fail(err.problems, EXIT_INVALID)
-    except ArchetypeError as err:
-        _fail([str(err)], EXIT_FAILED)
-
-
-def _emit(result: dict[str, Any], as_json: bool, show: Callable[[dict[str, Any]], None]) -> None:
-    if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
-    else:
-        show(result)
+from archetype.app import (
+    EXIT_FAILED,
+    JsonOption,
+    _check_lab_id,
+    _emit,
+    _exit_on_errors,
+    _fail,
+    _run,
+    _run_flow,
+    app,
+)
 
 
 @app.command()
@@ -72,12 +49,12 @@ def vendors(as_json: JsonOption = False) -> None:
 @app.command()
 def status(lab: Annotated[str | None, typer.Argument(help="Only this lab")] = None, as_json: JsonOption = False) -> None:
     """What Archetype runs on this host, from the live runtimes."""
-    from providers.inventory import discover_all
+    from providers.labs import discover
 
-    labs = _run(lambda: discover_all(lab))
+    labs = _run(lambda: discover(lab))
     if lab is not None and not labs:
         _fail([f"no lab {lab!r} on this host"], EXIT_FAILED)
-    _emit({"labs": labs}, as_json, render.show_status)
+    _emit({"labs": [found.as_dict() for found in labs]}, as_json, render.show_status)
 
 
 @app.command()
@@ -110,33 +87,18 @@ def destroy(lab: str, as_json: JsonOption = False) -> None:
     _exit_on_errors(result)
 
 
-def _run_flow(as_json: bool, flow: Any, **parameters: Any) -> dict[str, Any]:
-    """Run a flow in this process and return its result. A run that ended failed with its
-    report as result (a deploy with failed nodes, a destroy that left something) returns
-    that report; a run that failed with an error raises it (exit codes by ``_run``)."""
-    state = _run(lambda: _quiet_flow(as_json, lambda: flow(**parameters, return_state=True)))
-
-    def result_of() -> dict[str, Any]:
-        result = state.result(raise_on_failure=False)
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-    return _run(result_of)
-
-
 @app.command()
 def configs(
     lab: str,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for the config files")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Folder under the workspace's configs folder (a name, or a path inside it)")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Pull every node's running configuration (files and Prefect artifacts)."""
     _check_lab_id(lab)
-    from flows.extract_configs import extract_configs
+    from flows.extract_configs import extract_configs, output_folder
 
-    out_dir = str(out.resolve()) if out else None
-    result = _run_flow(as_json, extract_configs, lab=lab, out_dir=out_dir)
+    _run(lambda: output_folder(lab, out))  # an --out outside the configs folder: exit 2 at once
+    result = _run_flow(as_json, extract_configs, lab=lab, out_dir=out)
     _emit(result, as_json, render.show_configs)
     if not result["configs"] or not all(c["ok"] for c in result["configs"].values()):
         raise typer.Exit(EXIT_FAILED)
@@ -161,9 +123,9 @@ def cleanup(
 @app.command()
 def connect(lab: str, node: str) -> None:
     """An interactive session on a node: its shell (container) or serial console (VM); Ctrl-] detaches."""
-    from providers.inventory import connect_session
+    from providers.labs import node_session
 
-    argv, guard = _run(lambda: connect_session(lab, node))
+    argv, guard = _run(lambda: node_session(lab, node))
 
     def attached() -> int:
         with guard:  # a VM's console: Archetype's own sessions wait while the person is on it
@@ -175,46 +137,16 @@ def connect(lab: str, node: str) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address of the local Prefect server (when PREFECT_API_URL is unset)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the local Prefect server")] = 4200,
+    port: Annotated[int | None, typer.Option(help="Port of the local Prefect server [default: ARCHETYPE_SERVER_PORT, 4200]")] = None,
 ) -> None:
     """Serve every flow as a deployment on this host (cleanup-orphans on a cron schedule).
 
-    With PREFECT_API_URL set, the deployments go to that server; otherwise a server is
-    started on loopback first.
+    With PREFECT_API_URL set, the deployments go to that server; otherwise to the local
+    server the CLI uses (started if none answers; API auth on; loopback unless --host).
     """
     from deployments.serve import serve_all
 
-    serve_all(host, port)
-
-
-def _check_lab_id(lab: str) -> None:
-    from lab.names import is_valid_lab_id
-
-    if not is_valid_lab_id(lab):
-        _fail([f"invalid lab id {lab!r}"], EXIT_INVALID)
-
-
-def _exit_on_errors(result: dict[str, Any]) -> None:
-    if result.get("errors"):
-        _fail(result["errors"], EXIT_FAILED)
-
-
-def _quiet_flow(as_json: bool, run: Callable[[], Any]) -> Any:
-    """With --json, stdout carries only the document: Prefect's console logs go to stderr."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    # Prefect's heartbeat thread makes every flow run end on its next whole second (0.5 s
-    # more on average, docs/performance.md). It feeds the zombie detection of worker runs;
-    # the user of a command-line run sees its end: none here.
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        if not as_json:
-            return render.with_progress(run)
-        stdout = sys.stdout
-        sys.stdout = sys.stderr
-        try:
-            return run()
-        finally:
-            sys.stdout = stdout
+    _run(lambda: serve_all(host, port))
 
 
 def main() -> None:
@@ -227,4 +159,5 @@ def main() -> None:
     app()
 
 
-from archetype import cli_mgmt  # noqa: E402,F401 - registers inventory, save, graph
+import archetype.cli_mgmt  # noqa: E402,F401 - registers inventory, save, graph
+import archetype.cli_server  # noqa: E402,F401 - registers `archetype server`

@@ -11,7 +11,7 @@ import typer
 import yaml
 
 from archetype import render
-from archetype.cli import (
+from archetype.app import (
     EXIT_FAILED,
     EXIT_INVALID,
     JsonOption,
@@ -41,12 +41,12 @@ def inventory(
     address; logins are environment variables (ARCHETYPE_USERNAME_<KIND>, ARCHETYPE_PASSWORD_<KIND>)."""
     _check_lab_id(lab)
     from archetype.automation import ansible_inventory, nornir_hosts
-    from providers.inventory import discover_all
+    from providers.labs import discover
 
-    labs = _run(lambda: discover_all(lab))
+    labs = _run(lambda: discover(lab))
     if not labs:
         _fail([f"no lab {lab!r} on this host"], EXIT_FAILED)
-    nodes = labs[0]["nodes"]
+    nodes = labs[0].as_dict()["nodes"]
     document = ansible_inventory(lab, nodes) if fmt is InventoryFormat.ANSIBLE else nornir_hosts(lab, nodes)
     text = yaml.safe_dump(document, sort_keys=False)
     if out is not None:
@@ -107,7 +107,7 @@ def _picture(source: str) -> Any:
 
     if not is_valid_lab_id(source):
         _fail([f"{source!r} is neither a topology file nor a lab id"], EXIT_INVALID)
-    from providers.inventory import live_picture
+    from providers.labs import live_picture
 
     return _run(lambda: live_picture(source))
 

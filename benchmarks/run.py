@@ -103,25 +103,10 @@ class Labs:
         errors: list[str] = []
         if not (self.container_labs or self.vm_labs):
             return errors
-        from providers import network
-        from providers.docker import DockerProvider
+        from providers import labs, network
 
-        docker_provider = DockerProvider()
-        try:
-            for lab in sorted(self.container_labs | self.vm_labs):
-                report = docker_provider.destroy_lab(lab)
-                errors += report.errors
-        finally:
-            docker_provider.close()
-        if self.vm_labs:
-            from providers.libvirt import LibvirtProvider
-
-            libvirt_provider = LibvirtProvider()
-            try:
-                for lab in sorted(self.vm_labs):
-                    errors += libvirt_provider.destroy_lab(lab).errors
-            finally:
-                libvirt_provider.close()
+        for lab in sorted(self.container_labs | self.vm_labs):
+            errors += labs.destroy_lab(lab).errors
         for lab in sorted(self.container_labs | self.vm_labs):
             with contextlib.suppress(Exception):
                 errors += network.release_lab(lab).errors
@@ -361,7 +346,8 @@ def bench_discovery(labs: Labs, reps: int, containers: int = 180, domains: int =
     import libvirt
 
     from lab import names
-    from providers import all_providers, get_provider, inventory
+    from providers import all_providers, get_provider
+    from providers import labs as lab_ops
     from providers.libvirt import LibvirtProvider
     from providers.libvirt.domain_xml import domain_xml
     from topology import Node
@@ -395,7 +381,7 @@ def bench_discovery(labs: Labs, reps: int, containers: int = 180, domains: int =
         conn = libvirt.open(libvirt_provider.uri)  # this thread's own connection, for the defines
         try:
             for i in range(domains):
-                node = Node(name=f"v{i}", kind="mini-ios", image="")
+                node = Node.of(name=f"v{i}", kind="mini-ios", image="")
                 conn.defineXML(domain_xml(libvirt_provider.plan(vm_lab, node, [])))
         finally:
             conn.close()
@@ -406,12 +392,12 @@ def bench_discovery(labs: Labs, reps: int, containers: int = 180, domains: int =
         for _ in range(reps):
             _fresh_providers(get_provider, all_providers)  # connections are made inside the timing
             t = time.monotonic()
-            found = inventory.discover_all()
+            found = lab_ops.discover()
             in_process_cold.append(time.monotonic() - t)
             t = time.monotonic()
-            found = inventory.discover_all()
+            found = lab_ops.discover()
             in_process_warm.append(time.monotonic() - t)
-            ours = sum(len(lab["nodes"]) for lab in found if lab["lab_id"] in {*container_labs, vm_lab})
+            ours = sum(len(lab.nodes) for lab in found if lab.lab_id in {*container_labs, vm_lab})
             if ours != expected:
                 raise RuntimeError(f"discovery found {ours} of our {expected} nodes")
             t = time.monotonic()
@@ -426,10 +412,10 @@ def bench_discovery(labs: Labs, reps: int, containers: int = 180, domains: int =
                 raise RuntimeError(f"archetype status listed {ours} of our {expected} nodes")
         # The CLI's own cost without discovery: interpreter + imports.
         t = time.monotonic()
-        subprocess.run([str(REPO / ".venv/bin/python"), "-c", "import archetype.cli, providers.inventory, "
+        subprocess.run([str(REPO / ".venv/bin/python"), "-c", "import archetype.cli, providers.labs, "
                         "providers.docker, providers.libvirt"], check=True, timeout=60)
         imports = time.monotonic() - t
-        host_total = sum(len(lab["nodes"]) for lab in found)
+        host_total = sum(len(lab.nodes) for lab in found)
         return {
             "nodes_of_ours": expected,
             "nodes_on_host": host_total,
@@ -446,7 +432,7 @@ def bench_discovery(labs: Labs, reps: int, containers: int = 180, domains: int =
             with ThreadPoolExecutor(max_workers=8) as pool:
                 list(pool.map(lambda r: api.remove_container(r["Id"], force=True), rows))
             labs.container_labs.discard(lab)
-        errors += libvirt_provider.destroy_lab(vm_lab).errors
+        errors += lab_ops.destroy_lab(vm_lab).errors
         if not errors:
             labs.vm_labs.discard(vm_lab)
         locks.__exit__(None, None, None)
@@ -506,7 +492,7 @@ def bench_vm(labs: Labs, reps: int) -> dict[str, Any]:
         for rep in range(reps):
             lab = lab_id("v")
             labs.vm_labs.add(lab)
-            node = Node(name="v1", kind="mini-ios", image="")
+            node = Node.of(name="v1", kind="mini-ios", image="")
             log_path = names.serial_log_path(lab, node.name)
             stop, seen = threading.Event(), []
             watcher = threading.Thread(target=watch_for_line, args=(log_path, VM_READY_LINE, stop, seen), daemon=True)
@@ -526,7 +512,9 @@ def bench_vm(labs: Labs, reps: int) -> dict[str, Any]:
                     f"{delays[-1] * 1000:.0f} ms later")
             finally:
                 stop.set()
-                report = provider.destroy_lab(lab)
+                from providers import labs as lab_ops
+
+                report = lab_ops.destroy_lab(lab)
                 if not report.errors:
                     labs.vm_labs.discard(lab)
     finally:

@@ -1,18 +1,14 @@
 """Single-host mode: ``archetype serve`` serves every flow as a deployment from this process.
 
-With no ``PREFECT_API_URL``, it first starts a Prefect server bound to loopback (the flows
-run as root: the API must not be reachable from the network unless you say so).
+With no ``PREFECT_API_URL``, it uses the local Prefect server (deployments/local_server.py),
+bound to loopback unless ``--host`` says otherwise, always with API auth (the flows run as
+root: a server reachable from the network without auth is refused).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
-from pathlib import Path
-
-import httpx
 
 CLEANUP_CRON = os.environ.get("ARCHETYPE_CLEANUP_CRON", "*/30 * * * *")
 
@@ -37,37 +33,25 @@ def deployments() -> list:
     ]
 
 
-def start_local_server(host: str, port: int, timeout: float = 90) -> subprocess.Popen:
-    """A Prefect server for this host; its UI is at http://HOST:PORT."""
-    url = f"http://{host}:{port}/api"
-    env = {**os.environ, "PREFECT_SERVER_UI_API_URL": url}
-    prefect = str(Path(sys.executable).parent / "prefect")
-    server = subprocess.Popen([prefect, "server", "start", "--host", host, "--port", str(port)], env=env)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                os.environ["PREFECT_API_URL"] = url
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.5)
-        if server.poll() is not None:
-            break
-    server.terminate()
-    raise RuntimeError(f"the Prefect server on {host}:{port} did not start")
+def serve_all(host: str = "127.0.0.1", port: int | None = None) -> None:
+    """Serve the flows until interrupted. Without PREFECT_API_URL they go to the local
+    server the CLI shares (started if none answers, API auth on); it outlives ``serve``:
+    ``archetype server stop`` ends it."""
+    from deployments import local_server
 
+    if os.environ.get("PREFECT_API_URL"):
+        api = local_server.api_env()
+    else:
+        server = local_server.ensure(host, port)
+        print(f"Prefect UI and API: {server.ui} (log in with the string in {local_server.api_auth.auth_path()})",
+              file=sys.stderr)
+        api = local_server.client_env(server)
+    os.environ.update(api)  # the flow runs serve starts are child processes
+    from prefect import serve
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-def serve_all(host: str = "127.0.0.1", port: int = 4200) -> None:
-    server = None
-    if not os.environ.get("PREFECT_API_URL"):
-        server = start_local_server(host, port)
-    try:
-        from prefect import serve
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        with temporary_settings(updates={PREFECT_API_URL: os.environ["PREFECT_API_URL"]}):
-            serve(*deployments())
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+    settings = {PREFECT_API_URL: api["PREFECT_API_URL"]}
+    if api.get("PREFECT_API_AUTH_STRING"):
+        settings[PREFECT_API_AUTH_STRING] = api["PREFECT_API_AUTH_STRING"]
+    with temporary_settings(updates=settings):
+        serve(*deployments())

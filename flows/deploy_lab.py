@@ -7,16 +7,18 @@ VLANs that exist.
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePath
 from typing import Any
 
-import yaml
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from lab import names
 from lab.locks import lab_lock
-from lab.state import LabState, LabStatus, LinkRecord, NodeRecord
+from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord, Stage
 from tasks.mgmt import ensure_mgmt_network, publish_lab_picture, starting_from_saved_configs
 from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
 from tasks.nodes import (
@@ -30,26 +32,21 @@ from tasks.nodes import (
 )
 from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab, load_topology
-from topology.mgmt import assign, management_lines
-
-STAGES = ("create", "wire", "ready", "post-boot")
+from topology.addressing import assign
 
 
 def _run_name() -> str:
+    """``deploy-lab/<lab>`` from the ``name:`` line of YAML text, or from a file's name: no
+    file is opened and nothing is parsed before validation (DESIGN.md, Security)."""
     from prefect.runtime import flow_run
 
-    try:
-        document = yaml.safe_load(_topology_text(flow_run.parameters.get("topology", "")))
-        return f"deploy-lab/{document['name']}"
-    except Exception:  # noqa: BLE001 - a bad topology still gets a run, which then fails clearly
-        return "deploy-lab/invalid"
-
-
-def _topology_text(topology: str) -> str:
+    topology = str(flow_run.parameters.get("topology", ""))
     if "\n" in topology:
-        return topology
-    with open(topology) as handle:
-        return handle.read()
+        found = re.search(r"^name:\s*['\"]?([a-z][a-z0-9-]{0,19})['\"]?\s*$", topology, re.MULTILINE)
+        name = found.group(1) if found else "invalid"
+    else:
+        name = PurePath(topology).stem
+    return f"deploy-lab/{name if names.is_valid_lab_id(name) else 'invalid'}"
 
 
 # A submitted stage holds a pool thread while it waits for its upstream stage, so a lab
@@ -97,7 +94,7 @@ def _configured_before(previous: LabState | None, running: set[str]) -> set[str]
     """Nodes a previous deploy brought to ready and that kept running since."""
     if previous is None:
         return set()
-    return {n.name for n in previous.nodes if n.state == "ready" and n.name in running}
+    return {n.name for n in previous.nodes if n.state is NodePhase.READY and n.name in running}
 
 
 def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[str]) -> LabState:
@@ -112,8 +109,9 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
         lab_id=lab.id,
         status=LabStatus.ALLOCATED,
         nodes=[
-            NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, runtime_name=runtime_name(lab.id, n),
-                       state="ready" if n.name in configured else "planned", mgmt_ipv4=n.mgmt_ipv4)
+            NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value,
+                       runtime_name=runtime_name(lab.id, n),
+                       state=NodePhase.READY if n.name in configured else NodePhase.PLANNED, mgmt_ipv4=n.mgmt_ipv4)
             for n in lab.nodes.values()
         ],
         links=[
@@ -123,7 +121,7 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
     )
 
 
-def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> dict[str, dict[str, PrefectFuture | None]]:
+def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> dict[str, dict[Stage, PrefectFuture | None]]:
     """Each node runs its own chain, so containers are ready while VMs still boot."""
     # Submitted stage by stage (every create first), so that creates are never queued
     # behind other nodes' waiting stages even when the pool is smaller than the lab.
@@ -134,43 +132,44 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> di
     booted = {  # a node with no post-boot command gets no post-boot task
         name: post_boot.submit(lab.id, node, already_done=name in configured, wait_for=[ready[name]])
         for name, node in nodes
-        if node.vendor.post_boot_commands or node.exec or node.exec_lines or management_lines(node)
+        if node.post_boot_commands
     }
-    chains: dict[str, dict[str, PrefectFuture | None]] = {
-        name: dict(zip(STAGES, (created[name], wired[name], ready[name], booted.get(name)), strict=True))
+    chains: dict[str, dict[Stage, PrefectFuture | None]] = {
+        name: dict(zip(Stage, (created[name], wired[name], ready[name], booted.get(name)), strict=True))
         for name in lab.nodes
     }
 
     records = {record.name: record for record in state.nodes}
     for chain in chains.values():
-        chain["create"].wait()
+        chain[Stage.CREATE].wait()
     state.status = LabStatus.CREATING
-    _record_stage(records, chains, "create")
+    _record_created(records, chains)
     publish_lab_state(state)  # after node creation
 
     for name, chain in chains.items():
         record = records[name]
-        for stage in STAGES:
+        for stage in Stage:
             future = chain[stage]
             if future is None:  # nothing to run at that stage
                 continue
             future.wait()
             if future.state.is_failed() or future.state.is_crashed():
-                record.state, record.error = f"failed ({stage})", _error_of(future)
+                record.fail(stage, _error_of(future))
                 state.errors.append(f"{name}: {stage}: {record.error}")
                 break
-            if future.state.is_completed() and stage == "ready":
+            if future.state.is_completed() and stage is Stage.READY:
                 record.ready_seconds = future.result()
         else:
-            record.state = "ready"
+            record.state = NodePhase.READY
     return chains
 
 
-def _record_stage(records: dict[str, NodeRecord], chains: dict, stage: str) -> None:
+def _record_created(records: dict[str, NodeRecord], chains: dict) -> None:
     for name, chain in chains.items():
-        future = chain[stage]
-        if future.state.is_completed() and records[name].state != "ready":  # ready: configured before
-            records[name].state = future.result().state.value
+        future = chain[Stage.CREATE]
+        if future.state.is_completed() and records[name].state is not NodePhase.READY:  # ready: configured before
+            running = future.result().state.value == NodePhase.RUNNING.value
+            records[name].state = NodePhase.RUNNING if running else NodePhase.STOPPED
 
 
 def _error_of(future: PrefectFuture) -> str:
@@ -185,8 +184,8 @@ def _result(state: LabState, _outcome: dict) -> dict[str, Any]:
     return {
         "lab_id": state.lab_id,
         "nodes": [
-            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.state, "ready_seconds": n.ready_seconds,
-             "mgmt_ipv4": n.mgmt_ipv4}
+            {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
+             "ready_seconds": n.ready_seconds, "mgmt_ipv4": n.mgmt_ipv4}
             for n in state.nodes
         ],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan} for link in state.links],

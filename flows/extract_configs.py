@@ -11,11 +11,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab import names
 from lab.errors import ArchetypeError, TopologyError
+from lab.private import private_dir, write_private
 from tasks.labs import discover_labs_live
 from tasks.nodes import extract_config
 from tasks.state import publish_config
-from topology import Node
-from vendors import get_vendor
+from topology import NodeRef
+from vendors import catalog
 from vendors.model import ExtractionMethod
 
 
@@ -25,22 +26,29 @@ def extract_configs(lab: str, out_dir: str | None = None) -> dict[str, Any]:
 
     Args:
         lab: the lab id.
-        out_dir: folder for the files (default: the workspace's configs/<lab>/).
+        out_dir: a folder under the workspace's configs folder for the files: a name
+            (``before-upgrade``) or a path inside it (default: ``configs/<lab>/``). The
+            flow writes nowhere else.
     """
     if not names.is_valid_lab_id(lab):
         raise TopologyError([f"lab: invalid lab id {lab!r}"])
+    folder = output_folder(lab, out_dir)  # invalid input fails the run before any lookup
     found = discover_labs_live(lab)
     if not found:
         raise ArchetypeError(f"no lab {lab!r} on this host")
-    folder = Path(out_dir) if out_dir else names.configs_dir(lab)
-    folder.mkdir(parents=True, exist_ok=True)
-    nodes = [_node(entry) for entry in found[0]["nodes"]]
-    futures = {node.name: extract_config.submit(lab, node) for node in nodes if _extractable(node)}
+    private_dir(folder)
     configs: dict[str, dict[str, Any]] = {}
+    nodes: list[NodeRef] = []
+    for status in found[0].nodes:
+        vendor = catalog().find(status.kind)
+        if vendor is None:
+            configs[status.name] = {"ok": False, "path": None, "error": f"kind {status.kind!r} is not in the catalog"}
+        elif vendor.config_extraction.method is ExtractionMethod.NONE:
+            configs[status.name] = {"ok": False, "path": None, "error": f"kind {vendor.kind} has no config extraction"}
+        else:
+            nodes.append(NodeRef(status.name, vendor))
+    futures = {node.name: extract_config.submit(lab, node) for node in nodes}
     for node in nodes:
-        if node.name not in futures:
-            configs[node.name] = {"ok": False, "path": None, "error": f"kind {node.kind} has no config extraction"}
-            continue
         future = futures[node.name]
         future.wait()
         if not future.state.is_completed():
@@ -48,7 +56,7 @@ def extract_configs(lab: str, out_dir: str | None = None) -> dict[str, Any]:
             continue
         text = future.result()
         path = folder / f"{node.name}.cfg"
-        path.write_text(text)
+        write_private(path, text)  # root only: a config holds secrets (DESIGN.md, Security)
         publish_config(lab, node.name, text)
         configs[node.name] = {"ok": True, "path": str(path), "error": None}
     result = {"lab_id": lab, "configs": configs}
@@ -59,13 +67,17 @@ def extract_configs(lab: str, out_dir: str | None = None) -> dict[str, Any]:
     return result
 
 
-def _node(entry: dict[str, Any]) -> Node:
-    vendor = get_vendor(entry["kind"])
-    return Node(name=entry["name"], kind=vendor.kind, image=vendor.default_image)
-
-
-def _extractable(node: Node) -> bool:
-    return node.vendor.config_extraction.method is not ExtractionMethod.NONE
+def output_folder(lab: str, out_dir: str | None) -> Path:
+    """Where the configs go: always below the workspace's configs folder (resolved, so
+    neither ``..`` nor a symlink leads out)."""
+    root = names.configs_root().resolve()
+    if not out_dir:
+        return names.configs_dir(lab)
+    folder = (root / out_dir).resolve()  # an absolute out_dir replaces root: checked below
+    if folder == root or not folder.is_relative_to(root):
+        raise TopologyError([f"out_dir: {out_dir!r} resolves to {folder}, outside the workspace's configs folder "
+                             f"{root}: give a name (e.g. 'before-upgrade') or a path inside it"])
+    return folder
 
 
 def _error(future) -> str:

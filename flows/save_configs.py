@@ -14,8 +14,8 @@ from lab import names
 from lab.errors import ArchetypeError, TopologyError
 from tasks.labs import discover_labs_live
 from tasks.mgmt import save_node_config
-from topology import Node
-from vendors import get_vendor
+from topology import NodeRef
+from vendors import catalog
 from vendors.model import ConfigSaveMethod
 
 
@@ -31,19 +31,23 @@ def save_configs(lab: str) -> dict[str, Any]:
     found = discover_labs_live(lab)
     if not found:
         raise ArchetypeError(f"no lab {lab!r} on this host")
-    nodes = [_node(entry) for entry in found[0]["nodes"]]
-    futures = {n.name: save_node_config.submit(lab, n) for n in nodes if _savable(n)}
     saved: dict[str, dict[str, Any]] = {}
-    for node in nodes:
-        if node.name not in futures:
+    nodes: list[NodeRef] = []
+    for status in found[0].nodes:
+        vendor = catalog().find(status.kind)
+        if vendor is None:
+            saved[status.name] = {"ok": False, "command": None, "error": f"kind {status.kind!r} is not in the catalog"}
+        elif vendor.config_save.method is ConfigSaveMethod.NONE:
             # nothing to save: a kind whose device keeps no config of its own (linux)
-            saved[node.name] = {"ok": None, "command": None, "error": None}
-            continue
+            saved[status.name] = {"ok": None, "command": None, "error": None}
+        else:
+            nodes.append(NodeRef(status.name, vendor))
+    futures = {n.name: save_node_config.submit(lab, n) for n in nodes}
+    for node in nodes:
         future = futures[node.name]
         future.wait()
         command = node.vendor.config_save.command
         if future.state.is_completed():
-            future.result()
             saved[node.name] = {"ok": True, "command": command, "error": None}
         else:
             saved[node.name] = {"ok": False, "command": command, "error": _error(future)}
@@ -53,15 +57,6 @@ def save_configs(lab: str) -> dict[str, Any]:
         return Failed(message=f"lab {lab}: not saved on " + "; ".join(f"{n}: {e}" for n, e in failed.items())[:1000],
                       data=result)
     return result
-
-
-def _node(entry: dict[str, Any]) -> Node:
-    vendor = get_vendor(entry["kind"])
-    return Node(name=entry["name"], kind=vendor.kind, image=vendor.default_image)
-
-
-def _savable(node: Node) -> bool:
-    return node.vendor.config_save.method is not ConfigSaveMethod.NONE
 
 
 def _error(future: Any) -> str:

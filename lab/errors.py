@@ -40,13 +40,27 @@ class ImageNotFoundError(ProviderError):
     transient = False
 
 
+class ConflictError(ProviderError):
+    """A resource of the node's name exists and is not this node's (a container or domain
+    someone else made): it is left alone, and retrying will not help."""
+
+    transient = False
+
+
 class CommandError(ProviderError):
-    """A command run on a node (exec or console) failed."""
+    """A command run on a node (exec or console) failed.
+
+    Transient only when it timed out: a command that ran and said no (an exit code, an
+    error on the console) would say no again, and may have done half its work."""
 
     def __init__(self, node: str, command: str, exit_code: int | None, output: str):
         self.node, self.command, self.exit_code, self.output = node, command, exit_code, output
         code = "timed out" if exit_code is None else f"exit code {exit_code}"
         super().__init__(f"node {node}: command {command!r} failed ({code}): {output.strip()[-500:]}")
+
+    @property
+    def transient(self) -> bool:  # type: ignore[override]
+        return self.exit_code is None
 
 
 class ConsoleError(ProviderError):
@@ -55,6 +69,10 @@ class ConsoleError(ProviderError):
 
 class NetworkError(ProviderError):
     """Host networking (OVS, veth, VLAN allocation) failed."""
+
+
+class ServeError(ArchetypeError):
+    """``archetype serve`` could not start (its Prefect server did not come up...)."""
 
 
 class LabBusyError(ArchetypeError):

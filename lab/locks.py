@@ -9,6 +9,7 @@ from filelock import FileLock, Timeout
 
 from lab import names
 from lab.errors import LabBusyError
+from lab.private import FILE_MODE, private_dir
 from lab.settings import get_settings
 
 
@@ -20,9 +21,9 @@ def lab_lock(lab_id: str, timeout: float | None = None) -> Iterator[None]:
     deploy never leaves the lab locked.
     """
     path = names.lab_lock_path(lab_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     wait = get_settings().lab_lock_timeout if timeout is None else timeout
-    lock = FileLock(str(path), thread_local=False)
+    lock = FileLock(str(path), mode=FILE_MODE, thread_local=False)
     try:
         lock.acquire(timeout=wait)
     except Timeout:

@@ -118,12 +118,28 @@ def data_dir(lab_id: str) -> Path:
 
 
 def configs_dir(lab_id: str) -> Path:
-    return workspace() / "configs" / lab_id
+    return configs_root() / lab_id
 
 
 def node_dir(lab_id: str, node: str) -> Path:
     """Per-node files a container binds (startup config, flash, ...)."""
     return workspace() / "labs" / lab_id / node
+
+
+def lab_files_root() -> Path:
+    """Where people put a lab's own files (configs it binds or loads) before running it
+    from the UI or the REST API: ``files/<lab>/``. The only workspace folder a topology's
+    paths may use."""
+    return workspace() / "files"
+
+
+def lab_files_dir(lab_id: str) -> Path:
+    return lab_files_root() / lab_id
+
+
+def configs_root() -> Path:
+    """Everything extract-configs writes lives below this folder."""
+    return workspace() / "configs"
 
 
 def lab_dir(lab_id: str) -> Path:

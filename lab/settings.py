@@ -37,6 +37,9 @@ class Settings(BaseSettings):
         default_factory=socket.gethostname,
         description="This lab host's name: the name of the deployments `archetype serve` makes",
     )
+    server_port: int = Field(
+        4200, ge=1, le=65535, description="Port of the local Prefect server the CLI and `archetype serve` share"
+    )
     docker_url: str = "unix:///var/run/docker.sock"
     libvirt_uri: str = "qemu:///system"
     domain_type: str = Field("qemu", description="'qemu' (TCG) or 'kvm'")
@@ -45,6 +48,10 @@ class Settings(BaseSettings):
     command_timeout: float = Field(30.0, description="Default timeout of one node command, seconds")
     console_timeout: float = Field(30.0, description="Default timeout of one console wait, seconds")
     lab_lock_timeout: float = Field(600.0, description="How long a run waits for another run of the same lab")
+
+    # Images (fnmatch patterns) that get a kind's broad capabilities besides its catalog
+    # image: ARCHETYPE_TRUSTED_IMAGES__ceos='["registry.lab/ceos:*"]'
+    trusted_images: dict[str, list[str]] = Field(default_factory=dict)
 
     # Console logins override the catalog's defaults per kind: ARCHETYPE_CONSOLE_PASSWORD__cisco_iosv=...
     console_username: dict[str, str] = Field(default_factory=dict)

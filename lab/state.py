@@ -20,16 +20,52 @@ class LabStatus(StrEnum):
     DESTROYED = "destroyed"
 
 
+class NodePhase(StrEnum):
+    """How far a deploy brought a node."""
+
+    PLANNED = "planned"  # in the topology, nothing made yet
+    RUNNING = "running"  # created and started
+    STOPPED = "stopped"  # created, not running
+    READY = "ready"  # ready, its post-boot commands run
+    FAILED = "failed"  # a stage failed (``NodeRecord.failed_stage``)
+
+
+class Stage(StrEnum):
+    """The steps of a node's deploy, in order."""
+
+    CREATE = "create"
+    WIRE = "wire"
+    READY = "ready"
+    POST_BOOT = "post-boot"
+
+
 class NodeRecord(BaseModel):
     name: str
     kind: str
     provider: str
     runtime_name: str
-    state: str = "planned"
+    state: NodePhase = NodePhase.PLANNED
+    failed_stage: Stage | None = None
     ready_seconds: float | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
     mgmt_ipv4: str | None = None
+
+    @property
+    def shown_state(self) -> str:
+        """The state as people (and ``--json``) read it: ``failed (post-boot)``."""
+        if self.state is NodePhase.FAILED and self.failed_stage is not None:
+            return f"{self.state.value} ({self.failed_stage.value})"
+        return self.state.value
+
+    def fail(self, stage: Stage, error: str) -> None:
+        self.state, self.failed_stage, self.error = NodePhase.FAILED, stage, error
+
+    @classmethod
+    def parse_state(cls, shown: str) -> tuple[NodePhase, Stage | None]:
+        """The inverse of ``shown_state``."""
+        phase, _, stage = shown.partition(" (")
+        return NodePhase(phase), Stage(stage.rstrip(")")) if stage else None
 
 
 class LinkRecord(BaseModel):
@@ -69,7 +105,7 @@ def state_to_rows(state: LabState) -> list[dict[str, object]]:
     rows = [_row(item="lab", name=state.lab_id, state=state.status.value, runtime=state.updated_at,
                  error="; ".join(state.errors))]
     rows += [
-        _row(item="node", name=n.name, kind=n.kind, provider=n.provider, state=n.state, runtime=n.runtime_name,
+        _row(item="node", name=n.name, kind=n.kind, provider=n.provider, state=n.shown_state, runtime=n.runtime_name,
              ready_s="" if n.ready_seconds is None else round(n.ready_seconds, 2), error=n.error or "")
         for n in state.nodes
     ]
@@ -87,15 +123,19 @@ def state_from_rows(rows: list[dict[str, object]]) -> LabState:
         status=LabStatus(str(lab_row["state"])),
         updated_at=str(lab_row["runtime"]),
         errors=[e for e in str(lab_row["error"]).split("; ") if e],
-        nodes=[
-            NodeRecord(name=str(r["name"]), kind=str(r["kind"]), provider=str(r["provider"]), state=str(r["state"]),
-                       runtime_name=str(r["runtime"]), ready_seconds=float(r["ready_s"]) if r["ready_s"] != "" else None,
-                       error=str(r["error"]) or None)
-            for r in rows if r["item"] == "node"
-        ],
+        nodes=[_node_record(r) for r in rows if r["item"] == "node"],
         links=[
             LinkRecord(id=str(r["name"]), vlan=int(r["vlan"]), endpoints=str(r["endpoints"]).split(),
                        ports=str(r["ports"]).split())
             for r in rows if r["item"] == "link"
         ],
+    )
+
+
+def _node_record(row: dict[str, object]) -> NodeRecord:
+    state, stage = NodeRecord.parse_state(str(row["state"]))
+    return NodeRecord(
+        name=str(row["name"]), kind=str(row["kind"]), provider=str(row["provider"]), state=state, failed_stage=stage,
+        runtime_name=str(row["runtime"]), ready_seconds=float(row["ready_s"]) if row["ready_s"] != "" else None,
+        error=str(row["error"]) or None,
     )

@@ -1,31 +1,22 @@
-"""The provider interface both runtimes implement, with a declared capability set.
+"""The provider interface both runtimes implement.
 
-Flows never ask "is this docker?": they ask the catalog which provider a kind uses and
-the provider what it can do. No Prefect import anywhere under ``providers/``.
+Flows never ask "is this docker?": the catalog names a kind's provider (``Provider``) and
+the registry in ``providers/__init__.py`` gives it. A provider removes only its own
+runtime resources (nodes, and what only its nodes use); the lab's network and workspace
+are released once, by the lab-wide operations of ``providers/labs.py``, after no node of
+the lab remains. No Prefect import anywhere under ``providers/``.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
-from topology import Node
-
-
-class ProviderCapability(StrEnum):
-    CREATE = "create"
-    DESTROY = "destroy"
-    STATUS = "status"
-    READINESS = "readiness"
-    POST_BOOT = "post-boot"
-    CONFIG_EXTRACTION = "config-extraction"
-    CONSOLE = "console"  # interactive session for `archetype connect`
-    DISCOVERY = "discovery"
-    ORPHAN_CLEANUP = "orphan-cleanup"
+from topology import Node, NodeRef
+from vendors.model import Provider
 
 
 class NodeState(StrEnum):
@@ -47,20 +38,38 @@ class LinkEnd:
 
 @dataclass(frozen=True)
 class NodeStatus:
+    """One node as its runtime shows it (discovery, ``node_status``)."""
+
     lab_id: str
     name: str
-    kind: str
-    provider: str
+    kind: str  # from the node's marker ("" when the node is missing)
+    provider: Provider
     state: NodeState
     runtime_name: str
     mgmt_ipv4: str | None = None  # the node's address on the lab's management network
     mgmt_ipv6: str | None = None
 
+    def ref(self) -> NodeRef:
+        """The node's reference, its kind looked up in the catalog (``CatalogError`` when
+        the catalog no longer has it)."""
+        return NodeRef.of(self.name, self.kind)
+
 
 @dataclass(frozen=True)
 class DiscoveredLab:
     lab_id: str
-    nodes: list[NodeStatus]
+    nodes: list[NodeStatus]  # sorted by name
+
+    def as_dict(self) -> dict[str, object]:
+        """The lab as ``archetype status --json`` and the discover-labs flow give it."""
+        return {
+            "lab_id": self.lab_id,
+            "nodes": [
+                {"name": n.name, "kind": n.kind, "provider": n.provider.value, "state": n.state.value,
+                 "runtime_name": n.runtime_name, "mgmt_ipv4": n.mgmt_ipv4, "mgmt_ipv6": n.mgmt_ipv6}
+                for n in self.nodes
+            ],
+        }
 
 
 @dataclass(frozen=True)
@@ -99,8 +108,7 @@ class CleanupReport:
 class NodeProvider(abc.ABC):
     """A runtime that runs nodes: containers (docker) or VMs (libvirt)."""
 
-    name: ClassVar[str]
-    capabilities: ClassVar[frozenset[ProviderCapability]]
+    name: ClassVar[Provider]
 
     @abc.abstractmethod
     def runtime_name(self, lab_id: str, node: str) -> str:
@@ -126,20 +134,23 @@ class NodeProvider(abc.ABC):
         """The live state of one node (``NodeState.MISSING`` when it does not exist)."""
 
     @abc.abstractmethod
-    def wait_ready(self, lab_id: str, node: Node, timeout: float | None = None) -> float:
+    def wait_ready(self, lab_id: str, node: NodeRef, timeout: float | None = None) -> float:
         """Block until the vendor's readiness check passes; return seconds waited.
         Raises ``ProviderError`` naming the node on timeout."""
 
     @abc.abstractmethod
-    def run_post_boot(self, lab_id: str, node: Node) -> list[CommandResult]:
-        """Run the vendor's post-boot commands, then the node's own ``exec``, in order.
-        Raises ``CommandError`` at the first failing command."""
+    def run_post_boot(self, lab_id: str, node: Node, done: list[CommandResult] | None = None) -> list[CommandResult]:
+        """Run the post-boot commands (``node.post_boot_commands``: the vendor's, then the
+        node's own ``exec``) in order, appending each result to ``done`` as it succeeds, and
+        return ``done``. The run starts at command ``len(done)``: a retry given the same
+        list resumes at the command that failed and never runs one that succeeded again.
+        Raises ``CommandError`` at the first failing command (transient only if it timed out)."""
 
     @abc.abstractmethod
-    def extract_config(self, lab_id: str, node: Node) -> str:
+    def extract_config(self, lab_id: str, node: NodeRef) -> str:
         """The node's running configuration, by the vendor's extraction method."""
 
-    def save_config(self, lab_id: str, node: Node) -> str:
+    def save_config(self, lab_id: str, node: NodeRef) -> str:
         """Make the device keep its running config where it reads it at boot, by the
         vendor's save method; the device's answer. ``ProviderError`` when it has none."""
         from lab.errors import ProviderError
@@ -147,10 +158,10 @@ class NodeProvider(abc.ABC):
         raise ProviderError(f"node {node.name}: {self.name} cannot save configs")
 
     @abc.abstractmethod
-    def connect_command(self, lab_id: str, node: Node) -> list[str]:
+    def connect_command(self, lab_id: str, node: NodeRef) -> list[str]:
         """argv of an interactive session on the node (for ``archetype connect``)."""
 
-    def connect_guard(self, lab_id: str, node: Node) -> AbstractContextManager[None]:
+    def connect_guard(self, lab_id: str, node: NodeRef) -> AbstractContextManager[None]:
         """Held while a person is connected (``archetype connect``). Where the node has one
         shared session (a serial console), Archetype's own sessions then wait for the person
         instead of taking the console over; a container's shells are independent."""
@@ -158,24 +169,19 @@ class NodeProvider(abc.ABC):
 
     @abc.abstractmethod
     def discover_labs(self) -> list[DiscoveredLab]:
-        """Every lab that has nodes on this host, from our markers only."""
+        """Every lab that has nodes of this runtime on this host, from our markers only."""
 
     @abc.abstractmethod
-    def destroy_lab(self, lab_id: str) -> CleanupReport:
-        """Remove every resource of the lab this provider owns."""
+    def remove_lab_nodes(self, lab_id: str) -> CleanupReport:
+        """Remove every node of the lab this runtime runs, with what each owns, and the
+        runtime resources only they used (a management network). Never the lab's network
+        (VLAN record, other nodes' ports) nor its workspace folders: ``providers.labs``
+        releases those once no node of the lab remains. One failure does not stop the rest."""
 
     def labs_with_resources(self) -> set[str]:
         """Every lab that owns anything of this runtime on the host (nodes, and whatever
         else a lab can be left with, such as a network without its containers)."""
         return {lab.lab_id for lab in self.discover_labs()}
-
-    def cleanup_orphans(self, known_lab_ids: Iterable[str]) -> CleanupReport:
-        """Destroy every lab with resources here that is not in ``known_lab_ids``."""
-        known = set(known_lab_ids)
-        report = CleanupReport()
-        for lab_id in sorted(self.labs_with_resources() - known):
-            report.merge(self.destroy_lab(lab_id))
-        return report
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -4,8 +4,9 @@
 # workspace. Runs as root on Debian 12 without systemd and without internet (only the
 # Debian and PyPI mirrors). A re-run when everything is in place takes a few seconds.
 #
-# Usage: scripts/setup-host.sh [--venv-only]
+# Usage: scripts/setup-host.sh [--venv-only | --permissions-only]
 #        --venv-only: only create/refresh .venv (what `make test-unit` and `make lint` need)
+#        --permissions-only: only make the workspace root-only (fixes an existing host)
 # Env:   ARCHETYPE_WORKSPACE (default /var/lib/archetype)
 #        ARCHETYPE_SKIP_IMAGES=1  skip the image builds (daemons and venv only)
 set -euo pipefail
@@ -64,8 +65,33 @@ install_packages() {
 
 # ---------------------------------------------------------------- workspace
 make_dirs() {
-    mkdir -p "$WORKSPACE"/{images,disks,data,configs,labs,vlans,locks,logs,prefect} \
+    mkdir -p "$WORKSPACE"/{images,disks,data,configs,labs,vlans,locks,logs,prefect,secrets,files} \
         /var/log/libvirt/qemu /var/log/archetype "$CACHE"
+}
+
+# Root only (DESIGN.md, Security): configs, serial logs, locks, secrets and the Prefect
+# database hold what users typed. Folders 0700, files 0600. The workspace root, disks/,
+# data/ and images/ are 0711 (search only, no listing): QEMU runs as libvirt-qemu and must reach a
+# VM's disks and kernel through them. Fixes hosts set up before this rule.
+PRIVATE_DIRS=(configs logs locks prefect secrets vlans labs files)
+secure_workspace() {
+    mkdir -p "$WORKSPACE"
+    chmod 0711 "$WORKSPACE"
+    local d
+    for d in disks data images; do
+        [[ -d $WORKSPACE/$d ]] && chmod 0711 "$WORKSPACE/$d"
+    done
+    for d in "${PRIVATE_DIRS[@]}"; do
+        mkdir -p "$WORKSPACE/$d"
+        chmod 0700 "$WORKSPACE/$d"
+    done
+    # Files Archetype wrote before (labs/ holds files bound into containers: their own
+    # modes stay, the 0700 folder above them keeps host users out).
+    for d in configs logs locks prefect secrets vlans; do
+        find "$WORKSPACE/$d" -mindepth 1 -type d -exec chmod 0700 {} +
+        find "$WORKSPACE/$d" -type f -exec chmod go-rwx {} +
+    done
+    log "workspace $WORKSPACE: root only (0711 root, 0700 folders, 0600 files)"
 }
 
 # ---------------------------------------------------------------- venv
@@ -174,8 +200,13 @@ main() {
         setup_venv
         return 0
     fi
+    if [[ ${1:-} == --permissions-only ]]; then
+        secure_workspace
+        return 0
+    fi
     step_start; install_packages; step_done "packages checked"
     make_dirs
+    secure_workspace
     step_start; setup_venv; step_done "venv checked"
     # 9>&-: the daemons must not inherit the setup lock, or they would hold it for their
     # whole life and the next setup (make demo after make test...) would wait forever.

@@ -6,11 +6,11 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from providers import get_provider
-from tasks.nodes import provider_of
+from providers import get_provider, provider_of
 from tasks.retry import retry_if_transient
-from topology import Lab, Node
+from topology import Lab, NodeRef
 from topology.mgmt import MgmtPlan
+from vendors.model import Provider
 
 _RETRYING = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": retry_if_transient, "cache_policy": NO_CACHE}
 
@@ -18,13 +18,13 @@ _RETRYING = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": 
 @task(name="mgmt-network", task_run_name="mgmt-network/{lab.id}", **_RETRYING)
 def ensure_mgmt_network(lab: Lab) -> MgmtPlan:
     """The lab's management network (a docker bridge network that VMs join as well)."""
-    plan = get_provider("docker").ensure_mgmt_network(lab.id, lab.mgmt, len(lab.nodes))  # type: ignore[attr-defined]
+    plan = get_provider(Provider.DOCKER).ensure_mgmt_network(lab.id, lab.mgmt, len(lab.nodes))  # type: ignore[attr-defined]
     get_run_logger().info("management network %s: %s (bridge %s)", plan.network, plan.ipv4_subnet, plan.bridge)
     return plan
 
 
 @task(name="save-config", task_run_name="save-config/{node.name}", **{**_RETRYING, "retries": 1})
-def save_node_config(lab_id: str, node: Node) -> str:
+def save_node_config(lab_id: str, node: NodeRef) -> str:
     output = provider_of(node).save_config(lab_id, node)
     get_run_logger().info("%s: %s", node.name, node.vendor.config_save.command)
     return output

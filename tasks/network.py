@@ -7,7 +7,7 @@ from prefect.cache_policies import NO_CACHE
 
 from lab import names
 from lab.state import LabState
-from providers import get_provider, network
+from providers import network, provider_of
 from providers.base import LinkEnd, NodeState
 from tasks.retry import retry_if_transient
 from topology import Lab
@@ -43,8 +43,7 @@ def _node_exists(lab: Lab):
         node = lab.nodes.get(node_name)
         if node is None:
             return False
-        provider = get_provider(node.vendor.provider.value)
-        return provider.node_status(lab.id, node_name).state is not NodeState.MISSING
+        return provider_of(node).node_status(lab.id, node_name).state is not NodeState.MISSING
 
     return exists
 

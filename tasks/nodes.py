@@ -13,20 +13,16 @@ import time
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from providers import get_provider
-from providers.base import CleanupReport, CommandResult, LinkEnd, NodeProvider, NodeStatus
+from lab.errors import ArchetypeError
+from providers import labs, provider_of
+from providers.base import CleanupReport, CommandResult, LinkEnd, NodeStatus
+from tasks.labs import log_report
 from tasks.retry import retry_if_transient
-from topology import Node
+from topology import Node, NodeRef
 
 _RETRYING = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": retry_if_transient, "cache_policy": NO_CACHE}
-
-
-def provider_of(node: Node) -> NodeProvider:
-    return get_provider(node.vendor.provider.value)
-
-
-def runtime_name(lab_id: str, node: Node) -> str:
-    return provider_of(node).runtime_name(lab_id, node.name)
+POST_BOOT_RETRIES = 1
+POST_BOOT_RETRY_DELAY = 2.0
 
 
 # Discovery asks every runtime: a daemon restarting (libvirtd, with a containers-only lab)
@@ -34,9 +30,11 @@ def runtime_name(lab_id: str, node: Node) -> str:
 @task(name="running-nodes", task_run_name="running-nodes/{lab_id}", **_RETRYING)
 def running_nodes(lab_id: str) -> set[str]:
     """The lab's nodes running right now, before this run touches anything."""
-    from providers.inventory import discover_all
+    return labs.running_nodes(lab_id)
 
-    return {n["name"] for lab in discover_all(lab_id) for n in lab["nodes"] if n["state"] == "running"}
+
+def runtime_name(lab_id: str, node: NodeRef) -> str:
+    return provider_of(node).runtime_name(lab_id, node.name)
 
 
 @task(name="create-node", task_run_name="create-node/{node.name}", **_RETRYING)
@@ -55,51 +53,48 @@ def wire_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> None:
 
 
 @task(name="wait-ready", task_run_name="wait-ready/{node.name}", **{**_RETRYING, "retries": 1})
-def wait_ready(lab_id: str, node: Node) -> float:
+def wait_ready(lab_id: str, node: NodeRef) -> float:
     seconds = provider_of(node).wait_ready(lab_id, node)
     get_run_logger().info("%s ready after %.1f s", node.name, seconds)
     return seconds
 
 
-@task(name="post-boot", task_run_name="post-boot/{node.name}", **{**_RETRYING, "retries": 1})
+@task(name="post-boot", task_run_name="post-boot/{node.name}", cache_policy=NO_CACHE)
 def post_boot(lab_id: str, node: Node, already_done: bool = False) -> list[CommandResult]:
     """The vendor's post-boot commands and the node's ``exec``, once per node's life: a node
     that a previous deploy configured and that kept running is not configured again (its
-    ``exec`` lines need not be idempotent, as in containerlab)."""
+    ``exec`` lines need not be idempotent, as in containerlab).
+
+    Retried here, not by Prefect, because a retry must know how far the commands got: a
+    transient failure (the console dropped, a command timed out) resumes at the command
+    that failed; a command that ran and failed is not run again, nor is any before it."""
     logger = get_run_logger()
     if already_done:
         logger.info("%s was configured by a previous deploy and kept running: post-boot skipped", node.name)
         return []
-    results = provider_of(node).run_post_boot(lab_id, node)
-    for result in results:
+    done: list[CommandResult] = []  # filled as commands succeed: a retry starts after them
+    for attempt in range(POST_BOOT_RETRIES + 1):
+        try:
+            provider_of(node).run_post_boot(lab_id, node, done)
+            break
+        except ArchetypeError as err:
+            if not err.transient or attempt == POST_BOOT_RETRIES:
+                raise
+            logger.warning("%s: %s; retrying from command %d", node.name, err, len(done) + 1)
+            time.sleep(POST_BOOT_RETRY_DELAY)
+    for result in done:
         logger.info("%s: %r -> %s in %.2f s", node.name, result.command, result.exit_code, result.seconds)
-    return results
+    return done
 
 
 @task(name="extract-config", task_run_name="extract-config/{node.name}", **{**_RETRYING, "retries": 1})
-def extract_config(lab_id: str, node: Node) -> str:
+def extract_config(lab_id: str, node: NodeRef) -> str:
     return provider_of(node).extract_config(lab_id, node)
 
 
-@task(name="remove-node", task_run_name="remove-node/{node_name}", cache_policy=NO_CACHE)
-def remove_node(lab_id: str, node_name: str, provider_name: str) -> CleanupReport:
-    return get_provider(provider_name).remove_node(lab_id, node_name)
-
-
 @task(name="remove-stale-nodes", task_run_name="remove-stale-nodes/{lab_id}", **_RETRYING)
-def remove_nodes_not_in(lab_id: str, wanted: list[str]) -> list[str]:
+def remove_nodes_not_in(lab_id: str, wanted: list[str]) -> CleanupReport:
     """A converging deploy removes the lab's nodes that its topology no longer has."""
-    from providers import all_providers
-
-    removed = []
-    for provider in all_providers():
-        for lab in provider.discover_labs():
-            if lab.lab_id != lab_id:
-                continue
-            for node in lab.nodes:
-                if node.name not in wanted:
-                    provider.remove_node(lab_id, node.name)
-                    removed.append(node.name)
-    if removed:
-        get_run_logger().info("removed nodes no longer in the topology: %s", ", ".join(removed))
-    return removed
+    report = labs.remove_nodes_not_in(lab_id, wanted)
+    log_report(report)
+    return report

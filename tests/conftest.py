@@ -113,6 +113,19 @@ def ovs() -> Ovs:
     return Ovs(vsctl_path=vsctl)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def local_prefect_server_stopped_at_the_end() -> Iterator[None]:
+    """A CLI run without PREFECT_API_URL starts the long-lived local Prefect server; the
+    session that started it ends it, so that CI never waits on it. One already running
+    before the session (a person's) is left alone."""
+    from deployments import local_server
+
+    before = local_server.running()
+    yield
+    if before is None:
+        local_server.stop()
+
+
 @pytest.fixture
 def unique_lab_id() -> str:
     """A fresh lab id, e.g. ``t-3fa9c1``: valid (``^[a-z][a-z0-9-]{0,19}$``) and unlikely

@@ -15,12 +15,15 @@ import yaml
 
 from lab import names
 from lab.errors import TopologyError
+from lab.settings import get_settings
 from topology import mgmt as mgmt_fields
 from topology import node_fields
 from topology.mgmt import MgmtNetwork
 from topology.node_fields import Bind
+from topology.paths import Folders
 from topology.problems import Problems
 from vendors import VendorConfig, catalog, get_vendor
+from vendors.model import DEFAULT_CAP_ADD
 
 # containerlab node fields that Archetype reads but does not use: a warning, not an error.
 IGNORED_NODE_FIELDS = frozenset(
@@ -68,15 +71,37 @@ class Link:
 
 
 @dataclass(frozen=True)
-class Node:
+class NodeRef:
+    """A node as a provider reaches it once it exists: its name and its vendor entry.
+    What discovery gives back (``NodeStatus.ref()``), and what every provider call that
+    needs no topology field takes (readiness, extraction, a session)."""
+
     name: str
-    kind: str  # the catalog's canonical kind
+    vendor: VendorConfig
+
+    @property
+    def kind(self) -> str:
+        """The catalog's canonical kind."""
+        return self.vendor.kind
+
+    @classmethod
+    def of(cls, name: str, kind: str) -> NodeRef:
+        """The reference of node ``name`` of kind (or alias) ``kind``; ``CatalogError`` on
+        an unknown kind."""
+        return cls(name=name, vendor=get_vendor(kind))
+
+
+@dataclass(frozen=True)
+class Node(NodeRef):
+    """A resolved node: its vendor entry is looked up once, at resolution."""
+
     image: str
     startup_config: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     binds: tuple[Bind, ...] = ()
-    exec: tuple[tuple[str, ...], ...] = ()  # extra post-boot commands, argv form (containers)
-    exec_lines: tuple[str, ...] = ()  # the same commands as written (console lines for VMs)
+    # Extra post-boot commands, as written. Each provider turns them into its own form: argv
+    # for a container (split shell-style, never run by a shell), console lines for a VM.
+    exec: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     memory_mb: int | None = None
     cpus: int | None = None
@@ -86,9 +111,34 @@ class Node:
     mgmt_ipv6: str | None = None
     mgmt_prefixlen: int | None = None  # of mgmt_ipv4, set with it by ``topology.mgmt.assign``
 
+    @classmethod
+    def of(cls, name: str, kind: str, *, image: str | None = None, **fields: Any) -> Node:  # type: ignore[override]
+        """A node built in code (tests, tools): the kind is looked up once, the image
+        defaults to the vendor's."""
+        vendor = get_vendor(kind)
+        return cls(name=name, vendor=vendor, image=image or vendor.default_image, **fields)
+
     @property
-    def vendor(self) -> VendorConfig:
-        return get_vendor(self.kind)
+    def ref(self) -> NodeRef:
+        return NodeRef(name=self.name, vendor=self.vendor)
+
+    @property
+    def post_boot_commands(self) -> list[str]:
+        """Everything post-boot runs on the node, in order: a VM's management address (its
+        console lines from the catalog), the vendor's commands, then the node's own ``exec``
+        (each provider gives them its own form)."""
+        return [*self.management_lines, *self.vendor.post_boot_commands, *self.exec]
+
+    @property
+    def management_lines(self) -> list[str]:
+        """Console lines that give a VM its management address (from the catalog), when it
+        has one and its management NIC is on the lab's network; none for containers (docker
+        gives them theirs)."""
+        vendor, vm = self.vendor, self.vendor.vm
+        if not (self.mgmt_ipv4 and self.mgmt_prefixlen and vm and vm.management_network == "lab"
+                and vendor.interfaces.management_nic):
+            return []
+        return vendor.management.render(self.mgmt_ipv4, self.mgmt_prefixlen, vendor.interfaces.management)
 
 
 @dataclass(frozen=True)
@@ -99,6 +149,7 @@ class Lab:
     source_dir: Path
     warnings: tuple[str, ...] = ()
     mgmt: MgmtNetwork = field(default_factory=MgmtNetwork)
+    host_paths: tuple[Path, ...] = ()  # every host file or folder the lab reads or binds
 
     def links_of(self, node: str) -> list[tuple[Link, Endpoint]]:
         """The node's link ends, in port order."""
@@ -109,7 +160,9 @@ class Lab:
 def load_topology(source: str | Path, *, base_dir: Path | None = None) -> Lab:
     """Parse and validate a topology given as a file path or as YAML text.
 
-    A ``str`` holding a newline is taken as YAML text; otherwise as a path.
+    A ``str`` holding a newline is taken as YAML text; otherwise as a path. The paths in a
+    file resolve in the file's folder; in YAML text, in the lab's files folder in the
+    workspace (or ``base_dir`` when given: the caller vouches for that folder).
     """
     text, base = _read_source(source, base_dir)
     try:
@@ -119,9 +172,9 @@ def load_topology(source: str | Path, *, base_dir: Path | None = None) -> Lab:
     return resolve(document, base)
 
 
-def _read_source(source: str | Path, base_dir: Path | None) -> tuple[str, Path]:
+def _read_source(source: str | Path, base_dir: Path | None) -> tuple[str, Path | None]:
     if isinstance(source, str) and "\n" in source:
-        return source, (base_dir or Path.cwd()).resolve()
+        return source, base_dir  # never the working directory (DESIGN.md, Security)
     path = Path(source)
     try:
         return path.read_text(), (base_dir or path.parent).resolve()
@@ -137,8 +190,9 @@ def _yaml_error(err: yaml.YAMLError) -> str:
     return f"YAML syntax error: {problem}"
 
 
-def resolve(document: Any, base_dir: Path) -> Lab:
-    """Validate a parsed document against the catalog and resolve it into a ``Lab``."""
+def resolve(document: Any, base_dir: Path | None) -> Lab:
+    """Validate a parsed document against the catalog and resolve it into a ``Lab``.
+    ``base_dir``: the topology's folder; None for YAML text (the lab's files folder)."""
     problems = Problems()
     if not isinstance(document, dict):
         raise TopologyError(["the topology must be a mapping with 'name' and 'topology'"])
@@ -155,10 +209,10 @@ def resolve(document: Any, base_dir: Path) -> Lab:
     if not raw_nodes:
         problems.error("topology.nodes", "the topology has no nodes")
 
-    roots = node_fields.allowed_roots(base_dir)
+    folders = Folders.of_file(base_dir) if base_dir is not None else Folders.of_text(lab_id)
     nodes: dict[str, Node] = {}
     for name, raw in raw_nodes.items():
-        node = _resolve_node(str(name), raw, defaults, kinds, groups, base_dir, roots, problems, catalog())
+        node = _resolve_node(str(name), raw, defaults, kinds, groups, folders, problems, catalog())
         if node is not None:
             nodes[node.name] = node
     for section, entries in (("kinds", kinds), ("groups", groups)):
@@ -174,8 +228,8 @@ def resolve(document: Any, base_dir: Path) -> Lab:
     mgmt_fields.check_node_addresses(mgmt, nodes, problems)
     if problems.errors:
         raise TopologyError(problems.errors)
-    return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=base_dir, warnings=tuple(problems.warnings),
-               mgmt=mgmt)
+    return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=folders.base, warnings=tuple(problems.warnings),
+               host_paths=tuple(folders.used), mgmt=mgmt)
 
 
 def _check_top(document: dict[str, Any], problems: Problems) -> str:
@@ -243,8 +297,7 @@ def _merged(layers: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _resolve_node(
-    name: str, raw: Any, defaults: dict, kinds: dict, groups: dict, base_dir: Path, roots: list[Path],
-    problems: Problems, known: Any,
+    name: str, raw: Any, defaults: dict, kinds: dict, groups: dict, folders: Folders, problems: Problems, known: Any,
 ) -> Node | None:
     where = f"topology.nodes.{name}"
     if not names.is_valid_node_name(name):
@@ -269,15 +322,16 @@ def _resolve_node(
         return None
     env = node_fields.string_map(fields.get("env"), f"{where}.env", problems)
     env.update(node_fields.honoured_extras(raw.get("extras"), vendor, where, problems))
+    image = str(fields.get("image") or vendor.default_image)
+    _warn_untrusted_image(vendor, image, where, problems)
     node = Node(
         name=name,
-        kind=vendor.kind,
-        image=str(fields.get("image") or vendor.default_image),
-        startup_config=node_fields.startup_config(fields.get("startup-config"), f"{where}.startup-config", base_dir, roots, problems),
+        vendor=vendor,
+        image=image,
+        startup_config=node_fields.startup_config(fields.get("startup-config"), f"{where}.startup-config", folders, problems),
         env=env,
-        binds=node_fields.binds(fields.get("binds"), f"{where}.binds", vendor, base_dir, roots, problems),
+        binds=node_fields.binds(fields.get("binds"), f"{where}.binds", vendor, folders, problems),
         exec=node_fields.exec(fields.get("exec"), f"{where}.exec", vendor, problems),
-        exec_lines=tuple(fields.get("exec") or ()) if isinstance(fields.get("exec"), list) else (),
         labels=node_fields.string_map(fields.get("labels"), f"{where}.labels", problems),
         memory_mb=node_fields.memory(fields.get("memory"), f"{where}.memory", problems),
         cpus=node_fields.positive_int(fields.get("cpus"), f"{where}.cpus", problems),
@@ -290,6 +344,21 @@ def _resolve_node(
 def _dashed(fields: dict[str, Any], key: str) -> Any:
     """containerlab accepts both ``mgmt-ipv4`` and ``mgmt_ipv4``."""
     return fields.get(key, fields.get(key.replace("-", "_")))
+
+
+def _warn_untrusted_image(vendor: VendorConfig, image: str, where: str, problems: Problems) -> None:
+    options = vendor.container
+    if options is None or not options.broad:
+        return
+    extra = get_settings().trusted_images.get(vendor.kind, [])
+    if not options.trusts(image, extra):
+        problems.warn(
+            f"{where}.image",
+            f"{image!r} is not one of kind {vendor.kind}'s catalog images ({', '.join(options.image_patterns(extra))}): "
+            f"it runs with the default capabilities ({', '.join(DEFAULT_CAP_ADD)}), not {', '.join(options.cap_add)}"
+            f"{' with ' + ', '.join(options.security_opt) if options.security_opt else ''}; "
+            f"ARCHETYPE_TRUSTED_IMAGES__{vendor.kind} adds images",
+        )
 
 
 def _resolve_links(raw_links: Any, raw_nodes: dict, nodes: dict[str, Node], problems: Problems) -> list[Link]:

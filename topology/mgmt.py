@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from topology.problems import Problems
-
-if TYPE_CHECKING:
-    from topology.document import Lab, Node
 
 MGMT_FIELDS = frozenset({"network", "ipv4-subnet", "ipv6-subnet", "ipv4_subnet", "ipv6_subnet"})
 # containerlab mgmt keys Archetype reads but does not use: a warning, not an error.
@@ -117,7 +114,7 @@ def node_address(value: Any, version: int, where: str, problems: Problems) -> st
     return str(address)
 
 
-def check_node_addresses(mgmt: MgmtNetwork, nodes: dict[str, Node], problems: Problems) -> None:
+def check_node_addresses(mgmt: MgmtNetwork, nodes: dict[str, Any], problems: Problems) -> None:
     """Static addresses: inside the lab's subnet (when it is given), in the part of it that
     is for nodes, and each used once."""
     for version, subnet, attr in ((4, mgmt.ipv4_subnet, "mgmt_ipv4"), (6, mgmt.ipv6_subnet, "mgmt_ipv6")):
@@ -190,48 +187,3 @@ def prefix_for(node_count: int, smallest: int = 24) -> int:
     while prefix > 16 and (2 ** (32 - prefix)) // 2 - 2 < node_count:
         prefix -= 1
     return prefix
-
-
-def assign(lab: Lab, plan: MgmtPlan) -> Lab:
-    """The lab with every node's management addresses: the static ones as given, the others
-    in node order from the start of the node range, skipping the static ones. Deterministic:
-    the same topology on the same subnet gives the same addresses (a saved VM config that
-    holds its management address stays right after a redeploy)."""
-    v4 = _allocate(lab, "mgmt_ipv4", plan.ipv4_subnet)
-    # IPv6: containers only (docker gives it them; no VM kind has IPv6 management commands)
-    v6 = _allocate(lab, "mgmt_ipv6", plan.ipv6_subnet, containers_only=True) if plan.ipv6_subnet else {}
-    nodes = {
-        name: replace(node, mgmt_ipv4=v4.get(name), mgmt_ipv6=v6.get(name),
-                      mgmt_prefixlen=ipaddress.ip_network(plan.ipv4_subnet).prefixlen)
-        for name, node in lab.nodes.items()
-    }
-    return replace(lab, nodes=nodes)
-
-
-def _allocate(lab: Lab, attr: str, subnet: str, *, containers_only: bool = False) -> dict[str, str]:
-    span = node_range(subnet)
-    nodes = [n for n in lab.nodes.values() if not containers_only or n.vendor.container is not None]
-    taken = {getattr(n, attr) for n in lab.nodes.values() if getattr(n, attr)}
-    result = {n.name: getattr(n, attr) for n in nodes if getattr(n, attr)}
-    candidate = span.first
-    for node in nodes:
-        if node.name in result:
-            continue
-        while str(candidate) in taken:
-            candidate += 1
-        if candidate not in span:
-            raise ValueError(f"lab {lab.id}: the management subnet {subnet} has no room for node {node.name}")
-        result[node.name] = str(candidate)
-        taken.add(str(candidate))
-    return result
-
-
-def management_lines(node: Node) -> list[str]:
-    """Console lines that give a VM its management address (from the catalog), when it
-    has one and its management NIC is on the lab's network; none for containers (docker
-    gives them theirs)."""
-    vendor = node.vendor
-    if not (node.mgmt_ipv4 and node.mgmt_prefixlen and vendor.vm and vendor.vm.management_network == "lab"
-            and vendor.interfaces.management_nic):
-        return []
-    return vendor.management.render(node.mgmt_ipv4, node.mgmt_prefixlen, vendor.interfaces.management)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.settings import get_settings
+from topology.paths import Folders
 from topology.problems import Problems
 
 
@@ -46,18 +46,7 @@ def honoured_extras(extras: Any, vendor: Any, where: str, problems: Problems) ->
     return env
 
 
-def allowed_roots(base_dir: Path) -> list[Path]:
-    settings = get_settings()
-    return [base_dir.resolve(), settings.workspace.resolve(), *(p.resolve() for p in settings.allowed_roots)]
-
-
-def inside(path: Path, roots: list[Path]) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in roots)
-
-
-def startup_config(
-    value: Any, where: str, base_dir: Path, roots: list[Path], problems: Problems
-) -> str | None:
+def startup_config(value: Any, where: str, folders: Folders, problems: Problems) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
@@ -65,9 +54,8 @@ def startup_config(
         return None
     if "\n" in value:
         return value  # inline configuration text
-    path = (base_dir / value).resolve()
-    if not inside(path, roots):
-        problems.error(where, f"{value!r} is outside the allowed folders ({', '.join(map(str, roots))})")
+    path = folders.resolve(value, where, problems, what="startup-config")
+    if path is None:
         return None
     try:
         return path.read_text()
@@ -76,9 +64,7 @@ def startup_config(
         return None
 
 
-def binds(
-    value: Any, where: str, vendor: Any, base_dir: Path, roots: list[Path], problems: Problems
-) -> tuple[Bind, ...]:
+def binds(value: Any, where: str, vendor: Any, folders: Folders, problems: Problems) -> tuple[Bind, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -97,34 +83,34 @@ def binds(
         ):
             problems.error(f"{where}[{i}]", f"bad bind {spec!r}: expected 'host:container[:ro|rw]'")
             continue
-        host = (base_dir / parts[0]).resolve()
-        if not inside(host, roots):
-            problems.error(f"{where}[{i}]", f"host path {parts[0]!r} is outside the allowed folders")
-            continue
         if not parts[1].startswith("/"):
             problems.error(f"{where}[{i}]", f"container path {parts[1]!r} must be absolute")
+            continue
+        host = folders.resolve(parts[0], f"{where}[{i}]", problems, what="host path")
+        if host is None:
+            continue
+        if not host.exists():  # docker would create it, as root, wherever it points
+            problems.error(f"{where}[{i}]", f"host path {parts[0]!r} ({host}) does not exist")
             continue
         binds.append(Bind(host=host, container=parts[1], mode=parts[2] if len(parts) == 3 else "rw"))
     return tuple(binds)
 
 
-def exec(value: Any, where: str, vendor: Any, problems: Problems) -> tuple[tuple[str, ...], ...]:
-    """Container commands are split shell-style into argv (they never reach a shell);
-    VM commands are console lines, kept whole in ``exec_lines``."""
+def exec(value: Any, where: str, vendor: Any, problems: Problems) -> tuple[str, ...]:
+    """The commands as written. A container kind's are checked to split shell-style into
+    argv (its provider runs them without a shell); a VM's are console lines."""
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         problems.error(where, "must be a list of commands")
         return ()
-    commands = []
-    for i, command in enumerate(value):
-        try:
-            commands.append(tuple(shlex.split(command)))
-        except ValueError as err:
-            if vendor.container is not None:
+    if vendor.container is not None:
+        for i, command in enumerate(value):
+            try:
+                shlex.split(command)
+            except ValueError as err:
                 problems.error(f"{where}[{i}]", f"cannot split {command!r}: {err}")
-            commands.append(tuple(command.split()))
-    return tuple(commands)
+    return tuple(value)
 
 
 def memory(value: Any, where: str, problems: Problems) -> int | None:

@@ -6,6 +6,7 @@ fields below instead.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from enum import StrEnum
 from functools import cached_property
@@ -94,10 +95,20 @@ class InterfaceNaming(_Model):
         return ", ".join(f.name_of(1) for f in self.formats)
 
 
+# What every lab container may have, whatever its image: docker's default set plus
+# NET_ADMIN (a node configures its own interfaces). Anything broader is the catalog's to give.
+DEFAULT_CAP_ADD = ("NET_ADMIN",)
+
+
 class ContainerOptions(_Model):
     image: str
+    images: list[str] = Field(
+        default_factory=list,
+        description="Images (fnmatch patterns) that get cap_add and security_opt beyond the default set; "
+        "default: the catalog image's repository with any tag. ARCHETYPE_TRUSTED_IMAGES__<kind> adds more",
+    )
     env: dict[str, str] = Field(default_factory=dict)
-    cap_add: list[str] = Field(default_factory=lambda: ["NET_ADMIN"])
+    cap_add: list[str] = Field(default_factory=lambda: list(DEFAULT_CAP_ADD))
     cap_drop: list[str] = Field(default_factory=list)
     security_opt: list[str] = Field(default_factory=list)
     binds: list[str] = Field(
@@ -114,6 +125,20 @@ class ContainerOptions(_Model):
         description="containerlab `extras` keys honoured, as env vars: {'frr.daemons': 'FRR_DAEMONS'}",
     )
     stop_timeout: int = 2
+
+    @property
+    def broad(self) -> bool:
+        """Whether this kind asks for more than every container gets."""
+        return bool(set(self.cap_add) - set(DEFAULT_CAP_ADD) or self.security_opt)
+
+    def image_patterns(self, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+        repository = self.image.rsplit(":", 1)[0] if ":" in self.image.rsplit("/", 1)[-1] else self.image
+        return [*(self.images or [repository, f"{repository}:*", f"{repository}@*"]), *extra]
+
+    def trusts(self, image: str, extra: list[str] | tuple[str, ...] = ()) -> bool:
+        """Whether ``image`` is one of the kind's catalog images (DESIGN.md, Security): only
+        those get its broad capabilities; another image could be anything."""
+        return any(fnmatch.fnmatchcase(image, pattern) for pattern in self.image_patterns(extra))
 
 
 class VmOptions(_Model):

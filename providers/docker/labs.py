@@ -19,11 +19,12 @@ from docker import APIClient
 
 from lab import names
 from providers.base import CleanupReport, DiscoveredLab, NodeState, NodeStatus
+from vendors.model import Provider
 
 log = logging.getLogger("archetype.docker")
 
 REMOVE_WORKERS = 16
-PROVIDER = "docker"
+PROVIDER = Provider.DOCKER
 # What a docker call raises: the daemon's answers, and the transport (daemon down, timeout).
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
@@ -88,41 +89,39 @@ def labs_with_resources(api: APIClient) -> set[str]:
     return labs
 
 
-def remove_lab_containers(api: APIClient, lab_id: str, report: CleanupReport) -> None:
+def remove_lab_containers(api: APIClient, lab_id: str, report: CleanupReport) -> list[str]:
+    """Remove the lab's containers; the names of the nodes that are gone."""
     try:
         rows = our_containers(api, lab_id)
     except DOCKER_ERRORS as err:
         report.errors.append(f"lab {lab_id}: cannot list its containers: {explain(err)}")
-        return
-    targets = [(row["Id"], _runtime_name(row)) for row in rows]
-    if len(targets) <= 1:
-        for container_id, name in targets:
-            remove_container(api, lab_id, container_id, name, report)
-        return
-    workers = min(REMOVE_WORKERS, len(targets))
+        return []
+    targets = [(row["Id"], _runtime_name(row), row["Labels"][names.LABEL_NODE]) for row in rows]
+    workers = max(1, min(REMOVE_WORKERS, len(targets)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docker-rm") as pool:
-        futures = [pool.submit(remove_container, api, lab_id, cid, name, report) for cid, name in targets]
-        for future in futures:
-            future.result()
+        gone = list(pool.map(lambda t: remove_container(api, lab_id, t[0], t[1], report), targets))
+    return [node for (_, _, node), ok in zip(targets, gone, strict=True) if ok]
 
 
 def remove_container(
     api: APIClient, lab_id: str, container_id: str, name: str, report: CleanupReport
-) -> None:
-    """Force-remove one container with its anonymous volumes; gone already is fine."""
+) -> bool:
+    """Force-remove one container with its anonymous volumes; gone already is fine.
+    Whether it is gone (or going: a removal already in progress)."""
     try:
         api.remove_container(container_id, force=True, v=True)
     except docker.errors.NotFound:
-        return
+        return True
     except docker.errors.APIError as err:
         if err.status_code == 409 and "already in progress" in explain(err):
-            return
+            return True
         report.errors.append(f"lab {lab_id}: cannot remove container {name}: {explain(err)}")
-        return
+        return False
     except Exception as err:  # noqa: BLE001 - one failure does not stop the rest
         report.errors.append(f"lab {lab_id}: cannot remove container {name}: {err!r}")
-        return
+        return False
     report.add("containers", name)  # list.append: safe from the pool's threads
+    return True
 
 
 def remove_mgmt_networks(api: APIClient, lab_id: str, report: CleanupReport) -> None:

@@ -21,8 +21,7 @@ import shutil
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any, ClassVar, TypeVar
 
@@ -32,8 +31,7 @@ from docker import APIClient
 
 import providers.network as network
 from lab import names
-from lab.errors import CommandError, ImageNotFoundError, ProviderError
-from lab.locks import lab_is_busy
+from lab.errors import CommandError, ConflictError, ImageNotFoundError, ProviderError
 from lab.settings import get_settings
 from providers import workspace
 from providers.base import (
@@ -44,15 +42,14 @@ from providers.base import (
     NodeProvider,
     NodeState,
     NodeStatus,
-    ProviderCapability,
 )
 from providers.docker import labs as docker_labs
 from providers.docker import mgmt as docker_mgmt
 from providers.docker.exec import ContainerMissingError, ContainerNotRunningError, run_exec, wait_until_ready
 from providers.docker.spec import ContainerSpec, build_container_spec
-from topology import Node
+from topology import Node, NodeRef
 from topology.mgmt import MgmtNetwork, MgmtPlan
-from vendors.model import ConfigSaveMethod, ExtractionMethod
+from vendors.model import ConfigSaveMethod, ExtractionMethod, Provider
 
 log = logging.getLogger("archetype.docker")
 
@@ -73,9 +70,9 @@ def _docker_errors_named(func: F) -> F:
             return func(self, *args, **kwargs)
         except docker_labs.DOCKER_ERRORS as err:
             where = " ".join(
-                f"node {a.name}" if isinstance(a, Node) else f"lab {a}" if i == 0 else f"node {a}"
+                f"node {a.name}" if isinstance(a, NodeRef) else f"lab {a}" if i == 0 else f"node {a}"
                 for i, a in enumerate(args[:2])
-                if isinstance(a, Node | str)
+                if isinstance(a, NodeRef | str)
             )
             step = func.__name__.replace("_", " ")
             raise ProviderError(
@@ -91,8 +88,7 @@ def _is_ours(labels: dict[str, str] | None, lab_id: str, node: str) -> bool:
 
 
 class DockerProvider(NodeProvider):
-    name: ClassVar[str] = "docker"
-    capabilities: ClassVar[frozenset[ProviderCapability]] = frozenset(ProviderCapability)
+    name: ClassVar[Provider] = Provider.DOCKER
 
     def __init__(self, base_url: str | None = None) -> None:
         self._base_url = base_url or get_settings().docker_url
@@ -135,7 +131,7 @@ class DockerProvider(NodeProvider):
     def runtime_name(self, lab_id: str, node: str) -> str:
         return names.container_name(lab_id, node)
 
-    def connect_command(self, lab_id: str, node: Node) -> list[str]:
+    def connect_command(self, lab_id: str, node: NodeRef) -> list[str]:
         assert node.vendor.container is not None
         return ["docker", "exec", "-it", self.runtime_name(lab_id, node.name), *node.vendor.container.shell]
 
@@ -207,7 +203,7 @@ class DockerProvider(NodeProvider):
         name = self.runtime_name(lab_id, node.name)
         labels = info.get("Config", {}).get("Labels") or {}
         if not _is_ours(labels, lab_id, node.name):
-            raise ProviderError(
+            raise ConflictError(
                 f"node {node.name}: a container named {name} exists but is not Archetype's node "
                 f"{node.name} of lab {lab_id} (labels {labels}); it is left alone: remove or rename it"
             )
@@ -328,18 +324,7 @@ class DockerProvider(NodeProvider):
         info = self._inspect(name)
         if info is not None and _is_ours(info.get("Config", {}).get("Labels"), lab_id, node_name):
             docker_labs.remove_container(self.api, lab_id, info["Id"], name, report)
-        try:
-            ports = [
-                p.name
-                for p in network.bridge_ports().values()
-                if p.lab_id == lab_id and p.external_ids.get(names.OVS_NODE_KEY) == node_name
-            ]
-            if ports:
-                network.remove_ports(ports, lab_id=lab_id)
-                for port in ports:
-                    report.add("ovs-ports", port)
-        except Exception as err:  # noqa: BLE001 - reported, the rest goes on
-            report.errors.append(f"node {node_name} of lab {lab_id}: cannot remove its OVS ports: {err!r}")
+        self._remove_ports_of(lab_id, [node_name], report)
         workspace.remove_tree(
             names.node_dir(lab_id, node_name), report, f"node {node_name} of lab {lab_id}"
         )
@@ -348,7 +333,7 @@ class DockerProvider(NodeProvider):
     # -- readiness, commands, configs ------------------------------------------------
 
     @_docker_errors_named
-    def wait_ready(self, lab_id: str, node: Node, timeout: float | None = None) -> float:
+    def wait_ready(self, lab_id: str, node: NodeRef, timeout: float | None = None) -> float:
         readiness = node.vendor.readiness
         seconds = wait_until_ready(
             self.api,
@@ -364,7 +349,7 @@ class DockerProvider(NodeProvider):
     def _run(
         self,
         lab_id: str,
-        node: Node,
+        node: NodeRef,
         argv: list[str],
         shown: str,
         timeout: float,
@@ -391,23 +376,27 @@ class DockerProvider(NodeProvider):
         return result
 
     @_docker_errors_named
-    def run_post_boot(self, lab_id: str, node: Node) -> list[CommandResult]:
+    def run_post_boot(self, lab_id: str, node: Node, done: list[CommandResult] | None = None) -> list[CommandResult]:
+        done = [] if done is None else done
         timeout = get_settings().command_timeout
-        commands = [(["sh", "-c", cmd], cmd) for cmd in node.vendor.post_boot_commands]
-        commands += [(list(argv), shlex.join(argv)) for argv in node.exec]
-        results = []
-        for argv, shown in commands:
+        commands = node.post_boot_commands
+        vendor_count = len(node.vendor.post_boot_commands)
+        for index in range(len(done), len(commands)):
+            shown = commands[index]
+            # The vendor's commands are shell text for its image; the node's own ``exec`` is
+            # split into argv (checked at validation) and never reaches a shell.
+            argv = ["sh", "-c", shown] if index < vendor_count else shlex.split(shown)
             result = self._run(lab_id, node, argv, shown, timeout)
-            results.append(result)
             if not result.ok:
                 log.warning(
                     "%s: %s failed (%s): %s", node.name, shown, result.exit_code, result.output.strip()[-500:]
                 )
                 raise CommandError(node.name, shown, result.exit_code, result.output)
-        return results
+            done.append(result)
+        return done
 
     @_docker_errors_named
-    def extract_config(self, lab_id: str, node: Node) -> str:
+    def extract_config(self, lab_id: str, node: NodeRef) -> str:
         extraction = node.vendor.config_extraction
         if extraction.method is not ExtractionMethod.EXEC:
             raise ProviderError(
@@ -432,7 +421,7 @@ class DockerProvider(NodeProvider):
         return extraction.without_preamble(result.output)
 
     @_docker_errors_named
-    def save_config(self, lab_id: str, node: Node) -> str:
+    def save_config(self, lab_id: str, node: NodeRef) -> str:
         """The device keeps its running config (``write memory``...): its output."""
         save = node.vendor.config_save
         if save.method is not ConfigSaveMethod.EXEC or not save.command:
@@ -448,48 +437,45 @@ class DockerProvider(NodeProvider):
     def discover_labs(self) -> list[DiscoveredLab]:
         return docker_labs.discover(self.api)
 
-    def destroy_lab(self, lab_id: str) -> CleanupReport:
-        """Containers (in parallel), the management network and node files; the network
-        side (OVS ports, veths, VLAN record) is released at the same time, in its own thread."""
+    def remove_lab_nodes(self, lab_id: str) -> CleanupReport:
+        """The lab's containers (in parallel), their OVS ports and node files, and its
+        management network. The lab's VLAN record and other ports stay (``providers.labs``)."""
         report = CleanupReport()
         with self._lock:
             self._mgmt_networks.pop(lab_id, None)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="release-lab") as pool:
-            released = pool.submit(network.release_lab, lab_id)
-            try:
-                api = self.api
-            except ProviderError as err:  # no daemon: the rest (files, network side) still goes
-                report.errors.append(f"lab {lab_id}: cannot remove its containers and network: {err}")
-            else:
-                docker_labs.remove_lab_containers(api, lab_id, report)
-                docker_labs.remove_mgmt_networks(api, lab_id, report)
-            workspace.remove_tree(names.lab_dir(lab_id), report, f"lab {lab_id}")
-            try:
-                report.merge(released.result())
-            except Exception as err:  # noqa: BLE001 - reported, the rest is done
-                report.errors.append(f"lab {lab_id}: cannot release its OVS ports, veths and VLANs: {err!r}")
+        try:
+            api = self.api
+        except ProviderError as err:
+            report.errors.append(f"lab {lab_id}: cannot remove its containers and network: {err}")
+            return report
+        removed = docker_labs.remove_lab_containers(api, lab_id, report)
+        docker_labs.remove_mgmt_networks(api, lab_id, report)
+        self._remove_ports_of(lab_id, removed, report)
+        for node_name in removed:
+            workspace.remove_tree(names.node_dir(lab_id, node_name), report, f"node {node_name} of lab {lab_id}")
         return report
+
+    @staticmethod
+    def _remove_ports_of(lab_id: str, node_names: list[str], report: CleanupReport) -> None:
+        """The OVS ports of these nodes, in one transaction (their veths went with the
+        containers' network namespaces)."""
+        if not node_names:
+            return
+        try:
+            ports = [
+                p.name
+                for p in network.bridge_ports().values()
+                if p.lab_id == lab_id and p.external_ids.get(names.OVS_NODE_KEY) in node_names
+            ]
+            if ports:
+                network.remove_ports(ports, lab_id=lab_id)
+                for port in ports:
+                    report.add("ovs-ports", port)
+        except Exception as err:  # noqa: BLE001 - reported, the rest goes on
+            report.errors.append(f"lab {lab_id}: cannot remove the OVS ports of {', '.join(node_names)}: {err!r}")
 
     def labs_with_resources(self) -> set[str]:
         return docker_labs.labs_with_resources(self.api)
-
-    def cleanup_orphans(self, known_lab_ids: Iterable[str]) -> CleanupReport:
-        """Destroy every lab that owns our containers or management network and is not
-        known. A lab whose lock is held (a deploy or destroy running now) is left alone."""
-        known = set(known_lab_ids)
-        report = CleanupReport()
-        try:
-            labs = self.labs_with_resources()
-        except (ProviderError, *docker_labs.DOCKER_ERRORS) as err:
-            report.errors.append(f"cannot list Archetype's containers and networks: {_explain(err)}")
-            return report
-        for lab_id in sorted(labs - known):
-            if names.is_valid_lab_id(lab_id) and lab_is_busy(lab_id):
-                log.info("orphan cleanup: lab %s is busy (a run holds its lock): left alone", lab_id)
-                continue
-            log.info("orphan cleanup: removing lab %s", lab_id)
-            report.merge(self.destroy_lab(lab_id))
-        return report
 
     def _force_remove(self, container_id: str) -> None:
         try:

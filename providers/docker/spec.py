@@ -14,8 +14,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lab import names
+from lab.errors import CatalogError, ProviderError
+from lab.settings import get_settings
 from topology import Node
-from vendors.model import VendorConfig
+from vendors.model import DEFAULT_CAP_ADD
 
 # containerlab sets it; cEOS' entrypoint waits until that many data interfaces exist.
 INTERFACE_COUNT_ENV = "CLAB_INTFS"
@@ -63,7 +65,7 @@ def _split_bind(spec: str) -> tuple[str, str, str]:
         return parts[0], parts[1], "rw"
     if len(parts) == 3 and parts[2] in ("ro", "rw"):
         return parts[0], parts[1], parts[2]
-    raise ValueError(f"bad bind {spec!r}: expected 'host:container[:ro|rw]'")
+    raise CatalogError(f"bad vendor bind {spec!r}: expected 'host:container[:ro|rw]'")
 
 
 def _place_startup_config(container_path: str, binds: list[tuple[str, str, str]]) -> StartupConfigPlacement:
@@ -95,14 +97,13 @@ def build_container_spec(
     interface_count: int,
     mgmt_network: str,
     *,
-    vendor: VendorConfig | None = None,
     host_cpus: int | None = None,
 ) -> ContainerSpec:
     """The container for ``node`` of ``lab_id``, with ``interface_count`` data interfaces to come."""
-    vendor = vendor or node.vendor
+    vendor = node.vendor
     options = vendor.container
     if options is None:
-        raise ValueError(f"kind {vendor.kind} is not a container kind")
+        raise ProviderError(f"node {node.name}: kind {vendor.kind} is not a container kind")
     name = names.container_name(lab_id, node.name)
 
     vendor_binds = [_split_bind(expand_placeholders(b, lab_id, node.name)) for b in options.binds]
@@ -133,11 +134,13 @@ def build_container_spec(
     if options.cmd is not None:
         create["command"] = list(options.cmd)
 
+    trusted = options.trusts(node.image, get_settings().trusted_images.get(vendor.kind, []))
     host: dict[str, Any] = {
         "binds": [f"{h}:{c}:{m}" for h, c, m in binds],
-        "cap_add": list(options.cap_add) or None,
+        # A kind's broad capabilities only for its catalog images (DESIGN.md, Security).
+        "cap_add": list(options.cap_add if trusted else DEFAULT_CAP_ADD) or None,
         "cap_drop": list(options.cap_drop) or None,
-        "security_opt": list(options.security_opt) or None,
+        "security_opt": (list(options.security_opt) if trusted else []) or None,
         "sysctls": dict(options.sysctls) or None,
         "tmpfs": dict(options.tmpfs) or None,
         "mem_limit": f"{node.memory_mb or vendor.memory_mb}m",

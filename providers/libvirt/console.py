@@ -28,6 +28,7 @@ from filelock import Timeout as FileLockTimeout
 
 from lab import names
 from lab.errors import CommandError, ConsoleError
+from lab.private import FILE_MODE, private_dir
 from lab.settings import get_settings
 from providers.libvirt.console_text import LINE_START, PlainTextSpawn, clean_output, render
 from vendors.model import ConsoleDialect, VendorConfig
@@ -62,8 +63,8 @@ def console_lock(domain: str, timeout: float) -> Iterator[None]:
         raise ConsoleError(f"console of {domain} is busy (another session in this process held it for {timeout:.0f} s)")
     try:
         path = names.console_lock_path(domain)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        file_lock = FileLock(str(path), thread_local=False)
+        private_dir(path.parent)
+        file_lock = FileLock(str(path), mode=FILE_MODE, thread_local=False)
         try:
             file_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
         except FileLockTimeout:

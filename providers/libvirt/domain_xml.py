@@ -115,12 +115,11 @@ def plan_domain(
     ends: Sequence[LinkEnd],
     *,
     interface_xml: InterfaceXml,
-    vendor: VendorConfig | None = None,
     settings: Settings | None = None,
     data_seed: bytes | None = None,
 ) -> DomainPlan:
     """Everything the node's domain needs, resolved (nothing is checked or created here)."""
-    vendor = vendor or node.vendor
+    vendor = node.vendor
     settings = settings or get_settings()
     vm = vendor.vm
     if vm is None:

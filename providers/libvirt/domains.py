@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import libvirt
 
 from lab import names
-from lab.errors import ProviderError
+from lab.errors import ConflictError, ProviderError
 from providers.base import NodeState
 from providers.libvirt.conn import VIR_ERR_NO_DOMAIN, VIR_ERR_NO_DOMAIN_METADATA, error_code
 from providers.libvirt.domain_xml import NodeMarker, parse_marker
@@ -26,10 +26,8 @@ UNDEFINE_FLAGS = (
 )
 
 
-class DomainConflictError(ProviderError):
+class DomainConflictError(ConflictError):
     """A domain of the node's name exists and is not this node's: it is left alone."""
-
-    transient = False
 
 
 class LinksChangedError(ProviderError):

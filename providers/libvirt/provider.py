@@ -22,8 +22,9 @@ import libvirt
 
 from lab import names
 from lab.errors import CommandError, ProviderError
+from lab.private import private_dir
 from lab.settings import get_settings
-from providers import network, workspace
+from providers import network
 from providers.base import (
     CleanupReport,
     CommandResult,
@@ -32,7 +33,6 @@ from providers.base import (
     NodeProvider,
     NodeState,
     NodeStatus,
-    ProviderCapability,
 )
 from providers.libvirt.conn import LibvirtThread
 from providers.libvirt.console import ConsoleSession, console_lock, credentials_for
@@ -52,9 +52,8 @@ from providers.libvirt.domains import (
 )
 from providers.libvirt.ready import SerialLogWatcher
 from providers.libvirt.startup_config import data_disk_seed
-from topology import Node
-from topology.mgmt import management_lines
-from vendors.model import ConfigSaveMethod, ExtractionMethod, ReadinessMethod, VendorConfig
+from topology import Node, NodeRef
+from vendors.model import ConfigSaveMethod, ExtractionMethod, Provider, ReadinessMethod
 
 log = logging.getLogger("archetype.libvirt")
 
@@ -66,20 +65,7 @@ STATE_CHECK_SECONDS = 1.0  # while waiting: is the domain still running?
 
 
 class LibvirtProvider(NodeProvider):
-    name = "libvirt"
-    capabilities = frozenset(
-        {
-            ProviderCapability.CREATE,
-            ProviderCapability.DESTROY,
-            ProviderCapability.STATUS,
-            ProviderCapability.READINESS,
-            ProviderCapability.POST_BOOT,
-            ProviderCapability.CONFIG_EXTRACTION,
-            ProviderCapability.CONSOLE,
-            ProviderCapability.DISCOVERY,
-            ProviderCapability.ORPHAN_CLEANUP,
-        }
-    )
+    name = Provider.LIBVIRT
 
     def __init__(
         self,
@@ -148,7 +134,7 @@ class LibvirtProvider(NodeProvider):
                 return self._status(lab_id, node.name, plan.marker.kind, NodeState.RUNNING)
         check_images(plan)  # before anything is created
         made = ensure_disks(plan)
-        plan.serial_log.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(plan.serial_log.parent)  # serial logs hold what was typed on the console
         started = time.monotonic()
         try:
             if info is None:
@@ -249,7 +235,7 @@ class LibvirtProvider(NodeProvider):
 
     # readiness, post-boot, extraction ---------------------------------------------------
 
-    def console(self, lab_id: str, node: Node, *, timeout: float | None = None) -> ConsoleSession:
+    def console(self, lab_id: str, node: NodeRef, *, timeout: float | None = None) -> ConsoleSession:
         """A console session on the node (a context manager; ``start()`` logs in)."""
         vendor = node.vendor
         domain = self.runtime_name(lab_id, node.name)
@@ -258,7 +244,7 @@ class LibvirtProvider(NodeProvider):
             timeout=timeout, command=self._console_command(domain) if self._console_command else None,
         )
 
-    def wait_ready(self, lab_id: str, node: Node, timeout: float | None = None) -> float:
+    def wait_ready(self, lab_id: str, node: NodeRef, timeout: float | None = None) -> float:
         vendor = node.vendor
         readiness = vendor.readiness
         timeout = readiness.timeout if timeout is None else timeout
@@ -271,7 +257,7 @@ class LibvirtProvider(NodeProvider):
             with self.console(lab_id, node) as session:
                 session.wait_for(readiness.pattern, timeout)
         elif readiness.method is ReadinessMethod.CLI_PROBE:
-            self._wait_cli_probe(lab_id, node, vendor, timeout)
+            self._wait_cli_probe(lab_id, node, timeout)
         else:
             self._require_running(lab_id, node.name)
         return time.monotonic() - started
@@ -290,7 +276,7 @@ class LibvirtProvider(NodeProvider):
             state = "missing" if info is None else info.state.value
             raise ProviderError(f"node {node_name} of lab {lab_id} is {state}, not running")
 
-    def _wait_serial_log(self, lab_id: str, node: Node, pattern: str, timeout: float) -> None:
+    def _wait_serial_log(self, lab_id: str, node: NodeRef, pattern: str, timeout: float) -> None:
         watcher = SerialLogWatcher(names.serial_log_path(lab_id, node.name), pattern)
         deadline = time.monotonic() + timeout
         next_check = 0.0
@@ -308,8 +294,8 @@ class LibvirtProvider(NodeProvider):
                 next_check = now + STATE_CHECK_SECONDS
             time.sleep(READY_POLL_SECONDS)
 
-    def _wait_cli_probe(self, lab_id: str, node: Node, vendor: VendorConfig, timeout: float) -> None:
-        readiness = vendor.readiness
+    def _wait_cli_probe(self, lab_id: str, node: NodeRef, timeout: float) -> None:
+        readiness = node.vendor.readiness
         assert readiness.command
         command = " ".join(readiness.command)
         deadline = time.monotonic() + timeout
@@ -327,13 +313,12 @@ class LibvirtProvider(NodeProvider):
                     raise ProviderError(f"node {node.name} not ready within {timeout:.0f} s: probe {command!r} failed")
                 time.sleep(readiness.interval)
 
-    def run_post_boot(self, lab_id: str, node: Node) -> list[CommandResult]:
-        vendor = node.vendor
-        commands = [*management_lines(node), *vendor.post_boot_commands, *node.exec_lines]
+    def run_post_boot(self, lab_id: str, node: Node, done: list[CommandResult] | None = None) -> list[CommandResult]:
+        done = [] if done is None else done
+        commands = node.post_boot_commands[len(done):]  # console lines, as written
         if not commands:
-            return []
+            return done
         timeout = get_settings().command_timeout
-        results = []
         with self.console(lab_id, node) as session:
             session.start()
             for command in commands:
@@ -345,10 +330,10 @@ class LibvirtProvider(NodeProvider):
                     raise
                 seconds = time.monotonic() - started
                 log.info("%s: %r (%.2f s)%s", node.name, command, seconds, f":\n{output}" if output else "")
-                results.append(CommandResult(command, 0, output, seconds))
-        return results
+                done.append(CommandResult(command, 0, output, seconds))
+        return done
 
-    def extract_config(self, lab_id: str, node: Node) -> str:
+    def extract_config(self, lab_id: str, node: NodeRef) -> str:
         vendor = node.vendor
         extraction = vendor.config_extraction
         if extraction.method is not ExtractionMethod.CONSOLE or not extraction.command:
@@ -364,7 +349,7 @@ class LibvirtProvider(NodeProvider):
                 tried.append(f"{command!r} gave {output[:200]!r}")
         raise ProviderError(f"node {node.name}: no credible configuration: {'; '.join(tried)}")
 
-    def save_config(self, lab_id: str, node: Node) -> str:
+    def save_config(self, lab_id: str, node: NodeRef) -> str:
         """The device keeps its running config (``write memory``): its output."""
         save = node.vendor.config_save
         if save.method is not ConfigSaveMethod.CONSOLE or not save.command:
@@ -377,10 +362,10 @@ class LibvirtProvider(NodeProvider):
         log.info("%s: %r: %s", node.name, save.command, output.strip()[-200:])
         return output
 
-    def connect_command(self, lab_id: str, node: Node) -> list[str]:
+    def connect_command(self, lab_id: str, node: NodeRef) -> list[str]:
         return ["virsh", "-c", self.uri, "console", "--force", self.runtime_name(lab_id, node.name)]
 
-    def connect_guard(self, lab_id: str, node: Node) -> AbstractContextManager[None]:
+    def connect_guard(self, lab_id: str, node: NodeRef) -> AbstractContextManager[None]:
         # The console lock: a deploy's post-boot or a configs run waits for the person
         # (and says so when it gives up) instead of `--force`-ing them off the console.
         return console_lock(self.runtime_name(lab_id, node.name), get_settings().console_timeout)
@@ -398,10 +383,10 @@ class LibvirtProvider(NodeProvider):
             )
         return [DiscoveredLab(lab_id, sorted(nodes, key=lambda n: n.name)) for lab_id, nodes in sorted(labs.items())]
 
-    def destroy_lab(self, lab_id: str) -> CleanupReport:
-        """Force-stop and undefine every domain of the lab (by metadata), remove its disks,
-        data volumes and serial logs, and release its network. A domain that fails to go
-        does not stop the others; its files and the lab's VLANs are kept (still in use)."""
+    def remove_lab_nodes(self, lab_id: str) -> CleanupReport:
+        """Force-stop and undefine every domain of the lab (by metadata), with its disks,
+        data volume and serial log. A domain that fails to go does not stop the others; it
+        keeps its files, and (``providers.labs``) the lab keeps its ports and VLANs."""
         report = CleanupReport()
         try:
             domains = [d for d in self._call(our_domains, "discovery") if d.marker and d.marker.lab_id == lab_id]
@@ -416,16 +401,7 @@ class LibvirtProvider(NodeProvider):
             else:
                 remaining.append(info.name)
         if remaining:
-            report.errors.append(
-                f"libvirt: lab {lab_id}: kept its disks, data and VLANs: domains {', '.join(remaining)} remain"
-            )
-            return report
-        for folder in (names.disks_dir(lab_id), names.data_dir(lab_id), names.logs_dir(lab_id)):
-            workspace.remove_tree(folder, report, f"libvirt: lab {lab_id}")
-        try:
-            report.merge(network.release_lab(lab_id))
-        except Exception as err:  # noqa: BLE001 - reported; the rest is done
-            report.errors.append(f"network: lab {lab_id}: cannot release: {err!r}")
+            report.errors.append(f"libvirt: lab {lab_id}: domains {', '.join(remaining)} remain, with their disks")
         return report
 
 

@@ -33,6 +33,7 @@ from filelock import FileLock, Timeout
 
 from lab import names
 from lab.errors import NetworkError
+from lab.private import FILE_MODE, private_dir
 from lab.settings import get_settings
 from lab.state import LinkRecord
 from providers.network import ovs
@@ -145,7 +146,7 @@ def load_reservation(lab_id: str, *, strict: bool = False) -> Reservation | None
 def save_reservation(reservation: Reservation) -> None:
     """Write atomically (temp file + rename). Call with the VLAN lock held."""
     path = names.vlan_record_path(reservation.lab_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     reservation.updated_at = datetime.now(UTC).isoformat(timespec="seconds")
     fd, tmp = tempfile.mkstemp(prefix=f".{reservation.lab_id}.", suffix=".tmp", dir=path.parent)
     try:
@@ -190,8 +191,8 @@ def other_reservations(lab_id: str) -> dict[str, Reservation]:
 def vlan_lock(timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """The host-wide VLAN lock (flock: released by the kernel if the holder dies)."""
     path = names.vlan_lock_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path), thread_local=False)
+    private_dir(path.parent)
+    lock = FileLock(str(path), mode=FILE_MODE, thread_local=False)
     try:
         lock.acquire(timeout=timeout, poll_interval=0.005)  # held for milliseconds: poll often
     except Timeout:

@@ -63,15 +63,18 @@ def test_cli_contract_on_a_mixed_lab(prefect_server: PrefectServer, tmp_path: Pa
         assert {n["name"]: n["state"] for n in lab["nodes"]} == {"r1": "running", "r2": "running", "v1": "running"}
         assert {n["runtime_name"] for n in lab["nodes"]} >= {names.container_name(lab_id, "r1"), names.domain_name(lab_id, "v1")}
 
-        out = tmp_path / "configs-out"
-        configs = cli(prefect_server, "configs", lab_id, "--out", str(out), "--json")
+        out = names.configs_root() / f"{lab_id}-out"  # --out is a name under the configs folder
+        configs = cli(prefect_server, "configs", lab_id, "--out", out.name, "--json")
         assert configs.returncode == 0, configs.stderr[-3000:]
         pulled = json.loads(configs.stdout)["configs"]
         assert set(pulled) == {"r1", "r2", "v1"} and all(c["ok"] for c in pulled.values())
+        assert pulled["r1"]["path"] == str(out / "r1.cfg")
         assert "router bgp 65001" in (out / "r1.cfg").read_text()
         assert "GigabitEthernet0/1" in (out / "v1.cfg").read_text()
+        assert (out / "r1.cfg").stat().st_mode & 0o077 == 0  # root only
     finally:
         destroyed = cli(prefect_server, "destroy", lab_id, "--json")
+        shutil.rmtree(names.configs_root() / f"{lab_id}-out", ignore_errors=True)
     assert destroyed.returncode == 0, destroyed.stderr[-3000:]
     assert leftovers(lab_id) == {}
     gone = cli(None, "status", lab_id, "--json")

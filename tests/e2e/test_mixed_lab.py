@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from lab import names
-from providers.inventory import discover_all
+from providers.labs import labs_with_resources
 from tests.support.leftovers import leftovers
 from tests.support.prefect_server import PrefectServer
 
@@ -156,7 +156,7 @@ def test_cleanup_deployment_has_its_cron_and_removes_only_orphans(lab_host: Pref
     run_and_wait(lab_host, "deploy-lab", {"topology": orphan_topology})
     assert leftovers(orphan)
     # Every other lab on this host is known (other suites' labs may be running).
-    known = [lab["lab_id"] for lab in discover_all() if lab["lab_id"] != orphan]
+    known = sorted(labs_with_resources() - {orphan})
     assert mixed_lab in known
     run_and_wait(lab_host, "cleanup-orphans", {"known_lab_ids": known, "dry_run": False})
     assert leftovers(orphan) == {}

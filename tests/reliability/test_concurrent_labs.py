@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.locks import lab_is_busy
-from providers.inventory import labs_with_resources
+from providers.labs import labs_with_resources
 from tests.reliability import faults
 from tests.reliability.faults import Deploy
 from tests.support.leftovers import leftovers

@@ -1,8 +1,15 @@
-"""A real Prefect server (and optionally a process worker) for flow and e2e tests."""
+"""A real Prefect server (and optionally a process worker) for flow and e2e tests.
+
+The server has API auth on, as every server Archetype starts (DESIGN.md, Security): its
+clients (``env()``, ``api()``) carry the auth string; ``request()`` lets a test send what it
+wants, credentials or none."""
 
 from __future__ import annotations
 
+import base64
 import os
+import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -17,6 +24,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+# As Prefect's own client: 429/502/503 (503 is the server's answer when its SQLite database
+# is busy) are retried with exponential backoff and jitter, Retry-After honoured.
+RETRY_STATUS = {429, 502, 503}
+RETRIES = 5
 
 
 def free_port() -> int:
@@ -37,13 +48,16 @@ class PrefectServer:
     url: str  # .../api
     home: Path
     process: subprocess.Popen
+    auth: str = ""  # the API auth string, ``user:password``
     pool: str | None = None  # the work pool whose deployments (deploy-lab/<pool>, ...) tests run
 
     @classmethod
-    def start(cls, home: Path, timeout: float = 180) -> PrefectServer:  # a loaded 2-core host: 60 s was seen short
+    def start(cls, home: Path, timeout: float = 150) -> PrefectServer:  # a loaded 2-core host: >60 s seen
         port = free_port()
         url = f"http://127.0.0.1:{port}/api"
-        env = quiet_env(PREFECT_HOME=str(home), PREFECT_SERVER_UI_API_URL=url)
+        auth = f"archetype:{secrets.token_urlsafe(16)}"
+        env = quiet_env(PREFECT_HOME=str(home), PREFECT_SERVER_UI_API_URL=url, PREFECT_SERVER_API_AUTH_STRING=auth)
+        env.pop("PREFECT_API_AUTH_STRING", None)
         env.pop("PREFECT_API_URL", None)
         log = open(home / "server.log", "w")  # noqa: SIM115 - lives as long as the server
         process = subprocess.Popen(
@@ -54,7 +68,7 @@ class PrefectServer:
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    return cls(url=url, home=home, process=process)
+                    return cls(url=url, home=home, process=process, auth=auth)
             except httpx.HTTPError:
                 pass
             if process.poll() is not None:
@@ -64,10 +78,26 @@ class PrefectServer:
         raise RuntimeError(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
 
     def env(self, **extra: str) -> dict[str, str]:
-        return quiet_env(PREFECT_API_URL=self.url, PREFECT_HOME=str(self.home), **extra)
+        return quiet_env(PREFECT_API_URL=self.url, PREFECT_HOME=str(self.home), PREFECT_API_AUTH_STRING=self.auth,
+                         **extra)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a REST caller sends: HTTP basic auth of the auth string (``curl -u``)."""
+        return {"Authorization": "Basic " + base64.b64encode(self.auth.encode()).decode()}
+
+    def request(self, method: str, path: str, *, authenticated: bool = True, **kwargs: Any) -> httpx.Response:
+        """One REST call, retried as Prefect's client retries (429, 502, 503)."""
+        headers = {**(self.headers if authenticated else {}), **kwargs.pop("headers", {})}
+        for attempt in range(RETRIES + 1):
+            response = httpx.request(method, f"{self.url}{path}", timeout=30, headers=headers, **kwargs)
+            if response.status_code not in RETRY_STATUS or attempt == RETRIES:
+                return response
+            time.sleep(retry_delay(response, attempt))
+        return response
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = httpx.request(method, f"{self.url}{path}", timeout=30, **kwargs)
+        response = self.request(method, path, **kwargs)
         response.raise_for_status()
         return response.json() if response.content else None
 
@@ -100,6 +130,14 @@ class PrefectServer:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+
+def retry_delay(response: httpx.Response, attempt: int) -> float:
+    """Retry-After when the server gives one, else 2**attempt seconds with up to 20% jitter."""
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return 2**attempt * (1 + random.uniform(0, 0.2))  # noqa: S311 - jitter, not secrecy
 
 
 def stop_process(process: subprocess.Popen, grace: float = 5) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import topology.document
 import vendors
 from lab.errors import CommandError
 from lab.settings import get_settings
@@ -37,31 +36,30 @@ def provider(*options: str) -> LibvirtProvider:
     return LibvirtProvider("test:///default", console_command=lambda _domain: [sys.executable, FAKE, *options])
 
 
-def with_readiness(monkeypatch: pytest.MonkeyPatch, readiness: Readiness) -> None:
-    vendor = vendors.get_vendor("mini-ios").model_copy(update={"readiness": readiness})
-    real = vendors.get_vendor
-    monkeypatch.setattr(topology.document, "get_vendor", lambda kind: vendor if kind == "mini-ios" else real(kind))
+def mini_ios(**changes: object) -> vendors.VendorConfig:
+    """The mini-ios entry with some fields changed (the catalog itself is not)."""
+    return vendors.get_vendor("mini-ios").model_copy(update=changes)
 
 
-def node(*exec_lines: str) -> Node:
-    return Node(name="r1", kind="mini-ios", image="x", exec_lines=exec_lines)
+def node(*exec_lines: str, vendor: vendors.VendorConfig | None = None) -> Node:
+    return Node(name="r1", vendor=vendor or vendors.get_vendor("mini-ios"), image="x", exec=exec_lines)
 
 
-def test_console_prompt_readiness(monkeypatch: pytest.MonkeyPatch) -> None:
-    with_readiness(monkeypatch, Readiness(method=ReadinessMethod.CONSOLE_PROMPT, pattern=r"configuration dialog", timeout=10))
+def test_console_prompt_readiness() -> None:
+    vendor = mini_ios(readiness=Readiness(method=ReadinessMethod.CONSOLE_PROMPT, pattern=r"configuration dialog", timeout=10))
     p = provider("booting")
     try:
-        assert p.wait_ready("lab", node()) < 5
+        assert p.wait_ready("lab", node(vendor=vendor)) < 5
     finally:
         p.close()
 
 
-def test_cli_probe_readiness(monkeypatch: pytest.MonkeyPatch) -> None:
-    with_readiness(monkeypatch, Readiness(method=ReadinessMethod.CLI_PROBE, command=["show", "running-config"],
+def test_cli_probe_readiness() -> None:
+    vendor = mini_ios(readiness=Readiness(method=ReadinessMethod.CLI_PROBE, command=["show", "running-config"],
                                           pattern=r"^hostname Router", timeout=10))
     p = provider()
     try:
-        assert p.wait_ready("lab", node()) < 5
+        assert p.wait_ready("lab", node(vendor=vendor)) < 5
     finally:
         p.close()
 
@@ -80,14 +78,12 @@ def test_post_boot_reports_the_failing_command_and_logs_outputs(caplog: pytest.L
     assert "s3cret" not in caplog.text
 
 
-def test_exec_lines_run_after_the_vendor_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    vendor = vendors.get_vendor("mini-ios").model_copy(update={"post_boot_commands": ["terminal length 0"]})
-    real = vendors.get_vendor
-    monkeypatch.setattr(topology.document, "get_vendor", lambda kind: vendor if kind == "mini-ios" else real(kind))
+def test_exec_lines_run_after_the_vendor_commands() -> None:
+    vendor = mini_ios(post_boot_commands=["terminal length 0"])
     p = provider()
     try:
-        results = p.run_post_boot("lab", node("configure terminal", "hostname EDGE", "end"))
-        config = p.extract_config("lab", node())
+        results = p.run_post_boot("lab", node("configure terminal", "hostname EDGE", "end", vendor=vendor))
+        config = p.extract_config("lab", node(vendor=vendor))
     finally:
         p.close()
     assert [r.command for r in results] == ["terminal length 0", "configure terminal", "hostname EDGE", "end"]

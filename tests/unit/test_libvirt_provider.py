@@ -64,7 +64,7 @@ def provider(conn: libvirt.virConnect) -> Iterator[LibvirtProvider]:
 
 
 def node(name: str) -> Node:
-    return Node(name=name, kind="mini-ios", image="mini-ios/vmlinuz")
+    return Node.of(name=name, kind="mini-ios", image="mini-ios/vmlinuz")
 
 
 def test_create_reuse_restart_remove(workspace, provider: LibvirtProvider, conn) -> None:
@@ -109,7 +109,7 @@ def test_unmarked_and_foreign_domains_are_left_alone(workspace, provider: Libvir
     with pytest.raises(DomainConflictError):
         provider.node_status("ul-3", "r1")
     assert provider.remove_node("ul-3", "r1").removed == {}
-    assert provider.destroy_lab("ul-3").removed.get("domains") is None
+    assert provider.remove_lab_nodes("ul-3").removed.get("domains") is None
     assert conn.lookupByName("arch-ul-3-r1")  # still there
 
     # lab "ul" node "4-r1" and lab "ul-4" node "r1" share a domain name: never confused
@@ -117,11 +117,11 @@ def test_unmarked_and_foreign_domains_are_left_alone(workspace, provider: Libvir
     with pytest.raises(DomainConflictError, match="belongs to node 4-r1 of lab ul"):
         provider.create_node("ul-4", node("r1"), [])
     assert [lab.lab_id for lab in provider.discover_labs()] == ["ul"]
-    assert provider.destroy_lab("ul-4").removed.get("domains") is None
+    assert provider.remove_lab_nodes("ul-4").removed.get("domains") is None
     assert provider.node_status("ul", "4-r1").state is NodeState.RUNNING
 
 
-def test_discovery_destroy_and_orphans(workspace, provider: LibvirtProvider, conn) -> None:
+def test_discovery_and_removal_by_lab(workspace, provider: LibvirtProvider, conn) -> None:
     for lab, nodes in (("ul-5", ["a", "b"]), ("ul-6", ["c"])):
         for name in nodes:
             provider.create_node(lab, node(name), [])
@@ -129,13 +129,13 @@ def test_discovery_destroy_and_orphans(workspace, provider: LibvirtProvider, con
     labs = {lab.lab_id: {n.name: n.state for n in lab.nodes} for lab in provider.discover_labs()}
     assert labs == {"ul-5": {"a": NodeState.RUNNING, "b": NodeState.STOPPED}, "ul-6": {"c": NodeState.RUNNING}}
 
-    report = provider.cleanup_orphans(known_lab_ids=["ul-6"])
+    report = provider.remove_lab_nodes("ul-5")
     assert report.ok, report.errors
     assert sorted(report.removed["domains"]) == ["arch-ul-5-a", "arch-ul-5-b"]
-    assert not names.data_dir("ul-5").exists()
+    assert not list(names.data_dir("ul-5").glob("*.qcow2"))
     assert [lab.lab_id for lab in provider.discover_labs()] == ["ul-6"]
 
-    report = provider.destroy_lab("ul-6")
+    report = provider.remove_lab_nodes("ul-6")
     assert report.ok and report.removed["domains"] == ["arch-ul-6-c"]
     assert provider.discover_labs() == []
 
@@ -161,7 +161,7 @@ def test_every_libvirt_call_runs_on_one_thread(workspace, provider: LibvirtProvi
         list(pool.map(lambda i: provider.node_status("ul-7", f"n{i}"), range(8)))
     assert len(seen) == 1 and threading.get_ident() not in seen
     assert threads <= seen
-    assert provider.destroy_lab("ul-7").ok
+    assert provider.remove_lab_nodes("ul-7").ok
 
 
 def test_a_domain_that_fails_to_go_does_not_stop_the_rest(workspace, provider: LibvirtProvider, monkeypatch) -> None:
@@ -179,7 +179,7 @@ def test_a_domain_that_fails_to_go_does_not_stop_the_rest(workspace, provider: L
         return real(name, uuid)
 
     monkeypatch.setattr(module, "remove_domain", flaky)
-    report = provider.destroy_lab("ul-8")
+    report = provider.remove_lab_nodes("ul-8")
     assert sorted(report.removed["domains"]) == ["arch-ul-8-a", "arch-ul-8-c"]
     assert any("arch-ul-8-b" in e and "stuck in D state" in e for e in report.errors)
     assert names.data_dir("ul-8").joinpath("b.qcow2").exists()  # still in use: kept
@@ -187,8 +187,8 @@ def test_a_domain_that_fails_to_go_does_not_stop_the_rest(workspace, provider: L
     assert [n.name for lab in provider.discover_labs() for n in lab.nodes] == ["b"]
 
     monkeypatch.setattr(module, "remove_domain", real)
-    assert provider.destroy_lab("ul-8").ok
-    assert not names.data_dir("ul-8").exists()
+    assert provider.remove_lab_nodes("ul-8").ok
+    assert not list(names.data_dir("ul-8").glob("*.qcow2"))
 
 
 def test_connect_command(provider: LibvirtProvider) -> None:
@@ -206,4 +206,4 @@ def test_a_paused_node_counts_as_stopped_and_is_resumed(workspace, provider: Lib
     conn.lookupByName("arch-ul-9-r1").suspend()
     provider.stop_node("ul-9", "r1")
     assert not conn.lookupByName("arch-ul-9-r1").isActive()
-    assert provider.destroy_lab("ul-9").ok
+    assert provider.remove_lab_nodes("ul-9").ok

@@ -63,7 +63,7 @@ def conn() -> Iterator[libvirt.virConnect]:
 
 
 def mini(name: str = "r1", **fields: object) -> Node:
-    return Node(name=name, kind="mini-ios", image="mini-ios/vmlinuz", **fields)
+    return Node.of(name=name, kind="mini-ios", image="mini-ios/vmlinuz", **fields)
 
 
 def test_mini_ios_domain(settings) -> None:
@@ -78,7 +78,7 @@ def test_mini_ios_domain(settings) -> None:
     assert root.find("os/type").get("machine") == "pc"
     assert root.findtext("os/kernel") == str(settings.image_dir / "mini-ios/vmlinuz")
     assert root.findtext("os/initrd") == str(settings.image_dir / "mini-ios/initrd.img")
-    assert root.findtext("os/cmdline") == "console=ttyS0 quiet"
+    assert root.findtext("os/cmdline") == "console=ttyS0 quiet no_timer_check"
 
     disks = root.findall("devices/disk")
     assert len(disks) == 1  # kernel boot, no system disk: only the data volume
@@ -115,7 +115,7 @@ def test_metadata_carries_identity(settings) -> None:
 
 
 def test_disk_image_vendor_gets_an_overlay(settings) -> None:
-    node = Node(name="v1", kind="cisco_iosv", image="cisco_iosv/vios.qcow2", cpus=2)
+    node = Node.of(name="v1", kind="cisco_iosv", image="cisco_iosv/vios.qcow2", cpus=2)
     plan = plan_domain("lab-b", node, [end(2, 200)], interface_xml=fake_interface_xml)
     root = ET.fromstring(domain_xml(plan))
     assert root.findtext("vcpu") == "2"

@@ -15,11 +15,12 @@ from archetype.automation import ansible_inventory, nornir_hosts
 from lab import names
 from lab.errors import TopologyError
 from providers.docker.spec import build_container_spec
-from providers.inventory import _link_ends
+from providers.labs import _link_ends
 from providers.libvirt.domain_xml import NodeMarker, domain_xml, metadata_xml, parse_marker, plan_domain
 from providers.libvirt.startup_config import data_disk_seed
 from topology import load_topology
-from topology.mgmt import MgmtPlan, assign, docker_range, management_lines, node_range, prefix_for
+from topology.addressing import assign
+from topology.mgmt import MgmtPlan, docker_range, node_range, prefix_for
 from topology.picture import markdown, picture_of, svg
 from topology.saved_configs import with_saved_configs
 from vendors import get_vendor
@@ -159,11 +160,12 @@ def test_the_default_prefix_grows_with_the_lab() -> None:
 
 def test_vm_management_lines_come_from_the_catalog(tmp_path: Path) -> None:
     lab = assign(lab_of(MIXED, tmp_path), plan())
-    assert management_lines(lab.nodes["v1"]) == [
+    assert lab.nodes["v1"].management_lines == [
         "configure terminal", "interface GigabitEthernet0/0", "ip address 172.30.5.4 255.255.255.0",
         "no shutdown", "end",
     ]
-    assert management_lines(lab.nodes["r1"]) == []  # docker gives containers theirs
+    assert lab.nodes["r1"].management_lines == []  # docker gives containers theirs
+    assert lab.nodes["v1"].post_boot_commands[:2] == ["configure terminal", "interface GigabitEthernet0/0"]
 
 
 # Runtimes -------------------------------------------------------------------------------

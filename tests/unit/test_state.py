@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 
 from lab import names
-from lab.state import LabState, LabStatus, LinkRecord, NodeRecord, state_from_rows, state_to_rows
+from lab.state import (
+    LabState,
+    LabStatus,
+    LinkRecord,
+    NodePhase,
+    NodeRecord,
+    Stage,
+    state_from_rows,
+    state_to_rows,
+)
 
 
 def test_rows_round_trip_through_json() -> None:
@@ -13,8 +22,8 @@ def test_rows_round_trip_through_json() -> None:
         lab_id="demo",
         status=LabStatus.FAILED,
         nodes=[
-            NodeRecord(name="r1", kind="frr", provider="docker", runtime_name="archetype-demo-r1", state="ready", ready_seconds=0.42),
-            NodeRecord(name="v1", kind="mini-ios", provider="libvirt", runtime_name="arch-demo-v1", state="failed (ready)", error="timeout"),
+            NodeRecord(name="r1", kind="frr", provider="docker", runtime_name="archetype-demo-r1", state=NodePhase.READY, ready_seconds=0.42),
+            NodeRecord(name="v1", kind="mini-ios", provider="libvirt", runtime_name="arch-demo-v1", state=NodePhase.FAILED, failed_stage=Stage.READY, error="timeout"),
         ],
         links=[LinkRecord(id="r1:eth1--v1:Gi0/1", endpoints=["r1:eth1", "v1:Gi0/1"], vlan=117, ports=["arvabc", "arvdef"])],
         errors=["v1: ready: timeout"],
@@ -23,6 +32,7 @@ def test_rows_round_trip_through_json() -> None:
     back = state_from_rows(rows)
     assert back == state
     assert back.vlans() == {"r1:eth1--v1:Gi0/1": 117}
+    assert [row["state"] for row in rows if row["item"] == "node"] == ["ready", "failed (ready)"]
 
 
 def test_every_row_has_the_same_columns_for_the_ui_table() -> None:

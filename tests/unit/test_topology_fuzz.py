@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from lab.errors import TopologyError
 from topology import Lab, resolve
+from topology.paths import PROJECT, Folders, forbidden, inside
 
+# Paths a topology may name, inside and out of its folder (see the `lab_folder` fixture):
+# `..`, absolute, symlinks out, the workspace's internals, the project's code.
+PATHS = ["cfg/r1.cfg", "cfg", ".", "..", "../..", "cfg/../../x", "/etc/passwd", "/etc", "/", "link-etc",
+         "link-passwd", "link-inside", "/var/lib/archetype", "/var/lib/archetype/prefect/prefect.db",
+         "/var/lib/archetype/secrets/prefect-api-auth", str(PROJECT), str(PROJECT / "flows"), str(PROJECT / "README.md")]
 KINDS = ["linux", "frr", "ceos", "srl", "mini-ios", "cisco_iosv", "vjunos-router", "sonic-vs", "nope", ""]
 IFACES = ["eth1", "eth2", "eth0", "Ethernet1", "e1-1", "ethernet-1/2", "GigabitEthernet0/1", "Gi0/2", "ge-0/0/0",
           "eth99", "Ethernet4", "", "x", "eth-1"]
@@ -24,9 +30,13 @@ node_fields = st.fixed_dictionaries(
     optional={
         "kind": st.one_of(st.sampled_from(KINDS), SCALARS),
         "image": st.one_of(st.text(max_size=10), SCALARS),
-        "startup-config": st.one_of(st.sampled_from(["hostname x\n", "missing.conf", "/etc/passwd", ""]), SCALARS),
+        "startup-config": st.one_of(st.sampled_from(PATHS + ["hostname x\n", "missing.conf", ""]), SCALARS),
         "env": st.one_of(st.dictionaries(st.text(max_size=5), SCALARS, max_size=3), SCALARS),
-        "binds": st.one_of(st.lists(st.sampled_from(["a:/b", "/etc:/x", "a", "a:b", "a:/b:ro", "a:/b:zz"]), max_size=3), SCALARS),
+        "binds": st.one_of(
+            st.lists(st.one_of(st.sampled_from(["a:/b", "a", "a:b", "a:/b:ro", "a:/b:zz"]),
+                               st.builds(lambda p: f"{p}:/mnt", st.sampled_from(PATHS))), max_size=3),
+            SCALARS,
+        ),
         "exec": st.one_of(st.lists(st.sampled_from(["ip link", "echo 'unterminated", "", "configure terminal"]), max_size=3), SCALARS),
         "memory": st.one_of(st.sampled_from(["512MB", "2GB", "lots", "0"]), SCALARS),
         "cpus": SCALARS,
@@ -41,15 +51,22 @@ link = st.one_of(
     st.fixed_dictionaries({"endpoints": st.lists(endpoint, min_size=2, max_size=2), "mtu": st.just(9000)}),
     SCALARS,
 )
+path_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "startup-config": st.sampled_from(PATHS),
+        "binds": st.lists(st.builds(lambda p: f"{p}:/mnt", st.sampled_from(PATHS)), max_size=2),
+    },
+)
 valid_ish = st.builds(
     lambda kinds, links: {
         "name": "fuzz-ok",
         "topology": {
-            "nodes": {f"n{i}": {"kind": kind} for i, kind in enumerate(kinds)},
+            "nodes": {f"n{i}": {"kind": kind, **fields} for i, (kind, fields) in enumerate(kinds)},
             "links": [{"endpoints": [f"n{a}:eth{p}", f"n{b}:eth{q}"]} for a, p, b, q in links],
         },
     },
-    st.lists(st.sampled_from(["linux", "frr", "ceos", "mini-ios"]), min_size=1, max_size=5),
+    st.lists(st.tuples(st.sampled_from(["linux", "frr", "ceos", "mini-ios"]), path_fields), min_size=1, max_size=5),
     st.lists(st.tuples(st.integers(0, 4), st.integers(1, 3), st.integers(0, 4), st.integers(1, 3)), max_size=4),
 )
 document = st.one_of(
@@ -77,10 +94,23 @@ document = st.one_of(
 )
 
 
+def lab_folder(tmp_path_factory) -> Path:  # noqa: ANN001
+    """A topology's folder with a config, a subfolder and symlinks in and out of it."""
+    base = Path(tmp_path_factory.getbasetemp()) / "fuzz-lab"
+    if not base.exists():
+        (base / "cfg").mkdir(parents=True)
+        (base / "cfg" / "r1.cfg").write_text("hostname r1\n")
+        (base / "a").mkdir()
+        (base / "link-etc").symlink_to("/etc")
+        (base / "link-passwd").symlink_to("/etc/passwd")
+        (base / "link-inside").symlink_to(base / "cfg")
+    return base
+
+
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=document)
 def test_generated_documents_are_accepted_or_refused_cleanly(doc, tmp_path_factory) -> None:
-    base = Path(tmp_path_factory.getbasetemp())
+    base = lab_folder(tmp_path_factory)
     try:
         lab = resolve(doc, base)
     except TopologyError as err:
@@ -89,7 +119,14 @@ def test_generated_documents_are_accepted_or_refused_cleanly(doc, tmp_path_facto
         event("refused")
         return
     assert isinstance(lab, Lab) and lab.nodes
-    event("accepted")
+    # Every path an accepted lab reads or binds lies inside its allowed folders, and in
+    # none of the places no topology may reach (DESIGN.md, Security).
+    allowed = Folders.of_file(base).allowed
+    bound = [b.host for node in lab.nodes.values() for b in node.binds]
+    assert set(bound) <= set(lab.host_paths)
+    for path in lab.host_paths:
+        assert inside(path, allowed) and forbidden(path) is None, path
+    event("accepted with paths" if lab.host_paths else "accepted")
 
 
 @settings(max_examples=1500, deadline=None)

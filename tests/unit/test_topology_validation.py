@@ -115,12 +115,12 @@ VALID = """
         ),
         pytest.param(
             "name: ok\ntopology: {nodes: {r1: {kind: frr, startup-config: /etc/shadow}}}\n",
-            "topology.nodes.r1.startup-config: '/etc/shadow' is outside the allowed folders",
+            "topology.nodes.r1.startup-config: startup-config '/etc/shadow' resolves to /etc/shadow, outside the allowed folders",
             id="startup-config-outside-roots",
         ),
         pytest.param(
             "name: ok\ntopology: {nodes: {r1: {kind: frr, binds: ['/etc:/host-etc']}}}\n",
-            "topology.nodes.r1.binds[0]: host path '/etc' is outside the allowed folders",
+            "topology.nodes.r1.binds[0]: host path '/etc' resolves to /etc, outside the allowed folders",
             id="bind-outside-roots",
         ),
         pytest.param(
@@ -190,6 +190,8 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_node_overrides_group_overrides_kind_overrides_defaults(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "n").mkdir()
     lab = lab_of(
         """
         name: inherit
@@ -318,7 +320,7 @@ def test_containerlab_fields_warn_and_frr_extras_are_honoured(tmp_path: Path) ->
     assert not any("mgmt" in w for w in lab.warnings)  # honoured now (topology.mgmt)
 
 
-def test_exec_is_argv_for_containers_and_lines_for_vms(tmp_path: Path) -> None:
+def test_exec_is_kept_as_written_for_each_provider_to_form(tmp_path: Path) -> None:
     lab = lab_of(
         """
         name: ex
@@ -329,8 +331,8 @@ def test_exec_is_argv_for_containers_and_lines_for_vms(tmp_path: Path) -> None:
         """,
         tmp_path,
     )
-    assert lab.nodes["h1"].exec == (("ip", "addr", "add", "10.0.0.1/24", "dev", "eth1"),)
-    assert lab.nodes["v1"].exec_lines == ("description it's a VM",)
+    assert lab.nodes["h1"].exec == ("ip addr add '10.0.0.1/24' dev eth1",)  # docker splits it into argv
+    assert lab.nodes["v1"].exec == ("description it's a VM",)  # a console line: not split, so no quote error
 
 
 def test_link_ids_do_not_depend_on_endpoint_order(tmp_path: Path) -> None:
@@ -354,3 +356,10 @@ def test_containerlab_peer_topologies_are_accepted(name: str) -> None:
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
 def test_examples_are_valid(path: Path) -> None:
     assert load_topology(path).nodes
+
+
+def test_validation_says_when_an_image_loses_its_kinds_broad_capabilities(tmp_path: Path) -> None:
+    lab = lab_of("name: caps\ntopology: {nodes: {c1: {kind: ceos, image: 'other/ceos:1'}, c2: {kind: ceos}}}\n", tmp_path)
+    (warning,) = [w for w in lab.warnings if ".image" in w]
+    assert warning.startswith("topology.nodes.c1.image: 'other/ceos:1' is not one of kind ceos's catalog images")
+    assert "default capabilities (NET_ADMIN)" in warning

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import docker
 import pytest
 
+from providers import labs
 from providers.docker import DockerProvider
 
 FRR_IMAGE = "archetype/frr:latest"
@@ -66,4 +67,4 @@ def lab_factory(provider: DockerProvider, unique_lab_id: str) -> Iterator[Callab
         yield new_lab
     finally:
         for lab_id in made:
-            provider.destroy_lab(lab_id)
+            labs.destroy_lab(lab_id)

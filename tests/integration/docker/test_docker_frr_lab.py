@@ -14,6 +14,7 @@ import pytest
 
 import providers.network as network
 from lab import names
+from providers import labs
 from providers.base import LinkEnd
 from providers.docker import DockerProvider
 from tests.support.leftovers import leftovers
@@ -159,7 +160,7 @@ def test_two_frr_nodes_peer_over_the_ovs_vlan_link(
         if m["Type"] == "volume"
     ]
     started = time.monotonic()
-    report = provider.destroy_lab(lab.id)
+    report = labs.destroy_lab(lab.id)
     timings["destroy"] = time.monotonic() - started
     assert report.ok, report.errors
     assert leftovers(lab.id) == {}

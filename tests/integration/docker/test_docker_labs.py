@@ -12,8 +12,10 @@ import docker
 import pytest
 
 from lab import names
+from providers import labs
 from providers.base import NodeState
 from providers.docker import DockerProvider
+from tests.support.orphans import remove_orphan
 from topology import Node
 
 pytestmark = pytest.mark.docker
@@ -22,9 +24,7 @@ pytestmark = pytest.mark.docker
 def _all_known_labs_now(provider: DockerProvider) -> set[str]:
     """Every lab that owns something on this host right now (other people's test labs run
     here too, and orphan cleanup must keep them)."""
-    from providers.inventory import labs_with_resources
-
-    return labs_with_resources() | provider.labs_with_resources()
+    return labs.labs_with_resources() | provider.labs_with_resources()
 
 
 def test_discovery_groups_labs_with_stopped_nodes(
@@ -36,7 +36,7 @@ def test_discovery_groups_labs_with_stopped_nodes(
     lab_a, lab_b = lab_factory(), lab_factory()
     for lab, node_names in ((lab_a, ("h1", "h2")), (lab_b, ("x1",))):
         for name in node_names:
-            provider.create_node(lab, Node(name=name, kind="linux", image=linux_image), [])
+            provider.create_node(lab, Node.of(name=name, kind="linux", image=linux_image), [])
     docker_client.containers.get(names.container_name(lab_a, "h2")).stop(timeout=1)
 
     found = {lab.lab_id: lab for lab in provider.discover_labs()}
@@ -58,10 +58,10 @@ def test_orphan_cleanup_removes_only_the_unknown_lab(
     docker_client: docker.DockerClient,
 ) -> None:
     known_lab, orphan_lab = lab_factory(), lab_factory()
-    provider.create_node(known_lab, Node(name="k1", kind="linux", image=linux_image), [])
+    provider.create_node(known_lab, Node.of(name="k1", kind="linux", image=linux_image), [])
     for name in ("o1", "o2"):
         provider.create_node(
-            orphan_lab, Node(name=name, kind="linux", image=linux_image, startup_config="x\n"), []
+            orphan_lab, Node.of(name=name, kind="linux", image=linux_image, startup_config="x\n"), []
         )
     names.node_dir(orphan_lab, "o1").mkdir(parents=True, exist_ok=True)
     lookalike = docker_client.containers.run(
@@ -70,7 +70,7 @@ def test_orphan_cleanup_removes_only_the_unknown_lab(
     try:
         known = _all_known_labs_now(provider) - {orphan_lab}
         assert known_lab in known
-        report = provider.cleanup_orphans(known)
+        report = remove_orphan(orphan_lab, known, keep=[known_lab])
 
         label = f"{names.LABEL_LAB}={orphan_lab}"
         assert docker_client.containers.list(all=True, filters={"label": label}) == []
@@ -120,16 +120,16 @@ def test_discovery_of_200_containers_is_one_api_call_and_destroy_removes_them(
     api.send = lambda request, **kwargs: requests_sent.append(request.path_url) or send(request, **kwargs)
     try:
         started = time.monotonic()
-        labs = provider.discover_labs()
+        discovered = provider.discover_labs()
         discover_seconds = time.monotonic() - started
     finally:
         del api.send
-    mine = next(found for found in labs if found.lab_id == lab)
+    mine = next(found for found in discovered if found.lab_id == lab)
     assert len(mine.nodes) == 200 and all(n.state is NodeState.STOPPED for n in mine.nodes)
     assert len(requests_sent) == 1, requests_sent
 
     started = time.monotonic()
-    report = provider.destroy_lab(lab)
+    report = labs.destroy_lab(lab)
     seconds = time.monotonic() - started
     assert len(report.removed["containers"]) == 200
     assert docker_client.containers.list(all=True, filters={"label": f"{names.LABEL_LAB}={lab}"}) == []
@@ -141,20 +141,18 @@ def test_a_lab_left_with_only_its_management_network_is_an_orphan(
 ) -> None:
     """A deploy killed between the management network and the first container: the lab has
     no node, yet orphan cleanup finds it and removes the network."""
-    from providers.inventory import discover_all, labs_with_resources
-
     lab_id = lab_factory()
     network = docker_client.networks.create(
         names.mgmt_network_name(lab_id), driver="bridge", labels={names.LABEL_LAB: lab_id, names.LABEL_PROVIDER: "docker"}
     )
     try:
-        assert lab_id not in {lab["lab_id"] for lab in discover_all()}  # no node...
-        assert lab_id in labs_with_resources()  # ...yet it owns something
+        assert lab_id not in {lab.lab_id for lab in labs.discover()}  # no node...
+        assert lab_id in labs.labs_with_resources()  # ...yet it owns something
         known = _all_known_labs_now(provider) - {lab_id}
-        report = provider.cleanup_orphans(known)
+        report = remove_orphan(lab_id, known)
         assert report.removed.get("networks") == [names.mgmt_network_name(lab_id)], report
         assert docker_client.networks.list(names=[names.mgmt_network_name(lab_id)]) == []
-        assert lab_id not in labs_with_resources()
+        assert lab_id not in labs.labs_with_resources()
     finally:
         with contextlib.suppress(docker.errors.NotFound):
             network.remove()

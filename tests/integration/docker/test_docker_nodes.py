@@ -11,6 +11,7 @@ import pytest
 import vendors
 from lab import names
 from lab.errors import CommandError, ImageNotFoundError, ProviderError
+from providers import labs
 from providers.base import NodeState
 from providers.docker import DockerProvider
 from topology import Node
@@ -26,22 +27,15 @@ def _sh(client: docker.DockerClient, container: str, command: str) -> str:
 
 
 @pytest.fixture
-def patched_kind(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
-    """A test-only variant of the linux kind (post-boot commands, readiness...), served by
-    ``vendors.get_vendor`` under its own kind name; the catalog itself is not changed."""
-    real = vendors.get_vendor
+def patched_kind() -> Callable[..., VendorConfig]:
+    """A test-only variant of the linux kind (post-boot commands, readiness...), given to
+    the nodes that use it; the catalog itself is not changed."""
 
-    def make(**update: object) -> str:
-        base = real("linux")
+    def make(**update: object) -> VendorConfig:
+        base = vendors.get_vendor("linux")
         container_update = update.pop("container", None)
         container = base.container.model_copy(update=container_update) if container_update else base.container
-        variant: VendorConfig = base.model_copy(
-            update={"kind": "linux-test", "container": container, **update}
-        )
-        monkeypatch.setattr(
-            vendors, "get_vendor", lambda kind: variant if kind == "linux-test" else real(kind)
-        )
-        return "linux-test"
+        return base.model_copy(update={"kind": "linux-test", "container": container, **update})
 
     return make
 
@@ -51,18 +45,15 @@ def test_post_boot_runs_vendor_then_node_commands_with_effect(
     lab_factory: Callable[[], str],
     linux_image: str,
     docker_client: docker.DockerClient,
-    patched_kind: Callable[..., str],
+    patched_kind: Callable[..., VendorConfig],
 ) -> None:
     lab = lab_factory()
-    kind = patched_kind(post_boot_commands=["echo vendor-ran > /tmp/order && echo from-vendor"])
+    vendor = patched_kind(post_boot_commands=["echo vendor-ran > /tmp/order && echo from-vendor"])
     node = Node(
         name="h1",
-        kind=kind,
+        vendor=vendor,
         image=linux_image,
-        exec=(
-            ("ip", "addr", "add", "192.0.2.10/32", "dev", "lo"),
-            ("sh", "-c", "echo node-ran >> /tmp/order"),
-        ),
+        exec=("ip addr add 192.0.2.10/32 dev lo", "sh -c 'echo node-ran >> /tmp/order'"),
     )
     provider.create_node(lab, node, [])
     results = provider.run_post_boot(lab, node)
@@ -82,8 +73,8 @@ def test_failing_post_boot_command_is_a_clear_error(
     provider: DockerProvider, lab_factory: Callable[[], str], linux_image: str
 ) -> None:
     lab = lab_factory()
-    node = Node(
-        name="h1", kind="linux", image=linux_image, exec=(("sh", "-c", "echo boom >&2; exit 3"), ("true",))
+    node = Node.of(
+        name="h1", kind="linux", image=linux_image, exec=("sh -c 'echo boom >&2; exit 3'", "true")
     )
     provider.create_node(lab, node, [])
     with pytest.raises(CommandError) as caught:
@@ -103,7 +94,7 @@ def test_post_boot_command_timeout_kills_it(
     from lab.settings import get_settings
 
     lab = lab_factory()
-    node = Node(name="h1", kind="linux", image=linux_image, exec=(("sh", "-c", "echo started; sleep 300"),))
+    node = Node.of(name="h1", kind="linux", image=linux_image, exec=("sh -c 'echo started; sleep 300'",))
     provider.create_node(lab, node, [])
     monkeypatch.setattr(get_settings(), "command_timeout", 1.0)
     started = time.monotonic()
@@ -120,7 +111,7 @@ def test_missing_image_is_a_clear_error_and_leaves_nothing(
     lab = lab_factory()
     image = "archetype/does-not-exist:never"
     with pytest.raises(ImageNotFoundError, match=image):
-        provider.create_node(lab, Node(name="r1", kind="linux", image=image, startup_config="x\n"), [])
+        provider.create_node(lab, Node.of(name="r1", kind="linux", image=image, startup_config="x\n"), [])
     label = f"{names.LABEL_LAB}={lab}"
     assert docker_client.containers.list(all=True, filters={"label": label}) == []
     assert docker_client.networks.list(filters={"label": label}) == []
@@ -135,7 +126,7 @@ def test_create_is_idempotent_and_starts_a_stopped_node(
     docker_client: docker.DockerClient,
 ) -> None:
     lab = lab_factory()
-    node = Node(name="h1", kind="linux", image=linux_image, labels={"team": "blue"})
+    node = Node.of(name="h1", kind="linux", image=linux_image, labels={"team": "blue"})
     assert provider.node_status(lab, "h1").state is NodeState.MISSING
     first = provider.create_node(lab, node, [])
     container = docker_client.containers.get(first.runtime_name)
@@ -172,9 +163,9 @@ def test_a_container_with_our_name_but_not_our_labels_is_never_touched(
     )
     try:
         with pytest.raises(ProviderError, match="not Archetype's"):
-            provider.create_node(lab, Node(name="r1", kind="linux", image=linux_image), [])
+            provider.create_node(lab, Node.of(name="r1", kind="linux", image=linux_image), [])
         assert provider.node_status(lab, "r1").state is NodeState.MISSING
-        provider.destroy_lab(lab)
+        labs.destroy_lab(lab)
         provider.remove_node(lab, "r1")
         stranger.reload()
         assert stranger.status == "running"
@@ -193,7 +184,7 @@ def test_startup_config_lands_where_the_vendor_reads_it(
         "frr defaults traditional\ninterface lo\n ip address 10.255.0.1/32\n"
         "ip prefix-list FROM-STARTUP seq 5 permit 10.0.0.0/8\n"
     )
-    node = Node(name="r1", kind="frr", image=frr_image, startup_config=config)
+    node = Node.of(name="r1", kind="frr", image=frr_image, startup_config=config)
     provider.create_node(lab, node, [])
     provider.wait_ready(lab, node)
     container = names.container_name(lab, "r1")
@@ -206,7 +197,7 @@ def test_linux_config_extraction(
     provider: DockerProvider, lab_factory: Callable[[], str], linux_image: str
 ) -> None:
     lab = lab_factory()
-    node = Node(name="h1", kind="linux", image=linux_image)
+    node = Node.of(name="h1", kind="linux", image=linux_image)
     provider.create_node(lab, node, [])
     text = provider.extract_config(lab, node)
     assert "lo" in text and "127.0.0.1" in text
@@ -216,14 +207,14 @@ def test_readiness_fails_at_once_when_the_container_exits(
     provider: DockerProvider,
     lab_factory: Callable[[], str],
     linux_image: str,
-    patched_kind: Callable[..., str],
+    patched_kind: Callable[..., VendorConfig],
 ) -> None:
     lab = lab_factory()
-    kind = patched_kind(
+    vendor = patched_kind(
         container={"cmd": ["sh", "-c", "echo dying-now; sleep 0.5; exit 4"]},
         readiness=Readiness(method="log_pattern", pattern="never-printed", timeout=60, interval=0.2),
     )
-    node = Node(name="h1", kind=kind, image=linux_image)
+    node = Node(name="h1", vendor=vendor, image=linux_image)
     provider.create_node(lab, node, [])
     started = time.monotonic()
     with pytest.raises(ProviderError) as caught:
@@ -238,19 +229,19 @@ def test_readiness_log_pattern_and_timeout(
     provider: DockerProvider,
     lab_factory: Callable[[], str],
     linux_image: str,
-    patched_kind: Callable[..., str],
+    patched_kind: Callable[..., VendorConfig],
 ) -> None:
     lab = lab_factory()
-    kind = patched_kind(
+    vendor = patched_kind(
         container={"cmd": ["sh", "-c", "sleep 1; echo System ready; sleep 3600"]},
         readiness=Readiness(method="log_pattern", pattern="System ready", timeout=20, interval=0.1),
     )
-    node = Node(name="h1", kind=kind, image=linux_image)
+    node = Node(name="h1", vendor=vendor, image=linux_image)
     provider.create_node(lab, node, [])
     seconds = provider.wait_ready(lab, node)
     assert 0.5 < seconds < 10
 
-    slow = Node(name="h2", kind=kind, image=linux_image)
+    slow = Node(name="h2", vendor=vendor, image=linux_image)
     provider.create_node(lab, slow, [])
     with pytest.raises(ProviderError, match=r"node h2: not ready after 0 s"):
         provider.wait_ready(lab, slow, timeout=0.3)
@@ -260,15 +251,15 @@ def test_readiness_cli_probe_times_out_naming_the_last_output(
     provider: DockerProvider,
     lab_factory: Callable[[], str],
     linux_image: str,
-    patched_kind: Callable[..., str],
+    patched_kind: Callable[..., VendorConfig],
 ) -> None:
     lab = lab_factory()
-    kind = patched_kind(
+    vendor = patched_kind(
         readiness=Readiness(
             method="cli_probe", command=["sh", "-c", "echo not-yet; exit 1"], timeout=1, interval=0.2
         )
     )
-    node = Node(name="h1", kind=kind, image=linux_image)
+    node = Node(name="h1", vendor=vendor, image=linux_image)
     provider.create_node(lab, node, [])
     with pytest.raises(ProviderError, match="not-yet") as caught:
         provider.wait_ready(lab, node)
@@ -283,7 +274,7 @@ def test_remove_node(
 ) -> None:
     lab = lab_factory()
     for name in ("h1", "h2"):
-        provider.create_node(lab, Node(name=name, kind="linux", image=linux_image), [])
+        provider.create_node(lab, Node.of(name=name, kind="linux", image=linux_image), [])
     report = provider.remove_node(lab, "h1")
     assert report.removed["containers"] == [names.container_name(lab, "h1")]
     assert provider.node_status(lab, "h1").state is NodeState.MISSING
@@ -298,7 +289,7 @@ def test_commands_on_a_stopped_node_name_it(
     docker_client: docker.DockerClient,
 ) -> None:
     lab = lab_factory()
-    node = Node(name="h1", kind="linux", image=linux_image, exec=(("true",),))
+    node = Node.of(name="h1", kind="linux", image=linux_image, exec=("true",))
     provider.create_node(lab, node, [])
     docker_client.containers.get(names.container_name(lab, "h1")).stop(timeout=1)
     with pytest.raises(ProviderError, match=r"node h1: cannot run 'true': .*not running"):

@@ -10,6 +10,7 @@ import pytest
 
 import providers.network as network
 from lab import names
+from providers import labs
 from providers.base import LinkEnd
 from providers.docker import DockerProvider
 from tests.support.leftovers import leftovers
@@ -23,12 +24,7 @@ def _pair(lab_id: str, image: str) -> tuple[dict[str, Node], dict[str, list[Link
     vlan = network.allocate_vlans(lab_id, [link])[link]
     nodes, ends = {}, {}
     for i, name in enumerate(("h1", "h2"), start=1):
-        nodes[name] = Node(
-            name=name,
-            kind="linux",
-            image=image,
-            exec=(("ip", "addr", "add", f"10.9.0.{i}/24", "dev", "eth1"),),
-        )
+        nodes[name] = Node.of(name, "linux", image=image, exec=(f"ip addr add 10.9.0.{i}/24 dev eth1",))
         ends[name] = [LinkEnd(link, "eth1", 1, vlan, names.host_port_name(lab_id, name, "eth1"))]
     return nodes, ends
 
@@ -79,5 +75,5 @@ def test_link_survives_a_restart_and_remove_node_takes_its_port(
     remaining = {p.name for p in network.bridge_ports().values() if p.lab_id == lab}
     assert remaining == {ends["h2"][0].port_name}
 
-    assert provider.destroy_lab(lab).ok
+    assert labs.destroy_lab(lab).ok
     assert leftovers(lab) == {}

@@ -49,7 +49,7 @@ def lab_id(prefix: str = "lv") -> str:
 
 
 def mini_ios(name: str, *exec_lines: str) -> Node:
-    return Node(name=name, kind="mini-ios", image="mini-ios/vmlinuz", exec_lines=tuple(exec_lines))
+    return Node.of(name=name, kind="mini-ios", image="mini-ios/vmlinuz", exec=tuple(exec_lines))
 
 
 @dataclass

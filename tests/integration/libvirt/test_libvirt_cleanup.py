@@ -14,11 +14,13 @@ import pytest
 
 from lab import names
 from lab.errors import ConsoleError
+from providers import labs
 from providers.base import LinkEnd, NodeState
 from providers.libvirt import LibvirtProvider
 from providers.libvirt.console import ConsoleSession, Credentials
 from providers.libvirt.domains import DomainConflictError
 from tests.integration.libvirt.support import lab_id, mini_ios
+from tests.support.orphans import remove_orphan
 from vendors import get_vendor
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.ovs, pytest.mark.slow]
@@ -103,16 +105,16 @@ def test_orphan_cleanup_takes_only_the_unknown_lab(provider: LibvirtProvider, ne
             provider.node_status("x", unmarked.removeprefix("arch-x-"))
         assert provider.remove_node("x", unmarked.removeprefix("arch-x-")).removed == {}
 
-        known = {lab.lab_id for lab in provider.discover_labs()} - {orphan}
+        known = labs.labs_with_resources() - {orphan}
         started = time.monotonic()
-        report = provider.cleanup_orphans(known)
+        report = remove_orphan(orphan, known, keep=[known_lab])
         print(f"\n[figures] orphan cleanup of 2 running VMs: {time.monotonic() - started:.1f} s")
         assert report.ok, report.errors
         assert sorted(report.removed["domains"]) == [f"arch-{orphan}-o1", f"arch-{orphan}-o2"]
 
-        labs = {lab.lab_id: lab for lab in provider.discover_labs()}
-        assert orphan not in labs
-        assert [(n.name, n.state) for n in labs[known_lab].nodes] == [("k1", NodeState.STOPPED)]
+        found = {lab.lab_id: lab for lab in provider.discover_labs()}
+        assert orphan not in found
+        assert [(n.name, n.state) for n in found[known_lab].nodes] == [("k1", NodeState.STOPPED)]
         assert not names.data_dir(orphan).exists()
         assert not names.disks_dir(orphan).exists()
         assert not names.serial_log_path(orphan, "o1").parent.exists()
@@ -124,6 +126,6 @@ def test_orphan_cleanup_takes_only_the_unknown_lab(provider: LibvirtProvider, ne
             conn.close()
     finally:
         for lab in (orphan, known_lab):
-            report = provider.destroy_lab(lab)
+            report = labs.destroy_lab(lab)
             assert report.ok, report.errors
     assert known_lab not in {lab.lab_id for lab in provider.discover_labs()}

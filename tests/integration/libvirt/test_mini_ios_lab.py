@@ -17,6 +17,7 @@ import pytest
 
 from lab import names
 from lab.errors import ConsoleError
+from providers import labs
 from providers.base import LinkEnd, NodeState
 from providers.libvirt import LibvirtProvider
 from providers.libvirt.console import console_lock
@@ -89,7 +90,7 @@ def lab(provider: LibvirtProvider, net) -> Iterator[Booted]:  # noqa: ANN001
         print(f"\n[figures] define+boot to ready: {ready}; serial-log pattern to ready: {pattern_to_ready}")
         yield Booted(lab, nodes, ends, ready, pattern_to_ready)
     finally:
-        report = provider.destroy_lab(lab)
+        report = labs.destroy_lab(lab)
         assert report.ok, report.errors
 
 

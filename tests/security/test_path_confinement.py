@@ -1,0 +1,158 @@
+"""Topology paths and extract-configs' output stay inside the lab's own folders: each attack,
+sent as a REST-created run to a worker as the UI would, ends Failed naming the field,
+and creates nothing (no container, domain, OVS port or file)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab import names
+from lab.settings import get_settings
+from tests.support.leftovers import leftovers
+from tests.support.prefect_server import REPO, PrefectServer
+
+pytestmark = [pytest.mark.prefect, pytest.mark.docker, pytest.mark.ovs, pytest.mark.slow]
+WORKSPACE = get_settings().workspace
+
+
+def _topology(lab: str, **fields: str) -> str:
+    """YAML text of a one-node lab (a linux container) with the given node fields."""
+    lines = "".join(f"      {key}: {value}\n" for key, value in fields.items())
+    return f"name: {lab}\ntopology:\n  nodes:\n    h1:\n      kind: linux\n{lines}"
+
+
+def _files_created(lab: str) -> list[str]:
+    paths = [names.lab_dir(lab), names.configs_dir(lab), names.logs_dir(lab), names.lab_lock_path(lab),
+             names.vlan_record_path(lab), names.disks_dir(lab), names.data_dir(lab)]
+    return [str(p) for p in paths if p.exists()]
+
+
+def _run(server: PrefectServer, flow: str, parameters: dict) -> tuple[dict, str]:
+    run = server.wait_flow_run(server.run_deployment(flow, parameters), timeout=300)
+    return run, (run["state"].get("message") or "") + "\n" + server.flow_run_logs(run["id"])
+
+
+@pytest.fixture
+def lab_files(sec_lab_id: str) -> Iterator[Path]:
+    """The lab's files folder in the workspace (where a UI user puts its configs), with a
+    symlink out of it to a folder and to a file."""
+    folder = names.lab_files_dir(sec_lab_id)
+    folder.mkdir(parents=True)
+    (folder / "etc").symlink_to("/etc")
+    (folder / "passwd").symlink_to("/etc/passwd")
+    (folder / "auth").symlink_to(WORKSPACE / "secrets" / "prefect-api-auth")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+ATTACKS = {
+    # field written in the node -> (value, the field the error must name)
+    "dotdot": ("binds", '["..:/up"]', "topology.nodes.h1.binds[0]"),
+    "dotdot-startup-config": ("startup-config", "../../secrets/prefect-api-auth", "topology.nodes.h1.startup-config"),
+    "absolute": ("binds", '["/etc:/host-etc"]', "topology.nodes.h1.binds[0]"),
+    "absolute-startup-config": ("startup-config", "/etc/shadow", "topology.nodes.h1.startup-config"),
+    "workspace": ("binds", f'["{WORKSPACE}:/w"]', "topology.nodes.h1.binds[0]"),
+    "workspace-prefect-db": ("startup-config", str(WORKSPACE / "prefect" / "prefect.db"), "topology.nodes.h1.startup-config"),
+    "project-code": ("binds", f'["{REPO}:/code"]', "topology.nodes.h1.binds[0]"),
+    "project-flows": ("binds", f'["{REPO / "flows"}:/flows:rw"]', "topology.nodes.h1.binds[0]"),
+    "symlink-dir-out": ("binds", '["etc:/x"]', "topology.nodes.h1.binds[0]"),
+    "symlink-file-out": ("startup-config", "passwd", "topology.nodes.h1.startup-config"),
+    "symlink-into-internals": ("startup-config", "auth", "topology.nodes.h1.startup-config"),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_a_path_attack_through_the_api_fails_and_creates_nothing(
+    secured_host: PrefectServer, sec_lab_id: str, lab_files: Path, attack: str
+) -> None:
+    field, value, where = ATTACKS[attack]
+    run, said = _run(secured_host, "deploy-lab", {"topology": _topology(sec_lab_id, **{field: value})})
+    assert run["state_type"] == "FAILED", said
+    assert where in said, said
+    assert "allowed folders" in said or "does not exist" in said, said
+    assert str(REPO) not in said.split("allowed folders")[-1]  # the project is never offered
+    assert leftovers(sec_lab_id) == {}
+    assert _files_created(sec_lab_id) == []
+
+
+def test_dot_through_the_api_is_never_the_workers_working_directory(secured_host: PrefectServer, sec_lab_id: str) -> None:
+    """The worker runs in the project folder: `.` once mounted its code into the node. Now
+    `.` is the lab's files folder, which this lab does not have: refused, nothing made."""
+    run, said = _run(secured_host, "deploy-lab", {"topology": _topology(sec_lab_id, binds='[".:/code"]')})
+    assert run["state_type"] == "FAILED", said
+    assert "topology.nodes.h1.binds[0]" in said and str(names.lab_files_dir(sec_lab_id)) in said, said
+    assert leftovers(sec_lab_id) == {} and _files_created(sec_lab_id) == []
+
+
+def test_dot_in_yaml_text_means_the_labs_files_folder(tmp_path: Path) -> None:
+    """`.` once meant the worker's working directory (the project): now the lab's folder."""
+    from topology import load_topology
+
+    folder = names.lab_files_dir("sec-dot")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        lab = load_topology(_topology("sec-dot", binds='[".:/files"]'))
+        assert lab.nodes["h1"].binds[0].host == folder.resolve()
+        assert lab.host_paths == (folder.resolve(),)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_topology_file_through_the_api_keeps_to_its_own_folder(secured_host: PrefectServer, sec_lab_id: str,
+                                                                  tmp_path: Path) -> None:
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    (tmp_path / "secret.txt").write_text("not for the lab\n")
+    topology = folder / "lab.yml"
+    topology.write_text(_topology(sec_lab_id, **{"startup-config": "../secret.txt"}))
+    run, said = _run(secured_host, "deploy-lab", {"topology": str(topology)})
+    assert run["state_type"] == "FAILED"
+    assert "topology.nodes.h1.startup-config" in said and str(folder) in said
+    assert leftovers(sec_lab_id) == {} and _files_created(sec_lab_id) == []
+
+
+@pytest.mark.parametrize("out_dir", ["/tmp/sec-configs-out", "../../secrets", "../..", "/etc/cron.d", "."])
+def test_extract_configs_writes_nothing_outside_the_configs_folder(
+    secured_host: PrefectServer, sec_lab_id: str, out_dir: str
+) -> None:
+    before = _tree(Path("/tmp/sec-configs-out"), WORKSPACE / "secrets", Path("/etc/cron.d"))
+    run, said = _run(secured_host, "extract-configs", {"lab": sec_lab_id, "out_dir": out_dir})
+    assert run["state_type"] == "FAILED"
+    assert "out_dir" in said and "outside the workspace's configs folder" in said, said
+    assert not Path("/tmp/sec-configs-out").exists()
+    assert _tree(Path("/tmp/sec-configs-out"), WORKSPACE / "secrets", Path("/etc/cron.d")) == before
+
+
+def _tree(*folders: Path) -> dict[str, float]:
+    found = {}
+    for folder in folders:
+        for root, _dirs, files in os.walk(folder):
+            for name in files:
+                path = Path(root) / name
+                found[str(path)] = path.lstat().st_mtime
+    return found
+
+
+def test_the_project_folder_of_a_served_worker_is_not_the_base_of_yaml_text() -> None:
+    """Before: YAML text resolved against the process's working directory."""
+    from lab.errors import TopologyError
+    from topology import load_topology
+
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        with pytest.raises(TopologyError) as refused:
+            load_topology(_topology("sec-cwd", **{"startup-config": "README.md"}))
+    finally:
+        os.chdir(cwd)
+    assert "topology.nodes.h1.startup-config" in str(refused.value)
+    assert str(names.lab_files_dir("sec-cwd")) in str(refused.value)
+
+
