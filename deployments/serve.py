@@ -19,6 +19,7 @@ def deployments() -> list:
     from flows.destroy_lab import destroy_lab
     from flows.discover_labs import discover_labs
     from flows.extract_configs import extract_configs
+    from flows.save_configs import save_configs
     from lab.settings import get_settings
 
     # Named after the host, as prefect.yaml's are after the host's pool: `deploy-lab/HOST`.
@@ -28,6 +29,7 @@ def deployments() -> list:
         deploy_lab.to_deployment(name=host, tags=["archetype"]),
         destroy_lab.to_deployment(name=host, tags=["archetype"]),
         extract_configs.to_deployment(name=host, tags=["archetype"]),
+        save_configs.to_deployment(name=host, tags=["archetype"]),
         discover_labs.to_deployment(name=host, tags=["archetype"]),
         cleanup_orphans.to_deployment(name=host, cron=CLEANUP_CRON, tags=["archetype"], concurrency_limit=1),
     ]

@@ -155,7 +155,8 @@ def test_management_inventory_save_redeploy_and_picture(prefect_server: PrefectS
         hostvars = json.loads(listed.stdout)["_meta"]["hostvars"]
         assert {name: v["ansible_host"] for name, v in hostvars.items()} == mgmt
         assert hostvars["v1"]["ansible_network_os"] == "cisco.ios.ios"
-        assert "admin" not in inventory_file.read_text().replace("default='admin'", "")
+        password = yaml.safe_load(inventory_file.read_text())["all"]["children"]["mini_ios"]["vars"]["ansible_password"]
+        assert password == "{{ lookup('ansible.builtin.env', 'ARCHETYPE_PASSWORD_MINI_IOS') }}"  # never in clear
         nornir = run_json(None, "inventory", lab_id, "--format", "nornir")["inventory"]
         assert {name: h["hostname"] for name, h in nornir.items()} == mgmt
 

@@ -1,4 +1,4 @@
-"""`archetype serve` (single-host mode) serves the five flows, cleanup on a cron schedule."""
+"""`archetype serve` (single-host mode) serves every flow, cleanup on a cron schedule."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from tests.support.prefect_server import PrefectServer, stop_process
 
 pytestmark = [pytest.mark.prefect]
-FLOWS = {"deploy-lab", "destroy-lab", "extract-configs", "discover-labs", "cleanup-orphans"}
+FLOWS = {"deploy-lab", "destroy-lab", "extract-configs", "save-configs", "discover-labs", "cleanup-orphans"}
 HOST = "serve-test-host"
 
 
