@@ -308,3 +308,15 @@ def test_ipv6_addresses_go_to_containers(tmp_path: Path) -> None:
     spec = build_container_spec("six", nodes["r2"], 0, "net")
     assert spec.create["networking_config"]["EndpointsConfig"]["net"]["IPAMConfig"] == {
         "IPv4Address": "10.0.0.3", "IPv6Address": "fd00:1::2"}
+
+
+def test_nornir_loads_the_hosts_file_as_written(tmp_path: Path) -> None:
+    from nornir import InitNornir
+
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text(yaml.safe_dump(nornir_hosts("mix", NODES)))
+    nornir = InitNornir(runner={"plugin": "serial"}, logging={"enabled": False},
+                        inventory={"plugin": "SimpleInventory", "options": {"host_file": str(hosts)}})
+    v1 = nornir.inventory.hosts["v1"]
+    assert (v1.hostname, v1.platform, v1.port, v1["kind"]) == ("10.0.0.3", "cisco_ios", 23, "mini-ios")
+    assert v1.password is None  # logins come from the environment, never from the file
