@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -202,5 +203,6 @@ def test_management_inventory_save_redeploy_and_picture(prefect_server: PrefectS
         assert artifacts and "data:image/svg+xml;base64," in artifacts[0]["data"]
     finally:
         destroyed = cli(prefect_server, "destroy", lab_id, "--json")
+        shutil.rmtree(names.configs_dir(lab_id), ignore_errors=True)  # destroy keeps configs: the test's own
     assert destroyed.returncode == 0, destroyed.stderr[-3000:]
     assert leftovers(lab_id) == {}
