@@ -6,7 +6,7 @@
 #                    `make test` runs them too)
 #   make lint        ruff
 #   make demo        setup, then the demo lab
-#   make bench       benchmarks: deploy/destroy vs a raw-engine baseline, discovery, VM readiness, wiring
+#   make bench       benchmarks: deploy/destroy as users run them vs the engines alone, discovery, VM readiness, wiring
 #   make clean-host  remove every Archetype-owned resource from this host, stop the local Prefect server
 
 SHELL := /bin/bash
@@ -65,10 +65,12 @@ demo: setup
 	$(ARCHETYPE) validate examples/demo.yml
 	$(ARCHETYPE) deploy examples/demo.yml
 
-# Lab deploy/destroy against the raw-engine baseline, discovery, VM readiness
-# (benchmarks/results/latest.md), then host wiring alone (time and processes, 10 and 50 links).
+# `archetype deploy`/`destroy` as processes and REST runs on a worker, against the same lab
+# done with the engines alone (benchmarks/results/latest.md); then discovery and VM
+# readiness (internals.md), then host wiring alone (time and processes, 10 and 50 links).
 bench: setup
 	$(PYTHON) benchmarks/run.py
+	$(PYTHON) benchmarks/internals.py
 	$(PYTHON) benchmarks/network_wiring.py --links 10 50
 
 # Removes every Archetype-owned resource whose lab is not known (deployed and not

@@ -17,6 +17,7 @@ import typer
 from archetype import render
 from archetype.app import (
     EXIT_FAILED,
+    EXIT_INVALID,
     JsonOption,
     _check_lab_id,
     _emit,
@@ -150,10 +151,16 @@ def serve(
 
 
 def main() -> None:
+    from lab.errors import SettingsError
     from lab.settings import get_settings
 
+    try:
+        workspace = get_settings().workspace
+    except SettingsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
     # Embedded mode keeps Prefect's database with the host's labs, not in ~/.prefect.
-    os.environ.setdefault("PREFECT_HOME", str(get_settings().workspace / "prefect"))
+    os.environ.setdefault("PREFECT_HOME", str(workspace / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     app()

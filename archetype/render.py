@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from topology import Lab
 
@@ -136,5 +140,98 @@ def _seconds(value: float | None) -> str:
 
 
 def with_progress(run: Callable[[], Any]) -> Any:
-    with console.status("working... (Prefect logs below)"):
-        return run()
+    """Run a flow while showing each node's stage as it is reached: a live table on a
+    terminal, one line per node and stage otherwise (a log, a pipe)."""
+    from lab import progress
+
+    view: _LiveView | _LineView = _LiveView() if console.is_terminal else _LineView()
+    stop = progress.listen(view.update)
+    try:
+        with view:
+            return run()
+    finally:
+        stop()
+
+
+class _LineView:
+    """``lab r1: created at 2.1 s`` for every stage of every node, as it happens."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shown: dict[str, set[str]] = {}
+
+    def __enter__(self) -> _LineView:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def update(self, snapshot: Any, node: Any) -> None:
+        from lab.progress import STAGES
+
+        if node is None:
+            return
+        with self._lock:
+            shown = self._shown.setdefault(node.name, set())
+            for stage in STAGES:
+                if stage in node.reached and stage not in shown:
+                    shown.add(stage)
+                    console.print(f"{snapshot.lab_id} {node.name}: {stage} at {node.reached[stage]:.1f} s", highlight=False)
+            if node.failed and "failed" not in shown:
+                shown.add("failed")
+                console.print(f"{snapshot.lab_id} {node.name}: failed in {node.failed}", highlight=False, markup=False)
+
+
+class _LiveView:
+    """A table redrawn a few times a second: stage counts, then one row per node (the
+    unfinished first; as many as the terminal has room for)."""
+
+    def __init__(self) -> None:
+        self._snapshot: Any = None
+        self._live: Live | None = None
+        self._quieted: list[tuple[logging.Handler, int]] = []
+
+    def __enter__(self) -> _LiveView:
+        self._live = Live(get_renderable=self._render, console=console, refresh_per_second=4, transient=False)
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+        for handler, level in self._quieted:
+            handler.setLevel(level)
+
+    def update(self, snapshot: Any, _node: Any) -> None:
+        if self._snapshot is None:
+            self._quiet_prefect_console()
+        self._snapshot = snapshot
+
+    def _quiet_prefect_console(self) -> None:
+        """Prefect's console log lines would tear the table apart: while it is drawn they
+        go to warnings and errors only (every line is in the run's logs in the UI)."""
+        for handler in logging.getLogger().handlers:
+            if type(handler).__name__ == "PrefectConsoleHandler":
+                self._quieted.append((handler, handler.level))
+                handler.setLevel(max(handler.level, logging.WARNING))
+
+    def _render(self) -> Any:
+        from lab.progress import STAGES
+
+        snapshot = self._snapshot
+        if snapshot is None:
+            return Text("working... (Prefect logs below)")
+        table = Table(title=f"lab {snapshot.lab_id}: {snapshot.summary()} ({snapshot.elapsed:.0f} s)", title_justify="left")
+        table.add_column("node")
+        for stage in STAGES:
+            table.add_column(stage, justify="right")
+        nodes = sorted(snapshot.nodes, key=lambda n: (n.done, n.name))
+        room = max(3, console.size.height - 8)
+        for node in nodes[:room]:
+            cells = [f"{node.reached[s]:.1f} s" if s in node.reached else "" for s in STAGES]
+            if node.failed:
+                cells[len(node.reached)] = Text("failed", style="red")
+            table.add_row(node.name, *cells)
+        if len(nodes) > room:
+            table.add_row(f"... {len(nodes) - room} more", *[""] * len(STAGES))
+        return table

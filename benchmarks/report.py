@@ -1,144 +1,112 @@
-"""The benchmark report: ``latest.md`` and the table printed at the end of ``make bench``."""
+"""The report of ``benchmarks/run.py``: ``latest.md`` and the table printed at its end."""
 
 from __future__ import annotations
 
 from typing import Any
 
-TARGET_RATIO_N20 = 1.2  # deploy at N = 20 within this ratio of the baseline
-TARGET_DISCOVERY_S = 1.0
-TARGET_VM_DELAY_S = 1.0
-VM_READY_LINE = "Press RETURN to get started"  # mini-ios' login prompt in the serial log
+TARGET_DEPLOY_RATIO = 1.3  # archetype deploy (process) / baseline, N = 20
+TARGET_DESTROY_RATIO = 1.5
+TARGET_FIRST_CALL_EXTRA_S = 3.0  # first call on a quiet host: at most the baseline + 3 s
+TARGET_REST_EXTRA_S = 3.0
+TARGET_STATUS_S = 0.5
 
 
-
-def fmt(value: Any, unit: str = "s") -> str:
-    if value is None:
+def _cell(entry: dict[str, Any] | None) -> str:
+    if not entry or not entry.get("seconds"):
         return "-"
-    return f"{value:.2f} {unit}".strip()
+    s = entry["seconds"]
+    return f"{s['median']:.2f} s ({s['min']:.2f}-{s['max']:.2f})"
 
 
-
-def rng(item: dict[str, Any]) -> str:
-    if item.get("median") is None:
+def _load(entry: dict[str, Any] | None) -> str:
+    if not entry or not entry.get("load"):
         return "-"
-    return f"{item['median']:.2f} s ({item['min']:.2f}-{item['max']:.2f})"
+    return f"{min(entry['load']):.1f}-{max(entry['load']):.1f}"
 
 
+def _get(results: dict[str, Any], kind: str, n: Any) -> dict[str, Any] | None:
+    return results.get("by_kind", {}).get(kind, {}).get(str(n))
 
-def deploys_of(results: dict[str, Any]) -> dict[str, Any]:
-    return {n: r for n, r in results.get("deploy", {}).items() if n.isdigit()}
 
+def _median(results: dict[str, Any], kind: str, n: Any) -> float | None:
+    entry = _get(results, kind, n)
+    return entry["seconds"]["median"] if entry and entry.get("seconds") else None
+
+
+def targets(results: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """target -> (figure, met)."""
+    out: dict[str, tuple[str, bool]] = {}
+    ratio = results.get("ratios", {}).get("20", {})
+    if "deploy" in ratio:
+        out[f"deploy N=20 <= {TARGET_DEPLOY_RATIO}x baseline"] = (f"{ratio['deploy']:.2f}x", ratio["deploy"] <= TARGET_DEPLOY_RATIO)
+    if "destroy" in ratio:
+        out[f"destroy N=20 <= {TARGET_DESTROY_RATIO}x baseline"] = (f"{ratio['destroy']:.2f}x", ratio["destroy"] <= TARGET_DESTROY_RATIO)
+    first, base = _median(results, "archetype deploy, first", 20), _median(results, "baseline deploy", 20)
+    if first is not None and base is not None:
+        out[f"first call N=20 <= baseline + {TARGET_FIRST_CALL_EXTRA_S:.0f} s"] = (
+            f"baseline + {first - base:.2f} s", first - base <= TARGET_FIRST_CALL_EXTRA_S)
+    rest = _median(results, "REST deploy", 20)
+    if rest is not None and base is not None:
+        out[f"REST deploy N=20 <= baseline + {TARGET_REST_EXTRA_S:.0f} s"] = (
+            f"baseline + {rest - base:.2f} s", rest - base <= TARGET_REST_EXTRA_S)
+    status = _median(results, "status", None)
+    if status is not None:
+        out[f"status < {TARGET_STATUS_S} s"] = (f"{status:.2f} s", status < TARGET_STATUS_S)
+    return out
 
 
 def render_markdown(results: dict[str, Any]) -> str:
+    host = results["host"]
     lines = [
-        "# Archetype benchmark: latest run",
+        "# Archetype benchmark: latest run (`make bench`, benchmarks/run.py)",
         "",
-        f"{results['host']['when']} on {results['host']['host']}: {results['host']['cpus']} CPUs, "
-        f"{results['host']['memory_gib']} GiB, Prefect {results['host']['prefect']}, docker "
-        f"{results['host']['docker']}; {results['reps']} runs each, median (min-max). "
-        f"Load average at start: {results['host']['load_avg_at_start']}."
-        + (f" Variant: {results['variant']}." if any(results.get("variant", {}).values()) else ""),
+        f"{host['when']} on {host['host']}: {host['cpus']} CPUs, {host['memory_gib']} GiB, Prefect {host['prefect']}, "
+        f"docker {host['docker']}, {host['ovs']}. {results['reps']} runs each, median (min-max), every command a "
+        f"process timed from spawn to exit. Load average (1 min) at the start {host['load_avg_at_start']}, at the end "
+        f"{host.get('load_avg_at_end', '?')}; the load before each figure's runs is in its `load` column.",
         "",
+        "| N (links) | baseline deploy | `archetype deploy` | ratio | load | baseline destroy | `archetype destroy` | ratio | load |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    deploys = deploys_of(results)
-    if deploys:
-        lines += [
-            "| N nodes (links) | Archetype deploy | baseline deploy | ratio | Archetype destroy | baseline destroy | ratio | Prefect overhead / node |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for n, r in deploys.items():
-            links = int(n) + int(n) // 2
-            lines.append(
-                f"| {n} ({links}) | {rng(r['archetype']['deploy'])} | {rng(r['baseline']['deploy'])} | "
-                f"**{r['deploy_ratio']:.2f}x** | {rng(r['archetype']['destroy'])} | {rng(r['baseline']['destroy'])} | "
-                f"{r['destroy_ratio']:.2f}x | {r['prefect_overhead_per_node_s'] * 1000:.0f} ms |"
-            )
-        lines += ["", "Where the Archetype deploy time goes (medians, seconds from the flow call):", "",
-                  "| N | before first create | last create started | all created | all ready | stage hand-off mean / max | after last call | baseline: all created / ready |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for n, r in deploys.items():
-            d, b = r["archetype"]["detail_median"], r["baseline"]["detail_median"]
-            if not d:
-                continue
-            lines.append(
-                f"| {n} | {d['before_first_create']:.2f} | {d['last_create_started']:.2f} | {d['all_created']:.2f} | "
-                f"{d['all_ready']:.2f} | {d['stage_handoff_mean'] * 1000:.0f} / {d['stage_handoff_max'] * 1000:.0f} ms | "
-                f"{d['after_last_call']:.2f} | {b.get('all_created', 0):.2f} / {b.get('all_ready', 0):.2f} |"
-            )
-        lines += ["", "CPU seconds used during the deploy (medians; the host has "
-                  f"{results['host']['cpus']} cores, so host CPU / wall time near {results['host']['cpus']} "
-                  "means it was saturated):", "",
-                  "| N | Archetype: flow process / Prefect server / whole host | baseline: process / server (idle) / whole host | Prefect CPU per node |",
-                  "|---|---|---|---|"]
-        for n, r in deploys.items():
-            d, b = r["archetype"]["detail_median"], r["baseline"]["detail_median"]
-            lines.append(
-                f"| {n} | {d['cpu_client']:.2f} / {d['cpu_server']:.2f} / {d['cpu_host']:.1f} | "
-                f"{b['cpu_client']:.2f} / {b['cpu_server']:.2f} / {b['cpu_host']:.1f} | "
-                f"{r['prefect_cpu_per_node_s'] * 1000:.0f} ms |"
-            )
-        lines.append("")
-        failures = results.get("deploy_failures") or []
-        if failures:
-            lines += ["Incidents during the run (retried or tolerated):", ""] + [f"- {f}" for f in failures] + [""]
-    disc = results.get("discovery")
-    if disc:
-        lines += [
-            f"Discovery, {disc['nodes_of_ours']} nodes of ours present ({disc['nodes_on_host']} on the host): "
-            f"`discover_all()` first call in a process {rng(disc['discover_all_first_call'])}, warm "
-            f"{rng(disc['discover_all_warm'])}; `archetype status --json` as a process "
-            f"{rng(disc['status_json_process'])} (a process that only imports the CLI and both providers: "
-            f"{disc['cli_imports_only']:.2f} s). "
-            f"Target < {TARGET_DISCOVERY_S:.0f} s.",
-            "",
-        ]
-    vm = results.get("vm")
-    if vm:
-        d = vm["ready_delay"]
-        lines += [
-            f"VM readiness (mini-ios, LibvirtProvider): \"{VM_READY_LINE}\" in the serial log -> `wait_ready` "
-            f"returned: {d['median'] * 1000:.0f} ms median ({d['min'] * 1000:.0f}-{d['max'] * 1000:.0f} ms); "
-            f"boot to that line {rng(vm['boot_to_line'])}. Target < {TARGET_VM_DELAY_S * 1000:.0f} ms.",
-            "",
-        ]
-    for error in results.get("errors", []):
-        lines += [f"FAILED: {error}", ""]
-    if deploys and not results.get("variant", {}).get("heartbeat_off"):
-        lines += ["Note: Archetype's flow times end just after a whole second: Prefect 3.9.1 joins its flow-run "
-                  "heartbeat thread, which sleeps in 1 s steps, when a flow ends (+0.5 s on average per flow run; "
-                  "the default, as the command line runs, is without it). Other test labs share this host: see "
-                  "docs/performance.md for the analysis and the noise.", ""]
-    checks = results.get("targets", {})
-    if checks:
-        lines += ["Targets: " + "; ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in checks.items()), ""]
-    return "\n".join(lines)
+    for n in sorted(results["sizes"]):
+        ratio = results.get("ratios", {}).get(str(n), {})
+        lines.append(
+            f"| {n} ({n + n // 2}) | {_cell(_get(results, 'baseline deploy', n))} | {_cell(_get(results, 'archetype deploy', n))} | "
+            f"**{ratio.get('deploy', '-')}x** | {_load(_get(results, 'archetype deploy', n))} | "
+            f"{_cell(_get(results, 'baseline destroy', n))} | {_cell(_get(results, 'archetype destroy', n))} | "
+            f"**{ratio.get('destroy', '-')}x** | {_load(_get(results, 'archetype destroy', n))} |"
+        )
+    rest_rows = [n for n in sorted(results["sizes"]) if _get(results, "REST deploy", n)]
+    if rest_rows:
+        poll = results.get("worker_query_seconds")
+        lines += ["", "REST-created runs on a process worker (asking for runs every "
+                  f"{poll if poll is not None else '10 (Prefect default)'} s), from the POST to the run seen Completed:", "",
+                  "| N | REST deploy | - baseline | REST destroy | - baseline | load |", "|---|---|---|---|---|---|"]
+        for n in rest_rows:
+            ratio = results["ratios"].get(str(n), {})
+            lines.append(f"| {n} | {_cell(_get(results, 'REST deploy', n))} | +{ratio.get('REST deploy - baseline', '-')} s | "
+                         f"{_cell(_get(results, 'REST destroy', n))} | +{ratio.get('REST destroy - baseline', '-')} s | "
+                         f"{_load(_get(results, 'REST deploy', n))} |")
+    first = results.get("by_kind", {}).get("archetype deploy, first", {})
+    for n, entry in first.items():
+        lines += ["", f"First call on a quiet host (no Prefect server running; the deploy starts it), N = {n}: "
+                  f"{_cell(entry)}, load {_load(entry)}; later calls {_cell(_get(results, 'archetype deploy', n))}."]
+    status = _get(results, "status", None)
+    if status:
+        lines += ["", f"`archetype status --json`: {_cell(status)}, load {_load(status)}."]
 
-
-
-def render_table(results: dict[str, Any]) -> str:
-    rows = [("measure", "Archetype", "baseline", "ratio / target")]
-    for n, r in deploys_of(results).items():
-        rows.append((f"deploy N={n}", rng(r["archetype"]["deploy"]), rng(r["baseline"]["deploy"]),
-                     f"{r['deploy_ratio']:.2f}x" + (f" (target {TARGET_RATIO_N20}x)" if n == "20" else "")))
-        rows.append((f"destroy N={n}", rng(r["archetype"]["destroy"]), rng(r["baseline"]["destroy"]),
-                     f"{r['destroy_ratio']:.2f}x"))
-        rows.append((f"Prefect overhead/node N={n}", f"{r['prefect_overhead_per_node_s'] * 1000:.0f} ms wall",
-                     f"{r['prefect_cpu_per_node_s'] * 1000:.0f} ms CPU", ""))
-    disc = results.get("discovery")
-    if disc:
-        rows.append(("discover_all() 200 nodes", rng(disc["discover_all_first_call"]), "", f"target < {TARGET_DISCOVERY_S} s"))
-        rows.append(("archetype status --json", rng(disc["status_json_process"]), "", "(process, incl. imports)"))
-    vm = results.get("vm")
-    if vm:
-        d = vm["ready_delay"]
-        rows.append(("VM ready delay", f"{d['median'] * 1000:.0f} ms ({d['min'] * 1000:.0f}-{d['max'] * 1000:.0f})",
-                     "", f"target < {TARGET_VM_DELAY_S * 1000:.0f} ms"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    out = []
-    for i, row in enumerate(rows):
-        out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
+    lines += ["", "## Where the time goes (medians, seconds from the process's spawn)", ""]
+    for kind in ("archetype deploy", "archetype deploy, first", "baseline deploy", "archetype destroy",
+                 "baseline destroy", "REST deploy", "REST destroy"):
+        for n, entry in results.get("by_kind", {}).get(kind, {}).items():
+            if entry.get("split"):
+                cpu = f"; CPU of the process {entry['cpu']['median']:.2f} s" if entry.get("cpu") else ""
+                split = ", ".join(f"{k} {v:.2f}" for k, v in entry["split"].items())
+                lines.append(f"- {kind}, N = {n}: {split}{cpu}")
+    met = targets(results)
+    if met:
+        lines += ["", "## Targets", ""] + [f"- {name}: {figure}: {'met' if ok else 'MISSED'}" for name, (figure, ok) in met.items()]
+    errors = [r for r in results.get("runs", []) if "error" in r]
+    if errors:
+        lines += ["", "## Failed runs", ""] + [f"- {r['kind']} N={r['n']} rep {r['rep']} (load {r['load']}): {r['error'][:300]}" for r in errors]
+    return "\n".join(lines) + "\n"

@@ -1,31 +1,34 @@
-"""Archetype benchmarks (``make bench``): figures side by side with a no-Prefect baseline.
+"""Archetype as users run it, against the same lab done with the engines alone (``make bench``).
 
-Measured in one run, on this host, with a real Prefect server started for the purpose:
+Lab: ``benchmarks/topologies.py``, an FRR ring with chords (N nodes, N + N/2 links) with a
+BGP startup config per node; N = 10, 20, 40 (``--sizes``), each measurement ``--reps``
+times (default 3), median reported with min-max, and the host's 1-minute load average
+taken just before each one beside it (the machine may be shared: figures under load are
+noisy, and the report says so).
 
-1. deploy of an N-node FRR ring-with-chords lab (N = 10, 20, 40), start -> every node ready:
-   the ``deploy-lab`` flow called in-process (``PREFECT_API_URL`` -> the server) against
-   ``benchmarks/baseline.py`` (docker SDK + ``providers.network``, full parallelism, no Prefect);
-2. destroy of the same labs (``destroy-lab`` flow against the baseline's destroy);
-3. discovery with 200 nodes present (180 archetype/linux containers, a third running, and
-   20 defined-but-stopped libvirt domains carrying our metadata): ``discover_all()``
-   in-process, and ``archetype status --json`` as a process;
-4. VM readiness delay: a mini-ios VM booted by ``LibvirtProvider``; the delay between
-   "Press RETURN to get started" appearing in its serial log (watched by a 1 ms poll loop
-   in a thread) and ``wait_ready`` returning;
-5. Prefect's overhead per node: (flow time - baseline time) / N, and where it sits (before
-   the first node is created, between a node's stages, after the last one), from the
-   provider calls' own timestamps.
+Measured, every one as a process of its own, timed from its spawn to its exit:
 
-Every measurement is repeated (``--reps``, default 3; archetype and baseline alternate
-their order) and the median reported, with min-max: other labs on the host add noise, so
-each run also records how busy the host was just before it, and the CPU used by this
-process, the Prefect server and the whole host. Results: ``benchmarks/results/latest.json``
-and ``latest.md`` (analysis: docs/performance.md). Every lab made here is removed at the
-end, also after a failure, Ctrl-C or SIGTERM; a run broken by a daemon restart (fault tests
-share the host) is noted and made again.
+- **baseline**: ``python benchmarks/baseline.py deploy FILE`` / ``destroy LAB`` (docker SDK,
+  pyroute2, one ``ovs-vsctl`` transaction; no Archetype code);
+- **archetype deploy FILE --json** / **archetype destroy LAB --json**, later calls (the
+  local Prefect server already runs, as for every command after the first);
+- **first call on a quiet host**: the local Prefect server stopped (``archetype server
+  stop``) before an ``archetype deploy``; the deploy starts it;
+- **REST**: a ``deploy-lab`` / ``destroy-lab`` run created by ``POST
+  /deployments/{id}/create_flow_run`` (as the UI's Run button does) on a Prefect server with
+  the project's deployments and a process worker, from the POST to the run seen Completed;
+- ``archetype status --json`` (read-only: no Prefect).
 
-Usage: .venv/bin/python benchmarks/run.py [--sizes 10,20,40] [--reps 3] [--skip-discovery]
-       [--skip-vm] [--skip-deploy] [--heartbeat] [--nice-server N] [--out DIR]
+Where the time goes: from the flows' own timings (in their JSON results: the flow's start,
+the bring-up's start, each node's stages, the flow's end) against the process's spawn and
+exit; for REST runs, from the run's start and end times on the server.
+
+The CLI runs here with its own ``PREFECT_HOME`` and server port, so stopping "its" server
+never touches anyone else's. Results: ``benchmarks/results/latest.json`` (every run) and
+``latest.md`` (the tables), rewritten by each run. Every lab made here is removed at the end,
+also after a failure or Ctrl-C.
+
+Usage: .venv/bin/python benchmarks/run.py [--sizes 10,20,40] [--reps 3] [--skip-rest] [--skip-first]
 """
 
 from __future__ import annotations
@@ -33,20 +36,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
+import platform
+import resource
 import secrets
-import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,578 +56,425 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-
-from benchmarks import baseline  # noqa: E402
-from benchmarks.measure import (  # noqa: E402
-    CPU,
-    RETRIES,
-    Probe,
-    count_api_retries,
-    host_busy_now,
-    host_facts,
-    summary,
-)
-from benchmarks.report import (  # noqa: E402
-    TARGET_DISCOVERY_S,
-    TARGET_RATIO_N20,
-    TARGET_VM_DELAY_S,
-    VM_READY_LINE,
-    deploys_of,
-    render_markdown,
-    render_table,
-)
 from benchmarks.topologies import frr_lab_yaml  # noqa: E402
 
-PREFIX = "bench"  # lab ids: bench-{a|b|d|v}{n}-{hex}: ours alone (random suffix)
-
-
-# ---------------------------------------------------------------- bookkeeping
+PYTHON = sys.executable
+ARCHETYPE = str(Path(sys.executable).parent / "archetype")
+BASELINE = str(REPO / "benchmarks" / "baseline.py")
+PREFIX = "bench"
+TIMEOUT = 900
+STAGES = ("created", "wired", "ready", "configured")
 
 
 def say(text: str) -> None:
     print(text, flush=True)
 
 
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def median_of(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Processes:
+    """The environment the commands run in, and every lab they made (removed at the end)."""
+
+    def __init__(self, home: Path, api_url: str | None = None) -> None:
+        self.home = home
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
+        if api_url:  # a given server, as with PREFECT_API_URL set (no local server of its own)
+            env["PREFECT_API_URL"] = api_url
+        env.update(
+            PYTHONPATH=str(REPO),
+            PREFECT_HOME=str(home / "prefect"),  # the CLI's local server: this benchmark's own
+            ARCHETYPE_SERVER_PORT=str(free_port()),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            DO_NOT_TRACK="1",
+        )
+        self.env = env
+        self.archetype_labs: set[str] = set()
+        self.baseline_labs: set[str] = set()
+
+    def run(self, argv: list[str], what: str) -> tuple[float, float, float, subprocess.CompletedProcess]:
+        """(wall seconds, CPU seconds of the process and its children, spawn epoch, result)."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        spawned, t0 = time.time(), time.monotonic()
+        done = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=TIMEOUT, cwd=self.home)
+        wall = time.monotonic() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        if done.returncode != 0:
+            raise RuntimeError(f"{what}: exit {done.returncode}: {done.stderr[-1500:]}")
+        return wall, cpu, spawned, done
+
+    def topology(self, lab: str, n: int) -> Path:
+        path = self.home / f"{lab}.yml"
+        path.write_text(frr_lab_yaml(lab, n))
+        return path
+
+    def stop_local_server(self) -> None:
+        """No Prefect server for the CLI: the next command is a first call on a quiet host."""
+        subprocess.run([ARCHETYPE, "server", "stop"], env=self.env, capture_output=True, timeout=120, check=False)
+
+    def cleanup(self) -> None:
+        from benchmarks import baseline
+
+        for lab in sorted(self.archetype_labs):
+            subprocess.run([ARCHETYPE, "destroy", lab, "--json"], env=self.env, capture_output=True, timeout=TIMEOUT,
+                           check=False)
+        for lab in sorted(self.baseline_labs):
+            with contextlib.suppress(Exception):
+                baseline.destroy(lab)
+        self.stop_local_server()
+
+
 def lab_id(tag: str) -> str:
     return f"{PREFIX}-{tag}-{secrets.token_hex(2)}"
 
 
-class Labs:
-    """Every lab this run made, removed in ``cleanup`` whatever happened."""
-
-    def __init__(self) -> None:
-        self.container_labs: set[str] = set()
-        self.vm_labs: set[str] = set()
-
-    def cleanup(self) -> list[str]:
-        errors: list[str] = []
-        if not (self.container_labs or self.vm_labs):
-            return errors
-        from providers import labs, network
-
-        for lab in sorted(self.container_labs | self.vm_labs):
-            errors += labs.destroy_lab(lab).errors
-        for lab in sorted(self.container_labs | self.vm_labs):
-            with contextlib.suppress(Exception):
-                errors += network.release_lab(lab).errors
-        return errors
-
-
-# ---------------------------------------------------------------- the Prefect side
-
-
-@contextlib.contextmanager
-def prefect_server(keep_logs: Path | None, nice: int = 0) -> Iterator[str]:
-    from tests.support.prefect_server import PrefectServer
-
-    home = Path(tempfile.mkdtemp(prefix="archetype-bench-prefect-"))
-    server = PrefectServer.start(home)
-    CPU.server_pid = server.process.pid
-    if nice:
-        for pid in CPU.server_pids():
-            for thread in os.listdir(f"/proc/{pid}/task"):
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, int(thread), nice)
-    try:
-        yield server.url
-    finally:
-        drain_prefect_workers()  # logs and events still queued go now, not to a dead server at exit
-        CPU.server_pid = None
-        server.stop()
-        if keep_logs is not None:
-            with contextlib.suppress(OSError):
-                shutil.copy(home / "server.log", keep_logs)
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def drain_prefect_workers() -> None:
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        with contextlib.suppress(Exception):
-            worker.drain_all(timeout=15)
-
-
-def quiet_prefect_console() -> None:
-    """Prefect prints every task's log line (and 3.9's per-task "timeout in a worker
-    thread" warning) on the console: keep the console to errors. Logs still go to the
-    API at their normal level, so the flows do the same work as for a user."""
-    import prefect.logging.configuration  # noqa: F401 - makes sure Prefect's logging is set up
-
-    for name in ("", "prefect", "uvicorn", "fastapi"):
-        for handler in logging.getLogger(name).handlers:
-            if handler.__class__.__name__ == "PrefectConsoleHandler":
-                handler.setLevel(logging.ERROR)
-
-
-# ---------------------------------------------------------------- measurements
-
-
-@dataclass
-class DeployRun:
-    deploy: float
-    destroy: float
-    detail: dict[str, float] = field(default_factory=dict)
-
-
-STALE_ENDPOINTS = "active endpoints"  # dockerd's stale endpoint count (moby#42119): see docs
-
-
-def run_archetype(n: int, labs: Labs, probe: Probe, notes: list[str]) -> DeployRun:
-    from flows.deploy_lab import deploy_lab
-    from flows.destroy_lab import destroy_lab
-
-    quiet_prefect_console()  # (again: Prefect may have set its logging up anew)
-    lab = lab_id(f"a{n}")
-    labs.container_labs.add(lab)
-    text = frr_lab_yaml(lab, n)
-    retries = RETRIES.count
-    cpu = CPU.sample()
-    t0 = time.monotonic()
-    result = deploy_lab(text)
-    t_deploy = time.monotonic()
-    detail = CPU.since(cpu)
-    detail["api_retries"] = RETRIES.count - retries
-    not_ready = [node["name"] for node in result["nodes"] if node["state"] != "ready"]
-    if not_ready or result.get("errors"):
-        raise RuntimeError(f"archetype deploy of {lab}: not ready: {not_ready}, errors {result.get('errors')}")
-    detail.update(probe.breakdown(lab, t0, t_deploy))
-    t1 = time.monotonic()
-    removed = destroy_lab(lab, return_state=True).result(raise_on_failure=False)  # failed: its report
-    if isinstance(removed, BaseException):
-        raise removed
-    t_destroy = time.monotonic() - t1
-    errors = removed.get("errors") or []
-    if any(STALE_ENDPOINTS not in e for e in errors):
-        raise RuntimeError(f"archetype destroy of {lab}: {errors}")
-    if errors:
-        notes.append(f"archetype destroy of {lab}: {errors[0][:200]}")
-    else:
-        labs.container_labs.discard(lab)
-    return DeployRun(t_deploy - t0, t_destroy, detail)
-
-
-@contextlib.contextmanager
-def held(lab_ids: list[str]) -> Iterator[None]:
-    """Hold the labs' locks (outside any timing): orphan cleanup, which other people's
-    tests run on this host, leaves a lab whose lock is held alone."""
-    from lab.locks import lab_lock
-
-    with contextlib.ExitStack() as stack:
-        for lab in lab_ids:
-            stack.enter_context(lab_lock(lab, timeout=10))
-        yield
-
-
-def run_baseline(n: int, labs: Labs, dc: Any, notes: list[str]) -> DeployRun:
+def baseline_deploy(p: Processes, n: int) -> dict[str, Any]:
     lab = lab_id(f"b{n}")
-    labs.container_labs.add(lab)
-    with held([lab]):
-        cpu = CPU.sample()
-        timing = baseline.deploy(frr_lab_yaml(lab, n), dc)
-        detail = CPU.since(cpu)
-        detail.update(setup=timing.setup, all_created=timing.created, all_wired=timing.wired, all_ready=timing.ready)
-        t_destroy, leftover = baseline.destroy(lab, dc, tolerate_stale_network=True)
-    if leftover:
-        notes.append(f"baseline destroy of {lab}: {leftover[:200]}")
-    else:
-        labs.container_labs.discard(lab)
-    return DeployRun(timing.total, t_destroy, detail)
+    p.baseline_labs.add(lab)
+    load_before = load()
+    wall, cpu, spawned, done = p.run([PYTHON, BASELINE, "deploy", str(p.topology(lab, n))], f"baseline deploy {lab}")
+    timing = json.loads(done.stdout)
+    return {"lab": lab, "seconds": wall, "cpu": cpu, "load": load_before, "split": {
+        "process start": timing["started_at"] - spawned,
+        "all created": timing["created"], "ports on the bridge": timing["wired"], "all ready": timing["ready"],
+    }}
 
 
-def bench_deploys(sizes: list[int], reps: int, labs: Labs) -> dict[str, Any]:
-    probe = Probe()
-    probe.install()
-    dc = baseline.client()
-    results: dict[str, Any] = {}
-    failures: list[str] = []
-    results["failures"] = failures
+def baseline_destroy(p: Processes, lab: str) -> dict[str, Any]:
+    load_before = load()
+    wall, cpu, spawned, done = p.run([PYTHON, BASELINE, "destroy", lab], f"baseline destroy {lab}")
+    p.baseline_labs.discard(lab)
+    timing = json.loads(done.stdout)
+    return {"lab": lab, "seconds": wall, "cpu": cpu, "load": load_before,
+            "split": {"process start": timing["started_at"] - spawned, "removal": timing["total"]}}
+
+
+def archetype_deploy(p: Processes, n: int) -> dict[str, Any]:
+    lab = lab_id(f"a{n}")
+    p.archetype_labs.add(lab)
+    load_before = load()
+    wall, cpu, spawned, done = p.run([ARCHETYPE, "deploy", str(p.topology(lab, n)), "--json"], f"archetype deploy {lab}")
+    result = json.loads(done.stdout)
+    if result["errors"]:
+        raise RuntimeError(f"archetype deploy {lab}: {result['errors']}")
+    return {"lab": lab, "seconds": wall, "cpu": cpu, "load": load_before, "split": deploy_split(result, spawned, wall)}
+
+
+def deploy_split(result: dict[str, Any], spawned: float, wall: float) -> dict[str, float]:
+    """Seconds from the process's spawn: the flow's start (process start, imports, Prefect's
+    client, server and flow run), the bring-up's start (validation, lock, VLANs, state),
+    the last node at each stage, the flow's end, the process's exit."""
+    timings = result.get("timings") or {}
+    if not timings:
+        return {}
+    bring_up = timings["bring_up_started_at"] - spawned
+    split = {"flow started": timings["flow_started_at"] - spawned, "bring-up started": bring_up}
+    for stage in STAGES:
+        reached = [node["stages"][stage] for node in result["nodes"] if stage in node.get("stages", {})]
+        if reached:
+            split[f"all {stage}"] = bring_up + max(reached)
+    split["flow ended"] = timings["finished_at"] - spawned
+    split["process exited"] = wall
+    return split
+
+
+def archetype_destroy(p: Processes, lab: str) -> dict[str, Any]:
+    load_before = load()
+    wall, cpu, spawned, done = p.run([ARCHETYPE, "destroy", lab, "--json"], f"archetype destroy {lab}")
+    p.archetype_labs.discard(lab)
+    timings = json.loads(done.stdout).get("timings") or {}
+    split = {}
+    if timings:
+        split = {"flow started": timings["flow_started_at"] - spawned, "flow ended": timings["finished_at"] - spawned,
+                 "process exited": wall}
+    return {"lab": lab, "seconds": wall, "cpu": cpu, "load": load_before, "split": split}
+
+
+def status_call(p: Processes) -> dict[str, Any]:
+    load_before = load()
+    wall, cpu, _spawned, _done = p.run([ARCHETYPE, "status", "--json"], "archetype status")
+    return {"seconds": wall, "cpu": cpu, "load": load_before}
+
+
+# ---------------------------------------------------------------- REST runs on a worker
+
+
+class RestHost:
+    """A Prefect server with the project's deployments (prefect.yaml) and a process worker."""
+
+    def __init__(self, home: Path, query_seconds: float | None = None) -> None:
+        from tests.support.prefect_server import PrefectServer, deploy_from_prefect_yaml, start_worker
+
+        if query_seconds is not None:  # how often the worker asks for runs (Prefect's default: 10 s)
+            os.environ["PREFECT_WORKER_QUERY_SECONDS"] = str(query_seconds)
+        self.query_seconds = query_seconds
+        (home / "rest").mkdir()
+        self.server = PrefectServer.start(home / "rest")
+        pool = f"bench-{secrets.token_hex(3)}"
+        deploy_from_prefect_yaml(self.server, pool)
+        self.worker = start_worker(self.server, pool)
+        self.labs: set[str] = set()
+
+    def run(self, flow: str, parameters: dict[str, Any], what: str) -> dict[str, Any]:
+        load_before = load()
+        posted, t0 = time.time(), time.monotonic()
+        run_id = self.server.run_deployment(flow, parameters)
+        while True:
+            run = self.server.api("GET", f"/flow_runs/{run_id}")
+            if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            if time.monotonic() - t0 > TIMEOUT:
+                raise TimeoutError(f"{what}: run {run_id} not finished after {TIMEOUT} s")
+            time.sleep(0.1)
+        wall = time.monotonic() - t0
+        if run["state_type"] != "COMPLETED":
+            raise RuntimeError(f"{what}: run {run_id} ended {run['state_type']}: {run['state'].get('message')}")
+        start, end = (datetime.fromisoformat(run[k]).timestamp() for k in ("start_time", "end_time"))
+        return {"seconds": wall, "load": load_before, "split": {
+            "flow started (worker poll, process start)": start - posted, "flow ended": end - posted,
+            "seen Completed": wall}}
+
+    def deploy(self, n: int) -> dict[str, Any]:
+        lab = lab_id(f"r{n}")
+        self.labs.add(lab)
+        return {"lab": lab, **self.run("deploy-lab", {"topology": frr_lab_yaml(lab, n)}, f"REST deploy {lab}")}
+
+    def destroy(self, lab: str) -> dict[str, Any]:
+        measured = self.run("destroy-lab", {"lab": lab}, f"REST destroy {lab}")
+        self.labs.discard(lab)
+        return {"lab": lab, **measured}
+
+    def close(self) -> None:
+        from tests.support.prefect_server import stop_process
+
+        for lab in sorted(self.labs):
+            with contextlib.suppress(Exception):
+                self.destroy(lab)
+        stop_process(self.worker)
+        self.server.stop()
+
+
+# ---------------------------------------------------------------- the matrix
+
+
+_saved: list[Callable[[], None]] = []  # writes the results so far (a run stopped halfway keeps them)
+
+
+def measure(runs: list[dict[str, Any]], kind: str, n: int | None, rep: int, call: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
     try:
-        say("warm-up (not counted): a 2-node lab through each path")
-        count_api_retries()
-        attempt("warm-up baseline", labs, failures, lambda: run_baseline(2, labs, dc, failures))
-        attempt("warm-up archetype", labs, failures, lambda: run_archetype(2, labs, probe, failures))
+        row = call()
+    except Exception as err:  # noqa: BLE001 - noted in the results; the rest goes on
+        say(f"  {kind} N={n} rep {rep}: FAILED: {str(err)[:300]}")
+        runs.append({"kind": kind, "n": n, "rep": rep, "error": str(err)[:2000], "load": load()})
+        return None
+    row = {"kind": kind, "n": n, "rep": rep, **row}
+    runs.append(row)
+    split = ", ".join(f"{k} {v:.2f}" for k, v in row.get("split", {}).items())
+    say(f"  {kind:<22} N={n!s:<3} {row['seconds']:6.2f} s  load {row['load']:5.2f}  [{split}]")
+    for save in _saved:
+        save()
+    return row
+
+
+def bench(sizes: list[int], reps: int, rest: bool, first: bool, p: Processes, runs: list[dict[str, Any]],
+          *, cli: bool = True, worker_query_seconds: float | None = None) -> None:
+    """Size by size (the first size's figures are complete before the next size starts):
+    baseline and command line alternating, the first calls, then the REST runs."""
+    host = None
+    try:
+        if cli:
+            warm_up_cli(p, runs, reps)
+        if rest:
+            say("REST: a Prefect server with the deployments of prefect.yaml and a process worker"
+                + (f" asking for runs every {worker_query_seconds} s" if worker_query_seconds is not None else ""))
+            host = RestHost(p.home, worker_query_seconds)
+            warm = host.deploy(2)
+            host.destroy(warm["lab"])
         for n in sizes:
-            runs: dict[str, list[DeployRun]] = {"archetype": [], "baseline": []}
-            loads = []
-            for rep in range(reps):
-                order = ("baseline", "archetype") if rep % 2 == 0 else ("archetype", "baseline")
-                for which in order:
-                    loads.append(host_busy_now())
-                    run = attempt(
-                        f"N={n} {which}", labs, failures,
-                        lambda w=which, n=n: run_baseline(n, labs, dc, failures) if w == "baseline"
-                        else run_archetype(n, labs, probe, failures),
-                    )
-                    runs[which].append(run)
-                    cpu = run.detail
-                    say(f"  N={n:<3d} rep {rep + 1}/{reps} {which:9s} deploy {run.deploy:6.2f} s   "
-                        f"destroy {run.destroy:5.2f} s   cpu client {cpu['cpu_client']:4.1f} server "
-                        f"{cpu['cpu_server']:4.1f} host {cpu['cpu_host']:5.1f} s   (host busy before: {loads[-1]:.0%})"
-                        + (f"  [{cpu['api_retries']} API retries]" if cpu.get("api_retries") else ""))
-                probe.calls.clear()
-            results[str(n)] = _size_result(n, runs, loads)
+            if cli:
+                bench_cli(n, reps, p, runs)
+                if first and n == (20 if 20 in sizes else sizes[0]):
+                    bench_first_call(n, reps, p, runs)
+            if host is not None:
+                bench_rest(n, reps, host, runs)
     finally:
-        dc.close()
-        probe.uninstall()
-    return results
+        if host is not None:
+            host.close()
 
 
-def wait_for_daemons(timeout: float = 180) -> None:
-    """dockerd and libvirtd answering again (other people's fault tests restart them)."""
-    import docker
-    import libvirt
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            client = docker.from_env(timeout=5)
-            client.ping()
-            client.close()
-            libvirt.open(os.environ.get("ARCHETYPE_LIBVIRT_URI", "qemu:///system")).close()
-        except Exception:  # noqa: BLE001 - not up yet
-            time.sleep(1)
-        else:
-            return
-    raise RuntimeError(f"dockerd or libvirtd did not answer for {timeout:.0f} s")
+def warm_up_cli(p: Processes, runs: list[dict[str, Any]], reps: int) -> None:
+    say("warm-up (not counted): starts the CLI's local Prefect server, fills the page cache")
+    warm = archetype_deploy(p, 2)
+    archetype_destroy(p, warm["lab"])
+    base = baseline_deploy(p, 2)
+    baseline_destroy(p, base["lab"])
+    for rep in range(1, reps + 1):
+        measure(runs, "status", None, rep, lambda: status_call(p))
 
 
-def attempt(what: str, labs: Labs, failures: list[str], run: Callable[[], DeployRun], tries: int = 3) -> DeployRun:
-    """One measurement; a failure (other people's tests restart dockerd on this host) is
-    noted, its lab removed, and the measurement made again."""
-    for number in range(1, tries + 1):
-        try:
-            return run()
-        except Exception as err:  # noqa: BLE001 - noted, retried
-            failures.append(f"{what} (try {number}): {err.__class__.__name__}: {str(err)[:300]}")
-            say(f"  {what}: failed ({err.__class__.__name__}: {str(err)[:200]}); cleaning up and retrying")
-            wait_for_daemons()
-            time.sleep(2)
-            errors = labs.cleanup()
-            if errors:
-                failures.append(f"{what}: cleanup: {errors}")
-            if number == tries:
-                raise
-    raise AssertionError("unreachable")
+def bench_cli(n: int, reps: int, p: Processes, runs: list[dict[str, Any]]) -> None:
+    for rep in range(1, reps + 1):
+        say(f"N={n}, rep {rep}/{reps}")
+        order = ("baseline", "archetype") if rep % 2 else ("archetype", "baseline")
+        for side in order:
+            if side == "baseline":
+                made = measure(runs, "baseline deploy", n, rep, lambda: baseline_deploy(p, n))
+                if made:
+                    measure(runs, "baseline destroy", n, rep, lambda made=made: baseline_destroy(p, made["lab"]))
+            else:
+                made = measure(runs, "archetype deploy", n, rep, lambda: archetype_deploy(p, n))
+                if made:
+                    measure(runs, "archetype destroy", n, rep, lambda made=made: archetype_destroy(p, made["lab"]))
 
 
-def _size_result(n: int, runs: dict[str, list[DeployRun]], loads: list[float]) -> dict[str, Any]:
-    out: dict[str, Any] = {"nodes": n, "host_busy_before": summary(loads)}
-    for which, items in runs.items():
-        details: dict[str, list[float]] = {}
-        for run in items:
-            for key, value in run.detail.items():
-                details.setdefault(key, []).append(value)
-        out[which] = {
-            "deploy": summary([r.deploy for r in items]),
-            "destroy": summary([r.destroy for r in items]),
-            "detail_median": {k: round(statistics.median(v), 3) for k, v in details.items()},
-        }
-    a, b = out["archetype"], out["baseline"]
-    out["deploy_ratio"] = round(a["deploy"]["median"] / b["deploy"]["median"], 3)
-    out["destroy_ratio"] = round(a["destroy"]["median"] / b["destroy"]["median"], 3)
-    out["prefect_overhead_per_node_s"] = round((a["deploy"]["median"] - b["deploy"]["median"]) / n, 4)
-    # The same, pairing each rep's two runs (made back to back, so under similar load).
-    paired = [(x.deploy - y.deploy) / n for x, y in zip(runs["archetype"], runs["baseline"], strict=True)]
-    out["prefect_overhead_per_node_paired_s"] = summary(paired)
-    # CPU that Prefect adds (flow process + server, beyond what the baseline's process used).
-    ad, bd = a["detail_median"], b["detail_median"]
-    extra_cpu = ad["cpu_client"] + ad["cpu_server"] - bd["cpu_client"] - bd["cpu_server"]
-    out["prefect_cpu_per_node_s"] = round(extra_cpu / n, 4)
-    return out
+def bench_first_call(n: int, reps: int, p: Processes, runs: list[dict[str, Any]]) -> None:
+    for rep in range(1, reps + 1):
+        say(f"first call on a quiet host (local Prefect server stopped), N={n}, rep {rep}/{reps}")
+        p.stop_local_server()
+        time.sleep(2)  # the server's processes gone
+        made = measure(runs, "archetype deploy, first", n, rep, lambda: archetype_deploy(p, n))
+        if made:  # the destroy after it is a later call, counted with the others
+            measure(runs, "archetype destroy", n, rep + reps, lambda made=made: archetype_destroy(p, made["lab"]))
 
 
-# ---------------------------------------------------------------- discovery
+def bench_rest(n: int, reps: int, host: RestHost, runs: list[dict[str, Any]]) -> None:
+    for rep in range(1, reps + 1):
+        say(f"REST N={n}, rep {rep}/{reps}")
+        made = measure(runs, "REST deploy", n, rep, lambda: host.deploy(n))
+        if made:
+            measure(runs, "REST destroy", n, rep, lambda made=made: host.destroy(made["lab"]))
 
 
-def bench_discovery(labs: Labs, reps: int, containers: int = 180, domains: int = 20) -> dict[str, Any]:
-    import docker
-    import libvirt
-
-    from lab import names
-    from providers import all_providers, get_provider
-    from providers import labs as lab_ops
-    from providers.libvirt import LibvirtProvider
-    from providers.libvirt.domain_xml import domain_xml
-    from topology import Node
-
-    per_lab = 20
-    container_labs = [lab_id(f"d{i}") for i in range((containers + per_lab - 1) // per_lab)]
-    vm_lab = lab_id("dv")
-    labs.container_labs.update(container_labs)
-    labs.vm_labs.add(vm_lab)
-    api = docker.APIClient(base_url="unix:///var/run/docker.sock", timeout=120)
-    libvirt_provider = LibvirtProvider()
-    locks = held([*container_labs, vm_lab])
-    locks.__enter__()
-    try:
-        say(f"discovery: creating {containers} archetype/linux containers (a third running) "
-            f"and defining {domains} stopped domains")
-        t0 = time.monotonic()
-
-        def make(i: int) -> None:
-            lab, node = container_labs[i // per_lab], f"n{i % per_lab}"
-            cid = api.create_container(
-                "archetype/linux:latest", name=names.container_name(lab, node), hostname=node,
-                labels=names.container_labels(lab, node, "linux"),
-                host_config=api.create_host_config(network_mode="none"),
-            )["Id"]
-            if i % 3 == 0:
-                api.start(cid)
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(make, range(containers)))
-        conn = libvirt.open(libvirt_provider.uri)  # this thread's own connection, for the defines
-        try:
-            for i in range(domains):
-                node = Node.of(name=f"v{i}", kind="mini-ios", image="")
-                conn.defineXML(domain_xml(libvirt_provider.plan(vm_lab, node, [])))
-        finally:
-            conn.close()
-        say(f"  made in {time.monotonic() - t0:.1f} s")
-
-        expected = containers + domains
-        in_process_cold, in_process_warm, cli = [], [], []
-        for _ in range(reps):
-            _fresh_providers(get_provider, all_providers)  # connections are made inside the timing
-            t = time.monotonic()
-            found = lab_ops.discover()
-            in_process_cold.append(time.monotonic() - t)
-            t = time.monotonic()
-            found = lab_ops.discover()
-            in_process_warm.append(time.monotonic() - t)
-            ours = sum(len(lab.nodes) for lab in found if lab.lab_id in {*container_labs, vm_lab})
-            if ours != expected:
-                raise RuntimeError(f"discovery found {ours} of our {expected} nodes")
-            t = time.monotonic()
-            out = subprocess.run([str(REPO / ".venv/bin/archetype"), "status", "--json"], capture_output=True,
-                                 text=True, timeout=120, check=False)
-            cli.append(time.monotonic() - t)
-            if out.returncode != 0:
-                raise RuntimeError(f"archetype status --json failed: {out.stderr[-500:]}")
-            listed = json.loads(out.stdout)["labs"]
-            ours = sum(len(lab["nodes"]) for lab in listed if lab["lab_id"] in {*container_labs, vm_lab})
-            if ours != expected:
-                raise RuntimeError(f"archetype status listed {ours} of our {expected} nodes")
-        # The CLI's own cost without discovery: interpreter + imports.
-        t = time.monotonic()
-        subprocess.run([str(REPO / ".venv/bin/python"), "-c", "import archetype.cli, providers.labs, "
-                        "providers.docker, providers.libvirt"], check=True, timeout=60)
-        imports = time.monotonic() - t
-        host_total = sum(len(lab.nodes) for lab in found)
-        return {
-            "nodes_of_ours": expected,
-            "nodes_on_host": host_total,
-            "discover_all_first_call": summary(in_process_cold),
-            "discover_all_warm": summary(in_process_warm),
-            "status_json_process": summary(cli),
-            "cli_imports_only": round(imports, 3),
-        }
-    finally:
-        t = time.monotonic()
-        errors = []
-        for lab in container_labs:
-            rows = api.containers(all=True, filters={"label": f"{names.LABEL_LAB}={lab}"})
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(lambda r: api.remove_container(r["Id"], force=True), rows))
-            labs.container_labs.discard(lab)
-        errors += lab_ops.destroy_lab(vm_lab).errors
-        if not errors:
-            labs.vm_labs.discard(vm_lab)
-        locks.__exit__(None, None, None)
-        api.close()
-        libvirt_provider.close()
-        _fresh_providers(get_provider, all_providers)
-        say(f"  removed in {time.monotonic() - t:.1f} s" + (f" (errors: {errors})" if errors else ""))
-
-
-def _fresh_providers(get_provider: Any, all_providers: Any) -> None:
-    """Close the process-wide providers and forget them: the next call makes new ones."""
-    for provider in all_providers():
-        with contextlib.suppress(Exception):
-            provider.close()
-    get_provider.cache_clear()
-
-
-# ---------------------------------------------------------------- VM readiness
-
-
-def watch_for_line(path: Path, line: str, stop: threading.Event, seen: list[float]) -> None:
-    """A 1 ms poll of the serial log: the monotonic time the line is first in the file.
-    (The log is truncated when the domain starts: a stale file from before is skipped by
-    reading only once it was recreated, i.e. from the start of the new inode.)"""
-    wanted = line.encode()
-    inode = None
-    data = b""
-    offset = 0
-    while not stop.is_set():
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            time.sleep(0.001)
+def summarize(runs: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
+    """kind -> N -> {seconds: median/min/max, load: [..], split: medians}."""
+    summary: dict[str, Any] = {}
+    for row in runs:
+        if "error" in row:
             continue
-        if st.st_ino != inode or st.st_size < offset:
-            inode, data, offset = st.st_ino, b"", 0
-        if st.st_size > offset:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read(st.st_size - offset)
-            offset += len(chunk)
-            data = data[-len(wanted):] + chunk
-            if wanted in data:
-                seen.append(time.monotonic())
-                return
-        time.sleep(0.001)
+        kind = summary.setdefault(row["kind"], {})
+        entry = kind.setdefault(str(row["n"]), {"seconds": [], "load": [], "cpu": [], "split": {}})
+        entry["seconds"].append(row["seconds"])
+        entry["load"].append(row["load"])
+        if "cpu" in row:
+            entry["cpu"].append(row["cpu"])
+        for key, value in row.get("split", {}).items():
+            entry["split"].setdefault(key, []).append(value)
+    for kind in summary.values():
+        for entry in kind.values():
+            entry["seconds"] = median_of(entry["seconds"])
+            entry["cpu"] = median_of(entry["cpu"])
+            entry["split"] = {k: round(statistics.median(v), 2) for k, v in entry["split"].items()}
+    ratios: dict[str, Any] = {}
+    for n in map(str, sizes):
+        row = {}
+        for what in ("deploy", "destroy"):
+            ours, theirs = summary.get(f"archetype {what}", {}).get(n), summary.get(f"baseline {what}", {}).get(n)
+            if ours and theirs:
+                row[what] = round(ours["seconds"]["median"] / theirs["seconds"]["median"], 2)
+            rest = summary.get(f"REST {what}", {}).get(n)
+            if rest and theirs:
+                row[f"REST {what} - baseline"] = round(rest["seconds"]["median"] - theirs["seconds"]["median"], 2)
+        ratios[n] = row
+    return {"by_kind": summary, "ratios": ratios}
 
 
-def bench_vm(labs: Labs, reps: int) -> dict[str, Any]:
-    from lab import names
-    from providers.libvirt import LibvirtProvider
-    from topology import Node
+def host_facts() -> dict[str, Any]:
+    def version(argv: list[str]) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+        except Exception:  # noqa: BLE001
+            return "?"
 
-    provider = LibvirtProvider()
-    delays, boots = [], []
+    from importlib.metadata import version as package_version
+
+    mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), "0")
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(int(mem) / 1024 / 1024, 1),
+        "prefect": package_version("prefect"),
+        "docker": version(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "ovs": version(["ovs-vsctl", "--version"]),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def render(results: dict[str, Any]) -> str:
+    from benchmarks.report import render_markdown
+
+    return render_markdown(results)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    def on_term(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        for rep in range(reps):
-            lab = lab_id("v")
-            labs.vm_labs.add(lab)
-            node = Node.of(name="v1", kind="mini-ios", image="")
-            log_path = names.serial_log_path(lab, node.name)
-            stop, seen = threading.Event(), []
-            watcher = threading.Thread(target=watch_for_line, args=(log_path, VM_READY_LINE, stop, seen), daemon=True)
-            watcher.start()
-            try:
-                with held([lab]):
-                    t0 = time.monotonic()
-                    provider.create_node(lab, node, [])
-                    provider.wait_ready(lab, node)
-                    t_ready = time.monotonic()
-                watcher.join(2)
-                if not seen:
-                    raise RuntimeError(f"{VM_READY_LINE!r} never seen in {log_path} by the watcher")
-                delays.append(t_ready - seen[0])
-                boots.append(seen[0] - t0)
-                say(f"  VM rep {rep + 1}/{reps}: line after {boots[-1]:.2f} s, ready declared "
-                    f"{delays[-1] * 1000:.0f} ms later")
-            finally:
-                stop.set()
-                from providers import labs as lab_ops
-
-                report = lab_ops.destroy_lab(lab)
-                if not report.errors:
-                    labs.vm_labs.discard(lab)
+        yield
     finally:
-        provider.close()
-    return {"ready_delay": summary(delays), "boot_to_line": summary(boots)}
-
-
-# ---------------------------------------------------------------- main
-
-
-def section(results: dict[str, Any], key: str, run: Callable[[], dict[str, Any]]) -> None:
-    """One part of the benchmark; its failure is reported, and the others still run."""
-    try:
-        results[key] = run()
-    except Exception as err:  # noqa: BLE001 - reported in the results
-        say(f"  {key}: FAILED: {err.__class__.__name__}: {err}")
-        results.setdefault("errors", []).append(f"{key}: {err.__class__.__name__}: {err}")
-
-
-def check_host() -> None:
-    import docker
-
-    problems = []
-    try:
-        client = docker.from_env(timeout=10)
-        for image in ("archetype/frr:latest", "archetype/linux:latest"):
-            try:
-                client.images.get(image)
-            except docker.errors.ImageNotFound:
-                problems.append(f"image {image} is missing (make setup builds it)")
-        client.close()
-    except docker.errors.DockerException as err:
-        problems.append(f"dockerd does not answer: {err}")
-    if shutil.which("ovs-vsctl") is None or subprocess.run(["ovs-vsctl", "--timeout=5", "show"],
-                                                           capture_output=True).returncode != 0:
-        problems.append("Open vSwitch does not answer")
-    if problems:
-        raise SystemExit("benchmarks cannot run: " + "; ".join(problems) + " (run `make setup`)")
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,20,40", help="lab sizes (nodes), comma-separated")
     parser.add_argument("--reps", type=int, default=3, help="runs per measurement (median reported)")
-    parser.add_argument("--skip-discovery", action="store_true")
-    parser.add_argument("--skip-vm", action="store_true")
-    parser.add_argument("--skip-deploy", action="store_true")
-    parser.add_argument("--heartbeat", action="store_true",
-                        help="keep Prefect's flow-run heartbeat on, as worker-run flows have it (its thread "
-                             "makes every flow run end on a whole second: docs/performance.md); the "
-                             "command line, which the default measures, runs without it")
-    parser.add_argument("--nice-server", type=int, default=0, metavar="N",
-                        help="run the Prefect server at this nice level (it shares the 2 cores with dockerd)")
+    parser.add_argument("--skip-rest", action="store_true", help="no REST-created runs on a worker")
+    parser.add_argument("--skip-first", action="store_true", help="no first call on a quiet host")
+    parser.add_argument("--skip-cli", action="store_true", help="no command-line runs (REST only)")
+    parser.add_argument("--worker-query-seconds", type=float, default=None,
+                        help="PREFECT_WORKER_QUERY_SECONDS of the REST worker (default: Prefect's, 10 s)")
+    parser.add_argument("--api-url", help="run the CLI against this Prefect API (PREFECT_API_URL) instead of "
+                        "its own local server; implies --skip-first")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
-    check_host()
-
-    def on_term(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-
     started = time.monotonic()
-    labs = Labs()
-    results: dict[str, Any] = {"host": host_facts(), "reps": args.reps, "sizes": sizes}
+    results: dict[str, Any] = {"host": host_facts(), "reps": args.reps, "sizes": sizes, "runs": [],
+                               "worker_query_seconds": args.worker_query_seconds}
+    home = Path(tempfile.mkdtemp(prefix="archetype-bench-"))
+    processes = Processes(home, args.api_url)
     args.out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        results["host"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        results["seconds"] = round(time.monotonic() - started, 1)
+        results.update(summarize(results["runs"], sizes))
+        (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
+        (args.out / "latest.md").write_text(render(results))
+
+    _saved.append(save)
     try:
-        if not args.skip_deploy and sizes:
-            from prefect.settings import PREFECT_API_URL, temporary_settings
-
-            say("starting a Prefect server")
-            from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
-
-            settings: dict[Any, Any] = {}
-            if not args.heartbeat:
-                settings[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
-            results["variant"] = {"heartbeat_off": not args.heartbeat, "nice_server": args.nice_server}
-            with prefect_server(keep_logs=Path(tempfile.gettempdir()) / "archetype-bench-server.log",
-                                nice=args.nice_server) as url, \
-                    temporary_settings({**settings, PREFECT_API_URL: url}):
-                quiet_prefect_console()
-                results["deploy"] = bench_deploys(sizes, args.reps, labs)
-                results["deploy_failures"] = results["deploy"].pop("failures", [])
-        if not args.skip_discovery:
-            section(results, "discovery", lambda: bench_discovery(labs, args.reps))
-        if not args.skip_vm:
-            say("VM readiness: mini-ios through LibvirtProvider")
-            section(results, "vm", lambda: bench_vm(labs, args.reps))
+        with interruptible():
+            bench(sizes, args.reps, not args.skip_rest, not (args.skip_first or args.api_url), processes, results["runs"],
+                  cli=not args.skip_cli, worker_query_seconds=args.worker_query_seconds)
     finally:
-        errors = labs.cleanup()
-        if errors:
-            say(f"cleanup errors: {errors}")
-    results["seconds"] = round(time.monotonic() - started, 1)
-    targets = {}
-    if "20" in deploys_of(results):
-        targets[f"deploy N=20 within {TARGET_RATIO_N20}x"] = results["deploy"]["20"]["deploy_ratio"] <= TARGET_RATIO_N20
-    if "discovery" in results and "error" not in results["discovery"]:
-        targets[f"discover_all() < {TARGET_DISCOVERY_S:.0f} s"] = (
-            results["discovery"]["discover_all_first_call"]["median"] < TARGET_DISCOVERY_S)
-    if "vm" in results:
-        targets[f"VM ready delay < {TARGET_VM_DELAY_S:.0f} s"] = results["vm"]["ready_delay"]["median"] < TARGET_VM_DELAY_S
-    results["targets"] = targets
-
-    (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / "latest.md").write_text(render_markdown(results))
+        processes.cleanup()
+    save()
     say("")
-    say(render_table(results))
-    say("")
-    say("targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
+    say(render(results))
     say(f"written {args.out / 'latest.json'} and {args.out / 'latest.md'} ({results['seconds']:.0f} s in all)")
     return 0
 

@@ -84,6 +84,14 @@ def check_bind(host: str) -> None:
         ])
 
 
+def owner() -> str | None:
+    """Who started the recorded server (``ARCHETYPE_SERVER_OWNER`` then), if one is recorded."""
+    try:
+        return str(json.loads(record_path().read_text()).get("owner", ""))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def running() -> LocalServer | None:
     """The recorded server, if its process lives and it answers with our credentials."""
     try:
@@ -171,7 +179,10 @@ def _start(host: str, port: int) -> LocalServer:
         if process.poll() is not None:
             break
         if _answers(url):
-            write_private(record_path(), json.dumps({"pid": process.pid, "url": url}))
+            # owner: who started it (ARCHETYPE_SERVER_OWNER, e.g. a test session that
+            # stops only the server it started, never one a person or another session uses)
+            owner = os.environ.get("ARCHETYPE_SERVER_OWNER", "")
+            write_private(record_path(), json.dumps({"pid": process.pid, "url": url, "owner": owner}))
             _protect_database(home)
             return server
         time.sleep(0.3)

@@ -30,16 +30,17 @@ def cleanup_orphans(known_lab_ids: list[str] | None = None, dry_run: bool = Fals
     known = list(known_lab_ids or []) or known_lab_ids_from_state()
     orphans = find_orphan_labs(known)
     logger = get_run_logger()
-    logger.info("known labs: %s; orphans: %s", ", ".join(known) or "none", ", ".join(orphans) or "none")
-    removed: dict[str, list[str]] = {"labs": orphans}
+    logger.info("known labs: %s; orphans: %s", ", ".join(known) or "none", ", ".join(orphans.labs) or "none")
+    removed: dict[str, list[str]] = {"labs": orphans.labs}
     errors: list[str] = []
     if not dry_run:
-        for lab in orphans:
+        for lab in orphans.labs:
             report = destroy_lab_everywhere(lab)
             for resource, names in report.removed.items():
                 removed.setdefault(resource, []).extend(names)
             errors.extend(report.errors)
-    result = {"removed": removed, "errors": errors, "dry_run": dry_run, "known": known}
+    # busy: not known, but a deploy or destroy of it holds its lock: left alone this time
+    result = {"removed": removed, "errors": errors, "dry_run": dry_run, "known": known, "busy": orphans.busy}
     if errors:  # the run shows failed (a scheduled cleanup too); its report is its result
         return Failed(message="not all removed: " + "; ".join(errors)[:1000], data=result)
     return result

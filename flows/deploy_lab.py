@@ -1,5 +1,9 @@
 """deploy-lab: validate -> recover network -> allocate VLANs -> per node, in parallel:
-create -> wire -> wait for readiness -> post-boot commands -> publish state.
+bring-up (create -> wire -> wait for readiness) -> post-boot commands -> publish state.
+
+Each node's stage (created, wired, ready, configured) is tracked as it is reached
+(``lab.progress``): the command line shows it live, the run shows a progress artifact
+and the lab's state table as it fills; the result gives every stage's time.
 
 Idempotent: run again on a lab that is half there, it converges, reusing the nodes and
 VLANs that exist.
@@ -8,6 +12,8 @@ VLANs that exist.
 from __future__ import annotations
 
 import re
+import time
+from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
@@ -18,19 +24,19 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab import names
 from lab.locks import lab_lock
+from lab.progress import DeployProgress, Snapshot
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord, Stage
 from tasks.mgmt import ensure_mgmt_network, publish_lab_picture, starting_from_saved_configs
 from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
 from tasks.nodes import (
-    create_node,
+    bring_up_node,
+    failed_stage,
+    lab_nodes,
     post_boot,
     remove_nodes_not_in,
-    running_nodes,
     runtime_name,
-    wait_ready,
-    wire_node,
 )
-from tasks.state import load_lab_state, publish_lab_state
+from tasks.state import ProgressArtifacts, load_lab_state, publish_lab_state
 from topology import Lab, load_topology
 from topology.addressing import assign
 
@@ -49,8 +55,8 @@ def _run_name() -> str:
     return f"deploy-lab/{name if names.is_valid_lab_id(name) else 'invalid'}"
 
 
-# A submitted stage holds a pool thread while it waits for its upstream stage, so a lab
-# needs up to 4 threads per node to start every node at once: with 32, a 20-node lab
+# A submitted task holds a pool thread while it waits for its upstream task, so a lab
+# needs up to 2 threads per node to start every node at once: with 32, a 20-node lab
 # created 8 nodes at a time (docs/performance.md). Threads are only made when needed.
 STAGE_THREADS = 512
 
@@ -65,6 +71,7 @@ def deploy_lab(topology: str, from_configs: bool = False) -> dict[str, Any]:
             folder) instead of the topology's startup-config; nodes without one start as
             the topology says.
     """
+    flow_started_at = time.time()
     lab = load_topology(topology)  # invalid input fails the run here, before anything exists
     for warning in lab.warnings:
         get_run_logger().warning(warning)
@@ -76,15 +83,19 @@ def deploy_lab(topology: str, from_configs: bool = False) -> dict[str, Any]:
         vlans = allocate_vlans(lab, previous)
         publish_lab_picture(lab, vlans)
         ends = plan_link_ends(lab, vlans)
-        configured = _configured_before(previous, running_nodes(lab.id))
+        present = lab_nodes(lab.id)
+        configured = _configured_before(previous, {name for name, running in present.items() if running})
         state = _planned_state(lab, vlans, ends, configured)
         publish_lab_state(state)  # the allocation is remembered before any port exists
-        remove_nodes_not_in(lab.id, list(lab.nodes))
+        if set(present) - set(lab.nodes):  # a converging deploy: nodes the topology no longer has
+            remove_nodes_not_in(lab.id, list(lab.nodes))
         remove_links_not_in(lab)
-        outcome = _bring_up(lab, ends, state, configured)
+        progress = _progress(lab, state)
+        with progress.running():  # the progress artifact and the state table fill as it goes
+            _bring_up(lab, ends, state, configured, progress)
         state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
         publish_lab_state(state)
-    result = _result(state, outcome)
+    result = _result(state, progress, flow_started_at)
     if state.errors:  # the run shows failed; its result still says which nodes came up
         return Failed(message=f"lab {lab.id}: " + "; ".join(state.errors)[:1000], data=result)
     return result
@@ -121,55 +132,84 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
     )
 
 
-def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str]) -> dict[str, dict[Stage, PrefectFuture | None]]:
+def _progress(lab: Lab, planned: LabState) -> DeployProgress:
+    """The deploy's progress, written to the run as a progress artifact and as the lab's
+    state table with each node's state as it is reached."""
+    planned = planned.model_copy(deep=True)
+
+    def state_table(snapshot: Snapshot) -> None:
+        if not snapshot.finished:  # the flow publishes the final state itself
+            publish_lab_state(_filling(planned, snapshot))
+
+    return DeployProgress(lab.id, list(lab.nodes), ProgressArtifacts(names.progress_artifact_key(lab.id), state_table))
+
+
+def _filling(planned: LabState, snapshot: Snapshot) -> LabState:
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    state = planned.model_copy(deep=True, update={"status": LabStatus.CREATING, "updated_at": now})
+    stages = {n.name: n for n in snapshot.nodes}
+    for record in state.nodes:
+        node = stages.get(record.name)
+        if node is None or record.state is NodePhase.READY:  # configured by a previous deploy: stays ready
+            continue
+        if node.failed:
+            record.fail(Stage(node.failed.partition(":")[0]), node.failed.partition(": ")[2])
+        elif "configured" in node.reached:
+            record.state = NodePhase.READY
+        elif node.reached:
+            record.state = NodePhase.RUNNING
+    return state
+
+
+def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str], progress: DeployProgress) -> None:
     """Each node runs its own chain, so containers are ready while VMs still boot."""
-    # Submitted stage by stage (every create first), so that creates are never queued
-    # behind other nodes' waiting stages even when the pool is smaller than the lab.
+    # Every bring-up is submitted before any post-boot, so that bring-ups never queue
+    # behind post-boots waiting for their node, even when the pool is smaller than the lab.
     nodes = lab.nodes.items()
-    created = {name: create_node.submit(lab.id, node, ends[name]) for name, node in nodes}
-    wired = {name: wire_node.submit(lab.id, node, ends[name], wait_for=[created[name]]) for name, node in nodes}
-    ready = {name: wait_ready.submit(lab.id, node, wait_for=[wired[name]]) for name, node in nodes}
+    up = {name: bring_up_node.submit(lab.id, node, ends[name]) for name, node in nodes}
     booted = {  # a node with no post-boot command gets no post-boot task
-        name: post_boot.submit(lab.id, node, already_done=name in configured, wait_for=[ready[name]])
+        name: post_boot.submit(lab.id, node, already_done=name in configured, wait_for=[up[name]])
         for name, node in nodes
         if node.post_boot_commands
     }
-    chains: dict[str, dict[Stage, PrefectFuture | None]] = {
-        name: dict(zip(Stage, (created[name], wired[name], ready[name], booted.get(name)), strict=True))
-        for name in lab.nodes
-    }
+    for name, future in up.items():  # failures show at once, not when the loop below gets there
+        future.add_done_callback(lambda f, name=name: _show_failure(progress, name, f, Stage.CREATE))
+    for name, future in booted.items():
+        future.add_done_callback(lambda f, name=name: _show_failure(progress, name, f, Stage.POST_BOOT))
 
-    records = {record.name: record for record in state.nodes}
-    for chain in chains.values():
-        chain[Stage.CREATE].wait()
-    state.status = LabStatus.CREATING
-    _record_created(records, chains)
-    publish_lab_state(state)  # after node creation
-
-    for name, chain in chains.items():
-        record = records[name]
-        for stage in Stage:
-            future = chain[stage]
-            if future is None:  # nothing to run at that stage
+    for record in state.nodes:
+        name = record.name
+        up[name].wait()
+        if _failed(up[name]):
+            stage = _stage_of(up[name], Stage.CREATE)
+            record.fail(stage, _error_of(up[name]))
+            state.errors.append(f"{name}: {stage}: {record.error}")
+            continue
+        record.ready_seconds = up[name].result()
+        if name in booted:
+            booted[name].wait()
+            if _failed(booted[name]):
+                record.fail(Stage.POST_BOOT, _error_of(booted[name]))
+                state.errors.append(f"{name}: {Stage.POST_BOOT}: {record.error}")
                 continue
-            future.wait()
-            if future.state.is_failed() or future.state.is_crashed():
-                record.fail(stage, _error_of(future))
-                state.errors.append(f"{name}: {stage}: {record.error}")
-                break
-            if future.state.is_completed() and stage is Stage.READY:
-                record.ready_seconds = future.result()
-        else:
-            record.state = NodePhase.READY
-    return chains
+        record.state = NodePhase.READY
 
 
-def _record_created(records: dict[str, NodeRecord], chains: dict) -> None:
-    for name, chain in chains.items():
-        future = chain[Stage.CREATE]
-        if future.state.is_completed() and records[name].state is not NodePhase.READY:  # ready: configured before
-            running = future.result().state.value == NodePhase.RUNNING.value
-            records[name].state = NodePhase.RUNNING if running else NodePhase.STOPPED
+def _failed(future: PrefectFuture) -> bool:
+    return future.state.is_failed() or future.state.is_crashed()
+
+
+def _stage_of(future: PrefectFuture, default: Stage) -> Stage:
+    try:
+        future.result()
+    except Exception as err:  # noqa: BLE001 - we only read which stage it came from
+        return failed_stage(err, default)
+    return default
+
+
+def _show_failure(progress: DeployProgress, name: str, future: PrefectFuture, default: Stage) -> None:
+    if _failed(future):
+        progress.fail(name, _stage_of(future, default).value, _error_of(future))
 
 
 def _error_of(future: PrefectFuture) -> str:
@@ -180,14 +220,19 @@ def _error_of(future: PrefectFuture) -> str:
     return "unknown error"
 
 
-def _result(state: LabState, _outcome: dict) -> dict[str, Any]:
+def _result(state: LabState, progress: DeployProgress, flow_started_at: float) -> dict[str, Any]:
+    stages = progress.timings()
     return {
         "lab_id": state.lab_id,
         "nodes": [
             {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
-             "ready_seconds": n.ready_seconds, "mgmt_ipv4": n.mgmt_ipv4}
+             "ready_seconds": n.ready_seconds, "stages": stages.get(n.name, {}), "mgmt_ipv4": n.mgmt_ipv4}
             for n in state.nodes
         ],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan} for link in state.links],
         "errors": state.errors,
+        # Wall-clock times (epoch seconds) of the flow's own steps, to line up with a
+        # caller's clock (benchmarks/run.py): node stages above count from bring_up_started_at.
+        "timings": {"flow_started_at": flow_started_at, "bring_up_started_at": progress.started_at,
+                    "finished_at": time.time()},
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prefect import flow
@@ -22,6 +23,7 @@ def destroy_lab(lab: str) -> dict[str, Any]:
     Args:
         lab: the lab id (the topology's `name`).
     """
+    started_at = time.time()
     if not is_valid_lab_id(lab):
         raise TopologyError([f"lab: invalid lab id {lab!r}"])
     with lab_lock(lab):
@@ -32,7 +34,8 @@ def destroy_lab(lab: str) -> dict[str, Any]:
         state = LabState(lab_id=lab, status=LabStatus.DESTROYED, errors=report.errors)
         if previous is not None or report.removed:
             publish_lab_state(state)
-    result = {"lab_id": lab, "removed": report.removed, "errors": report.errors}
+    result = {"lab_id": lab, "removed": report.removed, "errors": report.errors,
+              "timings": {"flow_started_at": started_at, "finished_at": time.time()}}
     if report.errors:  # the run shows failed (UI, automations); its report is its result all the same
         return Failed(message=f"lab {lab}: not all removed: " + "; ".join(report.errors)[:1000], data=result)
     return result

@@ -71,8 +71,8 @@ class NetworkError(ProviderError):
     """Host networking (OVS, veth, VLAN allocation) failed."""
 
 
-class ServeError(ArchetypeError):
-    """``archetype serve`` could not start (its Prefect server did not come up...)."""
+class SettingsError(ArchetypeError, ValueError):
+    """The ARCHETYPE_* settings are invalid: input, like a topology."""
 
 
 class LabBusyError(ArchetypeError):

@@ -98,6 +98,10 @@ def picture_artifact_key(lab_id: str) -> str:
     return f"lab-{lab_id}-picture"
 
 
+def progress_artifact_key(lab_id: str) -> str:
+    return f"lab-{lab_id}-progress"
+
+
 def config_artifact_key(lab_id: str, node: str) -> str:
     return f"lab-{lab_id}-config-{artifact_slug(node)}"
 

@@ -6,8 +6,10 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lab.errors import SettingsError
 
 
 class Settings(BaseSettings):
@@ -17,8 +19,8 @@ class Settings(BaseSettings):
     image_dir: Path = Field(Path("/var/lib/archetype/images"), description="VM images (disks, kernels)")
     allowed_roots: list[Path] = Field(
         default_factory=list,
-        description="Extra folders that startup-config and bind paths may point into "
-        "(the topology's own folder and the workspace are always allowed)",
+        description="Extra folders that startup-config and bind paths may point into, besides the "
+        "topology file's folder or the lab's files folder (never /, the project's code or the workspace's internals)",
     )
 
     ovs_bridge: str = "arch-ovs"
@@ -67,4 +69,11 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (tests call ``get_settings.cache_clear()`` after changing env)."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as err:
+        problems = "; ".join(
+            f"ARCHETYPE_{'__'.join(map(str, e['loc'])).upper()}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in err.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None

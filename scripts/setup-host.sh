@@ -37,6 +37,8 @@ APT_PACKAGES=(
     # VMs (libvirt-dev, pkg-config, gcc and python3-dev build libvirt-python)
     libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
     pkg-config gcc python3-dev qemu-system-x86 qemu-utils
+    # UEFI firmware for the kinds that boot only with it (cisco_n9kv: vm.firmware uefi)
+    ovmf
     # networking
     openvswitch-switch uuid-runtime iproute2 ethtool
     # image builds (FRR rootfs, busybox images, the mini-ios kernel + initramfs)

@@ -27,12 +27,13 @@ def destroy_lab_everywhere(lab_id: str) -> CleanupReport:
 
 
 @task(name="find-orphans", cache_policy=NO_CACHE)
-def find_orphan_labs(known: list[str]) -> list[str]:
-    """Labs that own something on this host (nodes, ports, VLANs, files) and are not known."""
+def find_orphan_labs(known: list[str]) -> labs.Orphans:
+    """Labs that own something on this host (nodes, ports, VLANs, files) and are not known;
+    those a run holds the lock of are left alone (``busy``)."""
     orphans = labs.find_orphans(known)
     for lab in orphans.busy:
         get_run_logger().info("lab %s is being deployed or destroyed: left alone", lab)
-    return orphans.labs
+    return orphans
 
 
 def log_report(report: CleanupReport) -> None:

@@ -1,4 +1,5 @@
-"""Per-node tasks, one per node per stage: thin wrappers over the node's provider.
+"""Per-node tasks: thin wrappers over the node's provider, reporting each stage reached
+to the deploy's progress (``lab.progress``).
 
 Timeouts live in the providers (the vendor's readiness, command and extraction timeouts),
 not on the tasks: Prefect cannot interrupt a task running in a worker thread, so a task
@@ -13,9 +14,11 @@ import time
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from lab import progress
 from lab.errors import ArchetypeError
+from lab.state import Stage
 from providers import labs, provider_of
-from providers.base import CleanupReport, CommandResult, LinkEnd, NodeStatus
+from providers.base import CleanupReport, CommandResult, LinkEnd, NodeState
 from tasks.labs import log_report
 from tasks.retry import retry_if_transient
 from topology import Node, NodeRef
@@ -27,35 +30,64 @@ POST_BOOT_RETRY_DELAY = 2.0
 
 # Discovery asks every runtime: a daemon restarting (libvirtd, with a containers-only lab)
 # must not fail the deploy, hence the retries.
-@task(name="running-nodes", task_run_name="running-nodes/{lab_id}", **_RETRYING)
-def running_nodes(lab_id: str) -> set[str]:
-    """The lab's nodes running right now, before this run touches anything."""
-    return labs.running_nodes(lab_id)
+@task(name="lab-nodes", task_run_name="lab-nodes/{lab_id}", **_RETRYING)
+def lab_nodes(lab_id: str) -> dict[str, bool]:
+    """The lab's nodes on this host right now, before this run touches anything: name ->
+    running (one discovery serves both what kept running and what is no longer wanted)."""
+    return {node.name: node.state is NodeState.RUNNING for node in labs.lab_nodes(lab_id)}
 
 
 def runtime_name(lab_id: str, node: NodeRef) -> str:
     return provider_of(node).runtime_name(lab_id, node.name)
 
 
-@task(name="create-node", task_run_name="create-node/{node.name}", **_RETRYING)
-def create_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> NodeStatus:
-    started = time.monotonic()
-    status = provider_of(node).create_node(lab_id, node, ends)
-    get_run_logger().info("%s %s (%s) in %.1f s", status.runtime_name, status.state, node.kind, time.monotonic() - started)
-    return status
+STAGE_ATTRIBUTE = "archetype_stage"  # set on an error leaving bring-up: the Stage it failed in
 
 
-@task(name="wire-node", task_run_name="wire-node/{node.name}", **_RETRYING)
-def wire_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> None:
-    provider_of(node).wire_node(lab_id, node, ends)
-    if ends:
-        get_run_logger().info("wired %s", ", ".join(f"{e.interface}@vlan{e.vlan}" for e in ends))
+def failed_stage(err: BaseException, default: Stage = Stage.CREATE) -> Stage:
+    return getattr(err, STAGE_ATTRIBUTE, default)
 
 
-@task(name="wait-ready", task_run_name="wait-ready/{node.name}", **{**_RETRYING, "retries": 1})
-def wait_ready(lab_id: str, node: NodeRef) -> float:
-    seconds = provider_of(node).wait_ready(lab_id, node)
-    get_run_logger().info("%s ready after %.1f s", node.name, seconds)
+def _retry_bring_up(task: object, task_run: object, state: object) -> bool:
+    """Transient errors are retried (twice); a readiness timeout only once, as before the
+    stages shared a task: a node that never answers fails in two timeouts, not three."""
+    if not retry_if_transient(task, task_run, state):
+        return False
+    try:
+        state.result()  # type: ignore[attr-defined]
+    except Exception as err:  # noqa: BLE001 - classified only
+        return failed_stage(err) is not Stage.READY or getattr(task_run, "run_count", 1) < 2
+    return False
+
+
+# One task per node for the idempotent stages (create, wire, readiness): a retry starts
+# again from the create, which finds the container made (and only starts it if it
+# stopped), and the wiring converges. One task run instead of three cuts what each node
+# costs the Prefect server (docs/performance.md); the stages show in the run's progress.
+@task(name="bring-up", task_run_name="bring-up/{node.name}", **{**_RETRYING, "retry_condition_fn": _retry_bring_up})
+def bring_up_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> float:
+    """Create, wire and wait for the node; returns the seconds it took to answer. An
+    error leaving it names the stage (``failed_stage``)."""
+    logger = get_run_logger()
+    provider = provider_of(node)
+    stage = Stage.CREATE
+    try:
+        started = time.monotonic()
+        status = provider.create_node(lab_id, node, ends)
+        progress.advance(lab_id, node.name, "created")
+        logger.info("%s %s (%s) in %.1f s", status.runtime_name, status.state, node.kind, time.monotonic() - started)
+        stage = Stage.WIRE
+        provider.wire_node(lab_id, node, ends)
+        progress.advance(lab_id, node.name, "wired")
+        if ends:
+            logger.info("wired %s", ", ".join(f"{e.interface}@vlan{e.vlan}" for e in ends))
+        stage = Stage.READY
+        seconds = provider.wait_ready(lab_id, node)
+    except Exception as err:
+        setattr(err, STAGE_ATTRIBUTE, stage)
+        raise
+    progress.advance(lab_id, node.name, "ready" if node.post_boot_commands else "configured")
+    logger.info("%s ready after %.1f s", node.name, seconds)
     return seconds
 
 
@@ -71,6 +103,7 @@ def post_boot(lab_id: str, node: Node, already_done: bool = False) -> list[Comma
     logger = get_run_logger()
     if already_done:
         logger.info("%s was configured by a previous deploy and kept running: post-boot skipped", node.name)
+        progress.advance(lab_id, node.name, "configured")
         return []
     done: list[CommandResult] = []  # filled as commands succeed: a retry starts after them
     for attempt in range(POST_BOOT_RETRIES + 1):
@@ -84,6 +117,7 @@ def post_boot(lab_id: str, node: Node, already_done: bool = False) -> list[Comma
             time.sleep(POST_BOOT_RETRY_DELAY)
     for result in done:
         logger.info("%s: %r -> %s in %.2f s", node.name, result.command, result.exit_code, result.seconds)
+    progress.advance(lab_id, node.name, "configured")
     return done
 
 

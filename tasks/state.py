@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from prefect import task
-from prefect.artifacts import Artifact, create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect.artifacts import (
+    Artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
 from lab import names
+from lab.progress import Snapshot
 from lab.state import LabState, LabStatus, state_from_rows, state_to_rows
 
 
@@ -21,8 +28,9 @@ def load_lab_state(lab_id: str) -> LabState | None:
     return state_from_rows(rows)
 
 
-@task(name="publish-state", task_run_name="publish-state/{state.lab_id}/{state.status}", cache_policy=NO_CACHE)
 def publish_lab_state(state: LabState) -> None:
+    """One artifact write (no task run of its own: a task would cost the server a run and
+    its state changes for one API call). Called in a flow, the artifact is the run's."""
     create_table_artifact(
         state_to_rows(state),
         key=names.state_artifact_key(state.lab_id),
@@ -58,3 +66,23 @@ def publish_config(lab_id: str, node: str, text: str) -> None:
         key=names.config_artifact_key(lab_id, node),
         description=f"Running configuration of {node} in lab {lab_id}",
     )
+
+
+@dataclass
+class ProgressArtifacts:
+    """Writes a snapshot to the run: a progress artifact (made on the first write, then
+    updated in place) and, through ``on_snapshot``, whatever else the flow shows (its
+    state table)."""
+
+    key: str | None = None
+    on_snapshot: Callable[[Snapshot], None] | None = None
+    _artifact_id: object = field(default=None, init=False)
+
+    def __call__(self, snapshot: Snapshot) -> None:
+        description = f"Deploy of lab **{snapshot.lab_id}**: {snapshot.summary()} ({snapshot.elapsed:.1f} s)"
+        if self._artifact_id is None:
+            self._artifact_id = create_progress_artifact(snapshot.percent, key=self.key, description=description)
+        else:
+            update_progress_artifact(self._artifact_id, snapshot.percent, description=description)
+        if self.on_snapshot is not None:
+            self.on_snapshot(snapshot)

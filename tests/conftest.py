@@ -116,13 +116,14 @@ def ovs() -> Ovs:
 @pytest.fixture(scope="session", autouse=True)
 def local_prefect_server_stopped_at_the_end() -> Iterator[None]:
     """A CLI run without PREFECT_API_URL starts the long-lived local Prefect server; the
-    session that started it ends it, so that CI never waits on it. One already running
-    before the session (a person's) is left alone."""
+    session that started it ends it, so that CI never waits on it. A server someone else
+    started (a person, another session on a shared host) is left alone."""
     from deployments import local_server
 
-    before = local_server.running()
+    session = f"pytest-{os.getpid()}-{secrets.token_hex(3)}"
+    os.environ["ARCHETYPE_SERVER_OWNER"] = session  # inherited by every CLI the tests run
     yield
-    if before is None:
+    if local_server.owner() == session:
         local_server.stop()
 
 

@@ -20,7 +20,7 @@ from topology import mgmt as mgmt_fields
 from topology import node_fields
 from topology.mgmt import MgmtNetwork
 from topology.node_fields import Bind
-from topology.paths import Folders
+from topology.paths import Folders, forbidden_topology_file
 from topology.problems import Problems
 from vendors import VendorConfig, catalog, get_vendor
 from vendors.model import DEFAULT_CAP_ADD
@@ -124,10 +124,17 @@ class Node(NodeRef):
 
     @property
     def post_boot_commands(self) -> list[str]:
-        """Everything post-boot runs on the node, in order: a VM's management address (its
-        console lines from the catalog), the vendor's commands, then the node's own ``exec``
-        (each provider gives them its own form)."""
-        return [*self.management_lines, *self.vendor.post_boot_commands, *self.exec]
+        """Everything post-boot runs on the node, in order: a VM's startup-config typed in
+        over its console (day 0), its management address (console lines from the catalog),
+        the vendor's commands, then the node's own ``exec`` (each provider gives them its
+        own form)."""
+        return [*self.vendor.startup_config_commands(self.startup_config), *self.management_lines,
+                *self.vendor.post_boot_commands, *self.exec]
+
+    @property
+    def own_commands_from(self) -> int:
+        """Where the node's own ``exec`` starts in ``post_boot_commands``."""
+        return len(self.post_boot_commands) - len(self.exec)
 
     @property
     def management_lines(self) -> list[str]:
@@ -176,10 +183,18 @@ def _read_source(source: str | Path, base_dir: Path | None) -> tuple[str, Path |
     if isinstance(source, str) and "\n" in source:
         return source, base_dir  # never the working directory (DESIGN.md, Security)
     path = Path(source)
+    _check_topology_path(path)  # before it is opened: a flow parameter is untrusted input
     try:
         return path.read_text(), (base_dir or path.parent).resolve()
     except (OSError, UnicodeDecodeError) as err:
         raise TopologyError([f"{path}: cannot read the topology file ({err.__class__.__name__}: {err})"]) from None
+
+
+def _check_topology_path(path: Path) -> None:
+    resolved = path.resolve()
+    reason = forbidden_topology_file(resolved)
+    if reason is not None:
+        raise TopologyError([f"topology: {str(path)!r} resolves to {resolved}, {reason}"])
 
 
 def _yaml_error(err: yaml.YAMLError) -> str:
@@ -320,6 +335,8 @@ def _resolve_node(
     if vendor is None:
         problems.error(f"{where}.kind", f"unknown kind {kind_name!r} (known: {', '.join(v.kind for v in known.kinds())})")
         return None
+    if fields.get("startup-config") is not None and vendor.startup_config_refusal:
+        problems.error(f"{where}.startup-config", vendor.startup_config_refusal)
     env = node_fields.string_map(fields.get("env"), f"{where}.env", problems)
     env.update(node_fields.honoured_extras(raw.get("extras"), vendor, where, problems))
     image = str(fields.get("image") or vendor.default_image)

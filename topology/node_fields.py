@@ -60,7 +60,7 @@ def startup_config(value: Any, where: str, folders: Folders, problems: Problems)
     try:
         return path.read_text()
     except (OSError, UnicodeDecodeError) as err:
-        problems.error(where, f"unreadable startup-config {value!r}: {err.strerror or err}")
+        problems.error(where, f"unreadable startup-config {value!r} ({path}): {err.strerror or err}")
         return None
 
 

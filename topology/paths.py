@@ -44,6 +44,15 @@ def forbidden(path: Path) -> str | None:
     return None
 
 
+def forbidden_topology_file(path: Path) -> str | None:
+    """Why a topology file may not be read: it must be a YAML file outside the workspace's
+    internals (the project's own examples and test data are fine to read)."""
+    if path.suffix.lower() not in (".yml", ".yaml"):
+        return "not a topology file (a .yml or .yaml file, or the YAML text)"
+    reason = forbidden(path)
+    return None if reason == "inside Archetype's own code" else reason
+
+
 def _prefect_homes() -> list[str]:
     import os
 

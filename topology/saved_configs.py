@@ -7,7 +7,6 @@ from pathlib import Path
 
 from lab import names
 from topology.document import Lab, Node
-from vendors.model import VmStartupConfig
 
 
 def config_path(lab_id: str, node: str, folder: Path | None = None) -> Path:
@@ -16,10 +15,7 @@ def config_path(lab_id: str, node: str, folder: Path | None = None) -> Path:
 
 
 def takes_startup_config(node: Node) -> bool:
-    vendor = node.vendor
-    if vendor.container is not None:
-        return bool(vendor.container.startup_config_path)
-    return vendor.vm_startup_config is not VmStartupConfig.NONE
+    return node.vendor.startup_config_refusal is None
 
 
 def with_saved_configs(lab: Lab, folder: Path | None = None) -> tuple[Lab, dict[str, str]]:

@@ -141,8 +141,21 @@ class ContainerOptions(_Model):
         return any(fnmatch.fnmatchcase(image, pattern) for pattern in self.image_patterns(extra))
 
 
+class Firmware(StrEnum):
+    BIOS = "bios"  # SeaBIOS, QEMU's default
+    UEFI = "uefi"  # OVMF (libvirt picks the firmware image; Debian's `ovmf` package)
+
+
+class VmStartupConfig(StrEnum):
+    """How a VM kind takes a node's ``startup-config``."""
+
+    NONE = "none"  # it cannot: a topology giving one is refused at validation
+    CONSOLE = "console"  # day-0: typed in config mode over the serial console after boot
+
+
 class VmOptions(_Model):
     machine: str = "pc"
+    firmware: Firmware = Field(Firmware.BIOS, description="uefi: the image boots only with UEFI firmware")
     disk_bus: Literal["virtio", "ide", "sata", "scsi"] = "virtio"
     nic_model: str = "e1000"
     disk_image: str | None = Field(None, description="Base disk under the image dir (qcow2)")
@@ -156,6 +169,9 @@ class VmOptions(_Model):
         description="What the management NIC (if any) is attached to: 'lab' = the lab's management "
         "network (a Linux bridge on the host) when the node has an address there, 'user' = QEMU "
         "user-mode networking (unreachable from outside), 'none' = an unlinked NIC",
+    )
+    startup_config: VmStartupConfig = Field(
+        VmStartupConfig.NONE, description="How a node's startup-config is applied (none: refused at validation)"
     )
 
     @model_validator(mode="after")
@@ -209,6 +225,7 @@ class ConsoleDialect(_Model):
     paging_off: str | None = None
     config_enter: str | None = None
     config_exit: str | None = None
+    comment: str | None = Field("!", description="A configuration line starting with this is a comment")
     dialogs: list[ConsoleStep] = Field(default_factory=list)
     error_patterns: list[str] = Field(default_factory=list, description="Output that means the command failed")
     login_failed: str = r"% Login invalid|Login incorrect|Authentication failed"
@@ -275,14 +292,6 @@ class ConfigSave(_Model):
         return self
 
 
-class VmStartupConfig(StrEnum):
-    """Where a VM kind takes a startup config from before it boots."""
-
-    NONE = "none"
-    # mini-ios: the raw "nvram" layout on its data disk (images/mini-ios/README.md), read at boot.
-    MINI_IOS_NVRAM = "mini-ios-nvram"
-
-
 class Management(_Model):
     """How a node is reached and addressed on the lab's management network."""
 
@@ -332,9 +341,6 @@ class VendorConfig(_Model):
     config_extraction: ConfigExtraction = ConfigExtraction()
     config_save: ConfigSave = ConfigSave()
     management: Management = Management()
-    vm_startup_config: VmStartupConfig = Field(
-        VmStartupConfig.NONE, description="VMs: how a startup config reaches the device before boot"
-    )
 
     @model_validator(mode="after")
     def _runtime_block_matches_provider(self) -> VendorConfig:
@@ -343,6 +349,41 @@ class VendorConfig(_Model):
         if self.provider is Provider.LIBVIRT and self.vm is None:
             raise ValueError(f"kind {self.kind}: a libvirt kind needs a 'vm' block")
         return self
+
+    @model_validator(mode="after")
+    def _console_config_can_be_typed(self) -> VendorConfig:
+        if self.vm and self.vm.startup_config is VmStartupConfig.CONSOLE and not (
+            self.console.config_enter and self.console.config_exit
+        ):
+            raise ValueError(f"kind {self.kind}: startup_config 'console' needs config_enter and config_exit")
+        return self
+
+    @property
+    def startup_config_refusal(self) -> str | None:
+        """Why a node of this kind cannot take a startup-config, or None if it can."""
+        if self.container is not None and not self.container.startup_config_path:
+            return f"kind {self.kind} takes no startup-config (its catalog entry names no file for it)"
+        if self.vm is not None and self.vm.startup_config is VmStartupConfig.NONE:
+            return f"kind {self.kind} takes no startup-config (its catalog entry gives no way to apply one)"
+        return None
+
+    def startup_config_commands(self, text: str | None) -> list[str]:
+        """A VM's startup-config as console lines typed after boot: config mode, every
+        configuration line (no blank line, comment, extraction preamble or final
+        ``config_exit``), out of config mode. Empty for a container (a file) or no text."""
+        if not text or self.vm is None or self.vm.startup_config is not VmStartupConfig.CONSOLE:
+            return []
+        console = self.console
+        assert console.config_enter and console.config_exit
+        lines = []
+        for line in self.config_extraction.without_preamble(text).splitlines():
+            stripped = line.strip()
+            if not stripped or stripped == console.config_exit:
+                continue
+            if console.comment and stripped.startswith(console.comment):
+                continue
+            lines.append(line.rstrip())
+        return [console.config_enter, *lines, console.config_exit]
 
     @property
     def default_image(self) -> str:
@@ -354,12 +395,12 @@ class VendorConfig(_Model):
     @property
     def capabilities(self) -> list[Capability]:
         caps: list[Capability] = []
-        if (self.container and self.container.startup_config_path) or self.vm_startup_config is not VmStartupConfig.NONE:
+        if self.startup_config_refusal is None:
             caps.append(Capability.STARTUP_CONFIG)
         if self.readiness.method is not ReadinessMethod.NONE:
             caps.append(Capability.READINESS)
-        if self.post_boot_commands or self.provider is Provider.DOCKER:
-            caps.append(Capability.POST_BOOT)  # docker always runs the node's own `exec`
+        if self.post_boot_commands:  # the kind's own; a node's `exec` runs on every kind
+            caps.append(Capability.POST_BOOT)
         if self.config_extraction.method is not ExtractionMethod.NONE:
             caps.append(Capability.CONFIG_EXTRACTION)
         if self.config_save.method is not ConfigSaveMethod.NONE:

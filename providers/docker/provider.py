@@ -314,7 +314,7 @@ class DockerProvider(NodeProvider):
                 f"node {node.name}: container {name} is not running ({info['State'].get('Status')})"
             )
         runtime_names = [node.vendor.interfaces.runtime_name(end.port) for end in ends]
-        network.ensure_bridge()  # idempotent and cheap (one OVSDB transaction)
+        # No separate ensure_bridge: the ports' transaction makes the bridge if it is missing.
         network.attach_container_ends(lab_id, node.name, pid, ends, runtime_names)
 
     @_docker_errors_named
@@ -380,7 +380,7 @@ class DockerProvider(NodeProvider):
         done = [] if done is None else done
         timeout = get_settings().command_timeout
         commands = node.post_boot_commands
-        vendor_count = len(node.vendor.post_boot_commands)
+        vendor_count = node.own_commands_from
         for index in range(len(done), len(commands)):
             shown = commands[index]
             # The vendor's commands are shell text for its image; the node's own ``exec`` is

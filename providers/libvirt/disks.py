@@ -43,32 +43,10 @@ def ensure_disk(disk: DiskPlan) -> bool:
     partial = disk.path.with_name(disk.path.name + ".partial")
     if disk.backing is not None:
         _qemu_img("-f", "qcow2", "-F", "qcow2", "-b", str(disk.backing), str(partial))
-    elif disk.seed is not None:
-        _seeded(disk, partial)
     else:
         _qemu_img("-f", "qcow2", str(partial), f"{disk.size_mb}M")
     partial.rename(disk.path)  # never a half-made disk under the real name
     return True
-
-
-def _seeded(disk: DiskPlan, target: Path) -> None:
-    """A data disk whose first bytes are ``disk.seed`` (a startup config where the device
-    reads it): a sparse raw file converted to qcow2."""
-    assert disk.seed is not None and disk.size_mb
-    raw = target.with_name(target.name + ".raw")
-    try:
-        with raw.open("wb") as handle:
-            handle.write(disk.seed)
-            handle.truncate(disk.size_mb * 1024 * 1024)
-        argv = ["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(target)]
-        try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=QEMU_IMG_TIMEOUT, check=False)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            raise ProviderError(f"{' '.join(argv)}: {err}") from err
-        if result.returncode != 0:
-            raise ProviderError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
-    finally:
-        raw.unlink(missing_ok=True)
 
 
 def ensure_disks(plan: DomainPlan) -> list[Path]:

@@ -18,7 +18,7 @@ from lab.errors import ProviderError
 from lab.settings import Settings, get_settings
 from providers.base import LinkEnd
 from topology import Node
-from vendors.model import VendorConfig
+from vendors.model import Firmware, VendorConfig
 
 InterfaceXml = Callable[..., str]  # providers.network.vm_interface_xml(end | None, nic_model)
 
@@ -43,7 +43,6 @@ class DiskPlan:
     bus: str
     backing: Path | None = None  # system overlays: the vendor's base image
     size_mb: int | None = None  # data volumes: size of the blank disk
-    seed: bytes | None = None  # data volumes: raw bytes written at its start when it is made
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,7 @@ class DomainPlan:
     interfaces: tuple[str, ...]  # <interface> XML, in NIC order
     serial_log: Path
     serial_ports: int = 1
+    uefi: bool = False  # boot with UEFI firmware (libvirt picks OVMF from its descriptors)
 
     def required_files(self) -> list[Path]:
         """Files that must exist before anything is created (vendor images, kernel, initrd)."""
@@ -116,7 +116,6 @@ def plan_domain(
     *,
     interface_xml: InterfaceXml,
     settings: Settings | None = None,
-    data_seed: bytes | None = None,
 ) -> DomainPlan:
     """Everything the node's domain needs, resolved (nothing is checked or created here)."""
     vendor = node.vendor
@@ -134,7 +133,7 @@ def plan_domain(
     if vm.data_volume_mb:
         disks.append(
             DiskPlan("data", names.data_dir(lab_id) / f"{node.name}.qcow2", _target(vm.disk_bus, 1), vm.disk_bus,
-                     size_mb=vm.data_volume_mb, seed=data_seed)
+                     size_mb=vm.data_volume_mb)
         )
 
     interfaces = []
@@ -158,6 +157,7 @@ def plan_domain(
         interfaces=tuple(interfaces),
         serial_log=names.serial_log_path(lab_id, node.name),
         serial_ports=vm.serial_ports,
+        uefi=vm.firmware is Firmware.UEFI,
     )
 
 
@@ -242,7 +242,7 @@ def domain_xml(plan: DomainPlan, *, uuid: str | None = None) -> str:
     ET.SubElement(domain, "memory", unit="MiB").text = str(plan.memory_mb)
     ET.SubElement(domain, "vcpu").text = str(plan.vcpus)
 
-    os_element = ET.SubElement(domain, "os")
+    os_element = ET.SubElement(domain, "os", firmware="efi") if plan.uefi else ET.SubElement(domain, "os")
     ET.SubElement(os_element, "type", arch="x86_64", machine=plan.machine).text = "hvm"
     if plan.kernel:
         ET.SubElement(os_element, "kernel").text = str(plan.kernel)

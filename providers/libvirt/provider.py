@@ -51,7 +51,6 @@ from providers.libvirt.domains import (
     start_domain,
 )
 from providers.libvirt.ready import SerialLogWatcher
-from providers.libvirt.startup_config import data_disk_seed
 from topology import Node, NodeRef
 from vendors.model import ConfigSaveMethod, ExtractionMethod, Provider, ReadinessMethod
 
@@ -93,8 +92,7 @@ class LibvirtProvider(NodeProvider):
         def interface_xml(end: LinkEnd | None, nic_model: str) -> str:
             return (self._interface_xml or network.vm_interface_xml)(end, nic_model)
 
-        seed = data_disk_seed(node.vendor, node.name, node.startup_config)
-        return plan_domain(lab_id, node, ends, interface_xml=interface_xml, data_seed=seed)
+        return plan_domain(lab_id, node, ends, interface_xml=interface_xml)
 
     def _status(self, lab_id: str, node_name: str, kind: str, state: NodeState) -> NodeStatus:
         return NodeStatus(lab_id, node_name, kind, self.name, state, self.runtime_name(lab_id, node_name))
@@ -321,6 +319,8 @@ class LibvirtProvider(NodeProvider):
         timeout = get_settings().command_timeout
         with self.console(lab_id, node) as session:
             session.start()
+            for command in _mode_to_resume_in(node, len(done)):  # a fresh session is in exec mode
+                session.send_command(command, timeout=timeout)
             for command in commands:
                 started = time.monotonic()
                 try:
@@ -403,6 +403,19 @@ class LibvirtProvider(NodeProvider):
         if remaining:
             report.errors.append(f"libvirt: lab {lab_id}: domains {', '.join(remaining)} remain, with their disks")
         return report
+
+
+def _mode_to_resume_in(node: Node, start: int) -> list[str]:
+    """What a fresh console session types before resuming at command ``start``: config mode
+    again if the command was to be typed in it (after a ``config_enter`` with no
+    ``config_exit`` since). A sub-mode (``interface ...``) is not re-entered."""
+    enter, leave = node.vendor.console.config_enter, node.vendor.console.config_exit
+    for command in reversed(node.post_boot_commands[:start]):
+        if command == leave:
+            return []
+        if command == enter:
+            return [enter]
+    return []
 
 
 def _credible(output: str, session: ConsoleSession) -> bool:

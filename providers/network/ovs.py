@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -64,6 +65,84 @@ def transaction(commands: Iterable[Command], *, what: str) -> str:
     if not args:
         return ""
     return vsctl(args, what=what)
+
+
+class _GroupCommit:
+    """Transactions from concurrent threads applied together: while one ``ovs-vsctl`` runs,
+    the transactions that arrive wait, and the next of them applies all the waiting ones in
+    one process. A lab's nodes wire at about the same time: a deploy spawns a handful of
+    ``ovs-vsctl`` (and ovs-vswitchd reconfigures the bridge a handful of times) instead of
+    once per node. Each caller still returns only once its own commands are applied, and
+    gets its own error: when a merged transaction fails, its parts are applied one by one
+    (each all or nothing, as if alone)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._waiting: list[_Pending] = []
+
+    def apply(self, commands: list[Command], what: str) -> str:
+        mine = _Pending(commands, what)
+        with self._cond:
+            self._waiting.append(mine)
+            while self._busy and not mine.finished:
+                self._cond.wait()
+            if mine.finished:
+                return mine.outcome()
+            self._busy = True
+            batch, self._waiting = self._waiting, []
+        try:
+            _apply_batch(batch)
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+        return mine.outcome()
+
+
+@dataclass
+class _Pending:
+    commands: list[Command]
+    what: str
+    output: str = ""
+    error: BaseException | None = None
+    finished: bool = False
+
+    def outcome(self) -> str:
+        if self.error is not None:
+            raise self.error
+        return self.output
+
+
+def _apply_batch(batch: list[_Pending]) -> None:
+    try:
+        if len(batch) > 1:
+            try:
+                output = transaction([c for pending in batch for c in pending.commands],
+                                     what=f"{len(batch)} transactions merged ({'; '.join(p.what for p in batch)})")
+            except NetworkError:
+                pass  # one of them is at fault: each alone, so that only its caller gets the error
+            else:
+                for pending in batch:
+                    pending.output = output
+                return
+        for pending in batch:
+            try:
+                pending.output = transaction(pending.commands, what=pending.what)
+            except BaseException as err:  # noqa: BLE001 - handed to its caller
+                pending.error = err
+    finally:
+        for pending in batch:
+            pending.finished = True
+
+
+_GROUP = _GroupCommit()
+
+
+def grouped_transaction(commands: Iterable[Command], *, what: str) -> str:
+    """``transaction``, merged with those other threads of this process make at the same time
+    (``_GroupCommit``). For changes that commute (adding and marking distinct ports)."""
+    return _GROUP.apply(list(commands), what)
 
 
 def quote(value: str) -> str:

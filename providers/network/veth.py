@@ -134,8 +134,8 @@ def attach_container_ends(
                     _make(host, box, end.port_name, inner, veth_alias(lab_id, node, end.link_id), mtu, created)
                 commands += ovs.port_commands(end.port_name, end.vlan, port_ids(lab_id, node, end.link_id))
         if commands:
-            ovs.transaction(ovs.bridge_commands() + commands,
-                            what=f"{what}: adding ports {', '.join(e.port_name for e in ends)}")
+            ovs.grouped_transaction(ovs.bridge_commands() + commands,
+                                    what=f"{what}: adding ports {', '.join(e.port_name for e in ends)}")
     except BaseException:
         _remove_veths(created)
         raise

@@ -34,8 +34,10 @@ def lab_copy(tmp_path: Path, example: str, lab_id: str) -> Path:
     return path
 
 
-def cli(server: PrefectServer | None, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def cli(server: PrefectServer | None, *args: str, timeout: float = 600,
+        env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = server.env() if server else {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(env_extra or {})
     return subprocess.run([ARCHETYPE, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -29,7 +29,10 @@ def test_serve_registers_every_flow_with_the_cleanup_schedule(prefect_server: Pr
     pooled_before = {d["id"]: d["work_pool_name"] for d in prefect_server.api("POST", "/deployments/filter", json={})
                      if d.get("work_pool_name")}
     archetype = str(Path(sys.executable).parent / "archetype")
-    process = subprocess.Popen([archetype, "serve"], env=prefect_server.env(ARCHETYPE_HOST_NAME=HOST),
+    # A cron that does not fire while the test runs: a served cleanup would take every lab on
+    # the host that this test server does not know (other tests', other people's).
+    env = prefect_server.env(ARCHETYPE_HOST_NAME=HOST, ARCHETYPE_CLEANUP_CRON="0 0 1 1 *")
+    process = subprocess.Popen([archetype, "serve"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 90

@@ -75,6 +75,7 @@ def test_orphan_cleanup_while_a_lab_deploys_leaves_it_alone(server: PrefectServe
         assert done.returncode == 0, done.stderr[-3000:]
         report = json.loads(done.stdout)
         assert orphan in report["removed"]["labs"] and deploying not in report["removed"]["labs"], report
+        assert deploying in report["busy"], report  # asked about, and left alone because it is busy
         assert leftovers(orphan) == {}
 
         assert run.running(), "the deploy ended during the cleanup"  # it was untouched meanwhile

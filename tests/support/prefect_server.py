@@ -178,3 +178,18 @@ def deploy_from_prefect_yaml(server: PrefectServer, pool: str) -> None:
                             text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     server.pool = pool
+    pause_scheduled_cleanup(server)
+
+
+def pause_scheduled_cleanup(server: PrefectServer) -> None:
+    """Turn off the cleanup-orphans cron of the pool's deployments (it stays declared).
+
+    A test session's worker lives until the session ends, through every later test: its
+    scheduled cleanup would take every lab on the host that this server does not know (other
+    tests' labs, made through other servers or none; other people's). It once removed a
+    reliability lab while `archetype status` was listing it: "two of four containers"."""
+    deployment = server.api("GET", f"/deployments/name/cleanup-orphans/{server.pool}")
+    for schedule in deployment["schedules"]:
+        server.api("PATCH", f"/deployments/{deployment['id']}/schedules/{schedule['id']}", json={"active": False})
+    paused = server.api("GET", f"/deployments/{deployment['id']}")["schedules"]
+    assert paused and not any(s["active"] for s in paused), paused

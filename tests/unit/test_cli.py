@@ -75,3 +75,30 @@ def test_graph_of_a_file_is_svg_and_bad_sources_exit_2(tmp_path: Path) -> None:
         assert result.returncode == 2 and result.stderr.startswith("error: "), (bad, result.stderr)
     wrong_format = run("inventory", "somelab", "--format", "chef")
     assert wrong_format.returncode == 2
+
+
+def test_invalid_settings_are_invalid_input_not_a_traceback() -> None:
+    import os
+
+    env = {**os.environ, "ARCHETYPE_VLAN_MIN": "3000", "ARCHETYPE_VLAN_MAX": "200"}
+    result = subprocess.run([ARCHETYPE, "vendors"], capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: invalid settings: Value error, vlan_min (3000) is above vlan_max (200)"
+
+
+def test_serve_that_cannot_start_its_server_exits_1_with_a_message(tmp_path: Path) -> None:
+    """The port of the local Prefect server is taken: a message, exit 1, no traceback."""
+    import os
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        env.update(PREFECT_HOME=str(tmp_path), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+        result = subprocess.run([ARCHETYPE, "serve", "--port", str(port)], capture_output=True, text=True,
+                                timeout=240, cwd=REPO, env=env)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.startswith("error: ") and f"{port}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -91,3 +91,20 @@ def test_exec_lines_run_after_the_vendor_commands() -> None:
     assert "hostname EDGE" not in config  # a new session on the fake starts from scratch
     # the preamble ("Building configuration...") dropped: the text is a startup-config again
     assert config.splitlines()[0] == "hostname Router" and config.rstrip().endswith("end"), config[:200]
+
+
+def test_a_resumed_post_boot_runs_only_what_is_left_in_the_mode_it_needs() -> None:
+    """Given the results of the commands done, the run starts after them; a command that
+    was to be typed in config mode gets config mode again (a fresh session starts outside)."""
+    from providers.base import CommandResult
+
+    vendor = mini_ios(post_boot_commands=[])
+    lines = ("configure terminal", "hostname FIRST", "hostname EDGE", "end")
+    done = [CommandResult(c, 0, "", 0.0) for c in lines[:2]]  # as a first attempt left them
+    p = provider()
+    try:
+        results = p.run_post_boot("lab", node(*lines, vendor=vendor), done)
+    finally:
+        p.close()
+    assert results is done and [r.command for r in results] == list(lines)
+    assert all(r.ok for r in results)

@@ -189,3 +189,12 @@ def test_with_the_real_network_interfaces(settings, conn: libvirt.virConnect) ->
         assert nics[1].find("link").get("state") == "down"
     finally:
         dom.undefine()
+
+
+def test_a_uefi_kind_boots_with_uefi_firmware(settings) -> None:
+    node = Node.of(name="n1", kind="cisco_n9kv", image="cisco_n9kv/nexus9300v.qcow2")
+    root = ET.fromstring(domain_xml(plan_domain("lab-u", node, [], interface_xml=fake_interface_xml)))
+    assert root.find("os").get("firmware") == "efi"
+    assert root.find("os").get("firmware") is not None
+    bios = ET.fromstring(domain_xml(plan_domain("lab-u", mini(), [], interface_xml=fake_interface_xml)))
+    assert bios.find("os").get("firmware") is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import textwrap
 import xml.etree.ElementTree as ET
@@ -17,13 +16,11 @@ from lab.errors import TopologyError
 from providers.docker.spec import build_container_spec
 from providers.labs import _link_ends
 from providers.libvirt.domain_xml import NodeMarker, domain_xml, metadata_xml, parse_marker, plan_domain
-from providers.libvirt.startup_config import data_disk_seed
 from topology import load_topology
 from topology.addressing import assign
 from topology.mgmt import MgmtPlan, docker_range, node_range, prefix_for
 from topology.picture import markdown, picture_of, svg
 from topology.saved_configs import with_saved_configs
-from vendors import get_vendor
 
 MIXED = """
     name: mix
@@ -204,17 +201,6 @@ def test_the_marker_carries_the_management_address() -> None:
 
 def test_bridge_names_fit_linux() -> None:
     assert len(names.mgmt_bridge_name("a" * 20)) <= 15
-
-
-def test_mini_ios_startup_config_is_its_nvram_layout() -> None:
-    config = "\n!\nhostname v1\n!\nend\n"
-    seed = data_disk_seed(get_vendor("mini-ios"), "v1", config)
-    header, body = seed[:512].rstrip(b"\0").decode().splitlines(), seed[512:].rstrip(b"\0")
-    assert body == b"!\nhostname v1\n!\nend\n"
-    assert header == ["MINI-IOS-NVRAM 1", f"length {len(body)}", f"md5 {hashlib.md5(body).hexdigest()}"]
-    assert len(seed) % 512 == 0
-    assert data_disk_seed(get_vendor("cisco_iosv"), "v1", config) is None  # no known way: ignored
-    assert data_disk_seed(get_vendor("mini-ios"), "v1", None) is None
 
 
 def test_saved_configs_replace_the_startup_config_where_the_kind_takes_one(tmp_path: Path) -> None:

@@ -358,8 +358,71 @@ def test_examples_are_valid(path: Path) -> None:
     assert load_topology(path).nodes
 
 
+def test_a_startup_config_a_kind_cannot_take_is_refused_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(TopologyError) as caught:
+        lab_of(
+            """
+            name: sc
+            topology:
+              nodes:
+                h1: {kind: linux, startup-config: "hostname h1\\n"}
+                j1: {kind: juniper_vjunos_router, startup-config: "system { host-name j1; }\\n"}
+            """,
+            tmp_path,
+        )
+    assert caught.value.problems == [
+        "topology.nodes.h1.startup-config: kind linux takes no startup-config (its catalog entry names no file for it)",
+        "topology.nodes.j1.startup-config: kind juniper_vjunos_router takes no startup-config "
+        "(its catalog entry gives no way to apply one)",
+    ]
+
+
+def test_a_vm_startup_config_is_typed_in_config_mode_before_the_other_commands(tmp_path: Path) -> None:
+    lab = lab_of(
+        """
+        name: sc
+        topology:
+          nodes:
+            v1:
+              kind: mini-ios
+              startup-config: "!\\nhostname V1\\n!\\ninterface GigabitEthernet0/1\\n ip address 10.0.0.1 255.255.255.0\\nend\\n"
+              exec: [show version]
+        """,
+        tmp_path,
+    )
+    node = lab.nodes["v1"]
+    assert node.post_boot_commands == [
+        "configure terminal", "hostname V1", "interface GigabitEthernet0/1", " ip address 10.0.0.1 255.255.255.0", "end",
+        *node.vendor.post_boot_commands, "show version",
+    ]
+    assert node.own_commands_from == len(node.post_boot_commands) - 1
+
+
 def test_validation_says_when_an_image_loses_its_kinds_broad_capabilities(tmp_path: Path) -> None:
     lab = lab_of("name: caps\ntopology: {nodes: {c1: {kind: ceos, image: 'other/ceos:1'}, c2: {kind: ceos}}}\n", tmp_path)
     (warning,) = [w for w in lab.warnings if ".image" in w]
     assert warning.startswith("topology.nodes.c1.image: 'other/ceos:1' is not one of kind ceos's catalog images")
     assert "default capabilities (NET_ADMIN)" in warning
+
+
+@pytest.mark.parametrize("source", ["/etc/shadow", "/var/lib/archetype/prefect/prefect.db", "/proc/self/environ"])
+def test_a_topology_path_that_is_not_a_topology_file_is_refused_unread(source: str) -> None:
+    with pytest.raises(TopologyError) as refused:
+        load_topology(source)
+    assert str(refused.value).startswith(f"topology: {source!r}")
+    assert "not a topology file" in str(refused.value)
+
+
+def test_a_topology_file_in_the_workspace_internals_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.settings import get_settings
+
+    monkeypatch.setenv("ARCHETYPE_WORKSPACE", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        inside = tmp_path / "prefect" / "x.yml"
+        with pytest.raises(TopologyError) as refused:
+            load_topology(inside)  # (it does not even exist: refused before any open)
+        assert "inside the workspace's internals" in str(refused.value)
+    finally:
+        monkeypatch.delenv("ARCHETYPE_WORKSPACE")
+        get_settings.cache_clear()
