@@ -24,7 +24,10 @@ def lab_summary(lab: Lab) -> dict[str, Any]:
             {"name": n.name, "kind": n.kind, "provider": n.vendor.provider.value, "image": n.image}
             for n in lab.nodes.values()
         ],
-        "links": [{"endpoints": [str(link.a), str(link.b)]} for link in lab.links],
+        "links": [
+            {"endpoints": [str(end) for end in link.ends], **({"segment": link.segment} if link.segment else {})}
+            for link in lab.links
+        ],
         "warnings": list(lab.warnings),
     }
 
@@ -64,7 +67,8 @@ def show_validated(result: dict[str, Any]) -> None:
         ["node", "kind", "provider", "image"],
         [[n["name"], n["kind"], n["provider"], n["image"]] for n in result["nodes"]],
     )
-    _table("links", ["a", "b"], [link["endpoints"] for link in result["links"]])
+    _table("links", ["link", "endpoints"],
+           [[link.get("segment") or "", " <-> ".join(link["endpoints"])] for link in result["links"]])
 
 
 def show_vendors(result: dict[str, Any]) -> None:

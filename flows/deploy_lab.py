@@ -11,6 +11,7 @@ VLANs that exist.
 
 from __future__ import annotations
 
+import heapq
 import re
 import time
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from lab.locks import lab_lock
 from lab.progress import DeployProgress, Snapshot
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord, Stage
 from tasks.mgmt import ensure_mgmt_network, publish_lab_picture, starting_from_saved_configs
-from tasks.network import allocate_vlans, plan_link_ends, remove_links_not_in
+from tasks.network import allocate_vlans, plan_host_ends, plan_link_ends, remove_links_not_in, wire_host_ends
 from tasks.nodes import (
     bring_up_node,
     failed_stage,
@@ -39,6 +40,7 @@ from tasks.nodes import (
 from tasks.state import ProgressArtifacts, load_lab_state, publish_lab_state
 from topology import Lab, load_topology
 from topology.addressing import assign
+from topology.stages import BRING_UP, POST_BOOT, stage_waits
 
 
 def _run_name() -> str:
@@ -83,13 +85,18 @@ def deploy_lab(topology: str, from_configs: bool = False) -> dict[str, Any]:
         vlans = allocate_vlans(lab, previous)
         publish_lab_picture(lab, vlans)
         ends = plan_link_ends(lab, vlans)
+        host_ends = plan_host_ends(lab, vlans)
         present = lab_nodes(lab.id)
         configured = _configured_before(previous, {name for name, running in present.items() if running})
-        state = _planned_state(lab, vlans, ends, configured)
+        state = _planned_state(lab, vlans, {**ends, "": host_ends}, configured)
         publish_lab_state(state)  # the allocation is remembered before any port exists
         if set(present) - set(lab.nodes):  # a converging deploy: nodes the topology no longer has
             remove_nodes_not_in(lab.id, list(lab.nodes))
         remove_links_not_in(lab)
+        if host_ends:
+            host_wired = wire_host_ends(lab.id, host_ends, return_state=True)
+            if not host_wired.is_completed():
+                state.errors.append(f"host interfaces: {host_wired.message}")
         progress = _progress(lab, state)
         with progress.running():  # the progress artifact and the state table fill as it goes
             _bring_up(lab, ends, state, configured, progress)
@@ -126,7 +133,8 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
             for n in lab.nodes.values()
         ],
         links=[
-            LinkRecord(id=link.id, endpoints=[str(link.a), str(link.b)], vlan=vlans[link.id], ports=ports.get(link.id, []))
+            LinkRecord(id=link.id, endpoints=[str(end) for end in link.ends], vlan=vlans[link.id],
+                       ports=ports.get(link.id, []))
             for link in lab.links
         ],
     )
@@ -163,15 +171,7 @@ def _filling(planned: LabState, snapshot: Snapshot) -> LabState:
 
 def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str], progress: DeployProgress) -> None:
     """Each node runs its own chain, so containers are ready while VMs still boot."""
-    # Every bring-up is submitted before any post-boot, so that bring-ups never queue
-    # behind post-boots waiting for their node, even when the pool is smaller than the lab.
-    nodes = lab.nodes.items()
-    up = {name: bring_up_node.submit(lab.id, node, ends[name]) for name, node in nodes}
-    booted = {  # a node with no post-boot command gets no post-boot task
-        name: post_boot.submit(lab.id, node, already_done=name in configured, wait_for=[up[name]])
-        for name, node in nodes
-        if node.post_boot_commands
-    }
+    up, booted = _submit(lab, ends, configured)
     for name, future in up.items():  # failures show at once, not when the loop below gets there
         future.add_done_callback(lambda f, name=name: _show_failure(progress, name, f, Stage.CREATE))
     for name, future in booted.items():
@@ -196,7 +196,47 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str], progr
 
 
 def _failed(future: PrefectFuture) -> bool:
-    return future.state.is_failed() or future.state.is_crashed()
+    """Failed, crashed, or never run (it waited for a node, per ``stages``, that failed)."""
+    return not future.state.is_completed()
+
+
+def _submit(lab: Lab, ends: dict, configured: set[str]) -> tuple[dict[str, PrefectFuture], dict[str, PrefectFuture]]:
+    """Each node's bring-up and post-boot (a node with no post-boot command gets no
+    post-boot task), each waiting for what the node's containerlab ``stages``/``wait-for``
+    name. Every bring-up is submitted before any post-boot where the waits allow, so that
+    bring-ups never queue behind post-boots waiting for their node, even when the pool is
+    smaller than the lab."""
+    booting = {name for name, node in lab.nodes.items() if node.post_boot_commands}
+    waits = stage_waits(lab.nodes, booting)
+    up: dict[str, PrefectFuture] = {}
+    booted: dict[str, PrefectFuture] = {}
+    futures = {BRING_UP: up, POST_BOOT: booted}
+    for name, step in _submission_order(waits, list(lab.nodes)):
+        node, after = lab.nodes[name], [futures[s][n] for n, s in waits[(name, step)]]
+        if step == BRING_UP:
+            up[name] = bring_up_node.submit(lab.id, node, ends[name], wait_for=after)
+        else:
+            booted[name] = post_boot.submit(lab.id, node, already_done=name in configured, wait_for=after)
+    return up, booted
+
+
+def _submission_order(waits: dict[tuple[str, str], list[tuple[str, str]]], nodes: list[str]) -> list[tuple[str, str]]:
+    """An order in which every wait comes first: bring-ups, then post-boots, in node order
+    where the waits allow (the topology refuses wait-for cycles, so every step is reached)."""
+    rank = {key: ((BRING_UP, POST_BOOT).index(key[1]), nodes.index(key[0])) for key in waits}
+    pending = {key: set(deps) for key, deps in waits.items()}
+    ready = [(rank[key], key) for key, deps in pending.items() if not deps]
+    heapq.heapify(ready)
+    order: list[tuple[str, str]] = []
+    while ready:
+        _, key = heapq.heappop(ready)
+        order.append(key)
+        for other, deps in pending.items():
+            if key in deps:
+                deps.discard(key)
+                if not deps:
+                    heapq.heappush(ready, (rank[other], other))
+    return order
 
 
 def _stage_of(future: PrefectFuture, default: Stage) -> Stage:

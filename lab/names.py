@@ -45,8 +45,23 @@ def is_valid_node_name(name: str) -> bool:
     return bool(NODE_NAME_RE.match(name))
 
 
-def container_name(lab_id: str, node: str) -> str:
-    return f"archetype-{lab_id}-{node}"
+HOST_IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+
+
+def is_valid_host_ifname(name: str) -> bool:
+    """A name Linux accepts for an interface (at most 15 characters), without ':' or '/'."""
+    return bool(HOST_IFNAME_RE.match(name))
+
+
+def container_name(lab_id: str, node: str, prefix: str | None = None) -> str:
+    """A node's container name. ``prefix`` is containerlab's top-level ``prefix``, honoured
+    as containerlab does so that tools that address containers by name (netlab, scripts)
+    find them: ``None`` (no prefix line) gives our own ``archetype-<lab>-<node>``, ``"clab"``
+    gives ``clab-<lab>-<node>``, ``""`` the bare node name. Identity stays the labels: a
+    name is never how we recognise a container."""
+    if prefix is None:
+        return f"archetype-{lab_id}-{node}"
+    return f"{prefix}-{lab_id}-{node}" if prefix else node
 
 
 def domain_name(lab_id: str, node: str) -> str:
@@ -77,6 +92,21 @@ def host_port_name(lab_id: str, node: str, interface: str, *, prefix: str = VETH
     Deterministic so that a redeploy finds the port it made before.
     """
     return prefix + _short_hash(lab_id, node, interface, length=15 - len(prefix))
+
+
+# The pseudo node of containerlab's ``host:IF`` endpoints: a veth named IF in the host's
+# namespace. A topology may not name a node so.
+HOST_NODE = "host"
+
+
+def segment_link_id(segment: str) -> str:
+    """Id of a multi-access segment (containerlab's ``bridge``/``ovs-bridge`` node): one
+    VLAN for every end on it. Never contains ``--``, unlike a point-to-point link id."""
+    return f"segment:{segment}"
+
+
+def is_segment_link(link: str) -> bool:
+    return link.startswith("segment:")
 
 
 def link_id(a: str, b: str) -> str:

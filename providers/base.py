@@ -114,6 +114,11 @@ class NodeProvider(abc.ABC):
     def runtime_name(self, lab_id: str, node: str) -> str:
         """The container or domain name of a node (from ``lab.names``)."""
 
+    def node_runtime_name(self, lab_id: str, node: NodeRef) -> str:
+        """The runtime name of a node as its topology names it (a container honours the
+        topology's containerlab ``prefix``); ``runtime_name`` gives the default."""
+        return self.runtime_name(lab_id, node.name)
+
     @abc.abstractmethod
     def create_node(self, lab_id: str, node: Node, ends: list[LinkEnd]) -> NodeStatus:
         """Create and start the node, idempotently: an existing, running node of the

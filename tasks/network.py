@@ -40,6 +40,8 @@ def allocate_vlans(lab: Lab, previous: LabState | None) -> dict[str, int]:
 
 def _node_exists(lab: Lab):
     def exists(node_name: str) -> bool:
+        if node_name == names.HOST_NODE:  # host:IF ends: the host is always there
+            return True
         node = lab.nodes.get(node_name)
         if node is None:
             return False
@@ -63,6 +65,28 @@ def plan_link_ends(lab: Lab, vlans: dict[str, int]) -> dict[str, list[LinkEnd]]:
                 )
             )
     return ends
+
+
+def plan_host_ends(lab: Lab, vlans: dict[str, int]) -> list[LinkEnd]:
+    """The ``host:IF`` ends: IF in the host's namespace, its peer an OVS port on the link's VLAN."""
+    return [
+        LinkEnd(
+            link_id=link.id,
+            interface=end.interface,
+            port=end.port,
+            vlan=vlans[link.id],
+            port_name=names.host_port_name(lab.id, names.HOST_NODE, end.interface),
+        )
+        for link, end in lab.host_ends()
+    ]
+
+
+@task(name="wire-host-ends", task_run_name="wire-host-ends/{lab_id}", retries=2, retry_delay_seconds=[1, 3],
+      retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE)
+def wire_host_ends(lab_id: str, ends: list[LinkEnd]) -> None:
+    """containerlab's ``host:IF`` ends: veths in the host's namespace on their links' VLANs."""
+    network.attach_host_ends(lab_id, ends)
+    get_run_logger().info("host interfaces: %s", ", ".join(f"{e.interface}@vlan{e.vlan}" for e in ends))
 
 
 @task(name="remove-stale-links", task_run_name="remove-stale-links/{lab.id}", retries=2, retry_delay_seconds=[1, 3],

@@ -37,8 +37,8 @@ def lab_nodes(lab_id: str) -> dict[str, bool]:
     return {node.name: node.state is NodeState.RUNNING for node in labs.lab_nodes(lab_id)}
 
 
-def runtime_name(lab_id: str, node: NodeRef) -> str:
-    return provider_of(node).runtime_name(lab_id, node.name)
+def runtime_name(lab_id: str, node: Node) -> str:
+    return provider_of(node).node_runtime_name(lab_id, node)
 
 
 STAGE_ATTRIBUTE = "archetype_stage"  # set on an error leaving bring-up: the Stage it failed in
@@ -71,6 +71,9 @@ def bring_up_node(lab_id: str, node: Node, ends: list[LinkEnd]) -> float:
     logger = get_run_logger()
     provider = provider_of(node)
     stage = Stage.CREATE
+    if node.startup_delay:  # containerlab's startup-delay
+        logger.info("%s: startup-delay %.1f s", node.name, node.startup_delay)
+        time.sleep(node.startup_delay)
     try:
         started = time.monotonic()
         status = provider.create_node(lab_id, node, ends)

@@ -7,7 +7,8 @@ or raises one ``TopologyError`` listing them all. Nothing here touches the host.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,57 +18,19 @@ from lab import names
 from lab.errors import TopologyError
 from lab.settings import get_settings
 from topology import mgmt as mgmt_fields
-from topology import node_fields
+from topology import node_fields, stages
+from topology.clab_fields import IGNORED_NODE_FIELDS, IGNORED_TOP_FIELDS, NODE_FIELDS, TOP_FIELDS
+from topology.links import SEGMENT_KINDS, Endpoint, Link, resolve_links, segment_names
 from topology.mgmt import MgmtNetwork
 from topology.node_fields import Bind
 from topology.paths import Folders, forbidden_topology_file
 from topology.problems import Problems
+from topology.stages import WaitFor
 from vendors import VendorConfig, catalog, get_vendor
 from vendors.model import DEFAULT_CAP_ADD
 
-# containerlab node fields that Archetype reads but does not use: a warning, not an error.
-IGNORED_NODE_FIELDS = frozenset(
-    {
-        "type", "license", "ports", "publish",
-        "cmd", "entrypoint", "user", "network-mode", "enforce-startup-config", "suppress-startup-config",
-        "auto-remove", "runtime", "sandbox", "kernel", "stages", "certificate", "dns", "healthcheck",
-        "image-pull-policy", "wait-for", "config", "components", "aliases", "restart-policy",
-        "mac-address", "startup-delay", "cpu-set", "shm-size", "devices", "sysctls", "env-files",
-        "memory-reservation", "ipv4", "ipv6", "extras", "position",
-    }
-)
-NODE_FIELDS = frozenset(
-    {"kind", "image", "startup-config", "env", "binds", "exec", "labels", "memory", "cpus", "group",
-     "mgmt-ipv4", "mgmt-ipv6", "mgmt_ipv4", "mgmt_ipv6"}
-)
+# What Archetype does with each containerlab field: topology/clab_fields.py (README's table).
 # extras keys we honour (vendor `extras_env`) are read before the rest of `extras` is ignored.
-IGNORED_TOP_FIELDS = frozenset({"prefix", "settings", "debug"})
-IGNORED_LINK_FIELDS = frozenset({"mtu", "vars", "labels", "type"})
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    node: str
-    interface: str  # as the user wrote it
-    port: int  # data port number (1-based) per the vendor's naming
-
-    def __str__(self) -> str:
-        return f"{self.node}:{self.interface}"
-
-
-@dataclass(frozen=True)
-class Link:
-    index: int
-    a: Endpoint
-    b: Endpoint
-
-    @property
-    def id(self) -> str:
-        return names.link_id(str(self.a), str(self.b))
-
-    @property
-    def endpoints(self) -> tuple[Endpoint, Endpoint]:
-        return (self.a, self.b)
 
 
 @dataclass(frozen=True)
@@ -105,6 +68,10 @@ class Node(NodeRef):
     labels: dict[str, str] = field(default_factory=dict)
     memory_mb: int | None = None
     cpus: int | None = None
+    name_prefix: str | None = None  # containerlab's top-level `prefix` (None: no prefix line)
+    restart_policy: str | None = None  # docker's restart policy (None: "no")
+    startup_delay: float = 0.0  # seconds before the node is created
+    wait_for: tuple[WaitFor, ...] = ()  # containerlab's stages: which stage waits for which
     # Management addresses: static ones from the topology; every node has one once the
     # lab's subnet is known (``topology.mgmt.assign``, at deploy).
     mgmt_ipv4: str | None = None
@@ -157,11 +124,21 @@ class Lab:
     warnings: tuple[str, ...] = ()
     mgmt: MgmtNetwork = field(default_factory=MgmtNetwork)
     host_paths: tuple[Path, ...] = ()  # every host file or folder the lab reads or binds
+    prefix: str | None = None  # containerlab's top-level `prefix` (None: no prefix line)
 
     def links_of(self, node: str) -> list[tuple[Link, Endpoint]]:
-        """The node's link ends, in port order."""
-        ends = [(link, end) for link in self.links for end in link.endpoints if end.node == node]
+        """The node's link ends (point-to-point and segment), in port order."""
+        ends = [(link, end) for link in self.links for end in link.ends if end.node == node]
         return sorted(ends, key=lambda pair: pair[1].port)
+
+    @property
+    def segments(self) -> tuple[Link, ...]:
+        """The multi-access segments (containerlab's bridge kinds): one VLAN, N ends each."""
+        return tuple(link for link in self.links if link.segment is not None)
+
+    def host_ends(self) -> list[tuple[Link, Endpoint]]:
+        """``host:IF`` ends: veths in the host's namespace, each on its link's VLAN."""
+        return [(link, end) for link in self.links for end in link.host_ends]
 
 
 def load_topology(source: str | Path, *, base_dir: Path | None = None) -> Lab:
@@ -216,7 +193,7 @@ def resolve(document: Any, base_dir: Path | None) -> Lab:
     if not isinstance(topo, dict):
         problems.error("topology", "missing or not a mapping")
         raise TopologyError(problems.errors)
-    _check_keys(topo, "topology", {"defaults", "kinds", "groups", "nodes", "links"}, frozenset(), problems)
+    _check_keys(topo, "topology", {"defaults", "kinds", "groups", "nodes", "links"}, {}, problems)
     defaults = _mapping(topo, "defaults", "topology", problems)
     kinds = _mapping(topo, "kinds", "topology", problems)
     groups = _mapping(topo, "groups", "topology", problems)
@@ -224,31 +201,39 @@ def resolve(document: Any, base_dir: Path | None) -> Lab:
     if not raw_nodes:
         problems.error("topology.nodes", "the topology has no nodes")
 
+    prefix = stages.prefix(document, problems)
     folders = Folders.of_file(base_dir) if base_dir is not None else Folders.of_text(lab_id)
+    segments = segment_names(raw_nodes, problems)
     nodes: dict[str, Node] = {}
     for name, raw in raw_nodes.items():
+        if str(name) in segments:
+            continue
+        if str(name) == names.HOST_NODE:
+            problems.error(f"topology.nodes.{name}", f"'{name}' is reserved for host interface endpoints ('host:IF')")
+            continue
         node = _resolve_node(str(name), raw, defaults, kinds, groups, folders, problems, catalog())
         if node is not None:
-            nodes[node.name] = node
+            nodes[node.name] = replace(node, name_prefix=prefix)
     for section, entries in (("kinds", kinds), ("groups", groups)):
         for key, value in entries.items():
             _check_node_fields(value, f"topology.{section}.{key}", problems)
     _check_node_fields(defaults, "topology.defaults", problems)
     for kind_name in kinds:
-        if kind_name not in catalog():
+        if kind_name not in catalog() and kind_name not in SEGMENT_KINDS:
             problems.error(f"topology.kinds.{kind_name}", f"unknown kind {kind_name!r}")
 
-    links = _resolve_links(topo.get("links"), raw_nodes, nodes, problems)
+    links = resolve_links(topo.get("links"), raw_nodes, nodes, segments, problems)
+    stages.check_wait_for(nodes, problems)
     mgmt = mgmt_fields.parse_mgmt(document.get("mgmt"), problems)
     mgmt_fields.check_node_addresses(mgmt, nodes, problems)
     if problems.errors:
         raise TopologyError(problems.errors)
     return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=folders.base, warnings=tuple(problems.warnings),
-               host_paths=tuple(folders.used), mgmt=mgmt)
+               host_paths=tuple(folders.used), prefix=prefix, mgmt=mgmt)
 
 
 def _check_top(document: dict[str, Any], problems: Problems) -> str:
-    _check_keys(document, "", {"name", "topology", "mgmt"}, IGNORED_TOP_FIELDS, problems)
+    _check_keys(document, "", TOP_FIELDS, IGNORED_TOP_FIELDS, problems)
     lab_id = document.get("name")
     if not isinstance(lab_id, str) or not names.is_valid_lab_id(lab_id):
         problems.error(
@@ -261,12 +246,14 @@ def _check_top(document: dict[str, Any], problems: Problems) -> str:
 
 
 def _check_keys(
-    mapping: dict[str, Any], where: str, known: set[str] | frozenset[str], ignored: frozenset[str], problems: Problems
+    mapping: dict[str, Any], where: str, known: set[str] | frozenset[str], ignored: Mapping[str, str],
+    problems: Problems,
 ) -> None:
     for key in mapping:
         place = f"{where}.{key}" if where else str(key)
         if key in ignored:
-            problems.warn(place, "containerlab field not used by Archetype, ignored")
+            why = f": {ignored[key]}" if ignored[key] else ""
+            problems.warn(place, f"containerlab field not used by Archetype, ignored{why}")
         elif key not in known:
             problems.error(place, f"unknown field {key!r}")
 
@@ -351,10 +338,15 @@ def _resolve_node(
         exec=node_fields.exec(fields.get("exec"), f"{where}.exec", vendor, problems),
         labels=node_fields.string_map(fields.get("labels"), f"{where}.labels", problems),
         memory_mb=node_fields.memory(fields.get("memory"), f"{where}.memory", problems),
-        cpus=node_fields.positive_int(fields.get("cpus"), f"{where}.cpus", problems),
+        cpus=node_fields.positive_int(fields.get("cpus", fields.get("cpu")), f"{where}.cpus", problems),
+        restart_policy=node_fields.restart_policy(fields.get("restart-policy"), f"{where}.restart-policy", problems),
+        startup_delay=node_fields.startup_delay(fields.get("startup-delay"), f"{where}.startup-delay", problems),
+        wait_for=stages.parse(fields.get("stages"), fields.get("wait-for"), where, problems),
         mgmt_ipv4=mgmt_fields.node_address(_dashed(fields, "mgmt-ipv4"), 4, f"{where}.mgmt-ipv4", problems),
         mgmt_ipv6=mgmt_fields.node_address(_dashed(fields, "mgmt-ipv6"), 6, f"{where}.mgmt-ipv6", problems),
     )
+    if node.restart_policy not in (None, "no") and vendor.container is None:
+        problems.warn(f"{where}.restart-policy", "a VM is not restarted by its runtime: ignored")
     return node  # even with field errors: its links are still checked
 
 
@@ -377,62 +369,3 @@ def _warn_untrusted_image(vendor: VendorConfig, image: str, where: str, problems
             f"ARCHETYPE_TRUSTED_IMAGES__{vendor.kind} adds images",
         )
 
-
-def _resolve_links(raw_links: Any, raw_nodes: dict, nodes: dict[str, Node], problems: Problems) -> list[Link]:
-    if raw_links is None:
-        return []
-    if not isinstance(raw_links, list):
-        problems.error("topology.links", "must be a list")
-        return []
-    used: dict[tuple[str, int], int] = {}
-    links = []
-    for i, raw in enumerate(raw_links):
-        where = f"links[{i}]"
-        if not isinstance(raw, dict) or "endpoints" not in raw:
-            problems.error(where, "must be a mapping with 'endpoints: [\"node:iface\", \"node:iface\"]'")
-            continue
-        _check_keys(raw, where, {"endpoints"}, IGNORED_LINK_FIELDS, problems)
-        ends = raw["endpoints"]
-        if not isinstance(ends, list) or len(ends) != 2:
-            problems.error(f"{where}.endpoints", "must list exactly two 'node:interface' endpoints")
-            continue
-        resolved = [_endpoint(e, f"{where}.endpoints[{j}]", raw_nodes, nodes, problems) for j, e in enumerate(ends)]
-        if None in resolved:
-            continue
-        a, b = resolved
-        if a.node == b.node:
-            problems.error(where, f"self-loop: both ends are on node {a.node}")
-            continue
-        clash = False
-        for end in (a, b):
-            key = (end.node, end.port)
-            if key in used:
-                problems.error(where, f"interface {end} is already used by links[{used[key]}]")
-                clash = True
-            else:
-                used[key] = i
-        if not clash:
-            links.append(Link(index=i, a=a, b=b))
-    return links
-
-
-def _endpoint(value: Any, where: str, raw_nodes: dict, nodes: dict[str, Node], problems: Problems) -> Endpoint | None:
-    if not isinstance(value, str) or value.count(":") != 1 or not all(value.split(":")):
-        problems.error(where, f"bad endpoint {value!r}: expected 'node:interface'")
-        return None
-    node_name, interface = value.split(":")
-    if node_name not in raw_nodes:
-        problems.error(where, f"link to unknown node {node_name!r}")
-        return None
-    node = nodes.get(node_name)
-    if node is None:
-        return None  # the node's own problems are already reported
-    naming = node.vendor.interfaces
-    port = naming.port_of(interface)
-    if port is None:
-        problems.error(where, f"{node.kind} node {node_name} has no interface {interface!r} (expected e.g. {naming.examples()})")
-        return None
-    if port > naming.max_ports:
-        problems.error(where, f"{node.kind} node {node_name} has at most {naming.max_ports} data ports; {interface!r} is beyond")
-        return None
-    return Endpoint(node=node_name, interface=interface, port=port)

@@ -141,3 +141,28 @@ def positive_int(value: Any, where: str, problems: Problems) -> int | None:
         problems.error(where, f"must be a positive number, not {value!r}")
         return None
     return max(1, int(value))
+
+
+RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
+
+
+def restart_policy(value: Any, where: str, problems: Problems) -> str | None:
+    """containerlab's ``restart-policy``: docker's own names."""
+    if value is None:
+        return None
+    if value is False:  # YAML 1.1 reads a bare `no` as false
+        return "no"
+    if value not in RESTART_POLICIES:
+        problems.error(where, f"bad restart policy {value!r} (one of {', '.join(RESTART_POLICIES)})")
+        return None
+    return str(value)
+
+
+def startup_delay(value: Any, where: str, problems: Problems) -> float:
+    """containerlab's ``startup-delay``: seconds to wait before the node is created."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
+        problems.error(where, f"must be a number of seconds from 0 to 3600, not {value!r}")
+        return 0.0
+    return float(value)

@@ -115,6 +115,11 @@ class ContainerOptions(_Model):
         default_factory=list, description="host:container[:ro], with {workspace}, {lab} and {node} placeholders"
     )
     sysctls: dict[str, str] = Field(default_factory=dict)
+    writable_sysctls: list[Literal["net"]] = Field(
+        default_factory=list,
+        description="sysctl trees the node may write itself (`sysctl -w net....` in its scripts): "
+        "/proc/sys/<tree> is left writable; only the per-namespace `net` tree can be",
+    )
     entrypoint: list[str] | None = None
     cmd: list[str] | None = Field(None, description="None keeps the image's own command")
     tmpfs: dict[str, str] = Field(default_factory=dict)

@@ -131,9 +131,17 @@ class DockerProvider(NodeProvider):
     def runtime_name(self, lab_id: str, node: str) -> str:
         return names.container_name(lab_id, node)
 
+    def node_runtime_name(self, lab_id: str, node: NodeRef) -> str:
+        """A resolved node knows its name (the topology's containerlab ``prefix``); a mere
+        reference (discovery, readiness, extraction) finds its container by the labels."""
+        if isinstance(node, Node):
+            return names.container_name(lab_id, node.name, node.name_prefix)
+        info = self._find(lab_id, node.name)
+        return (info or {}).get("Name", "").lstrip("/") or self.runtime_name(lab_id, node.name)
+
     def connect_command(self, lab_id: str, node: NodeRef) -> list[str]:
         assert node.vendor.container is not None
-        return ["docker", "exec", "-it", self.runtime_name(lab_id, node.name), *node.vendor.container.shell]
+        return ["docker", "exec", "-it", self.node_runtime_name(lab_id, node), *node.vendor.container.shell]
 
     # -- one node --------------------------------------------------------------------
 
@@ -143,8 +151,23 @@ class DockerProvider(NodeProvider):
         except docker.errors.NotFound:
             return None
 
+    def _find(self, lab_id: str, node: str) -> dict[str, Any] | None:
+        """The node's container when only its name is known: by our default name first, then
+        by the labels (a topology with a containerlab ``prefix`` names it otherwise)."""
+        info = self._inspect(self.runtime_name(lab_id, node))
+        if info is not None and _is_ours(info.get("Config", {}).get("Labels"), lab_id, node):
+            return info
+        rows = self.api.containers(
+            all=True, filters={"label": [f"{names.LABEL_LAB}={lab_id}", f"{names.LABEL_NODE}={node}"]}
+        )
+        for row in rows:
+            found = self._inspect(row["Id"])
+            if found is not None and _is_ours(found.get("Config", {}).get("Labels"), lab_id, node):
+                return found
+        return info
+
     def _status(self, lab_id: str, node: str, info: dict[str, Any] | None) -> NodeStatus:
-        name = self.runtime_name(lab_id, node)
+        name = (info or {}).get("Name", "").lstrip("/") or self.runtime_name(lab_id, node)
         labels = (info or {}).get("Config", {}).get("Labels") or {}
         if info is None or not _is_ours(labels, lab_id, node):
             return NodeStatus(
@@ -155,11 +178,11 @@ class DockerProvider(NodeProvider):
 
     @_docker_errors_named
     def node_status(self, lab_id: str, node_name: str) -> NodeStatus:
-        return self._status(lab_id, node_name, self._inspect(self.runtime_name(lab_id, node_name)))
+        return self._status(lab_id, node_name, self._find(lab_id, node_name))
 
     @_docker_errors_named
     def create_node(self, lab_id: str, node: Node, ends: list[LinkEnd]) -> NodeStatus:
-        name = self.runtime_name(lab_id, node.name)
+        name = self.node_runtime_name(lab_id, node)
         existing = self._inspect(name)
         if (
             existing is not None
@@ -171,6 +194,8 @@ class DockerProvider(NodeProvider):
             log.info("%s was never started (an interrupted create): made again", name)
             self._force_remove(existing["Id"])
             existing = self._inspect(name)
+        if existing is None:
+            existing = self._renamed(lab_id, node, name)
         if existing is not None:
             return self._reuse(lab_id, node, existing)
         self._check_image(node)
@@ -199,8 +224,20 @@ class DockerProvider(NodeProvider):
         log.info("created %s (%s) in %.2f s", name, node.image, time.monotonic() - started)
         return NodeStatus(lab_id, node.name, node.kind, self.name, NodeState.RUNNING, name)
 
+    def _renamed(self, lab_id: str, node: Node, name: str) -> dict[str, Any] | None:
+        """The node's container under another name (the topology's ``prefix`` changed since
+        it was made), renamed to ``name``; None when the node has no container."""
+        rows = self.api.containers(
+            all=True, filters={"label": [f"{names.LABEL_LAB}={lab_id}", f"{names.LABEL_NODE}={node.name}"]}
+        )
+        if not rows:
+            return None
+        self.api.rename(rows[0]["Id"], name)
+        log.info("%s: container renamed to %s (the topology's prefix changed)", node.name, name)
+        return self._inspect(name)
+
     def _reuse(self, lab_id: str, node: Node, info: dict[str, Any]) -> NodeStatus:
-        name = self.runtime_name(lab_id, node.name)
+        name = self.node_runtime_name(lab_id, node)
         labels = info.get("Config", {}).get("Labels") or {}
         if not _is_ours(labels, lab_id, node.name):
             raise ConflictError(
@@ -226,12 +263,24 @@ class DockerProvider(NodeProvider):
         try:
             self.api.inspect_image(node.image)
         except docker.errors.NotFound:
-            raise ImageNotFoundError(
-                f"node {node.name}: image {node.image!r} is not on this host (images are built locally: "
-                "see scripts/setup-host.sh, or `docker import`/`docker load` it)"
-            ) from None
+            self._pull(node)
         with self._lock:
             self._images.add(node.image)
+
+    def _pull(self, node: Node) -> None:
+        """An image that is not on the host is pulled, as containerlab does; a registry that
+        cannot be reached (or does not have it) is an error naming the image."""
+        repository, tag = docker.utils.parse_repository_tag(node.image)
+        log.info("node %s: image %s is not on this host: pulling it", node.name, node.image)
+        try:
+            self.api.pull(repository, tag=tag or "latest")
+        except docker_labs.DOCKER_ERRORS as err:
+            raise ImageNotFoundError(
+                f"node {node.name}: image {node.image!r} is not on this host and cannot be pulled "
+                f"({_explain(err)}); build or load it here (`docker load`, `docker import`, scripts/setup-host.sh "
+                "for Archetype's own images)"
+            ) from None
+        log.info("node %s: pulled %s", node.name, node.image)
 
     def _ensure_mgmt_network(self, lab_id: str) -> str:
         """The lab's management network's name (made with a subnet of its own if the flow
@@ -262,6 +311,7 @@ class DockerProvider(NodeProvider):
         for attempt in (1, 2):
             try:
                 host_config = self.api.create_host_config(**spec.host)
+                host_config.update(spec.host_extra)
                 return self.api.create_container(host_config=host_config, **spec.create)["Id"]
             except docker.errors.ImageNotFound:
                 with self._lock:
@@ -295,7 +345,7 @@ class DockerProvider(NodeProvider):
 
     @_docker_errors_named
     def wire_node(self, lab_id: str, node: Node, ends: list[LinkEnd]) -> None:
-        name = self.runtime_name(lab_id, node.name)
+        name = self.node_runtime_name(lab_id, node)
         info = self._inspect(name)
         if info is not None and _is_ours(info.get("Config", {}).get("Labels"), lab_id, node.name) \
                 and not info["State"].get("Running"):
@@ -320,9 +370,9 @@ class DockerProvider(NodeProvider):
     @_docker_errors_named
     def remove_node(self, lab_id: str, node_name: str) -> CleanupReport:
         report = CleanupReport()
-        name = self.runtime_name(lab_id, node_name)
-        info = self._inspect(name)
+        info = self._find(lab_id, node_name)
         if info is not None and _is_ours(info.get("Config", {}).get("Labels"), lab_id, node_name):
+            name = info.get("Name", "").lstrip("/") or info["Id"][:12]
             docker_labs.remove_container(self.api, lab_id, info["Id"], name, report)
         self._remove_ports_of(lab_id, [node_name], report)
         workspace.remove_tree(
@@ -338,7 +388,7 @@ class DockerProvider(NodeProvider):
         seconds = wait_until_ready(
             self.api,
             node.name,
-            self.runtime_name(lab_id, node.name),
+            self.node_runtime_name(lab_id, node),
             readiness,
             readiness.timeout if timeout is None else timeout,
             get_settings().command_timeout,
@@ -356,7 +406,7 @@ class DockerProvider(NodeProvider):
         *,
         output_level: int = logging.INFO,
     ) -> CommandResult:
-        container = self.runtime_name(lab_id, node.name)
+        container = self.node_runtime_name(lab_id, node)
         try:
             outcome = run_exec(self.api, container, argv, timeout)
         except (ContainerMissingError, ContainerNotRunningError) as err:

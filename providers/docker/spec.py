@@ -44,6 +44,7 @@ class ContainerSpec:
     image: str
     create: dict[str, Any]  # APIClient.create_container keyword arguments (but host_config)
     host: dict[str, Any]  # APIClient.create_host_config keyword arguments
+    host_extra: dict[str, Any] = field(default_factory=dict)  # raw HostConfig keys added to it
     host_dirs: tuple[Path, ...] = ()  # folders the vendor binds: made before create
     startup_config: StartupConfigPlacement | None = None
     node_dir: Path = field(default_factory=Path)
@@ -85,6 +86,23 @@ def _workspace_dirs(binds: list[tuple[str, str, str]]) -> tuple[Path, ...]:
     return tuple(Path(h) for h, _, _ in binds if Path(h).is_relative_to(root))
 
 
+# dockerd's default read-only paths (moby oci/defaults.go), /proc/sys among them.
+DOCKER_READONLY_PATHS = ("/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# The trees under /proc/sys. Only net.* is per network namespace: the others are the host's
+# own (kernel.*, vm.*, fs.*, ...) and stay read-only whatever a kind asks.
+PROC_SYS_TREES = ("abi", "crypto", "debug", "dev", "fs", "kernel", "net", "sunrpc", "user", "vm")
+NAMESPACED_SYSCTL_TREES = frozenset({"net"})
+
+
+def readonly_paths(writable_sysctls: list[str]) -> list[str]:
+    """dockerd's read-only paths with /proc/sys replaced by its trees, less the namespaced
+    trees a kind may write (``net``): ``sysctl -w net.ipv4.ip_forward=1`` then works in the
+    container's own namespace, without privileged mode, and the host's sysctls stay read-only."""
+    writable = set(writable_sysctls) & NAMESPACED_SYSCTL_TREES
+    paths = [p for p in DOCKER_READONLY_PATHS if p != "/proc/sys"]
+    return paths + [f"/proc/sys/{tree}" for tree in PROC_SYS_TREES if tree not in writable]
+
+
 def cpu_limit(cpus: int | None, host_cpus: int | None = None) -> int:
     """NanoCPUs for a cpu count, capped at the host's cores (docker refuses more)."""
     wanted = max(1, cpus or 1)
@@ -104,7 +122,7 @@ def build_container_spec(
     options = vendor.container
     if options is None:
         raise ProviderError(f"node {node.name}: kind {vendor.kind} is not a container kind")
-    name = names.container_name(lab_id, node.name)
+    name = names.container_name(lab_id, node.name, node.name_prefix)
 
     vendor_binds = [_split_bind(expand_placeholders(b, lab_id, node.name)) for b in options.binds]
     node_binds = [(str(b.host), b.container, b.mode) for b in node.binds]
@@ -145,16 +163,24 @@ def build_container_spec(
         "tmpfs": dict(options.tmpfs) or None,
         "mem_limit": f"{node.memory_mb or vendor.memory_mb}m",
         "nano_cpus": cpu_limit(node.cpus or vendor.cpus, host_cpus),
-        "restart_policy": {"Name": "no"},
+        "restart_policy": {"Name": node.restart_policy or "no"},
         "network_mode": mgmt_network,
         "privileged": False,  # never: capabilities come from the vendor entry (DESIGN, Security)
     }
     host = {k: v for k, v in host.items() if v is not None}
+    if options.writable_sysctls:
+        # Engine API HostConfig keys the SDK's create_host_config does not take: the provider
+        # adds them to the host config it builds (like `docker run --security-opt
+        # systempaths=unconfined`, but only for the sysctl trees the kind may write).
+        host_extra = {"ReadonlyPaths": readonly_paths(options.writable_sysctls)}
+    else:
+        host_extra = {}
     return ContainerSpec(
         name=name,
         image=node.image,
         create=create,
         host=host,
+        host_extra=host_extra,
         host_dirs=_workspace_dirs(vendor_binds),
         startup_config=startup,
         node_dir=names.node_dir(lab_id, node.name),

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from providers.network import cleanup as _cleanup
+from providers.network import host_ends as _host_ends
 from providers.network import ovs as _ovs
 from providers.network import recovery as _recovery
 from providers.network import veth as _veth
@@ -37,6 +38,7 @@ __all__ = [
     "PortInfo",
     "allocate_vlans",
     "attach_container_ends",
+    "attach_host_ends",
     "bridge_ports",
     "ensure_bridge",
     "ensure_vm_ports",
@@ -80,6 +82,15 @@ def attach_container_ends(
     ``NetworkError``; so does an interface of that runtime name already in the container
     that is not our veth, a ``pid`` in the host's own netns, or a host port of another lab."""
     _veth.attach_container_ends(lab_id, node, pid, ends, runtime_names, mtu=mtu)
+
+
+def attach_host_ends(lab_id: str, ends: list[LinkEnd], *, mtu: int | None = None) -> None:
+    """containerlab's ``host:IF`` ends: per end a veth pair in the host's namespace, IF
+    (``end.interface``) and ``end.port_name``, the latter an OVS access port with
+    ``end.vlan``; both marked with our ifalias (node ``host``), TX checksum offload off, up.
+    Idempotent (a pair already right is kept, a half-made one is made again). A device named
+    IF that is not this lab's veth raises ``NetworkError`` and is left alone."""
+    _host_ends.attach_host_ends(lab_id, ends, mtu=mtu)
 
 
 def ensure_vm_ports(lab_id: str, node: str, ends: list[LinkEnd]) -> None:

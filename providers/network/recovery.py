@@ -7,6 +7,8 @@ ports marked with the lab and link):
 - a port present with another lab's marker                     -> stale (port left alone)
 - a port of ours present with a tag other than the link's      -> stale, port removed
 - a port of ours present whose node is gone                    -> stale, port removed
+  (a segment -- containerlab's bridge, N ends on one tag -- keeps its tag in both cases
+  above: only the bad port goes, the ends still there stay on the segment)
 - no port present and every known node of the link gone        -> stale ("nothing left")
 Tag checks (after the ports above are counted as removed):
 - tag outside the settings' range                              -> stale
@@ -29,6 +31,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from lab import names
 from lab.errors import NetworkError
 from lab.settings import get_settings
 from lab.state import LinkRecord
@@ -108,11 +111,14 @@ def plan_recovery(
             if port.lab_id == lab_id and port.link_id not in (None, link):
                 continue  # a port of another link of ours: judged with that link
             node = port.node or ports.get(port.name)
+            # A segment's ends come and go one by one: a bad port of it goes alone, and the
+            # segment keeps its tag for the ends still there (a link has nothing left then).
+            judged = [] if names.is_segment_link(link) else reasons[link]
             if port.tag != record.vlan:
-                reasons[link].append(f"port {port.name} has tag {port.tag}, not {record.vlan}")
+                judged.append(f"port {port.name} has tag {port.tag}, not {record.vlan}")
                 stale_ports[port.name] = None
             elif node is not None and not exists(node):
-                reasons[link].append(f"port {port.name}: node {node} is gone")
+                judged.append(f"port {port.name}: node {node} is gone")
                 stale_ports[port.name] = None
         nodes = {endpoint_node(e) for e in record.endpoints} | {n for n in ports.values() if n}
         if not present and nodes and not any(exists(n) for n in sorted(nodes)):

@@ -213,7 +213,8 @@ def test_configs_from_a_lab_with_a_stopped_node_saves_the_rest_and_fails(
         client = docker.from_env()
         client.containers.get(names.container_name(lab_id, "h2")).stop(timeout=5)
         client.close()
-        pulled = cli(prefect_server, "configs", lab_id, "--out", str(tmp_path / "out"), "--json")
+        out = f"{lab_id}-out"  # --out is a name under the workspace's configs folder
+        pulled = cli(prefect_server, "configs", lab_id, "--out", out, "--json")
         assert pulled.returncode == 1, pulled.stderr[-2000:]
         configs = json.loads(pulled.stdout)["configs"]
         assert configs["h1"]["ok"] and "10.5.1.1" in Path(configs["h1"]["path"]).read_text()
@@ -223,5 +224,6 @@ def test_configs_from_a_lab_with_a_stopped_node_saves_the_rest_and_fails(
         assert run["state_type"] == "FAILED" and "h2" in run["state"]["message"]
     finally:
         destroyed = cli(prefect_server, "destroy", lab_id, "--json")
+        shutil.rmtree(names.configs_root() / f"{lab_id}-out", ignore_errors=True)
     assert destroyed.returncode == 0, destroyed.stderr[-2000:]
     assert leftovers(lab_id) == {}
