@@ -8,6 +8,9 @@
 #   make demo        setup, then the demo lab
 #   make bench       benchmarks: deploy/destroy as users run them vs the engines alone, discovery, VM readiness, wiring
 #   make clean-host  remove every Archetype-owned resource from this host, stop the local Prefect server
+#   make sim-up HOSTS=2   a simulated fleet on this machine (hosts sim-1..sim-N, Postgres-backed
+#                    Prefect server with API auth); prints the env that points the CLI at it
+#   make sim-down    end every daemon of the simulated fleet and remove it
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -26,7 +29,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_HOME := /var/lib/archetype/prefect
 
-.PHONY: help setup daemons venv test test-unit test-reliability lint demo bench clean-host
+.PHONY: help setup daemons venv test test-unit test-reliability lint demo bench clean-host sim-up sim-down
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -78,3 +81,11 @@ bench: setup
 clean-host: venv
 	$(ARCHETYPE) cleanup
 	$(ARCHETYPE) server stop
+
+# A simulated fleet (tests/multihost starts it too, once per session). Idempotent.
+HOSTS ?= 2
+sim-up: setup
+	@bash scripts/sim-fleet.sh up $(HOSTS)
+
+sim-down:
+	@bash scripts/sim-fleet.sh down

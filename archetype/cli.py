@@ -50,12 +50,15 @@ def vendors(as_json: JsonOption = False) -> None:
 @app.command()
 def status(lab: Annotated[str | None, typer.Argument(help="Only this lab")] = None, as_json: JsonOption = False) -> None:
     """What Archetype runs on this host, from the live runtimes."""
+    from archetype.cli_fleet import fleet_labs, on_this_host
     from providers.labs import discover
 
-    labs = _run(lambda: discover(lab))
+    labs = fleet_labs(lab)  # a fleet: every host's labs, from the facts they publish
+    if labs is None:  # this host alone
+        labs = _run(lambda: on_this_host([found.as_dict() for found in discover(lab)]))
     if lab is not None and not labs:
         _fail([f"no lab {lab!r} on this host"], EXIT_FAILED)
-    _emit({"labs": [found.as_dict() for found in labs]}, as_json, render.show_status)
+    _emit({"labs": labs}, as_json, render.show_status)
 
 
 @app.command()
@@ -124,8 +127,10 @@ def cleanup(
 @app.command()
 def connect(lab: str, node: str) -> None:
     """An interactive session on a node: its shell (container) or serial console (VM); Ctrl-] detaches."""
+    from archetype.cli_fleet import connect_remote
     from providers.labs import node_session
 
+    connect_remote(lab, node)  # a node on another host of a fleet: its own CLI there
     argv, guard = _run(lambda: node_session(lab, node))
 
     def attached() -> int:
@@ -166,5 +171,6 @@ def main() -> None:
     app()
 
 
+import archetype.cli_fleet  # noqa: E402,F401 - registers `hosts` (multi-host)
 import archetype.cli_mgmt  # noqa: E402,F401 - registers inventory, save, graph
 import archetype.cli_server  # noqa: E402,F401 - registers `archetype server`

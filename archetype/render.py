@@ -21,7 +21,7 @@ def lab_summary(lab: Lab) -> dict[str, Any]:
     return {
         "lab_id": lab.id,
         "nodes": [
-            {"name": n.name, "kind": n.kind, "provider": n.vendor.provider.value, "image": n.image}
+            {"name": n.name, "kind": n.kind, "provider": n.vendor.provider.value, "image": n.image, "host": n.host}
             for n in lab.nodes.values()
         ],
         "links": [
@@ -64,8 +64,8 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 def show_validated(result: dict[str, Any]) -> None:
     _table(
         f"lab {result['lab_id']}: valid",
-        ["node", "kind", "provider", "image"],
-        [[n["name"], n["kind"], n["provider"], n["image"]] for n in result["nodes"]],
+        ["node", "kind", "provider", "image", "host"],
+        [[n["name"], n["kind"], n["provider"], n["image"], n.get("host") or ""] for n in result["nodes"]],
     )
     _table("links", ["link", "endpoints"],
            [[link.get("segment") or "", " <-> ".join(link["endpoints"])] for link in result["links"]])
@@ -88,8 +88,8 @@ def show_status(result: dict[str, Any]) -> None:
     for lab in result["labs"]:
         _table(
             f"lab {lab['lab_id']}",
-            ["node", "kind", "provider", "state", "runtime name", "mgmt ipv4"],
-            [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"], n.get("mgmt_ipv4")]
+            ["node", "kind", "provider", "state", "runtime name", "host", "mgmt ipv4"],
+            [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"], n.get("host"), n.get("mgmt_ipv4")]
              for n in lab["nodes"]],
         )
 
@@ -97,9 +97,10 @@ def show_status(result: dict[str, Any]) -> None:
 def show_deployed(result: dict[str, Any]) -> None:
     _table(
         f"lab {result['lab_id']}",
-        ["node", "kind", "provider", "state", "ready (s)", "mgmt ipv4"],
+        ["node", "kind", "provider", "state", "ready (s)", "host", "mgmt ipv4"],
         [
-            [n["name"], n["kind"], n["provider"], n["state"], _seconds(n.get("ready_seconds")), n.get("mgmt_ipv4")]
+            [n["name"], n["kind"], n["provider"], n["state"], _seconds(n.get("ready_seconds")), n.get("host"),
+             n.get("mgmt_ipv4")]
             for n in result["nodes"]
         ],
     )

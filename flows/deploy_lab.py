@@ -26,6 +26,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from lab import names
 from lab.locks import lab_lock
 from lab.progress import DeployProgress, Snapshot
+from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord, Stage
 from tasks.mgmt import ensure_mgmt_network, publish_lab_picture, starting_from_saved_configs
 from tasks.network import allocate_vlans, plan_host_ends, plan_link_ends, remove_links_not_in, wire_host_ends
@@ -79,33 +80,55 @@ def deploy_lab(topology: str, from_configs: bool = False) -> dict[str, Any]:
         get_run_logger().warning(warning)
     if from_configs:
         lab = starting_from_saved_configs(lab)
+    from flows import fleet
+
+    hosts = fleet.fleet_hosts()
+    if hosts:  # a fleet shares this server: place the lab; a lab on other hosts is coordinated
+        outcome = fleet.deploy_across_hosts(lab, hosts)
+        if outcome is not None:
+            return outcome
+    result, failure = converge_here(lab, flow_started_at=flow_started_at)
+    if failure:  # the run shows failed; its result still says which nodes came up
+        return Failed(message=failure, data=result)
+    return result
+
+
+def converge_here(
+    lab: Lab, *, state_key: str | None = None, remote_nodes: frozenset[str] = frozenset(), tunnels: tuple = (),
+    flow_started_at: float | None = None,
+) -> tuple[dict[str, Any], str | None]:
+    """Deploy (or converge) the lab's nodes on this host: (result, failure message or None).
+    A host's slice of a multi-host lab passes its own ``state_key``, the nodes on other hosts
+    (``remote_nodes``) and the tunnels of its cross-host links (link id, node, VNI, remote)."""
+    from tasks.network import wire_tunnels
+
+    flow_started_at = flow_started_at or time.time()
     with lab_lock(lab.id):
         lab = assign(lab, ensure_mgmt_network(lab))  # every node's management address
-        previous = load_lab_state(lab.id)
-        vlans = allocate_vlans(lab, previous)
+        previous = load_lab_state(lab.id, state_key)
+        vlans = allocate_vlans(lab, previous, remote_nodes)
         publish_lab_picture(lab, vlans)
         ends = plan_link_ends(lab, vlans)
         host_ends = plan_host_ends(lab, vlans)
         present = lab_nodes(lab.id)
         configured = _configured_before(previous, {name for name, running in present.items() if running})
         state = _planned_state(lab, vlans, {**ends, "": host_ends}, configured)
-        publish_lab_state(state)  # the allocation is remembered before any port exists
+        publish_lab_state(state, state_key)  # the allocation is remembered before any port exists
         if set(present) - set(lab.nodes):  # a converging deploy: nodes the topology no longer has
             remove_nodes_not_in(lab.id, list(lab.nodes))
         remove_links_not_in(lab)
+        wire_tunnels(lab.id, list(tunnels), vlans, get_settings().data_address)
         if host_ends:
             host_wired = wire_host_ends(lab.id, host_ends, return_state=True)
             if not host_wired.is_completed():
                 state.errors.append(f"host interfaces: {host_wired.message}")
-        progress = _progress(lab, state)
+        progress = _progress(lab, state, state_key)
         with progress.running():  # the progress artifact and the state table fill as it goes
             _bring_up(lab, ends, state, configured, progress)
         state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
-        publish_lab_state(state)
+        publish_lab_state(state, state_key)
     result = _result(state, progress, flow_started_at)
-    if state.errors:  # the run shows failed; its result still says which nodes came up
-        return Failed(message=f"lab {lab.id}: " + "; ".join(state.errors)[:1000], data=result)
-    return result
+    return result, (f"lab {lab.id}: " + "; ".join(state.errors)[:1000] if state.errors else None)
 
 
 def _configured_before(previous: LabState | None, running: set[str]) -> set[str]:
@@ -129,7 +152,8 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
         nodes=[
             NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value,
                        runtime_name=runtime_name(lab.id, n),
-                       state=NodePhase.READY if n.name in configured else NodePhase.PLANNED, mgmt_ipv4=n.mgmt_ipv4)
+                       state=NodePhase.READY if n.name in configured else NodePhase.PLANNED,
+                       host=get_settings().host_name, mgmt_ipv4=n.mgmt_ipv4)
             for n in lab.nodes.values()
         ],
         links=[
@@ -140,14 +164,14 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
     )
 
 
-def _progress(lab: Lab, planned: LabState) -> DeployProgress:
+def _progress(lab: Lab, planned: LabState, state_key: str | None = None) -> DeployProgress:
     """The deploy's progress, written to the run as a progress artifact and as the lab's
     state table with each node's state as it is reached."""
     planned = planned.model_copy(deep=True)
 
     def state_table(snapshot: Snapshot) -> None:
         if not snapshot.finished:  # the flow publishes the final state itself
-            publish_lab_state(_filling(planned, snapshot))
+            publish_lab_state(_filling(planned, snapshot), state_key)
 
     return DeployProgress(lab.id, list(lab.nodes), ProgressArtifacts(names.progress_artifact_key(lab.id), state_table))
 
@@ -266,7 +290,8 @@ def _result(state: LabState, progress: DeployProgress, flow_started_at: float) -
         "lab_id": state.lab_id,
         "nodes": [
             {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
-             "ready_seconds": n.ready_seconds, "stages": stages.get(n.name, {}), "mgmt_ipv4": n.mgmt_ipv4}
+             "ready_seconds": n.ready_seconds, "stages": stages.get(n.name, {}), "host": n.host,
+             "mgmt_ipv4": n.mgmt_ipv4}
             for n in state.nodes
         ],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan} for link in state.links],

@@ -26,6 +26,15 @@ def destroy_lab(lab: str) -> dict[str, Any]:
     started_at = time.time()
     if not is_valid_lab_id(lab):
         raise TopologyError([f"lab: invalid lab id {lab!r}"])
+    from flows import fleet
+
+    hosts = fleet.fleet_hosts()
+    if hosts:  # a fleet: every host removes its part
+        result = fleet.destroy_across_hosts(lab, hosts)
+        publish_lab_state(LabState(lab_id=lab, status=LabStatus.DESTROYED, errors=result["errors"]))
+        if result["errors"]:
+            return Failed(message=f"lab {lab}: not all removed: " + "; ".join(result["errors"])[:1000], data=result)
+        return result
     with lab_lock(lab):
         report = destroy_lab_everywhere(lab)
         previous = load_lab_state(lab)

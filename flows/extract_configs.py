@@ -33,6 +33,21 @@ def extract_configs(lab: str, out_dir: str | None = None) -> dict[str, Any]:
     if not names.is_valid_lab_id(lab):
         raise TopologyError([f"lab: invalid lab id {lab!r}"])
     folder = output_folder(lab, out_dir)  # invalid input fails the run before any lookup
+    from flows import fleet
+
+    hosts = fleet.fleet_hosts()
+    result = fleet.extract_across_hosts(lab, folder, hosts) if hosts else None
+    if result is None:
+        result = extract_here(lab, folder)
+    failed = {name: c["error"] for name, c in result["configs"].items() if not c["ok"]}
+    if failed:  # the run shows failed; the configs that could be pulled are saved all the same
+        return Failed(message=f"lab {lab}: no config from " + "; ".join(f"{n}: {e}" for n, e in failed.items())[:1000],
+                      data=result)
+    return result
+
+
+def extract_here(lab: str, folder: Path) -> dict[str, Any]:
+    """The configs of the lab's nodes on this host, saved in ``folder`` and as artifacts."""
     found = discover_labs_live(lab)
     if not found:
         raise ArchetypeError(f"no lab {lab!r} on this host")
@@ -59,12 +74,7 @@ def extract_configs(lab: str, out_dir: str | None = None) -> dict[str, Any]:
         write_private(path, text)  # root only: a config holds secrets (DESIGN.md, Security)
         publish_config(lab, node.name, text)
         configs[node.name] = {"ok": True, "path": str(path), "error": None}
-    result = {"lab_id": lab, "configs": configs}
-    failed = {name: c["error"] for name, c in configs.items() if not c["ok"]}
-    if failed:  # the run shows failed; the configs that could be pulled are saved all the same
-        return Failed(message=f"lab {lab}: no config from " + "; ".join(f"{n}: {e}" for n, e in failed.items())[:1000],
-                      data=result)
-    return result
+    return {"lab_id": lab, "configs": configs}
 
 
 def output_folder(lab: str, out_dir: str | None) -> Path:

@@ -35,6 +35,11 @@ OVS_NODE_KEY = "archetype-node"
 # Host-side interface names are at most 15 characters (IFNAMSIZ - 1).
 VETH_PREFIX = "arv"
 TAP_PREFIX = "art"
+VXLAN_PREFIX = "arx"
+
+# Hosts of a fleet: `host:` values, deployment names `<flow>/<host>`, Prefect variable keys.
+HOST_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,30}$"
+HOST_NAME_RE = re.compile(HOST_NAME_PATTERN)
 
 
 def is_valid_lab_id(lab_id: str) -> bool:
@@ -92,6 +97,32 @@ def host_port_name(lab_id: str, node: str, interface: str, *, prefix: str = VETH
     Deterministic so that a redeploy finds the port it made before.
     """
     return prefix + _short_hash(lab_id, node, interface, length=15 - len(prefix))
+
+
+def is_valid_host_name(name: str) -> bool:
+    return bool(HOST_NAME_RE.match(name))
+
+
+def vxlan_device_name(lab_id: str, link: str) -> str:
+    """The kernel VXLAN device of a cross-host link on one end host (15 characters)."""
+    return VXLAN_PREFIX + _short_hash(lab_id, link, length=15 - len(VXLAN_PREFIX))
+
+
+def host_facts_variable(host: str) -> str:
+    """The Prefect variable where a host publishes its facts (name, address, capacity, ...)."""
+    return f"archetype-host-{host}"
+
+
+def host_report_key(lab_id: str, step: str, host: str) -> str:
+    """The artifact where a host's step of a multi-host run leaves its result (a child's
+    return value would need result storage shared by the hosts)."""
+    return f"lab-{lab_id}-{step}-on-{artifact_slug(host)}"
+
+
+def slice_state_key(lab_id: str, host: str) -> str:
+    """A host's own record of its slice of a multi-host lab (its recovery memory; not
+    ``lab-*-state``, which is the coordinator's record of the whole lab)."""
+    return f"lab-{lab_id}-slice-on-{artifact_slug(host)}"
 
 
 # The pseudo node of containerlab's ``host:IF`` endpoints: a veth named IF in the host's
@@ -169,6 +200,11 @@ def lab_files_root() -> Path:
 
 def lab_files_dir(lab_id: str) -> Path:
     return lab_files_root() / lab_id
+
+
+def slice_files_dir(lab_id: str) -> Path:
+    """Files a multi-host deploy brought to this host for its nodes (what their binds name)."""
+    return lab_files_dir(lab_id) / "_slice"
 
 
 def configs_root() -> Path:

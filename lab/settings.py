@@ -39,6 +39,21 @@ class Settings(BaseSettings):
         default_factory=socket.gethostname,
         description="This lab host's name: the name of the deployments `archetype serve` makes",
     )
+    # Multi-host (a fleet sharing one Prefect server)
+    data_address: str | None = Field(None, description="This host's data-plane (underlay) address: VXLAN tunnels end here")
+    host_access: list[str] = Field(
+        default_factory=list,
+        description="argv prefix that runs the archetype CLI on this host from elsewhere (connect, exec); "
+        "empty: ssh root@<data address> archetype",
+    )
+    host_memory_mb: int = Field(
+        0, ge=0, description="Memory this host offers to labs, MiB (placement); 0: what the kernel says is available"
+    )
+    vxlan_port: int = Field(4789, ge=1, le=65535, description="UDP port of cross-host VXLAN tunnels")
+    host_facts_interval: float = Field(15.0, description="Seconds between two publications of a host's facts")
+    host_alive_seconds: float = Field(60.0, description="A host whose facts are older than this is not alive")
+    host_pickup_timeout: float = Field(60.0, description="Seconds a host has to start its step of a multi-host run")
+    host_step_timeout: float = Field(1800.0, description="Seconds a host has to finish its step of a multi-host run")
     server_port: int = Field(
         4200, ge=1, le=65535, description="Port of the local Prefect server the CLI and `archetype serve` share"
     )

@@ -50,6 +50,7 @@ class NodeRecord(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
     mgmt_ipv4: str | None = None
+    host: str | None = None  # the lab host it runs on (multi-host labs)
 
     @property
     def shown_state(self) -> str:
@@ -73,6 +74,8 @@ class LinkRecord(BaseModel):
     endpoints: list[str]  # "node:interface", as in the topology
     vlan: int
     ports: list[str] = Field(default_factory=list)  # host-side OVS port names
+    vni: int | None = None  # a cross-host link's VXLAN id (unique on the server)
+    vlans: dict[str, int] = Field(default_factory=dict)  # a multi-host lab: each end host's tag
 
 
 class LabState(BaseModel):
@@ -94,7 +97,8 @@ class LabState(BaseModel):
 
 # The artifact is one table: a person reads it in the UI, and recovery reads the same rows
 # back (Artifact.get returns table data as a JSON string). Every row has the same columns.
-ROW_COLUMNS = ("item", "name", "kind", "provider", "state", "runtime", "vlan", "endpoints", "ports", "ready_s", "error")
+ROW_COLUMNS = ("item", "name", "kind", "provider", "state", "runtime", "vlan", "endpoints", "ports", "ready_s", "error",
+               "host", "vni")
 
 
 def _row(**values: object) -> dict[str, object]:
@@ -106,11 +110,13 @@ def state_to_rows(state: LabState) -> list[dict[str, object]]:
                  error="; ".join(state.errors))]
     rows += [
         _row(item="node", name=n.name, kind=n.kind, provider=n.provider, state=n.shown_state, runtime=n.runtime_name,
-             ready_s="" if n.ready_seconds is None else round(n.ready_seconds, 2), error=n.error or "")
+             ready_s="" if n.ready_seconds is None else round(n.ready_seconds, 2), error=n.error or "",
+             host=n.host or "")
         for n in state.nodes
     ]
     rows += [
-        _row(item="link", name=link.id, vlan=link.vlan, endpoints=" ".join(link.endpoints), ports=" ".join(link.ports))
+        _row(item="link", name=link.id, vlan=link.vlan, endpoints=" ".join(link.endpoints), ports=" ".join(link.ports),
+             host=" ".join(f"{h}={v}" for h, v in sorted(link.vlans.items())), vni="" if link.vni is None else link.vni)
         for link in state.links
     ]
     return rows
@@ -126,7 +132,8 @@ def state_from_rows(rows: list[dict[str, object]]) -> LabState:
         nodes=[_node_record(r) for r in rows if r["item"] == "node"],
         links=[
             LinkRecord(id=str(r["name"]), vlan=int(r["vlan"]), endpoints=str(r["endpoints"]).split(),
-                       ports=str(r["ports"]).split())
+                       ports=str(r["ports"]).split(), vni=int(r["vni"]) if r.get("vni") not in (None, "") else None,
+                       vlans={h: int(v) for h, _, v in (p.partition("=") for p in str(r.get("host") or "").split())})
             for r in rows if r["item"] == "link"
         ],
     )
@@ -137,5 +144,5 @@ def _node_record(row: dict[str, object]) -> NodeRecord:
     return NodeRecord(
         name=str(row["name"]), kind=str(row["kind"]), provider=str(row["provider"]), state=state, failed_stage=stage,
         runtime_name=str(row["runtime"]), ready_seconds=float(row["ready_s"]) if row["ready_s"] != "" else None,
-        error=str(row["error"]) or None,
+        error=str(row["error"]) or None, host=str(row.get("host") or "") or None,
     )

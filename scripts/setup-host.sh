@@ -45,6 +45,8 @@ APT_PACKAGES=(
     debootstrap busybox-static kmod cpio
     # the project itself
     python3 python3-venv make git ca-certificates procps util-linux
+    # multi-host: the Prefect server's Postgres (a simulated fleet, scripts/sim-fleet.sh; curl checks its API)
+    postgresql curl
 )
 
 install_packages() {

@@ -21,8 +21,10 @@ from topology import Lab
     retry_condition_fn=retry_if_transient,
     cache_policy=NO_CACHE,
 )
-def allocate_vlans(lab: Lab, previous: LabState | None) -> dict[str, int]:
-    """Stale-network recovery, then allocation: a redeploy keeps the tags it had."""
+def allocate_vlans(lab: Lab, previous: LabState | None, remote_nodes: frozenset[str] = frozenset()) -> dict[str, int]:
+    """Stale-network recovery, then allocation: a redeploy keeps the tags it had.
+    ``remote_nodes``: nodes of the lab on other hosts (a cross-host link's far end is not
+    stale because it is not here)."""
     logger = get_run_logger()
     network.ensure_bridge()
     # The state artifact is the memory; the host-local reservation stands in when the
@@ -30,7 +32,7 @@ def allocate_vlans(lab: Lab, previous: LabState | None) -> dict[str, int]:
     links = previous.links if previous is not None and previous.links else network.reserved_links(lab.id)
     recovered: dict[str, int] = {}
     if links:
-        recovered = network.recover_allocation(lab.id, links, _node_exists(lab))
+        recovered = network.recover_allocation(lab.id, links, _node_exists(lab, remote_nodes))
         dropped = {link.id for link in links} - set(recovered)
         logger.info("recovered %d VLANs of the previous deploy, dropped %d stale", len(recovered), len(dropped))
     vlans = network.allocate_vlans(lab.id, [link.id for link in lab.links], recovered)
@@ -38,9 +40,9 @@ def allocate_vlans(lab: Lab, previous: LabState | None) -> dict[str, int]:
     return vlans
 
 
-def _node_exists(lab: Lab):
+def _node_exists(lab: Lab, remote_nodes: frozenset[str] = frozenset()):
     def exists(node_name: str) -> bool:
-        if node_name == names.HOST_NODE:  # host:IF ends: the host is always there
+        if node_name in remote_nodes or node_name == names.HOST_NODE:  # on another host; host:IF ends
             return True
         node = lab.nodes.get(node_name)
         if node is None:
@@ -97,3 +99,20 @@ def remove_links_not_in(lab: Lab) -> list[str]:
     if removed:
         get_run_logger().info("removed the ports of links no longer in the topology: %s", ", ".join(removed))
     return removed
+
+
+@task(name="wire-tunnels", task_run_name="wire-tunnels/{lab_id}", retries=2, retry_delay_seconds=[1, 3],
+      retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE)
+def wire_tunnels(lab_id: str, tunnels: list[dict], vlans: dict[str, int], local: str | None) -> list[str]:
+    """The VXLAN devices of the lab's cross-host links on this host (``tunnels``: link_id,
+    node, vni, remote), on the bridge with each link's local tag."""
+    from lab.errors import NetworkError
+    from providers.network.vxlan import Tunnel, ensure_tunnels
+
+    tunnels = [Tunnel(**t, vlan=vlans[t["link_id"]]) for t in tunnels]
+    if tunnels and not local:
+        raise NetworkError(f"lab {lab_id}: this host has no data-plane address (ARCHETYPE_DATA_ADDRESS)")
+    devices = ensure_tunnels(lab_id, tunnels, local=local or "")
+    if devices:
+        get_run_logger().info("tunnels: %s", ", ".join(f"{t.link_id}=VNI {t.vni} to {t.remote}" for t in tunnels))
+    return devices

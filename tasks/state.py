@@ -19,21 +19,23 @@ from lab.progress import Snapshot
 from lab.state import LabState, LabStatus, state_from_rows, state_to_rows
 
 
-def load_lab_state(lab_id: str) -> LabState | None:
-    """The newest published state of the lab, from any earlier run; None if never published."""
-    artifact = Artifact.get(names.state_artifact_key(lab_id))
+def load_lab_state(lab_id: str, key: str | None = None) -> LabState | None:
+    """The newest published state of the lab, from any earlier run; None if never published.
+    ``key``: another record of it (a host's slice of a multi-host lab)."""
+    artifact = Artifact.get(key or names.state_artifact_key(lab_id))
     if artifact is None or not artifact.data:
         return None
     rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     return state_from_rows(rows)
 
 
-def publish_lab_state(state: LabState) -> None:
+def publish_lab_state(state: LabState, key: str | None = None) -> None:
     """One artifact write (no task run of its own: a task would cost the server a run and
-    its state changes for one API call). Called in a flow, the artifact is the run's."""
+    its state changes for one API call). Called in a flow, the artifact is the run's.
+    ``key``: another record than the lab's (a host's slice of a multi-host lab)."""
     create_table_artifact(
         state_to_rows(state),
-        key=names.state_artifact_key(state.lab_id),
+        key=key or names.state_artifact_key(state.lab_id),
         description=f"Lab **{state.lab_id}**: {state.status.value} at {state.updated_at}",
     )
 

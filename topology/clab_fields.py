@@ -11,6 +11,7 @@ NODE_FIELDS = frozenset({
     "kind", "image", "startup-config", "env", "binds", "exec", "labels", "memory", "cpus", "cpu", "group",
     "restart-policy", "startup-delay", "stages", "wait-for",
     "mgmt-ipv4", "mgmt-ipv6", "mgmt_ipv4", "mgmt_ipv6",  # topology.mgmt
+    "host",  # Archetype's own: the lab host of a fleet it runs on
 })
 
 _NOT_PRIVILEGED = "containers are never privileged nor given capabilities by the topology (see README)"

@@ -68,6 +68,7 @@ class Node(NodeRef):
     labels: dict[str, str] = field(default_factory=dict)
     memory_mb: int | None = None
     cpus: int | None = None
+    host: str | None = None  # the lab host it runs on (None: placed by the coordinator)
     name_prefix: str | None = None  # containerlab's top-level `prefix` (None: no prefix line)
     restart_policy: str | None = None  # docker's restart policy (None: "no")
     startup_delay: float = 0.0  # seconds before the node is created
@@ -125,6 +126,11 @@ class Lab:
     mgmt: MgmtNetwork = field(default_factory=MgmtNetwork)
     host_paths: tuple[Path, ...] = ()  # every host file or folder the lab reads or binds
     prefix: str | None = None  # containerlab's top-level `prefix` (None: no prefix line)
+
+    @property
+    def hosts(self) -> set[str]:
+        """The hosts its nodes name (``host:``)."""
+        return {n.host for n in self.nodes.values() if n.host}
 
     def links_of(self, node: str) -> list[tuple[Link, Endpoint]]:
         """The node's link ends (point-to-point and segment), in port order."""
@@ -344,6 +350,7 @@ def _resolve_node(
         wait_for=stages.parse(fields.get("stages"), fields.get("wait-for"), where, problems),
         mgmt_ipv4=mgmt_fields.node_address(_dashed(fields, "mgmt-ipv4"), 4, f"{where}.mgmt-ipv4", problems),
         mgmt_ipv6=mgmt_fields.node_address(_dashed(fields, "mgmt-ipv6"), 6, f"{where}.mgmt-ipv6", problems),
+        host=node_fields.host(fields.get("host"), f"{where}.host", problems),
     )
     if node.restart_policy not in (None, "no") and vendor.container is None:
         problems.warn(f"{where}.restart-policy", "a VM is not restarted by its runtime: ignored")

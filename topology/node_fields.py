@@ -143,6 +143,18 @@ def positive_int(value: Any, where: str, problems: Problems) -> int | None:
     return max(1, int(value))
 
 
+def host(value: Any, where: str, problems: Problems) -> str | None:
+    """``host:`` names a lab host of the fleet (whether it exists is placement's question)."""
+    from lab.names import is_valid_host_name
+
+    if value is None:
+        return None
+    if not isinstance(value, str) or not is_valid_host_name(value):
+        problems.error(where, f"invalid host name {value!r}: lowercase letters, digits and dashes, at most 31 characters")
+        return None
+    return value
+
+
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 
 

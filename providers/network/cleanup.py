@@ -15,7 +15,7 @@ from providers.base import CleanupReport
 from providers.network import ovs, vlans
 from providers.network.markers import parse_alias
 from providers.network.netlink import IPRoute, dump_links, netlink_step
-from providers.network.veth import delete_host_veths
+from providers.network.veth import OUR_HOST_DEVICE_KINDS, delete_host_veths
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def release_lab(lab_id: str) -> CleanupReport:
             candidates = {
                 link.name: f"lab {lab_id}"
                 for link in dump_links(host).values()
-                if link.kind == "veth" and (
+                if link.kind in OUR_HOST_DEVICE_KINDS and (
                     (owner := parse_alias(link.alias)) is not None and owner[0] == lab_id
                     or (owner is None and link.name in recorded)
                 )

@@ -229,9 +229,13 @@ def _remove_veths(port_names: Sequence[str]) -> None:
         log.warning("rollback: cannot delete veths %s: %s", ", ".join(port_names), err)
 
 
+OUR_HOST_DEVICE_KINDS = ("veth", "vxlan")  # host-side devices a lab owns (VM taps are libvirt's)
+
+
 def delete_host_veths(candidates: dict[str, str]) -> tuple[list[str], list[str]]:
     """Delete host veths by name (name -> reason, for errors). Returns (deleted, errors);
-    missing ones are fine; a device that is not a veth is never deleted."""
+    missing ones are fine; a device that is not a veth (or a cross-host link's VXLAN device)
+    is never deleted."""
     deleted: list[str] = []
     errors: list[str] = []
     if not candidates:
@@ -240,7 +244,7 @@ def delete_host_veths(candidates: dict[str, str]) -> tuple[list[str], list[str]]
         links = dump_links(host)
         for name, owner in candidates.items():
             link = links.get(name)
-            if link is None or link.kind != "veth":
+            if link is None or link.kind not in OUR_HOST_DEVICE_KINDS:
                 continue
             try:
                 host.link("del", index=link.index)

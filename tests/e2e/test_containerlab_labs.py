@@ -75,6 +75,14 @@ def destroy(server: PrefectServer, lab_id: str) -> None:
     assert leftovers(lab_id) == {}
 
 
+def _container_log(name: str) -> str:
+    client = docker.from_env()
+    try:
+        return client.containers.get(name).logs(tail=40).decode(errors="replace")
+    finally:
+        client.close()
+
+
 def ospf_neighbors(container: str) -> list[str]:
     code, out = sh(container, "vtysh -c 'show ip ospf neighbor'")
     return out.splitlines() if code == 0 else []
@@ -166,7 +174,9 @@ def test_containerlab_frr01_example_deploys_and_routes(server: PrefectServer, tm
             return all(sum("Full" in line for line in ospf_neighbors(f"{container}-{r}")) == 2
                        for r in ("router1", "router2", "router3"))
 
-        assert wait_until(ospf_full, 120, 2), ospf_neighbors(f"{container}-router1")
+        assert wait_until(ospf_full, 120, 2), (
+            ospf_neighbors(f"{container}-router1"), _container_log(f"{container}-router1"),
+            sh(f"{container}-router1", "vtysh -c 'show running-config'")[1])
         for pc in ("192.168.12.2", "192.168.13.2"):  # PC1 to the other PCs, through the routers
             # (OSPF Full comes a little before the routes are installed on a loaded host)
             assert wait_until(lambda pc=pc: sh(f"{container}-PC1", f"ping -c 1 -W 2 {pc}")[0] == 0, 60, 2), (
@@ -277,5 +287,23 @@ def test_a_segment_keeps_its_vlan_when_one_of_its_nodes_leaves(server: PrefectSe
         assert tags == {"h1": vlan, "h2": vlan}
         code, out = sh(f"archetype-{lab}-h1", "ping -c 2 -W 2 10.79.0.2")
         assert code == 0, out
+    finally:
+        destroy(server, lab)
+
+
+def test_a_node_waiting_for_a_failed_node_fails_too_and_the_deploy_ends(server: PrefectServer, tmp_path: Path) -> None:
+    lab = f"clabx-{secrets.token_hex(2)}"
+    path = tmp_path / "fail.clab.yml"
+    path.write_text(yaml.safe_dump({"name": lab, "topology": {"nodes": {
+        "a": {"kind": "linux", "image": "registry.invalid/clabx/none:1"},  # cannot be pulled here
+        "b": {"kind": "linux", "stages": {"create": {"wait-for": [{"node": "a", "stage": "healthy"}]}}},
+        "c": {"kind": "linux"},
+    }}}))
+    try:
+        result = cli(server, "deploy", str(path), "--json", cwd=tmp_path)
+        assert result.returncode == 1, result.stderr[-3000:]
+        states = {n["name"]: n["state"] for n in json.loads(result.stdout)["nodes"]}
+        assert states["c"] == "ready" and states["a"].startswith("failed") and states["b"].startswith("failed"), states
+        assert "registry.invalid/clabx/none:1" in result.stdout
     finally:
         destroy(server, lab)

@@ -1,0 +1,115 @@
+"""Fleet commands and the fleet side of `status` and `connect` (DESIGN.md, multi-host).
+
+A fleet is the set of hosts that publish their facts on the Prefect server named by
+PREFECT_API_URL. Without one (no server, or nobody published), everything is this host's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any
+
+import typer
+
+from archetype import render
+from archetype.app import EXIT_FAILED, JsonOption, _emit, _fail, _run, app
+
+
+def fleet_hosts() -> list:
+    if not os.environ.get("PREFECT_API_URL"):
+        return []
+    from flows.fleet import read_hosts
+
+    try:
+        return read_hosts()
+    except Exception as err:  # noqa: BLE001 - the server is the fleet's memory: say it is unreachable
+        _fail([f"cannot read the hosts from {os.environ['PREFECT_API_URL']}: {err}"], EXIT_FAILED)
+        return []
+
+
+def fleet_labs(only_lab: str | None) -> list[dict[str, Any]] | None:
+    """Every lab on every alive host of the fleet, nodes with their host (None: no fleet)."""
+    hosts = fleet_hosts()
+    if not hosts:
+        return None
+    labs: dict[str, list[dict[str, Any]]] = {}
+    for host in (h for h in hosts if h.alive):
+        for lab_id, nodes in host.labs.items():
+            if only_lab is not None and lab_id != only_lab:
+                continue
+            labs.setdefault(lab_id, []).extend(
+                {"name": n[0], "kind": n[1], "provider": n[2], "state": n[3], "runtime_name": n[4], "host": host.name}
+                for n in nodes
+            )
+    return [{"lab_id": lab, "nodes": sorted(nodes, key=lambda n: n["name"])} for lab, nodes in sorted(labs.items())]
+
+
+def on_this_host(labs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Labs of this host alone: each node's host is this one."""
+    from lab.settings import get_settings
+
+    for lab in labs:
+        for node in lab["nodes"]:
+            node["host"] = get_settings().host_name
+    return labs
+
+
+def host_of(lab: str, node: str) -> Any | None:
+    """The fleet host running the node (None: no fleet)."""
+    hosts = fleet_hosts()
+    if not hosts:
+        return None
+    for host in (h for h in hosts if h.alive):
+        if any(n[0] == node for n in host.labs.get(lab, [])):
+            return host
+    _fail([f"no node {node!r} of lab {lab!r} on any alive host"], EXIT_FAILED)
+    return None
+
+
+def remote_cli(host: Any, *args: str) -> list[str]:
+    """argv that runs `archetype ARGS` on the host (its published access, or ssh)."""
+    prefix = list(host.access) or ["ssh", "-t", f"root@{host.address}", "archetype"]
+    return [*prefix, *args]
+
+
+def run_on_node_host(lab: str, node: str, *args: str) -> None:
+    """When the node runs on another host of a fleet, run `archetype ARGS` there and exit
+    with its status; otherwise return (the command goes on here). For `connect`, and for
+    `exec`: `run_on_node_host(lab, node, "exec", lab, node, "--", *command)`."""
+    from lab.settings import get_settings
+
+    host = host_of(lab, node)
+    if host is None or host.name == get_settings().host_name:
+        return
+    raise typer.Exit(subprocess.call(remote_cli(host, *args)))
+
+
+def connect_remote(lab: str, node: str) -> None:
+    """`connect` to a node on another host of the fleet (returns when it is here)."""
+    run_on_node_host(lab, node, "connect", lab, node)
+
+
+@app.command()
+def hosts(as_json: JsonOption = False) -> None:
+    """The hosts of the fleet sharing this Prefect server, with their liveness and capacity."""
+    found = _run(fleet_hosts)
+    result = {
+        "hosts": [
+            {"name": h.name, "address": h.address, "alive": h.alive, "cpus": h.cpus,
+             "memory_free_mb": h.memory_free_mb, "labs": sorted(h.labs), "updated_at": h.updated_at}
+            for h in found
+        ]
+    }
+    _emit(result, as_json, _show_hosts)
+
+
+def _show_hosts(result: dict[str, Any]) -> None:
+    if not result["hosts"]:
+        render.console.print("no hosts published on this server (single-host mode)")
+        return
+    render._table(
+        "hosts", ["host", "address", "alive", "cpus", "free MiB", "labs"],
+        [[h["name"], h["address"], "yes" if h["alive"] else "NO", h["cpus"], h["memory_free_mb"], ", ".join(h["labs"])]
+         for h in result["hosts"]],
+    )

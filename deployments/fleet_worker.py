@@ -1,0 +1,50 @@
+"""A fleet host's worker: serves every flow and the per-host steps as `<flow>/<host>`
+deployments on the shared server, and publishes this host's facts when it starts and
+every ``host_facts_interval`` seconds (a host whose facts grow old is not alive).
+
+    PREFECT_API_URL=... ARCHETYPE_HOST_NAME=lab-2 ARCHETYPE_DATA_ADDRESS=10.0.0.2 \\
+        python -m deployments.fleet_worker
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+log = logging.getLogger("archetype.fleet")
+
+
+def publish_facts_forever(stop: threading.Event) -> None:
+    from flows.fleet import publish_this_host
+    from lab.settings import get_settings
+
+    interval = get_settings().host_facts_interval
+    while not stop.is_set():
+        try:
+            publish_this_host()
+        except Exception as err:  # noqa: BLE001 - try again at the next beat
+            log.warning("could not publish this host's facts: %s", err)
+        stop.wait(interval)
+
+
+def main() -> None:
+    from prefect import serve
+
+    from deployments.serve import deployments
+    from flows.fleet import publish_this_host
+    from flows.slices import slice_flows
+    from lab.settings import get_settings
+
+    host = get_settings().host_name
+    publish_this_host()  # before serving: a coordinator can place on it at once
+    stop = threading.Event()
+    threading.Thread(target=publish_facts_forever, args=(stop,), daemon=True, name="host-facts").start()
+    steps = [f.to_deployment(name=host, tags=["archetype", "fleet"]) for f in slice_flows()]
+    try:
+        serve(*deployments(), *steps, limit=32)
+    finally:
+        stop.set()
+
+
+if __name__ == "__main__":
+    main()

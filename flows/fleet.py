@@ -1,0 +1,211 @@
+"""Coordination of a lab across the hosts of a fleet (DESIGN.md, "Hosts and the control plane").
+
+deploy: validate (done by the caller) -> place -> allocate a VNI per cross-host link ->
+publish the lab's state -> each host's slice as a child run of ``deploy-slice/<host>``, in
+parallel (idempotency key per run/host/step, pickup and step timeouts) -> merge the hosts'
+reports into the lab's state. Each slice wires its own ends of the cross-host links (a
+VXLAN device per link and host). A lab placed entirely on this very host runs in-process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
+
+from lab import names
+from lab.settings import get_settings
+from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord
+from tasks.hosts import allocate_vnis, child_error, publish_this_host, read_hosts, read_report, run_on_host
+from tasks.state import load_lab_state, publish_lab_state
+from topology import Lab
+from topology.placement import HostFacts, cross_host_links, place
+from topology.slices import slice_document
+
+__all__ = ["deploy_across_hosts", "destroy_across_hosts", "extract_across_hosts", "fleet_hosts", "publish_this_host",
+           "read_hosts"]
+
+
+def fleet_hosts() -> list[HostFacts]:
+    """The hosts sharing this Prefect server (none: the embedded single-host mode)."""
+    if not os.environ.get("PREFECT_API_URL"):
+        return []
+    try:
+        return read_hosts()
+    except Exception:  # noqa: BLE001 - a server without our variables is a single host
+        return []
+
+
+def _run_key(host: str, step: str) -> str:
+    from prefect.runtime import flow_run
+
+    return f"{flow_run.id}-{host}-{step}"
+
+
+@task(name="host-step", task_run_name="{step}/{host}", cache_policy=NO_CACHE)
+def host_step(step: str, flow_name: str, host: str, parameters: dict[str, Any], lab_id: str) -> dict[str, Any]:
+    """One host's step: its child run, then its report (an error names the host)."""
+    run = run_on_host(flow_name, host, parameters, key=_run_key(host, step))
+    report = read_report(names.host_report_key(lab_id, step, host), run.id)
+    error = child_error(run)
+    if report is None:
+        return {"error": f"host {host}: {error or 'no report from its step'}"}
+    if error and not report.get("errors"):  # a failed step says why in its report already
+        report.setdefault("errors", []).append(f"host {host}: {error}")
+    return report
+
+
+def _on_hosts(step: str, flow_name: str, params: dict[str, dict[str, Any]], lab_id: str) -> dict[str, dict[str, Any]]:
+    futures = {host: host_step.submit(step, flow_name, host, p, lab_id) for host, p in params.items()}
+    reports: dict[str, dict[str, Any]] = {}
+    for host, future in futures.items():
+        future.wait()
+        try:
+            reports[host] = future.result()
+        except Exception as err:  # noqa: BLE001 - the host is named in the error
+            reports[host] = {"error": str(err) or err.__class__.__name__}
+    return reports
+
+
+# deploy --------------------------------------------------------------------------------
+
+
+def deploy_across_hosts(lab: Lab, hosts: list[HostFacts]) -> dict[str, Any] | Failed | None:
+    """Deploy a placed lab through its hosts' slices; None when it all lands on this host
+    (the caller then deploys in-process, as on a single host)."""
+    logger = get_run_logger()
+    placement = place(lab, hosts)  # unplaceable: TopologyError, nothing created
+    used = sorted(set(placement.values()))
+    logger.info("placement: %s", ", ".join(f"{n}@{h}" for n, h in sorted(placement.items())))
+    if used == [get_settings().host_name]:
+        return None
+    if lab.segments or lab.host_ends():
+        from lab.errors import TopologyError
+
+        raise TopologyError(["links: segments (bridge kinds) and host:IF ends need the lab on one host; "
+                             f"this one is placed on {', '.join(used)} (give every node the same host:)"])
+    previous = load_lab_state(lab.id)
+    crossing = cross_host_links(lab, placement)
+    vnis = allocate_vnis(lab.id, [link.id for link in crossing],
+                         {link.id: link.vni for link in previous.links if link.vni} if previous else {})
+    state = LabState(
+        lab_id=lab.id, status=LabStatus.ALLOCATED,
+        nodes=[NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, host=placement[n.name],
+                          runtime_name=names.container_name(lab.id, n.name) if n.vendor.provider.value == "docker"
+                          else names.domain_name(lab.id, n.name)) for n in lab.nodes.values()],
+        links=[LinkRecord(id=link.id, endpoints=[str(link.a), str(link.b)], vlan=0, vni=vnis.get(link.id))
+               for link in lab.links],
+    )
+    publish_lab_state(state)  # the VNIs are remembered before any tunnel exists
+    address = {h.name: h.address for h in hosts}
+    text, files = slice_document(lab, placement)
+    params = {
+        host: {"lab_id": lab.id, "host": host, "topology": text, "files": files,
+               "tunnels": _tunnels_of(host, crossing, placement, vnis, address)}
+        for host in used
+    }
+    left = sorted({n.host for n in (previous.nodes if previous else []) if n.host} - set(used))
+    reports = _on_hosts("deploy", "deploy-slice", params, lab.id)
+    if left:  # hosts the lab no longer uses: their part goes
+        gone = _on_hosts("destroy", "destroy-slice", {h: {"lab_id": lab.id, "host": h} for h in left}, lab.id)
+        state.errors += [r["error"] for r in gone.values() if "error" in r] + [e for r in gone.values() for e in r.get("errors", [])]
+    _merge(state, reports)
+    state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
+    publish_lab_state(state)
+    result = {
+        "lab_id": lab.id,
+        "nodes": [{"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
+                   "ready_seconds": n.ready_seconds, "host": n.host} for n in state.nodes],
+        "links": [{"endpoints": link.endpoints, "vlan": link.vlan, "vlans": link.vlans, "vni": link.vni}
+                  for link in state.links],
+        "errors": state.errors,
+    }
+    if state.errors:
+        return Failed(message=f"lab {lab.id}: " + "; ".join(state.errors)[:1000], data=result)
+    return result
+
+
+def _tunnels_of(host: str, crossing: list, placement: dict[str, str], vnis: dict[str, int],
+                address: dict[str, str | None]) -> list[dict[str, Any]]:
+    tunnels = []
+    for link in crossing:
+        ends = {placement[link.a.node]: link.a.node, placement[link.b.node]: link.b.node}
+        if host not in ends:
+            continue
+        (peer,) = set(ends) - {host}
+        tunnels.append({"link_id": link.id, "node": ends[host], "vni": vnis[link.id], "remote": address[peer]})
+    return tunnels
+
+
+def _merge(state: LabState, reports: dict[str, dict[str, Any]]) -> None:
+    nodes = {n.name: n for n in state.nodes}
+    links = {link.id: link for link in state.links}
+    for host, report in reports.items():
+        if "error" in report:
+            state.errors.append(report["error"])
+            for node in nodes.values():
+                if node.host == host:
+                    node.state, node.error = NodePhase.FAILED, report["error"]
+            continue
+        for entry in report.get("nodes", []):
+            if entry["name"] in nodes:
+                node = nodes[entry["name"]]
+                node.state, node.failed_stage = NodeRecord.parse_state(entry["state"])
+                node.ready_seconds = entry.get("ready_seconds")
+        for entry in report.get("links", []):
+            link = links.get(names.link_id(*entry["endpoints"]))
+            if link is not None:
+                link.vlans[host] = entry["vlan"]
+                link.vlan = link.vlan or entry["vlan"]
+        state.errors += report.get("errors", [])
+
+
+# destroy and configs ----------------------------------------------------------------------
+
+
+def destroy_across_hosts(lab_id: str, hosts: list[HostFacts]) -> dict[str, Any]:
+    """Every alive host removes what it has of the lab; a host not alive is an error."""
+    alive = [h.name for h in hosts if h.alive]
+    reports = _on_hosts("destroy", "destroy-slice", {h: {"lab_id": lab_id, "host": h} for h in alive}, lab_id)
+    removed: dict[str, list[str]] = {}
+    errors: list[str] = []
+    for host, report in reports.items():
+        if "error" in report:
+            errors.append(report["error"])
+        for resource, items in report.get("removed", {}).items():
+            removed.setdefault(resource, []).extend(f"{host}:{item}" for item in items)
+        errors += [f"host {host}: {e}" for e in report.get("errors", [])]
+    previous = load_lab_state(lab_id)
+    down = sorted({n.host for n in (previous.nodes if previous else []) if n.host} - set(alive))
+    errors += [f"host {h} is not alive: its part of lab {lab_id} was not removed" for h in down]
+    return {"lab_id": lab_id, "removed": removed, "errors": errors}
+
+
+def extract_across_hosts(lab_id: str, folder: Path, hosts: list[HostFacts]) -> dict[str, Any] | None:
+    """The configs of a lab on other hosts, written here; None when the lab is not on them."""
+    state = load_lab_state(lab_id)
+    used = sorted({n.host for n in (state.nodes if state else []) if n.host})
+    if not used or used == [get_settings().host_name]:
+        return None
+    reports = _on_hosts("configs", "extract-slice", {h: {"lab_id": lab_id, "host": h} for h in used}, lab_id)
+    from lab.private import private_dir, write_private
+
+    private_dir(folder)
+    configs: dict[str, dict[str, Any]] = {}
+    for host, report in reports.items():
+        if "error" in report:
+            for node in (n for n in state.nodes if n.host == host):
+                configs[node.name] = {"ok": False, "path": None, "error": report["error"], "host": host}
+            continue
+        for node, entry in report.get("configs", {}).items():
+            path = None
+            if entry.get("ok"):
+                path = folder / f"{node}.cfg"
+                write_private(path, entry["text"])  # root only (DESIGN.md, Security); the host published the artifact
+            configs[node] = {"ok": bool(entry.get("ok")), "path": str(path) if path else None,
+                             "error": entry.get("error"), "host": host}
+    return {"lab_id": lab_id, "configs": dict(sorted(configs.items()))}

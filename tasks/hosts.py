@@ -1,0 +1,198 @@
+"""The fleet through the Prefect server: hosts' facts (variables), VNIs (from the labs'
+state), per-host steps as child runs of the hosts' deployments, and their reports.
+
+A child's return value would need result storage shared by every host; a host's step
+leaves its result as an artifact (``lab.names.host_report_key``) instead, read back by the
+coordinator only when it was written by that very child run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from prefect import get_run_logger
+from prefect.artifacts import Artifact, create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.states import Cancelled
+
+from lab import names
+from lab.errors import ArchetypeError
+from lab.settings import get_settings
+from lab.state import state_from_rows
+from topology.placement import HostFacts
+
+VNI_MIN, VNI_MAX = 4096, 2**24 - 1
+FENCE = "~~~~"
+
+
+# Host facts --------------------------------------------------------------------------
+
+
+def publish_host_facts(facts: dict[str, Any]) -> None:
+    from prefect.variables import Variable
+
+    text = json.dumps(facts)
+    if len(text) > 4900:  # a variable holds 5000 characters: the labs' details go first
+        facts = {**facts, "labs": {lab: [] for lab in facts.get("labs", {})}}
+    Variable.set(names.host_facts_variable(facts["name"]), facts, overwrite=True)
+
+
+def publish_this_host() -> None:
+    """Gather this host's facts and publish them (the worker, at start and periodically;
+    a host's step, when it changed what the host runs)."""
+    from providers.host_facts import gather
+
+    publish_host_facts(gather())
+
+
+def read_hosts() -> list[HostFacts]:
+    """Every host that ever published its facts, with liveness (facts fresh enough)."""
+    window = get_settings().host_alive_seconds
+    now = datetime.now(UTC)
+    with get_client(sync_client=True) as client:
+        variables = client.read_variables()
+    hosts = []
+    for variable in variables:
+        if not variable.name.startswith("archetype-host-") or not isinstance(variable.value, dict):
+            continue
+        data = variable.value
+        try:
+            age = (now - datetime.fromisoformat(str(data.get("updated_at")))).total_seconds()
+            hosts.append(HostFacts.from_dict(data, alive=age <= window))
+        except (KeyError, ValueError, TypeError):
+            continue  # not one of ours
+    return sorted(hosts, key=lambda h: h.name)
+
+
+def host_is_alive(host: str) -> bool:
+    return any(h.name == host and h.alive for h in read_hosts())
+
+
+# VNIs ---------------------------------------------------------------------------------
+
+
+def vnis_in_use(except_lab: str) -> set[int]:
+    """VNIs the other known labs' state records hold (the server is the fleet's memory)."""
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+    with get_client(sync_client=True) as client:
+        latest = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(like_="lab-%-state"))
+        )
+    used: set[int] = set()
+    for artifact in latest:
+        try:
+            rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+            state = state_from_rows(rows)
+        except (StopIteration, KeyError, ValueError, TypeError):
+            continue
+        if state.lab_id != except_lab and state.is_known:
+            used |= {link.vni for link in state.links if link.vni is not None}
+    return used
+
+
+def allocate_vnis(lab_id: str, link_ids: list[str], previous: dict[str, int]) -> dict[str, int]:
+    """A VNI per cross-host link: the one it had, else one derived from (lab, link) and
+    probed forward past every VNI another known lab holds. (No compare-and-set on the
+    server: two labs deployed at the same instant could only collide on the same hash
+    bucket of 16.7 million, and the lab state records which one each got.)"""
+    used = vnis_in_use(lab_id)
+    span = VNI_MAX - VNI_MIN + 1
+    vnis: dict[str, int] = {}
+    for link in sorted(link_ids):
+        vni = previous.get(link)
+        if vni is None or vni in used:
+            vni = VNI_MIN + zlib.crc32(f"{lab_id}\0{link}".encode()) % span
+            while vni in used:
+                vni = VNI_MIN + (vni - VNI_MIN + 1) % span
+        used.add(vni)
+        vnis[link] = vni
+    return vnis
+
+
+# Reports of per-host steps ----------------------------------------------------------------
+
+
+def publish_report(key: str, report: dict[str, Any]) -> None:
+    create_markdown_artifact(
+        f"{FENCE}json\n{json.dumps(report, indent=1, default=str)}\n{FENCE}\n", key=key,
+        description="A host's step of a multi-host run: its result, read back by the coordinator",
+    )
+
+
+def read_report(key: str, flow_run_id: UUID) -> dict[str, Any] | None:
+    artifact = Artifact.get(key)
+    if artifact is None or artifact.flow_run_id != flow_run_id or not artifact.data:
+        return None
+    text = str(artifact.data)
+    body = text.split(f"{FENCE}json\n", 1)[-1].rsplit(f"\n{FENCE}", 1)[0]
+    return json.loads(body)
+
+
+# Child runs on a host ------------------------------------------------------------------
+
+
+class HostStepError(ArchetypeError):
+    """A host did not take or finish its step in time; its child run is cancelled."""
+
+
+def run_on_host(flow_name: str, host: str, parameters: dict[str, Any], *, key: str) -> Any:
+    """Run ``flow_name/host`` as a child run, wait for its end, return the final flow run.
+
+    Raises ``HostStepError`` naming the host when the run is not picked up within
+    ``host_pickup_timeout``, when the host stops publishing its facts while it runs, or
+    when it outlasts ``host_step_timeout``; the run is then cancelled, so that it never
+    runs later on its own."""
+    from prefect.deployments import run_deployment
+
+    settings = get_settings()
+    logger = get_run_logger()
+    run = run_deployment(f"{flow_name}/{host}", parameters=parameters, timeout=0, idempotency_key=key)
+    logger.info("%s on %s: child run %s", flow_name, host, run.name)
+    started = time.monotonic()
+    running_since: float | None = None
+    last_liveness = 0.0
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(run.id)
+            state = run.state
+            now = time.monotonic()
+            if state is not None and state.is_final():
+                return run
+            if state is not None and state.is_running():
+                running_since = running_since or now
+            elif now - started > settings.host_pickup_timeout:
+                _cancel(client, run.id)
+                raise HostStepError(f"host {host} did not take its step ({flow_name}) within "
+                                    f"{settings.host_pickup_timeout:.0f} s: is its worker running?")
+            if running_since is not None and now - last_liveness > 5:
+                last_liveness = now
+                if not host_is_alive(host):
+                    _cancel(client, run.id)
+                    raise HostStepError(f"host {host} stopped answering during its step ({flow_name}): "
+                                        "no facts published recently")
+            if now - started > settings.host_step_timeout:
+                _cancel(client, run.id)
+                raise HostStepError(f"host {host} did not finish its step ({flow_name}) within "
+                                    f"{settings.host_step_timeout:.0f} s")
+            time.sleep(1)
+
+
+def _cancel(client: Any, flow_run_id: UUID) -> None:
+    try:
+        client.set_flow_run_state(flow_run_id, Cancelled(message="the coordinator gave up on this host"), force=True)
+    except Exception as err:  # noqa: BLE001 - the failure that follows says what matters
+        get_run_logger().warning("could not cancel child run %s: %s", flow_run_id, err)
+
+
+def child_error(run: Any) -> str | None:
+    """Why a finished child run did not complete, or None."""
+    state = run.state
+    if state is None or state.is_completed():
+        return None
+    return f"{state.name}: {state.message or 'no message'}"

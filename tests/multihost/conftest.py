@@ -1,0 +1,145 @@
+"""The simulated fleet (scripts/sim-fleet.sh): two hosts sim-1 and sim-2 on this machine,
+each with its own dockerd, libvirtd, OVS, workspace and worker, and a Postgres-backed
+Prefect server with API auth. Started once per test session (idempotent: a fleet already
+up is reused and left up); a fleet this session started is taken down at its end.
+
+Tests talk to the fleet as a user does: the `archetype` CLI with the fleet's env, and look
+at each host directly (nsenter into its namespaces; docker, virsh, ovs-vsctl, ip there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SIM = REPO / "scripts" / "sim-fleet.sh"
+RUN = Path("/run/archetype-sim")
+HOSTS = ("sim-1", "sim-2")
+
+
+def _unavailable(what: str) -> None:
+    if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
+        pytest.fail(what, pytrace=False)
+    pytest.skip(what)
+
+
+@dataclass
+class Fleet:
+    env: dict[str, str]
+    started_here: bool = False
+    labs: list[str] = field(default_factory=list)
+
+    def cli(self, *args: str, timeout: float = 900, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """`archetype ARGS` from this (coordinating) machine, pointed at the fleet."""
+        env = {**os.environ, **self.env, "PYTHONPATH": str(REPO), **(extra_env or {})}
+        argv = [sys.executable, "-c", "from archetype.cli import main; main()", *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def cli_json(self, *args: str, **kwargs) -> tuple[int, dict, str]:
+        result = self.cli(*args, "--json", **kwargs)
+        try:
+            document = json.loads(result.stdout) if result.stdout.strip() else {}
+        except json.JSONDecodeError:
+            document = {}
+        return result.returncode, document, result.stderr
+
+    def on(self, host: str, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a command inside a simulated host (its network, mounts and docker socket)."""
+        ns = RUN / host / "ns"
+        prefix = ["nsenter", f"--net={ns}/net", f"--mount={ns}/mnt", f"--uts={ns}/uts", "--",
+                  "env", "DOCKER_HOST=unix:///run/docker/docker.sock"]
+        return subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=timeout, check=False)
+
+    def docker_exec(self, host: str, lab: str, node: str, *argv: str, timeout: float = 60) -> tuple[int, str]:
+        result = self.on(host, "docker", "exec", f"archetype-{lab}-{node}", *argv, timeout=timeout)
+        return result.returncode, result.stdout + result.stderr
+
+    def sim(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(SIM), *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+    def run_deployment(self, name: str, parameters: dict, timeout: float = 600) -> str:
+        """Run a deployment of the fleet's server (as a schedule or the UI would); its final state."""
+        script = (
+            "import json, sys\n"
+            "from prefect.deployments import run_deployment\n"
+            f"run = run_deployment({name!r}, parameters=json.loads(sys.argv[1]), timeout={timeout})\n"
+            "print(run.state.type.value)\n"
+        )
+        env = {**os.environ, **self.env, "PYTHONPATH": str(REPO)}
+        result = subprocess.run([sys.executable, "-c", script, json.dumps(parameters)], env=env, capture_output=True,
+                                text=True, timeout=timeout + 60, check=False)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout.strip().splitlines()[-1]
+
+    def hosts(self) -> dict[str, dict]:
+        code, document, err = self.cli_json("hosts")
+        assert code == 0, err
+        return {h["name"]: h for h in document["hosts"]}
+
+    def wait_alive(self, host: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.hosts().get(host, {}).get("alive"):
+                return
+            time.sleep(3)
+        raise AssertionError(f"{host} did not come back alive")
+
+
+def _parse_env(text: str) -> dict[str, str]:
+    env = {}
+    for line in text.splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = value.strip("'")
+    return env
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Iterator[Fleet]:
+    if os.geteuid() != 0:
+        _unavailable("the simulated fleet needs root")
+    was_up = all((RUN / h / "pids" / "worker").exists() for h in HOSTS)
+    result = subprocess.run(["bash", str(SIM), "up", str(len(HOSTS))], capture_output=True, text=True, timeout=900,
+                            check=False)
+    if result.returncode != 0:
+        _unavailable(f"the simulated fleet did not start: {result.stderr[-2000:]}")
+    fleet = Fleet(env=_parse_env(result.stdout), started_here=not was_up)
+    for host in HOSTS:
+        fleet.wait_alive(host)
+    try:
+        yield fleet
+    finally:
+        if fleet.started_here:
+            subprocess.run(["bash", str(SIM), "down"], capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture
+def lab_id() -> str:
+    return f"mh-{secrets.token_hex(3)}"
+
+
+def host_leftovers(fleet: Fleet, host: str, lab: str) -> dict[str, list[str]]:
+    """What the lab left on one host, read from each runtime there (not through our code)."""
+    found: dict[str, list[str]] = {}
+    containers = fleet.on(host, "docker", "ps", "-a", "--filter", f"label=archetype.lab_id={lab}", "--format", "{{.Names}}")
+    found["containers"] = containers.stdout.split()
+    domains = fleet.on(host, "virsh", "-c", "qemu:///system", "list", "--all", "--name")
+    found["domains"] = [d for d in domains.stdout.split() if d.startswith(f"arch-{lab}-")]
+    ports = fleet.on(host, "ovs-vsctl", "--format=json", "--columns=name,external_ids", "list", "Port")
+    rows = json.loads(ports.stdout)["data"] if ports.stdout.strip() else []
+    found["ovs-ports"] = [r[0] for r in rows if ["archetype-lab", lab] in r[1][1]]
+    vxlans = fleet.on(host, "ip", "-d", "-o", "link", "show", "type", "vxlan")
+    found["vxlan-devices"] = [line.split(":")[1].strip() for line in vxlans.stdout.splitlines() if f"lab={lab} " in line]
+    files = fleet.on(host, "sh", "-c", f"ls -d /var/lib/archetype/*/{lab} /var/lib/archetype/vlans/{lab}.json 2>/dev/null")
+    found["workspace"] = files.stdout.split()
+    return {k: v for k, v in found.items() if v}

@@ -1,0 +1,107 @@
+"""Placement: which host of a fleet runs each node. Pure logic over the hosts' published facts.
+
+A node with ``host:`` goes there (the host must be alive and able to run it); the others go,
+biggest first, to the alive host that can run them (its images, its VM images) with the
+most memory left after what this lab already put there. A lab that cannot be placed is
+invalid input: one ``TopologyError`` naming every node that has nowhere to go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.errors import TopologyError
+from topology.document import Lab, Node
+from vendors.model import Provider
+
+CONTAINER_MEMORY_MB = 64  # what a container without `memory:` is counted as
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What a host publishes about itself (``archetype hosts``)."""
+
+    name: str
+    address: str | None = None
+    alive: bool = True
+    cpus: int = 0
+    memory_free_mb: int = 0
+    providers: tuple[str, ...] = ()  # runtimes that answer there: docker, libvirt
+    images: tuple[str, ...] = ()  # container images present
+    vm_images: tuple[str, ...] = ()  # files under the image dir (kernels, disks)
+    underlay_mtu: int | None = None
+    access: tuple[str, ...] = ()
+    updated_at: str = ""
+    labs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, alive: bool = True) -> HostFacts:
+        return cls(
+            name=str(data["name"]), address=data.get("address"), alive=alive, cpus=int(data.get("cpus") or 0),
+            memory_free_mb=int(data.get("memory_free_mb") or 0), providers=tuple(data.get("providers") or ()),
+            images=tuple(data.get("images") or ()), vm_images=tuple(data.get("vm_images") or ()),
+            underlay_mtu=data.get("underlay_mtu"), access=tuple(data.get("access") or ()),
+            updated_at=str(data.get("updated_at") or ""), labs=dict(data.get("labs") or {}),
+        )
+
+    def why_not(self, node: Node) -> str | None:
+        """Why this host cannot run the node, or None when it can."""
+        if not self.alive:
+            return f"host {self.name} is not alive (no facts published recently)"
+        vendor = node.vendor
+        if vendor.provider.value not in self.providers:
+            return f"host {self.name} has no {vendor.provider.value}"
+        if vendor.provider is Provider.DOCKER:
+            wanted = node.image if ":" in node.image.rsplit("/", 1)[-1] else f"{node.image}:latest"
+            if wanted not in self.images and node.image not in self.images:
+                return f"host {self.name} has no image {node.image}"
+        else:
+            files = [f for f in (vendor.vm.disk_image, vendor.vm.kernel, vendor.vm.initrd) if f]
+            missing = [f for f in files if f not in self.vm_images]
+            if missing:
+                return f"host {self.name} has no VM image {', '.join(missing)}"
+        return None
+
+
+def node_memory(node: Node) -> int:
+    if node.memory_mb is not None:
+        return node.memory_mb
+    return node.vendor.memory_mb if node.vendor.provider is Provider.LIBVIRT else CONTAINER_MEMORY_MB
+
+
+def place(lab: Lab, hosts: list[HostFacts]) -> dict[str, str]:
+    """node name -> host name, or TopologyError naming each node that cannot be placed."""
+    by_name = {h.name: h for h in hosts}
+    left = {h.name: h.memory_free_mb for h in hosts}
+    placement: dict[str, str] = {}
+    problems: list[str] = []
+    for node in lab.nodes.values():  # named hosts first: they take their memory
+        if node.host is None:
+            continue
+        host = by_name.get(node.host)
+        reason = f"unknown host {node.host!r} (known: {', '.join(sorted(by_name)) or 'none'})" if host is None \
+            else host.why_not(node)
+        if reason:
+            problems.append(f"topology.nodes.{node.name}.host: {reason}")
+            continue
+        placement[node.name] = node.host
+        left[node.host] -= node_memory(node)
+    unplaced = sorted((n for n in lab.nodes.values() if n.host is None), key=lambda n: (-node_memory(n), n.name))
+    for node in unplaced:
+        able = [h for h in hosts if h.why_not(node) is None and left[h.name] >= node_memory(node)]
+        if not able:
+            reasons = "; ".join(h.why_not(node) or f"host {h.name} has {left[h.name]} MiB free" for h in hosts)
+            problems.append(f"topology.nodes.{node.name}: no host can run it ({reasons or 'no hosts'})")
+            continue
+        best = max(able, key=lambda h: (left[h.name], -sorted(by_name).index(h.name)))
+        placement[node.name] = best.name
+        left[best.name] -= node_memory(node)
+    if problems:
+        raise TopologyError(problems)
+    return placement
+
+
+def cross_host_links(lab: Lab, placement: dict[str, str]) -> list[Any]:
+    """The links whose two ends are on different hosts."""
+    return [link for link in lab.links if placement[link.a.node] != placement[link.b.node]]
