@@ -62,14 +62,20 @@ def status(lab: Annotated[str | None, typer.Argument(help="Only this lab")] = No
 
 
 @app.command()
-def deploy(file: Path, as_json: JsonOption = False) -> None:
+def deploy(
+    file: Path,
+    from_configs: Annotated[
+        bool, typer.Option("--from-configs", help="Start each node from its last extracted config (archetype configs)")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Deploy (or converge) a lab through the deploy-lab flow."""
     from topology import load_topology
 
     _run(lambda: load_topology(file))  # invalid input: exit 2 before Prefect starts
     from flows.deploy_lab import deploy_lab
 
-    result = _run_flow(as_json, deploy_lab, topology=str(file.resolve()))
+    result = _run_flow(as_json, deploy_lab, topology=str(file.resolve()), from_configs=from_configs)
     _emit(result, as_json, render.show_deployed)
     _exit_on_errors(result)
 
@@ -167,5 +173,6 @@ def main() -> None:
 
 import archetype.cli_controls  # noqa: E402,F401 - registers `node`, `link`, `exec`, `capture`
 import archetype.cli_fleet  # noqa: E402,F401 - registers `hosts` (multi-host)
+import archetype.cli_mgmt  # noqa: E402,F401 - registers inventory, save, graph
 import archetype.cli_migrate  # noqa: E402,F401 - registers `migrate` (moving nodes)
 import archetype.cli_server  # noqa: E402,F401 - registers `archetype server`

@@ -88,17 +88,19 @@ def show_status(result: dict[str, Any]) -> None:
     for lab in result["labs"]:
         _table(
             f"lab {lab['lab_id']}",
-            ["node", "kind", "provider", "state", "runtime name", "host"],
-            [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"], n.get("host")] for n in lab["nodes"]],
+            ["node", "kind", "provider", "state", "runtime name", "host", "mgmt ipv4"],
+            [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"], n.get("host"), n.get("mgmt_ipv4")]
+             for n in lab["nodes"]],
         )
 
 
 def show_deployed(result: dict[str, Any]) -> None:
     _table(
         f"lab {result['lab_id']}",
-        ["node", "kind", "provider", "state", "ready (s)", "host"],
+        ["node", "kind", "provider", "state", "ready (s)", "host", "mgmt ipv4"],
         [
-            [n["name"], n["kind"], n["provider"], n["state"], _seconds(n.get("ready_seconds")), n.get("host")]
+            [n["name"], n["kind"], n["provider"], n["state"], _seconds(n.get("ready_seconds")), n.get("host"),
+             n.get("mgmt_ipv4")]
             for n in result["nodes"]
         ],
     )
@@ -111,6 +113,15 @@ def show_configs(result: dict[str, Any]) -> None:
         f"configs of {result['lab_id']}",
         ["node", "ok", "file / error"],
         [[name, "yes" if c["ok"] else "no", c["path"] or c["error"]] for name, c in result["configs"].items()],
+    )
+
+
+def show_saved(result: dict[str, Any]) -> None:
+    _table(
+        f"configs saved on the devices of {result['lab_id']}",
+        ["node", "saved", "command / error"],
+        [[name, {True: "yes", False: "no", None: "- (nothing to save)"}[s["ok"]], s["error"] or s["command"]]
+         for name, s in result["nodes"].items()],
     )
 
 

@@ -23,6 +23,7 @@ def deployments() -> list:
     from flows.exec_node import exec_node
     from flows.extract_configs import extract_configs
     from flows.migrate_node import migrate_node
+    from flows.save_configs import save_configs
     from flows.set_link import set_link
     from lab.settings import get_settings
 
@@ -33,6 +34,7 @@ def deployments() -> list:
         deploy_lab.to_deployment(name=host, tags=["archetype"]),
         destroy_lab.to_deployment(name=host, tags=["archetype"]),
         extract_configs.to_deployment(name=host, tags=["archetype"]),
+        save_configs.to_deployment(name=host, tags=["archetype"]),
         discover_labs.to_deployment(name=host, tags=["archetype"]),
         migrate_node.to_deployment(name=host, tags=["archetype"]),
         cleanup_orphans.to_deployment(name=host, cron=CLEANUP_CRON, tags=["archetype"], concurrency_limit=1),

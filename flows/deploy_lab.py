@@ -31,6 +31,7 @@ from lab.progress import DeployProgress, Snapshot
 from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord, Stage
 from tasks.controls import apply_links, keep_link_controls, links_with_controls
+from tasks.mgmt import ensure_mgmt_network, publish_lab_picture, starting_from_saved_configs
 from tasks.network import allocate_vlans, plan_host_ends, plan_link_ends, remove_links_not_in, wire_host_ends
 from tasks.nodes import (
     bring_up_node,
@@ -42,6 +43,7 @@ from tasks.nodes import (
 )
 from tasks.state import ProgressArtifacts, load_lab_state, publish_lab_state
 from topology import Lab, load_topology
+from topology.addressing import assign
 from topology.stages import BRING_UP, POST_BOOT, stage_waits
 
 
@@ -66,16 +68,21 @@ STAGE_THREADS = 512
 
 
 @flow(name="deploy-lab", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=STAGE_THREADS))
-def deploy_lab(topology: str) -> dict[str, Any]:
+def deploy_lab(topology: str, from_configs: bool = False) -> dict[str, Any]:
     """Deploy a lab of containers and VMs, or converge one that is half there.
 
     Args:
         topology: a path to a topology file on the lab host, or the YAML text itself.
+        from_configs: start each node from its last extracted config (the lab's configs
+            folder) instead of the topology's startup-config; nodes without one start as
+            the topology says.
     """
     flow_started_at = time.time()
     lab = load_topology(topology)  # invalid input fails the run here, before anything exists
     for warning in lab.warnings:
         get_run_logger().warning(warning)
+    if from_configs:
+        lab = starting_from_saved_configs(lab)
     from flows import fleet
 
     hosts = fleet.fleet_hosts()
@@ -100,8 +107,10 @@ def converge_here(
 
     flow_started_at = flow_started_at or time.time()
     with lab_lock(lab.id):
+        lab = assign(lab, ensure_mgmt_network(lab))  # every node's management address
         previous = load_lab_state(lab.id, state_key)
         vlans = allocate_vlans(lab, previous, remote_nodes)
+        publish_lab_picture(lab, vlans)
         ends = plan_link_ends(lab, vlans)
         host_ends = plan_host_ends(lab, vlans)
         present = lab_nodes(lab.id)
@@ -149,7 +158,7 @@ def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[
             NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value,
                        runtime_name=runtime_name(lab.id, n),
                        state=NodePhase.READY if n.name in configured else NodePhase.PLANNED,
-                       host=get_settings().host_name, exec_lines=list(n.exec))
+                       host=get_settings().host_name, exec_lines=list(n.exec), mgmt_ipv4=n.mgmt_ipv4)
             for n in lab.nodes.values()
         ],
         links=[
@@ -305,7 +314,8 @@ def _result(state: LabState, progress: DeployProgress, flow_started_at: float) -
         "lab_id": state.lab_id,
         "nodes": [
             {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
-             "ready_seconds": n.ready_seconds, "stages": stages.get(n.name, {}), "host": n.host}
+             "ready_seconds": n.ready_seconds, "stages": stages.get(n.name, {}), "host": n.host,
+             "mgmt_ipv4": n.mgmt_ipv4}
             for n in state.nodes
         ],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan} for link in state.links],

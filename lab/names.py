@@ -77,6 +77,12 @@ def mgmt_network_name(lab_id: str) -> str:
     return f"archetype-{lab_id}-mgmt"
 
 
+def mgmt_bridge_name(lab_id: str) -> str:
+    """The Linux bridge of the lab's management network (VM management NICs join it by
+    name): ``arm`` + a hash, 15 characters, so that no lab id is too long for it."""
+    return "arm" + _short_hash("mgmt", lab_id, length=12)
+
+
 def container_labels(lab_id: str, node: str, kind: str) -> dict[str, str]:
     return {LABEL_LAB: lab_id, LABEL_NODE: node, LABEL_KIND: kind, LABEL_PROVIDER: "docker"}
 
@@ -147,6 +153,10 @@ def artifact_slug(text: str) -> str:
 
 def state_artifact_key(lab_id: str) -> str:
     return f"lab-{lab_id}-state"
+
+
+def picture_artifact_key(lab_id: str) -> str:
+    return f"lab-{lab_id}-picture"
 
 
 def progress_artifact_key(lab_id: str) -> str:
@@ -225,6 +235,11 @@ def vlan_lock_path() -> Path:
 
 def console_lock_path(domain: str) -> Path:
     return locks_dir() / f"console-{domain}.lock"
+
+
+def mgmt_subnet_lock_path() -> Path:
+    """Host-wide: two labs choosing their management subnet at once never take the same one."""
+    return locks_dir() / "mgmt-subnets.lock"
 
 
 def lab_lock_path(lab_id: str) -> Path:

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     vlan_max: int = Field(4000, ge=1, le=4094)
     link_mtu: int = Field(1500, ge=576, le=9500)
 
+    mgmt_ipv4_pool: str = Field(
+        "10.213.0.0/16",
+        description="Where a lab's management subnet is taken from when its topology gives none "
+        "(a free /24 or larger per lab, never one used by another docker network or a host route)",
+    )
+
     host_name: str = Field(
         default_factory=socket.gethostname,
         description="This lab host's name: the name of the deployments `archetype serve` makes",

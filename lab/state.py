@@ -50,6 +50,7 @@ class NodeRecord(BaseModel):
     ready_seconds: float | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
+    mgmt_ipv4: str | None = None
     host: str | None = None  # the lab host it runs on (multi-host labs)
     exec_lines: list[str] = Field(default_factory=list)  # the topology's `exec`: post-boot again after a restart
 

@@ -47,6 +47,8 @@ class NodeStatus:
     provider: Provider
     state: NodeState
     runtime_name: str
+    mgmt_ipv4: str | None = None  # the node's address on the lab's management network
+    mgmt_ipv6: str | None = None
 
     def ref(self) -> NodeRef:
         """The node's reference, its kind looked up in the catalog (``CatalogError`` when
@@ -65,7 +67,7 @@ class DiscoveredLab:
             "lab_id": self.lab_id,
             "nodes": [
                 {"name": n.name, "kind": n.kind, "provider": n.provider.value, "state": n.state.value,
-                 "runtime_name": n.runtime_name}
+                 "runtime_name": n.runtime_name, "mgmt_ipv4": n.mgmt_ipv4, "mgmt_ipv6": n.mgmt_ipv6}
                 for n in self.nodes
             ],
         }
@@ -153,6 +155,13 @@ class NodeProvider(abc.ABC):
     @abc.abstractmethod
     def extract_config(self, lab_id: str, node: NodeRef) -> str:
         """The node's running configuration, by the vendor's extraction method."""
+
+    def save_config(self, lab_id: str, node: NodeRef) -> str:
+        """Make the device keep its running config where it reads it at boot, by the
+        vendor's save method; the device's answer. ``ProviderError`` when it has none."""
+        from lab.errors import ProviderError
+
+        raise ProviderError(f"node {node.name}: {self.name} cannot save configs")
 
     @abc.abstractmethod
     def connect_command(self, lab_id: str, node: NodeRef) -> list[str]:

@@ -63,6 +63,45 @@ def node_session(lab_id: str, node_name: str) -> tuple[list[str], AbstractContex
     return provider.connect_command(lab_id, ref), provider.connect_guard(lab_id, ref)
 
 
+# The picture of a running lab ------------------------------------------------------------
+
+
+def live_picture(lab_id: str):  # noqa: ANN201 - topology.picture.LabPicture
+    """The picture of a running lab: its nodes from the live runtimes (with their management
+    addresses), its links and VLANs from the host's VLAN record."""
+    from providers.network import vlans
+    from topology.picture import LabPicture, PictureLink, PictureNode
+
+    found = lab_nodes(lab_id)
+    if not found:
+        raise ArchetypeError(f"no lab {lab_id!r} on this host")
+    nodes = [PictureNode(n.name, n.kind, n.provider.value, "", n.mgmt_ipv4, n.state.value) for n in found]
+    known = {n.name for n in nodes}
+    links = []
+    reservation = vlans.load_reservation(lab_id)
+    for link_id, entry in sorted((reservation.links if reservation else {}).items()):
+        ends = _link_ends(link_id, known)
+        if ends is not None:
+            (a, a_if), (b, b_if) = ends
+            links.append(PictureLink(a, a_if, b, b_if, entry.vlan))
+    return LabPicture(lab_id=lab_id, nodes=nodes, links=links)
+
+
+def _link_ends(link_id: str, nodes: set[str]) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """``a:ifa--b:ifb`` (``lab.names.link_id``) split where both halves name a node of the lab
+    (node names may hold dashes, so the first ``--`` is not always the separator)."""
+    start = 0
+    while (i := link_id.find("--", start)) != -1:
+        first, second = link_id[:i], link_id[i + 2:]
+        start = i + 1
+        if ":" in first and ":" in second:
+            a, a_if = first.split(":", 1)
+            b, b_if = second.split(":", 1)
+            if a in nodes and b in nodes:
+                return (a, a_if), (b, b_if)
+    return None
+
+
 # Removal ---------------------------------------------------------------------------------
 
 

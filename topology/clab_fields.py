@@ -10,6 +10,7 @@ from __future__ import annotations
 NODE_FIELDS = frozenset({
     "kind", "image", "startup-config", "env", "binds", "exec", "labels", "memory", "cpus", "cpu", "group",
     "restart-policy", "startup-delay", "stages", "wait-for",
+    "mgmt-ipv4", "mgmt-ipv6", "mgmt_ipv4", "mgmt_ipv6",  # topology.mgmt
     "host",  # Archetype's own: the lab host of a fleet it runs on
 })
 
@@ -19,7 +20,6 @@ _SECRETS = "console logins come from settings, never from the topology"
 # Node fields read and ignored, each with the reason the warning gives.
 IGNORED_NODE_FIELDS: dict[str, str] = {
     "type": "the device variant is the kind's (one image per kind)",
-    "mgmt-ipv4": "", "mgmt-ipv6": "", "mgmt_ipv4": "", "mgmt_ipv6": "",
     "license": "licence files are not mounted",
     "ports": "no ports are published on the host",
     "publish": "no ports are published on the host",
@@ -56,9 +56,8 @@ IGNORED_NODE_FIELDS: dict[str, str] = {
 }
 
 # Top-level fields.
-TOP_FIELDS = frozenset({"name", "topology", "prefix"})
+TOP_FIELDS = frozenset({"name", "topology", "prefix", "mgmt"})
 IGNORED_TOP_FIELDS: dict[str, str] = {
-    "mgmt": "",
     "settings": "certificate and console settings are Archetype's own",
     "debug": "",
 }

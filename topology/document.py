@@ -17,9 +17,11 @@ import yaml
 from lab import names
 from lab.errors import TopologyError
 from lab.settings import get_settings
+from topology import mgmt as mgmt_fields
 from topology import node_fields, stages
 from topology.clab_fields import IGNORED_NODE_FIELDS, IGNORED_TOP_FIELDS, NODE_FIELDS, TOP_FIELDS
 from topology.links import SEGMENT_KINDS, Endpoint, Link, resolve_links, segment_names
+from topology.mgmt import MgmtNetwork
 from topology.node_fields import Bind
 from topology.paths import Folders, forbidden_topology_file
 from topology.problems import Problems
@@ -71,6 +73,11 @@ class Node(NodeRef):
     restart_policy: str | None = None  # docker's restart policy (None: "no")
     startup_delay: float = 0.0  # seconds before the node is created
     wait_for: tuple[WaitFor, ...] = ()  # containerlab's stages: which stage waits for which
+    # Management addresses: static ones from the topology; every node has one once the
+    # lab's subnet is known (``topology.mgmt.assign``, at deploy).
+    mgmt_ipv4: str | None = None
+    mgmt_ipv6: str | None = None
+    mgmt_prefixlen: int | None = None  # of mgmt_ipv4, set with it by ``topology.mgmt.assign``
 
     @classmethod
     def of(cls, name: str, kind: str, *, image: str | None = None, **fields: Any) -> Node:  # type: ignore[override]
@@ -86,14 +93,27 @@ class Node(NodeRef):
     @property
     def post_boot_commands(self) -> list[str]:
         """Everything post-boot runs on the node, in order: a VM's startup-config typed in
-        over its console (day 0), the vendor's commands, then the node's own ``exec``
-        (each provider gives them its own form)."""
-        return [*self.vendor.startup_config_commands(self.startup_config), *self.vendor.post_boot_commands, *self.exec]
+        over its console (day 0), its management address (console lines from the catalog),
+        the vendor's commands, then the node's own ``exec`` (each provider gives them its
+        own form)."""
+        return [*self.vendor.startup_config_commands(self.startup_config), *self.management_lines,
+                *self.vendor.post_boot_commands, *self.exec]
 
     @property
     def own_commands_from(self) -> int:
         """Where the node's own ``exec`` starts in ``post_boot_commands``."""
         return len(self.post_boot_commands) - len(self.exec)
+
+    @property
+    def management_lines(self) -> list[str]:
+        """Console lines that give a VM its management address (from the catalog), when it
+        has one and its management NIC is on the lab's network; none for containers (docker
+        gives them theirs)."""
+        vendor, vm = self.vendor, self.vendor.vm
+        if not (self.mgmt_ipv4 and self.mgmt_prefixlen and vm and vm.management_network == "lab"
+                and vendor.interfaces.management_nic):
+            return []
+        return vendor.management.render(self.mgmt_ipv4, self.mgmt_prefixlen, vendor.interfaces.management)
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,7 @@ class Lab:
     links: tuple[Link, ...]
     source_dir: Path
     warnings: tuple[str, ...] = ()
+    mgmt: MgmtNetwork = field(default_factory=MgmtNetwork)
     host_paths: tuple[Path, ...] = ()  # every host file or folder the lab reads or binds
     prefix: str | None = None  # containerlab's top-level `prefix` (None: no prefix line)
 
@@ -209,10 +230,12 @@ def resolve(document: Any, base_dir: Path | None) -> Lab:
 
     links = resolve_links(topo.get("links"), raw_nodes, nodes, segments, problems)
     stages.check_wait_for(nodes, problems)
+    mgmt = mgmt_fields.parse_mgmt(document.get("mgmt"), problems)
+    mgmt_fields.check_node_addresses(mgmt, nodes, problems)
     if problems.errors:
         raise TopologyError(problems.errors)
     return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=folders.base, warnings=tuple(problems.warnings),
-               host_paths=tuple(folders.used), prefix=prefix)
+               host_paths=tuple(folders.used), prefix=prefix, mgmt=mgmt)
 
 
 def _check_top(document: dict[str, Any], problems: Problems) -> str:
@@ -325,11 +348,18 @@ def _resolve_node(
         restart_policy=node_fields.restart_policy(fields.get("restart-policy"), f"{where}.restart-policy", problems),
         startup_delay=node_fields.startup_delay(fields.get("startup-delay"), f"{where}.startup-delay", problems),
         wait_for=stages.parse(fields.get("stages"), fields.get("wait-for"), where, problems),
+        mgmt_ipv4=mgmt_fields.node_address(_dashed(fields, "mgmt-ipv4"), 4, f"{where}.mgmt-ipv4", problems),
+        mgmt_ipv6=mgmt_fields.node_address(_dashed(fields, "mgmt-ipv6"), 6, f"{where}.mgmt-ipv6", problems),
         host=node_fields.host(fields.get("host"), f"{where}.host", problems),
     )
     if node.restart_policy not in (None, "no") and vendor.container is None:
         problems.warn(f"{where}.restart-policy", "a VM is not restarted by its runtime: ignored")
     return node  # even with field errors: its links are still checked
+
+
+def _dashed(fields: dict[str, Any], key: str) -> Any:
+    """containerlab accepts both ``mgmt-ipv4`` and ``mgmt_ipv4``."""
+    return fields.get(key, fields.get(key.replace("-", "_")))
 
 
 def _warn_untrusted_image(vendor: VendorConfig, image: str, where: str, problems: Problems) -> None:

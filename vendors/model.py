@@ -169,8 +169,11 @@ class VmOptions(_Model):
     cmdline: str | None = None
     data_volume_mb: int = Field(0, ge=0, description="A blank data disk (vdb) of this size; 0 = none")
     serial_ports: int = Field(1, ge=1, le=4)
-    management_network: Literal["none", "user"] = Field(
-        "user", description="What the management NIC (if any) is attached to"
+    management_network: Literal["lab", "none", "user"] = Field(
+        "lab",
+        description="What the management NIC (if any) is attached to: 'lab' = the lab's management "
+        "network (a Linux bridge on the host) when the node has an address there, 'user' = QEMU "
+        "user-mode networking (unreachable from outside), 'none' = an unlinked NIC",
     )
     startup_config: VmStartupConfig = Field(
         VmStartupConfig.NONE, description="How a node's startup-config is applied (none: refused at validation)"
@@ -278,11 +281,55 @@ class ConfigExtraction(_Model):
         return self
 
 
+class ConfigSaveMethod(StrEnum):
+    NONE = "none"
+    EXEC = "exec"  # a command in the container (sh -c)
+    CONSOLE = "console"  # CLI lines over the serial console, in privileged mode
+
+
+class ConfigSave(_Model):
+    """How the device keeps its running config as its startup config, on the device itself
+    (``archetype save``): FRR ``write memory``, cEOS ``Cli -p 15 -c wr``, IOS ``write memory``."""
+
+    method: ConfigSaveMethod = ConfigSaveMethod.NONE
+    command: str | None = None
+    success: str | None = Field(None, description="Output that must appear (regex); None: exit status / no error")
+    timeout: float = 60.0
+
+    @model_validator(mode="after")
+    def _has_command(self) -> ConfigSave:
+        if self.method is not ConfigSaveMethod.NONE and not self.command:
+            raise ValueError(f"config save {self.method} needs a command")
+        return self
+
+
+class Management(_Model):
+    """How a node is reached and addressed on the lab's management network."""
+
+    commands: list[str] = Field(
+        default_factory=list,
+        description="VMs: console lines (config mode included) that give the management interface its "
+        "address; placeholders {ipv4}, {netmask}, {prefixlen}, {interface}",
+    )
+    ansible_network_os: str | None = Field(None, description="Ansible's network_os for the kind")
+    nornir_platform: str | None = Field(None, description="Nornir / netmiko platform name")
+    ansible_connection: str | None = Field(None, description="Ansible connection plugin (network_cli, ...)")
+    cli_port: int | None = Field(None, description="TCP port of the device's CLI on its management address")
+
+    def render(self, ipv4: str, prefixlen: int, interface: str | None) -> list[str]:
+        import ipaddress
+
+        netmask = str(ipaddress.IPv4Network(f"0.0.0.0/{prefixlen}").netmask)
+        values = {"ipv4": ipv4, "netmask": netmask, "prefixlen": str(prefixlen), "interface": interface or ""}
+        return [line.format(**values) for line in self.commands]
+
+
 class Capability(StrEnum):
     STARTUP_CONFIG = "startup-config"
     READINESS = "readiness"
     POST_BOOT = "post-boot"
     CONFIG_EXTRACTION = "config-extraction"
+    CONFIG_SAVE = "config-save"
     CONSOLE = "console"
     SHELL = "shell"
 
@@ -303,6 +350,8 @@ class VendorConfig(_Model):
     console: ConsoleDialect = ConsoleDialect()
     post_boot_commands: list[str] = Field(default_factory=list)
     config_extraction: ConfigExtraction = ConfigExtraction()
+    config_save: ConfigSave = ConfigSave()
+    management: Management = Management()
 
     @model_validator(mode="after")
     def _runtime_block_matches_provider(self) -> VendorConfig:
@@ -365,5 +414,7 @@ class VendorConfig(_Model):
             caps.append(Capability.POST_BOOT)
         if self.config_extraction.method is not ExtractionMethod.NONE:
             caps.append(Capability.CONFIG_EXTRACTION)
+        if self.config_save.method is not ConfigSaveMethod.NONE:
+            caps.append(Capability.CONFIG_SAVE)
         caps.append(Capability.SHELL if self.provider is Provider.DOCKER else Capability.CONSOLE)
         return caps

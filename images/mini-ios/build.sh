@@ -163,6 +163,8 @@ for a in $("$BB" --list); do
 done
 install -m 0755 "$SRC/init.sh" "$ROOT/init"
 install -m 0755 "$SRC/cli.sh" "$ROOT/bin/ios"
+printf '#!/bin/sh\nexec /bin/ios vty\n' >"$ROOT/bin/ios-vty"   # telnetd -l takes no arguments
+chmod 0755 "$ROOT/bin/ios-vty"
 echo 'root:x:0:0:root:/root:/bin/ios' >"$ROOT/etc/passwd"
 echo 'root:x:0:' >"$ROOT/etc/group"
 echo Router >"$ROOT/etc/hostname"

@@ -15,6 +15,7 @@ NVRAM_MAGIC='MINI-IOS-NVRAM 1'
 NVRAM_SIZE=262144
 IOS_VERSION='15.9(3)M'
 CTRLZ=$(printf '\032')
+CR=$(printf '\r')
 USER_OK=admin
 PASS_OK=admin
 
@@ -276,7 +277,7 @@ gen_config() { # the running configuration, from "!" to "end"
     while read -r n m nh; do
         [ -n "$nh" ] && printf 'ip route %s %s %s\n' "$n" "$m" "$nh"
     done <$S/routes
-    printf '!\nipv6 ioam timestamp\n!\n!\n!\ncontrol-plane\n!\n!\nline con 0\n exec-timeout 0 0\n logging synchronous\nline aux 0\nline vty 0 4\n login local\n transport input none\n!\nno scheduler allocate\n!\nend\n'
+    printf '!\nipv6 ioam timestamp\n!\n!\n!\ncontrol-plane\n!\n!\nline con 0\n exec-timeout 0 0\n logging synchronous\nline aux 0\nline vty 0 4\n login local\n transport input telnet\n!\nno scheduler allocate\n!\nend\n'
 }
 
 show_running() {
@@ -1125,6 +1126,8 @@ login() {
         printf 'Password: '
         IFS= read -rs p || { printf '\n'; return 1; }
         printf '\n'
+        u=${u%"$CR"}
+        p=${p%"$CR"}
         if [ "$u" = "$USER_OK" ] && [ "$p" = "$PASS_OK" ]; then
             LOGIN_USER=$u
             printf '\n'
@@ -1156,6 +1159,13 @@ session() {
         [ -n "$GOT" ] && { GOT=; printf '\n'; continue; }
         sleep 1
     done
+    cli 20
+}
+
+# cli MAX_EOFS: the exec/config CLI of a logged-in session, until logout (or MAX_EOFS
+# end-of-files in a row: a console that went away; a vty gives up at the first)
+cli() {
+    local line eofs=0
     MODE=user
     TLEN=24
     while :; do
@@ -1168,16 +1178,31 @@ session() {
                 continue
             fi
             eofs=$((eofs + 1))
-            [ $eofs -gt 20 ] && return 0
+            [ $eofs -ge "$1" ] && break
             sleep 1
             continue
         fi
         eofs=0
+        line=${line%"$CR"}
         process_line "$line"
         [ $? -eq 10 ] && break
     done
     rm -f $S/out.$$ $S/cfg.$$
     return 0
+}
+
+# vty: one telnet session (busybox telnetd runs it on a pty, as IOS' "line vty 0 4" with
+# "login local"): the same login and CLI as the console, ending with the connection
+vty() {
+    stty sane susp undef eof undef quit undef 2>/dev/null
+    trap 'GOT=1' INT
+    trap '' QUIT TSTP
+    local tries=0
+    until login; do
+        tries=$((tries + 1))
+        [ $tries -ge 3 ] && return 0
+    done
+    cli 1
 }
 
 # ------------------------------------------------------------------- boot
@@ -1231,8 +1256,9 @@ boot() {
 case $1 in
 boot) boot ;;
 session) session ;;
+vty) vty ;;
 *)
-    echo "usage: ios boot|session" >&2
+    echo "usage: ios boot|session|vty" >&2
     exit 2
     ;;
 esac

@@ -36,6 +36,10 @@ ip link set lo up
 
 /bin/ios boot >/dev/console 2>&1
 
+# telnet on every address (IOS' "line vty 0 4" with "transport input telnet"): the same
+# login and CLI as the console, one session per connection (busybox telnetd, a daemon)
+telnetd -p 23 -K -l /bin/ios-vty
+
 # console sessions on ttyS0, respawned forever; the CLI never gives a shell
 while :; do
     t0=$(cut -d. -f1 /proc/uptime)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import re
 import shlex
 import shutil
 import tarfile
@@ -43,10 +44,12 @@ from providers.base import (
     NodeStatus,
 )
 from providers.docker import labs as docker_labs
+from providers.docker import mgmt as docker_mgmt
 from providers.docker.exec import ContainerMissingError, ContainerNotRunningError, run_exec, wait_until_ready
 from providers.docker.spec import ContainerSpec, build_container_spec
 from topology import Node, NodeRef
-from vendors.model import ExtractionMethod, Provider
+from topology.mgmt import MgmtNetwork, MgmtPlan
+from vendors.model import ConfigSaveMethod, ExtractionMethod, Provider
 
 log = logging.getLogger("archetype.docker")
 
@@ -91,7 +94,7 @@ class DockerProvider(NodeProvider):
         self._base_url = base_url or get_settings().docker_url
         self._lock = threading.Lock()  # guards the caches and management-network creation
         self._images: set[str] = set()  # images seen on this host (checked once per provider)
-        self._mgmt_networks: set[str] = set()  # labs whose management network is known to exist
+        self._mgmt_networks: dict[str, str] = {}  # lab -> its management network, known to exist
         self._client: docker.DockerClient | None = None
 
     # -- the client ------------------------------------------------------------------
@@ -280,27 +283,20 @@ class DockerProvider(NodeProvider):
         log.info("node %s: pulled %s", node.name, node.image)
 
     def _ensure_mgmt_network(self, lab_id: str) -> str:
-        name = names.mgmt_network_name(lab_id)
+        """The lab's management network's name (made with a subnet of its own if the flow
+        has not made it already: a node created on its own)."""
         with self._lock:
             if lab_id in self._mgmt_networks:
-                return name
-            found = [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
-            if found:
-                labels = found[0].get("Labels") or {}
-                if labels.get(names.LABEL_LAB) != lab_id:
-                    raise ProviderError(
-                        f"lab {lab_id}: a docker network named {name} exists and is not Archetype's"
-                    )
-            else:
-                self.api.create_network(
-                    name,
-                    driver="bridge",
-                    check_duplicate=True,
-                    labels={names.LABEL_LAB: lab_id, names.LABEL_PROVIDER: self.name},
-                )
-                log.info("created management network %s", name)
-            self._mgmt_networks.add(lab_id)
-        return name
+                return self._mgmt_networks[lab_id]
+        return self.ensure_mgmt_network(lab_id, MgmtNetwork(), 1).network
+
+    @_docker_errors_named
+    def ensure_mgmt_network(self, lab_id: str, wanted: MgmtNetwork, node_count: int) -> MgmtPlan:
+        """The lab's management network (containers and VMs join it), made if missing."""
+        plan = docker_mgmt.ensure_network(self.api, lab_id, wanted, node_count)
+        with self._lock:
+            self._mgmt_networks[lab_id] = plan.network
+        return plan
 
     def _prepare_files(self, node: Node, spec: ContainerSpec) -> None:
         for folder in spec.host_dirs:
@@ -325,7 +321,7 @@ class DockerProvider(NodeProvider):
                 ) from None
             except docker.errors.NotFound as err:  # the management network went away meanwhile
                 with self._lock:
-                    self._mgmt_networks.discard(lab_id)
+                    self._mgmt_networks.pop(lab_id, None)
                 if attempt == 2:
                     raise ProviderError(
                         f"node {node.name}: cannot create {spec.name}: {_explain(err)}"
@@ -522,6 +518,17 @@ class DockerProvider(NodeProvider):
             raise CommandError(node.name, result.command, result.exit_code, result.output)
         return extraction.without_preamble(result.output)
 
+    @_docker_errors_named
+    def save_config(self, lab_id: str, node: NodeRef) -> str:
+        """The device keeps its running config (``write memory``...): its output."""
+        save = node.vendor.config_save
+        if save.method is not ConfigSaveMethod.EXEC or not save.command:
+            raise ProviderError(f"node {node.name}: kind {node.kind} has no exec config save")
+        result = self._run(lab_id, node, ["sh", "-c", save.command], save.command, save.timeout)
+        if not result.ok or (save.success and not re.search(save.success, result.output)):
+            raise CommandError(node.name, save.command, result.exit_code, result.output)
+        return result.output
+
     # -- labs ------------------------------------------------------------------------
 
     @_docker_errors_named
@@ -533,7 +540,7 @@ class DockerProvider(NodeProvider):
         management network. The lab's VLAN record and other ports stay (``providers.labs``)."""
         report = CleanupReport()
         with self._lock:
-            self._mgmt_networks.discard(lab_id)
+            self._mgmt_networks.pop(lab_id, None)
         try:
             api = self.api
         except ProviderError as err:

@@ -142,6 +142,11 @@ def build_container_spec(
         "detach": True,
         "stop_timeout": options.stop_timeout,
     }
+    if node.mgmt_ipv4 or node.mgmt_ipv6:  # static: our address plan, not docker's (topology.mgmt)
+        ipam = {"IPv4Address": node.mgmt_ipv4, "IPv6Address": node.mgmt_ipv6}
+        create["networking_config"] = {
+            "EndpointsConfig": {mgmt_network: {"IPAMConfig": {k: v for k, v in ipam.items() if v}}}
+        }
     if options.entrypoint is not None:
         create["entrypoint"] = list(options.entrypoint)
     if options.cmd is not None:

@@ -32,6 +32,7 @@ class NodeMarker:
     lab_id: str
     node_name: str
     kind: str
+    mgmt_ipv4: str = ""  # its address on the lab's management network ("" = none)
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,21 @@ def nic_plan(vendor: VendorConfig, ends: Sequence[LinkEnd]) -> list[LinkEnd | No
     return [by_port.get(port) for port in range(1, highest + 1)]
 
 
-def management_interface_xml(vendor: VendorConfig, interface_xml: InterfaceXml) -> str | None:
-    """The management NIC (NIC 0) when the vendor has one: user-mode networking, or an
-    unlinked placeholder when the vendor asks for no management network."""
+def management_interface_xml(
+    vendor: VendorConfig, interface_xml: InterfaceXml, bridge: str | None = None
+) -> str | None:
+    """The management NIC (NIC 0) when the vendor has one: on the lab's management bridge
+    (``bridge``: the node has an address there), else user-mode networking, or an unlinked
+    placeholder when the vendor asks for no management network."""
     assert vendor.vm is not None
     if not vendor.interfaces.management_nic:
         return None
-    if vendor.vm.management_network == "user":
+    if vendor.vm.management_network == "lab" and bridge:
+        iface = ET.Element("interface", type="bridge")
+        ET.SubElement(iface, "source", bridge=bridge)
+        ET.SubElement(iface, "model", type=vendor.vm.nic_model)
+        return ET.tostring(iface, encoding="unicode")
+    if vendor.vm.management_network in ("user", "lab"):
         iface = ET.Element("interface", type="user")
         ET.SubElement(iface, "model", type=vendor.vm.nic_model)
         return ET.tostring(iface, encoding="unicode")
@@ -129,14 +138,15 @@ def plan_domain(
         )
 
     interfaces = []
-    management = management_interface_xml(vendor, interface_xml)
+    bridge = names.mgmt_bridge_name(lab_id) if node.mgmt_ipv4 else None
+    management = management_interface_xml(vendor, interface_xml, bridge)
     if management is not None:
         interfaces.append(management)
     interfaces.extend(interface_xml(end, vm.nic_model) for end in nic_plan(vendor, ends))
 
     return DomainPlan(
         name=names.domain_name(lab_id, node.name),
-        marker=NodeMarker(lab_id=lab_id, node_name=node.name, kind=vendor.kind),
+        marker=NodeMarker(lab_id=lab_id, node_name=node.name, kind=vendor.kind, mgmt_ipv4=node.mgmt_ipv4 or ""),
         domain_type=settings.domain_type,
         memory_mb=node.memory_mb or vendor.memory_mb,
         vcpus=node.cpus or vendor.cpus,
@@ -156,6 +166,7 @@ def plan_domain(
 # Metadata --------------------------------------------------------------------------------
 
 _MARKER_FIELDS = ("lab_id", "node_name", "kind")
+_OPTIONAL_MARKER_FIELDS = ("mgmt_ipv4",)
 
 
 def metadata_element(marker: NodeMarker) -> ET.Element:
@@ -163,6 +174,9 @@ def metadata_element(marker: NodeMarker) -> ET.Element:
     element = ET.Element(f"{names.METADATA_PREFIX}:node", {f"xmlns:{names.METADATA_PREFIX}": names.METADATA_NS})
     for field in _MARKER_FIELDS:
         ET.SubElement(element, field).text = getattr(marker, field)
+    for field in _OPTIONAL_MARKER_FIELDS:
+        if getattr(marker, field):
+            ET.SubElement(element, field).text = getattr(marker, field)
     return element
 
 
@@ -182,7 +196,7 @@ def parse_marker(xml_text: str | None) -> NodeMarker | None:
     values = {}
     for child in root:
         tag = child.tag.rsplit("}", 1)[-1]
-        if tag in _MARKER_FIELDS:
+        if tag in _MARKER_FIELDS or tag in _OPTIONAL_MARKER_FIELDS:
             values[tag] = (child.text or "").strip()
     if not all(values.get(f) for f in _MARKER_FIELDS):
         return None
@@ -279,11 +293,15 @@ def domain_xml(plan: DomainPlan, *, uuid: str | None = None) -> str:
 
 def link_ports(xml: str) -> list[str | None]:
     """The OVS port of each NIC in ``xml`` (a domain, or one ``<interface>``), in NIC order;
-    None for a NIC on no link (a placeholder). Two lists equal: the same links, same slots."""
+    None for a NIC on no link (a placeholder, the management NIC). Two lists equal: the same links, same slots."""
     root = ET.fromstring(xml)
     interfaces = [root] if root.tag == "interface" else root.iter("interface")
     ports: list[str | None] = []
     for iface in interfaces:
         target = iface.find("target")
-        ports.append(target.get("dev") if iface.get("type") == "bridge" and target is not None else None)
+        # Only OVS ports are links: the management NIC on the lab's Linux bridge is not one
+        # (its tap gets a name from libvirt, vnetN, that changes at every start).
+        virtualport = iface.find("virtualport")
+        on_ovs = virtualport is not None and virtualport.get("type") == "openvswitch"
+        ports.append(target.get("dev") if iface.get("type") == "bridge" and on_ovs and target is not None else None)
     return ports

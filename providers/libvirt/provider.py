@@ -55,7 +55,7 @@ from providers.libvirt.domains import (
 from providers.libvirt.migration import MigrationPlan, MigrationResult
 from providers.libvirt.ready import SerialLogWatcher
 from topology import Node, NodeRef
-from vendors.model import ExtractionMethod, Provider, ReadinessMethod
+from vendors.model import ConfigSaveMethod, ExtractionMethod, Provider, ReadinessMethod
 
 log = logging.getLogger("archetype.libvirt")
 
@@ -377,6 +377,19 @@ class LibvirtProvider(NodeProvider):
                 tried.append(f"{command!r} gave {output[:200]!r}")
         raise ProviderError(f"node {node.name}: no credible configuration: {'; '.join(tried)}")
 
+    def save_config(self, lab_id: str, node: NodeRef) -> str:
+        """The device keeps its running config (``write memory``): its output."""
+        save = node.vendor.config_save
+        if save.method is not ConfigSaveMethod.CONSOLE or not save.command:
+            raise ProviderError(f"node {node.name}: kind {node.kind} has no console config save")
+        with self.console(lab_id, node) as session:
+            session.start()
+            output = session.send_command(save.command, timeout=save.timeout)
+        if save.success and not re.search(save.success, output):
+            raise CommandError(node.name, save.command, 1, output)
+        log.info("%s: %r: %s", node.name, save.command, output.strip()[-200:])
+        return output
+
     def connect_command(self, lab_id: str, node: NodeRef) -> list[str]:
         return ["virsh", "-c", self.uri, "console", "--force", self.runtime_name(lab_id, node.name)]
 
@@ -441,7 +454,8 @@ class LibvirtProvider(NodeProvider):
             assert info.marker is not None
             marker = info.marker
             labs.setdefault(marker.lab_id, []).append(
-                NodeStatus(marker.lab_id, marker.node_name, marker.kind, self.name, info.state, info.name)
+                NodeStatus(marker.lab_id, marker.node_name, marker.kind, self.name, info.state, info.name,
+                           mgmt_ipv4=marker.mgmt_ipv4 or None)
             )
         return [DiscoveredLab(lab_id, sorted(nodes, key=lambda n: n.name)) for lab_id, nodes in sorted(labs.items())]
 

@@ -12,7 +12,7 @@ import pytest
 from tests.support.prefect_server import PrefectServer, stop_process
 
 pytestmark = [pytest.mark.prefect]
-FLOWS = {"deploy-lab", "destroy-lab", "extract-configs", "discover-labs", "cleanup-orphans",
+FLOWS = {"deploy-lab", "destroy-lab", "extract-configs", "save-configs", "discover-labs", "cleanup-orphans",
          "control-node", "set-link", "exec-node", "capture-link", "migrate-node"}
 HOST = "serve-test-host"
 

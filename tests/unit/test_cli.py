@@ -61,6 +61,22 @@ def test_vendors_json_lists_every_kind_with_provider_and_capabilities() -> None:
     assert all(k["provider"] in ("docker", "libvirt") and k["capabilities"] for k in kinds.values())
 
 
+def test_graph_of_a_file_is_svg_and_bad_sources_exit_2(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    out = tmp_path / "demo.svg"
+    drawn = run("graph", str(REPO / "examples" / "demo.yml"), "--out", str(out), "--json")
+    assert drawn.returncode == 0, drawn.stderr
+    summary = json.loads(drawn.stdout)
+    assert {n["name"] for n in summary["nodes"]} == {"r1", "r2", "v1"}
+    assert ET.parse(out).getroot().tag == "{http://www.w3.org/2000/svg}svg"
+    for bad in (["graph", "Not A Lab!"], ["inventory", "Bad_Lab"], ["save", "Bad_Lab"]):
+        result = run(*bad)
+        assert result.returncode == 2 and result.stderr.startswith("error: "), (bad, result.stderr)
+    wrong_format = run("inventory", "somelab", "--format", "chef")
+    assert wrong_format.returncode == 2
+
+
 def test_invalid_settings_are_invalid_input_not_a_traceback() -> None:
     import os
 

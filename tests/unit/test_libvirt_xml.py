@@ -78,7 +78,7 @@ def test_mini_ios_domain(settings) -> None:
     assert root.find("os/type").get("machine") == "pc"
     assert root.findtext("os/kernel") == str(settings.image_dir / "mini-ios/vmlinuz")
     assert root.findtext("os/initrd") == str(settings.image_dir / "mini-ios/initrd.img")
-    assert root.findtext("os/cmdline") == "console=ttyS0 quiet"
+    assert root.findtext("os/cmdline") == "console=ttyS0 quiet no_timer_check"
 
     disks = root.findall("devices/disk")
     assert len(disks) == 1  # kernel boot, no system disk: only the data volume

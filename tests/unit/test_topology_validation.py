@@ -304,6 +304,7 @@ def test_containerlab_fields_warn_and_frr_extras_are_honoured(tmp_path: Path) ->
     lab = lab_of(
         """
         name: clab
+        mgmt: {ipv4-subnet: 172.20.20.0/24}
         topology:
           nodes:
             r1:
@@ -316,7 +317,7 @@ def test_containerlab_fields_warn_and_frr_extras_are_honoured(tmp_path: Path) ->
     )
     assert lab.nodes["r1"].env["FRR_DAEMONS"] == "zebra ospfd"
     assert any(w.startswith("topology.nodes.r1.type: containerlab field not used by Archetype, ignored") for w in lab.warnings)
-    assert any(w.startswith("topology.nodes.r1.mgmt-ipv4") for w in lab.warnings)
+    assert not any("mgmt" in w for w in lab.warnings)  # honoured now (topology.mgmt)
 
 
 def test_exec_is_kept_as_written_for_each_provider_to_form(tmp_path: Path) -> None:

@@ -1,0 +1,43 @@
+"""Every node's management addresses once the lab's management subnet is known (at deploy)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+
+from topology.document import Lab
+from topology.mgmt import MgmtPlan, node_range
+
+
+def assign(lab: Lab, plan: MgmtPlan) -> Lab:
+    """The lab with every node's management addresses: the static ones as given, the others
+    in node order from the start of the node range, skipping the static ones. Deterministic:
+    the same topology on the same subnet gives the same addresses (a saved VM config that
+    holds its management address stays right after a redeploy)."""
+    v4 = _allocate(lab, "mgmt_ipv4", plan.ipv4_subnet)
+    # IPv6: containers only (docker gives it them; no VM kind has IPv6 management commands)
+    v6 = _allocate(lab, "mgmt_ipv6", plan.ipv6_subnet, containers_only=True) if plan.ipv6_subnet else {}
+    nodes = {
+        name: replace(node, mgmt_ipv4=v4.get(name), mgmt_ipv6=v6.get(name),
+                      mgmt_prefixlen=ipaddress.ip_network(plan.ipv4_subnet).prefixlen)
+        for name, node in lab.nodes.items()
+    }
+    return replace(lab, nodes=nodes)
+
+
+def _allocate(lab: Lab, attr: str, subnet: str, *, containers_only: bool = False) -> dict[str, str]:
+    span = node_range(subnet)
+    nodes = [n for n in lab.nodes.values() if not containers_only or n.vendor.container is not None]
+    taken = {getattr(n, attr) for n in lab.nodes.values() if getattr(n, attr)}
+    result = {n.name: getattr(n, attr) for n in nodes if getattr(n, attr)}
+    candidate = span.first
+    for node in nodes:
+        if node.name in result:
+            continue
+        while str(candidate) in taken:
+            candidate += 1
+        if candidate not in span:
+            raise ValueError(f"lab {lab.id}: the management subnet {subnet} has no room for node {node.name}")
+        result[node.name] = str(candidate)
+        taken.add(str(candidate))
+    return result
