@@ -46,19 +46,26 @@ class LabPicture:
 
 
 def picture_of(lab: Lab, vlans: dict[str, int] | None = None) -> LabPicture:
-    """The picture of a topology (``vlans``: link id -> VLAN, once allocated)."""
+    """The picture of a topology (``vlans``: link id -> VLAN, once allocated). A segment
+    (containerlab's ``bridge``) is drawn as a node of its own that its ends join; host
+    interfaces (``host:IF``) join a node standing for the lab host."""
     vlans = vlans or {}
-    return LabPicture(
-        lab_id=lab.id,
-        nodes=[
-            PictureNode(n.name, n.kind, n.vendor.provider.value, str(getattr(n, "host", None) or ""), n.mgmt_ipv4)
-            for n in lab.nodes.values()
-        ],
-        links=[
-            PictureLink(link.a.node, link.a.interface, link.b.node, link.b.interface, vlans.get(link.id))
-            for link in lab.links
-        ],
-    )
+    nodes = [
+        PictureNode(n.name, n.kind, n.vendor.provider.value, str(getattr(n, "host", None) or ""), n.mgmt_ipv4)
+        for n in lab.nodes.values()
+    ]
+    links: list[PictureLink] = []
+    extra: dict[str, PictureNode] = {}
+    for link in lab.links:
+        vlan = vlans.get(link.id)
+        if link.segment is not None:
+            extra.setdefault(link.segment, PictureNode(link.segment, "bridge", "ovs", "", None))
+            links += [PictureLink(end.node, end.interface, link.segment, "", vlan) for end in link.ends]
+        else:
+            links.append(PictureLink(link.a.node, link.a.interface, link.b.node, link.b.interface, vlan))
+        for end in link.host_ends:
+            extra.setdefault(end.node, PictureNode(end.node, "host", "host", "", None))
+    return LabPicture(lab_id=lab.id, nodes=nodes + list(extra.values()), links=links)
 
 
 def _colours(picture: LabPicture) -> dict[str, str]:
