@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
+from lab import names
 from topology.document import Lab
 
 # One colour per kind (cycled), so that kinds read apart at a glance.
@@ -48,7 +49,8 @@ class LabPicture:
 def picture_of(lab: Lab, vlans: dict[str, int] | None = None) -> LabPicture:
     """The picture of a topology (``vlans``: link id -> VLAN, once allocated). A segment
     (containerlab's ``bridge``) is drawn as a node of its own that its ends join; host
-    interfaces (``host:IF``) join a node standing for the lab host."""
+    interfaces (``host:IF``) join a node standing for the lab host, and a slice's links to
+    nodes on other hosts end at a node of kind ``elsewhere``."""
     vlans = vlans or {}
     nodes = [
         PictureNode(n.name, n.kind, n.vendor.provider.value, str(getattr(n, "host", None) or ""), n.mgmt_ipv4)
@@ -63,8 +65,10 @@ def picture_of(lab: Lab, vlans: dict[str, int] | None = None) -> LabPicture:
             links += [PictureLink(end.node, end.interface, link.segment, "", vlan) for end in link.ends]
         else:
             links.append(PictureLink(link.a.node, link.a.interface, link.b.node, link.b.interface, vlan))
-        for end in link.host_ends:
-            extra.setdefault(end.node, PictureNode(end.node, "host", "host", "", None))
+    for link in links:  # host interfaces, and (in one host's slice) nodes on other hosts
+        for name in (link.a, link.b):
+            if name not in lab.nodes and name not in extra:
+                extra[name] = PictureNode(name, "host" if name == names.HOST_NODE else "elsewhere")
     return LabPicture(lab_id=lab.id, nodes=nodes + list(extra.values()), links=links)
 
 

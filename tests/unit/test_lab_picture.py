@@ -38,3 +38,17 @@ def test_segments_and_host_ends_are_drawn(tmp_path: Path) -> None:
     titles = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}title"))
     assert "r3:eth2 -- host:pic0" in titles and "r1:eth1 -- r2:eth1" in titles
     assert "data:image/svg+xml;base64," in markdown(picture)
+
+
+def test_a_slice_draws_its_links_to_nodes_on_other_hosts(tmp_path: Path) -> None:
+    """One host's slice of a multi-host lab holds only its own nodes; its links to the
+    others end at nodes drawn as being elsewhere (a deploy-slice once failed on it)."""
+    from dataclasses import replace
+
+    path = tmp_path / "pic.clab.yml"
+    path.write_text(TOPOLOGY)
+    lab = load_topology(path)
+    here = replace(lab, nodes={name: node for name, node in lab.nodes.items() if name != "r1"})
+    picture = picture_of(here)
+    assert {n.name: n.kind for n in picture.nodes}["r1"] == "elsewhere"
+    ET.fromstring(svg(picture))
