@@ -110,7 +110,7 @@ def converge_here(
         lab = assign(lab, ensure_mgmt_network(lab))  # every node's management address
         previous = load_lab_state(lab.id, state_key)
         vlans = allocate_vlans(lab, previous, remote_nodes)
-        publish_lab_picture(lab, vlans)
+        publish_lab_picture(lab, vlans, return_state=True)  # a picture that fails fails no deploy
         ends = plan_link_ends(lab, vlans)
         host_ends = plan_host_ends(lab, vlans)
         present = lab_nodes(lab.id)
