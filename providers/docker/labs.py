@@ -47,7 +47,7 @@ def _runtime_name(row: dict[str, Any]) -> str:
     return (row.get("Names") or ["/" + row["Id"][:12]])[0].lstrip("/")
 
 
-def _mgmt_address(row: dict[str, Any], live: str, static: str) -> str | None:
+def mgmt_address(row: dict[str, Any], live: str, static: str) -> str | None:
     """The container's address on its (one) network: the lab's management network. A
     stopped container has none in the list; its static address is in its IPAM config."""
     for endpoint in ((row.get("NetworkSettings") or {}).get("Networks") or {}).values():
@@ -71,8 +71,8 @@ def discover(api: APIClient) -> list[DiscoveredLab]:
                 PROVIDER,
                 state,
                 _runtime_name(row),
-                mgmt_ipv4=_mgmt_address(row, "IPAddress", "IPv4Address"),
-                mgmt_ipv6=_mgmt_address(row, "GlobalIPv6Address", "IPv6Address"),
+                mgmt_ipv4=mgmt_address(row, "IPAddress", "IPv4Address"),
+                mgmt_ipv6=mgmt_address(row, "GlobalIPv6Address", "IPv6Address"),
             )
         )
     return [

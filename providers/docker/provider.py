@@ -174,7 +174,9 @@ class DockerProvider(NodeProvider):
                 lab_id, node, labels.get(names.LABEL_KIND, ""), self.name, NodeState.MISSING, name
             )
         state = NodeState.RUNNING if info["State"].get("Running") else NodeState.STOPPED
-        return NodeStatus(lab_id, node, labels.get(names.LABEL_KIND, ""), self.name, state, name)
+        return NodeStatus(lab_id, node, labels.get(names.LABEL_KIND, ""), self.name, state, name,
+                          mgmt_ipv4=docker_labs.mgmt_address(info, "IPAddress", "IPv4Address"),
+                          mgmt_ipv6=docker_labs.mgmt_address(info, "GlobalIPv6Address", "IPv6Address"))
 
     @_docker_errors_named
     def node_status(self, lab_id: str, node_name: str) -> NodeStatus:
