@@ -188,6 +188,10 @@ EOF
     cat >>"$etc/qemu.conf" <<EOF
 # archetype-sim
 security_driver = "none"
+# The simulated hosts share the image files (kernel, initrd): libvirt's remembered owner
+# (an xattr on the file) made a second host refuse them ("Setting different DAC user or
+# group ... already in use").
+remember_owner = 0
 migration_address = "$addr"
 EOF
 }
