@@ -197,7 +197,7 @@ def host_facts() -> dict[str, Any]:
         except Exception:  # noqa: BLE001
             return "?"
 
-    import prefect
+    from importlib.metadata import version as package_version  # Prefect's version, without importing it
 
     mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                 if line.startswith("MemTotal")), "0")
@@ -208,7 +208,7 @@ def host_facts() -> dict[str, Any]:
         "memory_gib": round(int(mem) / 1024 / 1024, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "prefect": prefect.__version__,
+        "prefect": package_version("prefect"),
         "docker": version(["docker", "version", "--format", "{{.Server.Version}}"]),
         "ovs": version(["ovs-vsctl", "--version"]),
         "libvirt": version(["virsh", "--version"]),

@@ -37,7 +37,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import resource
 import secrets
 import signal
@@ -48,7 +47,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.measure import host_facts  # noqa: E402
 from benchmarks.topologies import frr_lab_yaml  # noqa: E402
 
 PYTHON = sys.executable
@@ -408,29 +408,6 @@ def summarize(runs: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
                 row[f"REST {what} - baseline"] = round(rest["seconds"]["median"] - theirs["seconds"]["median"], 2)
         ratios[n] = row
     return {"by_kind": summary, "ratios": ratios}
-
-
-def host_facts() -> dict[str, Any]:
-    def version(argv: list[str]) -> str:
-        try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
-        except Exception:  # noqa: BLE001
-            return "?"
-
-    from importlib.metadata import version as package_version
-
-    mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal")), "0")
-    return {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "cpus": os.cpu_count(),
-        "memory_gib": round(int(mem) / 1024 / 1024, 1),
-        "prefect": package_version("prefect"),
-        "docker": version(["docker", "version", "--format", "{{.Server.Version}}"]),
-        "ovs": version(["ovs-vsctl", "--version"]),
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 def render(results: dict[str, Any]) -> str:
