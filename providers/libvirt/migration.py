@@ -39,6 +39,7 @@ from lab import names
 from lab.errors import ImageNotFoundError, ProviderError
 from lab.settings import get_settings
 from providers.libvirt.conn import VIR_ERR_NO_DOMAIN, error_code
+from providers.libvirt.disks import remove_files
 from providers.libvirt.domain_xml import NodeMarker, parse_marker
 from providers.libvirt.domains import UNDEFINE_FLAGS, lookup_domain
 
@@ -348,16 +349,8 @@ def prepare(conn: libvirt.virConnect, plan: MigrationPlan, *, serial_log_seed: b
 
 
 def clean_files(paths: list[str]) -> list[str]:
-    errors = []
-    for path in paths:
-        for candidate in (path, path + ".partial"):
-            try:
-                os.unlink(candidate)
-            except FileNotFoundError:
-                pass
-            except OSError as err:
-                errors.append(f"cannot remove {candidate}: {err}")
-    return errors
+    """Remove the files a preparation made, and the ``.partial`` a copy may have left."""
+    return remove_files([Path(candidate) for path in paths for candidate in (path, path + ".partial")])
 
 
 def clean(conn: libvirt.virConnect, plan: MigrationPlan, made: list[str] | None = None) -> list[str]:
