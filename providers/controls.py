@@ -187,13 +187,6 @@ def link_view(lab_id: str, link: LinkRecord) -> dict:
 # Packet capture ---------------------------------------------------------------------------
 
 
-def capture_port(lab_id: str, state: LabState, endpoint: str) -> str:
-    """The host port to capture a link end on; the node must run (its port exists only then)."""
-    link, index = find_link(state, endpoint)
-    end = end_of(lab_id, state, link.endpoints[index])
-    if not node_running(lab_id, end):
-        raise TopologyError([f"endpoint: node {end.node} is not running: nothing to capture on {endpoint}"])
-    return end.port_name
 
 
 def tcpdump_argv(port_name: str, target: str | Path, count: int | None) -> list[str]:

@@ -18,7 +18,7 @@ from lab import names
 from lab.errors import ArchetypeError
 from lab.locks import lab_is_busy
 from providers import all_providers, get_provider, network
-from providers.base import CleanupReport, DiscoveredLab, NodeState, NodeStatus
+from providers.base import CleanupReport, DiscoveredLab, NodeStatus
 from providers.workspace import remove_lab_files, workspace_labs
 
 log = logging.getLogger("archetype.labs")
@@ -45,8 +45,6 @@ def lab_nodes(lab_id: str) -> list[NodeStatus]:
     return [node for lab in discover(lab_id) for node in lab.nodes]
 
 
-def running_nodes(lab_id: str) -> set[str]:
-    return {node.name for node in lab_nodes(lab_id) if node.state is NodeState.RUNNING}
 
 
 def find_node(lab_id: str, node_name: str) -> NodeStatus:
