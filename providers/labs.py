@@ -45,8 +45,6 @@ def lab_nodes(lab_id: str) -> list[NodeStatus]:
     return [node for lab in discover(lab_id) for node in lab.nodes]
 
 
-
-
 def find_node(lab_id: str, node_name: str) -> NodeStatus:
     for node in lab_nodes(lab_id):
         if node.name == node_name:
