@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.multihost.conftest import HOSTS, REPO, RUN, Fleet, host_leftovers
+from tests.multihost.conftest import HOSTS, REPO, Fleet, host_leftovers
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.libvirt, pytest.mark.ovs]
 
@@ -64,53 +64,8 @@ def topology(lab_id: str, folder: Path) -> str:
     return str(path)
 
 
-class StepWorkers:
-    """`migrate-step/<host>` served on each simulated host from this checkout (beside a
-    fleet worker that may predate it); each ended by the pid it recorded."""
-
-    def __init__(self, fleet: Fleet, logs: Path):
-        self.fleet, self.logs = fleet, logs
-        self.processes: dict[str, subprocess.Popen] = {}
-
-    def start(self, host: str) -> None:
-        ns = RUN / host / "ns"
-        env = {**os.environ, **self.fleet.env, "PYTHONPATH": str(REPO), "ARCHETYPE_HOST_NAME": host,
-               "ARCHETYPE_DATA_ADDRESS": f"10.213.0.{HOSTS.index(host) + 1}",
-               "DOCKER_HOST": "unix:///run/docker/docker.sock", "ARCHETYPE_DOCKER_URL": "unix:///run/docker/docker.sock",
-               "PREFECT_HOME": "/var/lib/archetype/prefect"}
-        code = ("from prefect import serve\nfrom flows.migrate_steps import migrate_step\n"
-                f"serve(migrate_step.to_deployment(name={host!r}, tags=['archetype', 'fleet']))\n")
-        argv = ["nsenter", f"--net={ns}/net", f"--mount={ns}/mnt", f"--uts={ns}/uts", "--", sys.executable, "-c", code]
-        with open(self.logs / f"{host}.log", "ab") as log:
-            self.processes[host] = subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
-
-    def stop(self, host: str) -> None:
-        process = self.processes.pop(host, None)
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
 @pytest.fixture(scope="module")
-def step_workers(fleet: Fleet, tmp_path_factory) -> Iterator[StepWorkers]:
-    workers = StepWorkers(fleet, tmp_path_factory.mktemp("step-workers"))
-    for host in HOSTS:
-        workers.start(host)
-    time.sleep(15)  # the runners register their deployments and start polling
-    try:
-        yield workers
-    finally:
-        for host in HOSTS:
-            workers.stop(host)
-
-
-@pytest.fixture(scope="module")
-def lab(fleet: Fleet, step_workers: StepWorkers, tmp_path_factory) -> Iterator[str]:
+def lab(fleet: Fleet, tmp_path_factory) -> Iterator[str]:
     lab_id = f"mv-{secrets.token_hex(3)}"
     code, deployed, err = fleet.cli_json("deploy", topology(lab_id, tmp_path_factory.mktemp("lab")))
     try:
@@ -215,14 +170,16 @@ def assert_v1_stays_on(fleet: Fleet, lab_id: str, host: str, other: str) -> None
     assert {n["name"]: n["host"] for n in document["labs"][0]["nodes"]}["v1"] == host
 
 
-def test_a_destination_whose_worker_is_stopped_gets_nothing(fleet: Fleet, lab: str, step_workers: StepWorkers) -> None:
+def test_a_destination_whose_worker_is_stopped_gets_nothing(fleet: Fleet, lab: str) -> None:
     before = host_leftovers(fleet, "sim-1", lab)
-    step_workers.stop("sim-1")  # v1 is on sim-2 now; sim-1 would be the destination
+    # v1 is on sim-2 now; sim-1 would be the destination. Its worker (which serves the
+    # migrate steps, as every fleet worker does) is killed.
+    assert fleet.sim("worker-stop", "sim-1").returncode == 0
     try:
         code, _, err = fleet.cli_json("migrate", lab, "v1", "--to", "sim-1",
                                       extra_env={"ARCHETYPE_HOST_PICKUP_TIMEOUT": "45"})
     finally:
-        step_workers.start("sim-1")
+        assert fleet.sim("worker-start", "sim-1").returncode == 0
     assert code == 1, err[-3000:]
     assert "sim-1" in err and "did not take its step" in err, err[-3000:]
     assert_v1_stays_on(fleet, lab, "sim-2", "sim-1")
@@ -230,8 +187,7 @@ def test_a_destination_whose_worker_is_stopped_gets_nothing(fleet: Fleet, lab: s
 
 
 def test_a_migration_cancelled_midway_leaves_the_vm_where_it_was(fleet: Fleet, lab: str) -> None:
-    before = host_leftovers(fleet, "sim-1", lab)
-    time.sleep(10)  # the restarted step worker polls
+    before = host_leftovers(fleet, "sim-1", lab)  # sim-1's worker was restarted: the move waits for its pickup
     cancel = (
         "import sys, time\nfrom prefect.client.orchestration import get_client\n"
         "from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName\n"
