@@ -39,7 +39,9 @@ def fleet_labs(only_lab: str | None) -> list[dict[str, Any]] | None:
             if only_lab is not None and lab_id != only_lab:
                 continue
             labs.setdefault(lab_id, []).extend(
-                {"name": n[0], "kind": n[1], "provider": n[2], "state": n[3], "runtime_name": n[4], "host": host.name}
+                {"name": n[0], "kind": n[1], "provider": n[2], "state": n[3], "runtime_name": n[4], "host": host.name,
+                 # facts of a host whose worker predates the addresses have five fields
+                 "mgmt_ipv4": n[5] if len(n) > 5 else None, "mgmt_ipv6": n[6] if len(n) > 6 else None}
                 for n in nodes
             )
     return [{"lab_id": lab, "nodes": sorted(nodes, key=lambda n: n["name"])} for lab, nodes in sorted(labs.items())]

@@ -97,17 +97,19 @@ def deploy_lab(topology: str, from_configs: bool = False) -> dict[str, Any]:
 
 
 def converge_here(
-    lab: Lab, *, state_key: str | None = None, remote_nodes: frozenset[str] = frozenset(), tunnels: tuple = (),
+    lab: Lab, *, state_key: str | None = None, whole: Lab | None = None, tunnels: tuple = (),
     flow_started_at: float | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Deploy (or converge) the lab's nodes on this host: (result, failure message or None).
-    A host's slice of a multi-host lab passes its own ``state_key``, the nodes on other hosts
-    (``remote_nodes``) and the tunnels of its cross-host links (link id, node, VNI, remote)."""
+    A host's slice of a multi-host lab passes its own ``state_key``, the ``whole`` lab (its
+    nodes on other hosts, and the address plan over all nodes) and the tunnels of its
+    cross-host links (link id, node, VNI, remote)."""
     from tasks.network import wire_tunnels
 
     flow_started_at = flow_started_at or time.time()
     with lab_lock(lab.id):
-        lab = assign(lab, ensure_mgmt_network(lab))  # every node's management address
+        remote_nodes = frozenset(whole.nodes) - frozenset(lab.nodes) if whole else frozenset()
+        lab = assign(lab, ensure_mgmt_network(whole or lab), whole)  # every node's management address
         previous = load_lab_state(lab.id, state_key)
         vlans = allocate_vlans(lab, previous, remote_nodes)
         publish_lab_picture(lab, vlans, return_state=True)  # a picture that fails fails no deploy

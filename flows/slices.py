@@ -61,8 +61,7 @@ def deploy_slice(lab_id: str, host: str, topology: str, files: dict[str, str], t
     if whole.id != lab_id:
         raise TopologyError([f"name: the topology is lab {whole.id!r}, not {lab_id!r}"])
     lab = local_part(whole, host)
-    remote = frozenset(whole.nodes) - frozenset(lab.nodes)
-    result, failure = converge_here(lab, state_key=names.slice_state_key(lab_id, host), remote_nodes=remote,
+    result, failure = converge_here(lab, state_key=names.slice_state_key(lab_id, host), whole=whole,
                                     tunnels=tuple(tunnels))
     publish_report(names.host_report_key(lab_id, "deploy", host), result)
     refresh_facts()

@@ -50,7 +50,8 @@ def gather() -> dict[str, Any]:
         "underlay_mtu": underlay_mtu(address) if address else None,
         "access": list(settings.host_access),
         "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "labs": {lab["lab_id"]: [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"]] for n in lab["nodes"]]
+        "labs": {lab["lab_id"]: [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"], n.get("mgmt_ipv4"),
+                                n.get("mgmt_ipv6")] for n in lab["nodes"]]
                  for lab in labs},
     }
 

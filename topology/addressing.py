@@ -9,14 +9,19 @@ from topology.document import Lab
 from topology.mgmt import MgmtPlan, node_range
 
 
-def assign(lab: Lab, plan: MgmtPlan) -> Lab:
+def assign(lab: Lab, plan: MgmtPlan, whole: Lab | None = None) -> Lab:
     """The lab with every node's management addresses: the static ones as given, the others
     in node order from the start of the node range, skipping the static ones. Deterministic:
     the same topology on the same subnet gives the same addresses (a saved VM config that
-    holds its management address stays right after a redeploy)."""
-    v4 = _allocate(lab, "mgmt_ipv4", plan.ipv4_subnet)
+    holds its management address stays right after a redeploy).
+
+    A host's slice of a multi-host lab passes the ``whole`` lab: addresses are planned over
+    every node of it, so that no two nodes share one, and a node moved to another host
+    keeps its address there (where that host's management subnet is the same)."""
+    everyone = whole or lab
+    v4 = _allocate(everyone, "mgmt_ipv4", plan.ipv4_subnet)
     # IPv6: containers only (docker gives it them; no VM kind has IPv6 management commands)
-    v6 = _allocate(lab, "mgmt_ipv6", plan.ipv6_subnet, containers_only=True) if plan.ipv6_subnet else {}
+    v6 = _allocate(everyone, "mgmt_ipv6", plan.ipv6_subnet, containers_only=True) if plan.ipv6_subnet else {}
     nodes = {
         name: replace(node, mgmt_ipv4=v4.get(name), mgmt_ipv6=v6.get(name),
                       mgmt_prefixlen=ipaddress.ip_network(plan.ipv4_subnet).prefixlen)

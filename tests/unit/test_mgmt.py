@@ -142,6 +142,25 @@ def test_addresses_are_static_where_given_and_sequential_otherwise(tmp_path: Pat
     assert assign(lab_of(MIXED, tmp_path), plan()) == lab  # the same topology, the same addresses
 
 
+def test_each_host_of_a_fleet_plans_addresses_over_the_whole_lab(tmp_path: Path) -> None:
+    # two hosts, each with its own management network: no two nodes of the lab may share an
+    # address, and a node moved between them keeps its own
+    from topology.slices import local_part
+
+    whole = load_topology(textwrap.dedent("""
+        name: fl
+        topology:
+          nodes:
+            a: {kind: frr, host: h1}
+            b: {kind: frr, host: h2}
+            c: {kind: frr, host: h2}
+    """))
+    per_host = {host: assign(local_part(whole, host), plan(), whole) for host in ("h1", "h2")}
+    addresses = {name: node.mgmt_ipv4 for part in per_host.values() for name, node in part.nodes.items()}
+    assert addresses == {"a": "172.30.5.2", "b": "172.30.5.3", "c": "172.30.5.4"}
+    assert set(per_host["h1"].nodes) == {"a"}  # each host still gets only its own nodes
+
+
 def test_node_addresses_never_meet_dockers_own_range() -> None:
     for subnet in ("10.0.0.0/24", "10.0.0.0/22", "10.0.0.0/29"):
         span, docker = node_range(subnet), ipaddress.ip_network(docker_range(subnet))
