@@ -1,6 +1,6 @@
 """Multi-host benchmarks on the simulated fleet (`make sim-up HOSTS=2` first).
 
-    python benchmarks/fleet.py [--nodes 20] [--tunnels 1 20]
+    python benchmarks/fleet.py [--nodes 20] [--tunnels 1 20] [--reps 3]
 
 1. Cross-host link set-up: the VXLAN devices of N links on one host (kernel device, ifalias,
    TX offload off, one OVS transaction), measured inside sim-1 with the providers' own call.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,35 +87,49 @@ def cli(env: dict[str, str], *args: str) -> tuple[float, int, str]:
     return time.perf_counter() - start, result.returncode, result.stderr[-500:]
 
 
-def lab_runs(count: int) -> list[list[str]]:
+def lab_runs(count: int, reps: int) -> list[list[str]]:
+    """Each layout deployed and destroyed ``reps`` times, alternating: median (min-max)."""
     env = fleet_env()
+    times: dict[bool, dict[str, list[float]]] = {split: {"deploy": [], "destroy": [], "load": []} for split in (False, True)}
+    for _ in range(reps):
+        for split in (False, True):
+            lab_id = f"mh-bench-{'split' if split else 'one'}"
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "ring.yml"
+                path.write_text(ring(lab_id, count, split))
+                times[split]["load"].append(os.getloadavg()[0])
+                deployed, code, err = cli(env, "deploy", str(path))
+                if code != 0:
+                    cli(env, "destroy", lab_id)
+                    raise SystemExit(f"deploy failed: {err}")
+                destroyed, code, err = cli(env, "destroy", lab_id)
+                if code != 0:
+                    raise SystemExit(f"destroy failed: {err}")
+            times[split]["deploy"].append(deployed)
+            times[split]["destroy"].append(destroyed)
     rows = []
-    for split in (False, True):
-        lab_id = f"mh-bench-{'split' if split else 'one'}"
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "ring.yml"
-            path.write_text(ring(lab_id, count, split))
-            deployed, code, err = cli(env, "deploy", str(path))
-            if code != 0:
-                raise SystemExit(f"deploy failed: {err}")
-            destroyed, code, err = cli(env, "destroy", lab_id)
-            if code != 0:
-                raise SystemExit(f"destroy failed: {err}")
+    for split, measured in times.items():
         where = "sim-1 and sim-2 (2 links cross)" if split else "sim-1 only"
-        rows.append([f"{count}-node FRR ring on {where}", f"{deployed:.1f} s", f"{destroyed:.1f} s"])
+        rows.append([f"{count}-node FRR ring on {where}", spread(measured["deploy"]), spread(measured["destroy"]),
+                     f"{min(measured['load']):.1f}-{max(measured['load']):.1f}"])
     return rows
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} s ({min(values):.1f}-{max(values):.1f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=20)
     parser.add_argument("--tunnels", type=int, nargs="*", default=[1, 20])
+    parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
     print("| cross-host link set-up | made | again |\n|---|---|---|")
     for row in tunnel_setup(args.tunnels):
         print("| " + " | ".join(row) + " |")
-    print("\n| lab (CLI, wall clock) | deploy | destroy |\n|---|---|---|")
-    for row in lab_runs(args.nodes):
+    print(f"\n| lab (CLI process, wall clock, median of {args.reps}) | deploy | destroy | load before |\n|---|---|---|---|")
+    for row in lab_runs(args.nodes, args.reps):
         print("| " + " | ".join(row) + " |")
 
 
