@@ -10,13 +10,12 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab import names
-from lab.errors import ArchetypeError, TopologyError
+from lab.errors import TopologyError
 from lab.private import private_dir, write_private
-from tasks.labs import discover_labs_live
+from tasks.labs import failure_of, live_node_refs
 from tasks.nodes import extract_config
 from tasks.state import publish_config
 from topology import NodeRef
-from vendors import catalog
 from vendors.model import ExtractionMethod
 
 
@@ -48,26 +47,21 @@ def extract_configs(lab: str, out_dir: str | None = None) -> dict[str, Any]:
 
 def extract_here(lab: str, folder: Path) -> dict[str, Any]:
     """The configs of the lab's nodes on this host, saved in ``folder`` and as artifacts."""
-    found = discover_labs_live(lab)
-    if not found:
-        raise ArchetypeError(f"no lab {lab!r} on this host")
+    refs, unknown = live_node_refs(lab)
     private_dir(folder)
-    configs: dict[str, dict[str, Any]] = {}
+    configs: dict[str, dict[str, Any]] = {name: {"ok": False, "path": None, "error": why} for name, why in unknown.items()}
     nodes: list[NodeRef] = []
-    for status in found[0].nodes:
-        vendor = catalog().find(status.kind)
-        if vendor is None:
-            configs[status.name] = {"ok": False, "path": None, "error": f"kind {status.kind!r} is not in the catalog"}
-        elif vendor.config_extraction.method is ExtractionMethod.NONE:
-            configs[status.name] = {"ok": False, "path": None, "error": f"kind {vendor.kind} has no config extraction"}
+    for node in refs:
+        if node.vendor.config_extraction.method is ExtractionMethod.NONE:
+            configs[node.name] = {"ok": False, "path": None, "error": f"kind {node.vendor.kind} has no config extraction"}
         else:
-            nodes.append(NodeRef(status.name, vendor))
+            nodes.append(node)
     futures = {node.name: extract_config.submit(lab, node) for node in nodes}
     for node in nodes:
         future = futures[node.name]
         future.wait()
         if not future.state.is_completed():
-            configs[node.name] = {"ok": False, "path": None, "error": _error(future)}
+            configs[node.name] = {"ok": False, "path": None, "error": failure_of(future)}
             continue
         text = future.result()
         path = folder / f"{node.name}.cfg"
@@ -89,10 +83,3 @@ def output_folder(lab: str, out_dir: str | None) -> Path:
                              f"{root}: give a name (e.g. 'before-upgrade') or a path inside it"])
     return folder
 
-
-def _error(future) -> str:
-    try:
-        future.result()
-    except Exception as err:  # noqa: BLE001 - reported per node
-        return str(err) or err.__class__.__name__
-    return "not completed"

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
 from lab import names
+from lab.errors import ArchetypeError
 from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord
 from tasks.hosts import allocate_vnis, child_error, publish_this_host, read_hosts, read_report, run_on_host
@@ -36,9 +37,9 @@ def fleet_hosts() -> list[HostFacts]:
     if not os.environ.get("PREFECT_API_URL"):
         return []
     try:
-        return read_hosts()
-    except Exception:  # noqa: BLE001 - a server without our variables is a single host
-        return []
+        return read_hosts()  # a server without our variables: no host, a single-host lab
+    except Exception as err:  # noqa: BLE001 - never deploy a fleet's lab here because the server did not answer
+        raise ArchetypeError(f"cannot read the fleet's hosts from {os.environ['PREFECT_API_URL']}: {err}") from err
 
 
 def _run_key(host: str, step: str) -> str:

@@ -11,11 +11,10 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab import names
-from lab.errors import ArchetypeError, TopologyError
-from tasks.labs import discover_labs_live
+from lab.errors import TopologyError
+from tasks.labs import failure_of, live_node_refs
 from tasks.mgmt import save_node_config
 from topology import NodeRef
-from vendors import catalog
 from vendors.model import ConfigSaveMethod
 
 
@@ -28,20 +27,15 @@ def save_configs(lab: str) -> dict[str, Any]:
     """
     if not names.is_valid_lab_id(lab):
         raise TopologyError([f"lab: invalid lab id {lab!r}"])
-    found = discover_labs_live(lab)
-    if not found:
-        raise ArchetypeError(f"no lab {lab!r} on this host")
-    saved: dict[str, dict[str, Any]] = {}
+    refs, unknown = live_node_refs(lab)
+    saved: dict[str, dict[str, Any]] = {name: {"ok": False, "command": None, "error": why} for name, why in unknown.items()}
     nodes: list[NodeRef] = []
-    for status in found[0].nodes:
-        vendor = catalog().find(status.kind)
-        if vendor is None:
-            saved[status.name] = {"ok": False, "command": None, "error": f"kind {status.kind!r} is not in the catalog"}
-        elif vendor.config_save.method is ConfigSaveMethod.NONE:
+    for node in refs:
+        if node.vendor.config_save.method is ConfigSaveMethod.NONE:
             # nothing to save: a kind whose device keeps no config of its own (linux)
-            saved[status.name] = {"ok": None, "command": None, "error": None}
+            saved[node.name] = {"ok": None, "command": None, "error": None}
         else:
-            nodes.append(NodeRef(status.name, vendor))
+            nodes.append(node)
     futures = {n.name: save_node_config.submit(lab, n) for n in nodes}
     for node in nodes:
         future = futures[node.name]
@@ -50,7 +44,7 @@ def save_configs(lab: str) -> dict[str, Any]:
         if future.state.is_completed():
             saved[node.name] = {"ok": True, "command": command, "error": None}
         else:
-            saved[node.name] = {"ok": False, "command": command, "error": _error(future)}
+            saved[node.name] = {"ok": False, "command": command, "error": failure_of(future)}
     result = {"lab_id": lab, "nodes": saved}
     failed = {name: s["error"] for name, s in saved.items() if s["ok"] is False}
     if failed:
@@ -58,10 +52,3 @@ def save_configs(lab: str) -> dict[str, Any]:
                       data=result)
     return result
 
-
-def _error(future: Any) -> str:
-    try:
-        future.result()
-    except Exception as err:  # noqa: BLE001 - reported per node
-        return str(err) or err.__class__.__name__
-    return "not completed"

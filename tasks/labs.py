@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 
+from lab.errors import ArchetypeError
 from providers import labs
 from providers.base import CleanupReport, DiscoveredLab
 from tasks.retry import retry_if_transient
+from topology import NodeRef
+from vendors import catalog
 
 _RETRYING = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": retry_if_transient, "cache_policy": NO_CACHE}
 
@@ -15,6 +19,31 @@ _RETRYING = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": 
 @task(name="discover-labs", cache_policy=NO_CACHE)
 def discover_labs_live(only_lab: str | None = None) -> list[DiscoveredLab]:
     return labs.discover(only_lab)
+
+
+def live_node_refs(lab_id: str) -> tuple[list[NodeRef], dict[str, str]]:
+    """The lab's nodes on this host, each with its catalog entry, and the nodes whose kind
+    the catalog does not know (name -> why). Raises when the lab has no node here."""
+    found = discover_labs_live(lab_id)
+    if not found:
+        raise ArchetypeError(f"no lab {lab_id!r} on this host")
+    refs, unknown = [], {}
+    for status in found[0].nodes:
+        vendor = catalog().find(status.kind)
+        if vendor is None:
+            unknown[status.name] = f"kind {status.kind!r} is not in the catalog"
+        else:
+            refs.append(NodeRef(status.name, vendor))
+    return refs, unknown
+
+
+def failure_of(future: PrefectFuture) -> str:
+    """Why a finished per-node task did not complete (its error's words)."""
+    try:
+        future.result()
+    except Exception as err:  # noqa: BLE001 - reported per node
+        return str(err) or err.__class__.__name__
+    return "not completed"
 
 
 @task(name="destroy-lab", task_run_name="destroy-lab/{lab_id}", **_RETRYING)

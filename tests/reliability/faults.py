@@ -377,6 +377,17 @@ def pings(lab: str, node: str, address: str, timeout: float = 20) -> bool:
     return bool(wait_until(lambda: exec_in(lab, node, "ping", "-c", "1", "-W", "1", address)[0] == 0, timeout, 0.5))
 
 
+def reach_picture(lab: str, vm: str) -> str:
+    """What a failed reach to a VM needs to be understood: the lab's OVS ports with their
+    tags, each port's link state, and the tail of the VM's serial log (what was typed)."""
+    ports = {p.name: p.tag for p in lab_ports(lab)}
+    states = {link["ifname"]: (link.get("operstate"), link.get("flags")) for link in host_links()
+              if link["ifname"] in ports}
+    serial = names.serial_log_path(lab, vm)
+    tail = serial.read_text(errors="replace")[-1500:] if serial.exists() else "(no serial log)"
+    return f"ports (tag): {ports}\nlink states: {states}\nserial log of {vm}, its end:\n{tail}"
+
+
 # Convergence -------------------------------------------------------------------------
 
 

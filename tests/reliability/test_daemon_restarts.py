@@ -178,7 +178,7 @@ def test_libvirtd_restarted_mid_deploy(server: PrefectServer, tmp_path: Path, mi
         faults.assert_converged(lab, result, containers_expected=1, domains_expected=1, ports_expected=2)
         assert faults.domains(lab) == [names.domain_name(lab, "v1")]
         faults.assert_discovered(lab, {"r1": "running", "v1": "running"})
-        assert faults.pings(lab, "r1", "10.7.0.2", timeout=30), "r1 does not reach the VM"
+        assert faults.pings(lab, "r1", "10.7.0.2", timeout=30), "r1 does not reach the VM\n" + faults.reach_picture(lab, "v1")
         faults.destroy_and_check(server, lab)
     finally:
         faults.tear_down(server, lab, runs=[run])
