@@ -109,8 +109,10 @@ def converge_here(
     flow_started_at = flow_started_at or time.time()
     with lab_lock(lab.id):
         remote_nodes = frozenset(whole.nodes) - frozenset(lab.nodes) if whole else frozenset()
-        lab = assign(lab, ensure_mgmt_network(whole or lab), whole)  # every node's management address
         previous = load_lab_state(lab.id, state_key)
+        remembered = {n.name: n.mgmt_ipv4 for n in previous.nodes if n.mgmt_ipv4} if previous else {}
+        # every node's management address (those a previous deploy gave stay)
+        lab = assign(lab, ensure_mgmt_network(whole or lab), whole, remembered)
         vlans = allocate_vlans(lab, previous, remote_nodes)
         publish_lab_picture(lab, vlans, return_state=True)  # a picture that fails fails no deploy
         ends = plan_link_ends(lab, vlans)

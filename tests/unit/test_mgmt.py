@@ -161,6 +161,19 @@ def test_each_host_of_a_fleet_plans_addresses_over_the_whole_lab(tmp_path: Path)
     assert set(per_host["h1"].nodes) == {"a"}  # each host still gets only its own nodes
 
 
+def test_a_node_added_to_a_deployed_lab_does_not_move_the_others(tmp_path: Path) -> None:
+    before = assign(lab_of(MIXED, tmp_path), plan())
+    remembered = {name: node.mgmt_ipv4 for name, node in before.nodes.items()}
+    grown = yaml.safe_load(MIXED)
+    grown["topology"]["nodes"] = {"r0": {"kind": "frr"}, **grown["topology"]["nodes"]}  # first in node order
+    after = assign(lab_of(yaml.safe_dump(grown, sort_keys=False), tmp_path), plan(), remembered=remembered)
+    assert {n: after.nodes[n].mgmt_ipv4 for n in before.nodes} == remembered
+    assert after.nodes["r0"].mgmt_ipv4 == "172.30.5.5"  # the first free one
+    # a remembered address outside the subnet now, or taken by a static one, is not kept
+    moved = assign(lab_of(MIXED, tmp_path), plan(), remembered={"h1": "10.1.1.1", "r2": "172.30.5.10"})
+    assert moved == before
+
+
 def test_node_addresses_never_meet_dockers_own_range() -> None:
     for subnet in ("10.0.0.0/24", "10.0.0.0/22", "10.0.0.0/29"):
         span, docker = node_range(subnet), ipaddress.ip_network(docker_range(subnet))
