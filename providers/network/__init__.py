@@ -172,7 +172,8 @@ def release_lab(lab_id: str) -> CleanupReport:
 
 
 def remove_ports(port_names: list[str], *, lab_id: str | None = None) -> None:
-    """Remove named ports from the bridge (one transaction) and delete their host veths
+    """Remove named ports from the bridge (one transaction, which returns once the database
+    has it, without waiting for ovs-vswitchd to apply it) and delete their host veths
     (a device that is not a veth, e.g. a VM tap, is left to libvirt). With ``lab_id``,
     ports or veths marked for another lab are skipped. Missing ones are fine."""
     _cleanup.remove_ports(port_names, lab_id=lab_id)

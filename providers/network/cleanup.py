@@ -35,7 +35,7 @@ def remove_ports(port_names: list[str], *, lab_id: str | None = None) -> None:
         present = [n for n in wanted if n in state.everywhere]
     else:
         present = wanted
-    ovs.transaction(ovs.del_port_commands(present), what=f"{what}: removing ports {', '.join(present)}")
+    ovs.transaction(ovs.del_port_commands(present), what=f"{what}: removing ports {', '.join(present)}", wait=False)
     veths = {n: what for n in wanted}
     with netlink_step(what, "removing host veths"):
         if lab_id is not None:  # never a veth marked for another lab

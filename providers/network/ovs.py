@@ -40,9 +40,11 @@ class PortInfo:
         return self.external_ids.get(names.OVS_NODE_KEY)
 
 
-def vsctl(args: Sequence[str], *, what: str) -> str:
-    """Run one ``ovs-vsctl`` and return its stdout; ``what`` names the lab/ports in errors."""
-    argv = ["ovs-vsctl", f"--timeout={OVS_TIMEOUT}", *args]
+def vsctl(args: Sequence[str], *, what: str, wait: bool = True) -> str:
+    """Run one ``ovs-vsctl`` and return its stdout; ``what`` names the lab/ports in errors.
+    ``wait=False``: return once the database has the change, without waiting for
+    ovs-vswitchd to apply it (removals nobody waits on)."""
+    argv = ["ovs-vsctl", f"--timeout={OVS_TIMEOUT}", *([] if wait else ["--no-wait"]), *args]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=OVS_TIMEOUT + 15, check=False)
     except FileNotFoundError:
@@ -57,14 +59,14 @@ def vsctl(args: Sequence[str], *, what: str) -> str:
     return result.stdout
 
 
-def transaction(commands: Iterable[Command], *, what: str) -> str:
+def transaction(commands: Iterable[Command], *, what: str, wait: bool = True) -> str:
     """Apply every command in ONE ovs-vsctl transaction (all or nothing)."""
     args: list[str] = []
     for command in commands:
         args += ["--", *command]
     if not args:
         return ""
-    return vsctl(args, what=what)
+    return vsctl(args, what=what, wait=wait)
 
 
 class _GroupCommit:
