@@ -42,7 +42,7 @@ def main() -> None:
     threading.Thread(target=publish_facts_forever, args=(stop,), daemon=True, name="host-facts").start()
     steps = [f.to_deployment(name=host, tags=["archetype", "fleet"]) for f in (*slice_flows(), *migrate_step_flows())]
     try:
-        serve(*deployments(), *steps, limit=32)
+        serve(*deployments(), *steps, limit=32, query_seconds=get_settings().runner_poll_seconds)
     finally:
         stop.set()
 

@@ -47,6 +47,7 @@ def serve_all(host: str = "127.0.0.1", port: int | None = None) -> None:
     server the CLI shares (started if none answers, API auth on); it outlives ``serve``:
     ``archetype server stop`` ends it."""
     from deployments import local_server
+    from lab.settings import get_settings
 
     if os.environ.get("PREFECT_API_URL"):
         api = local_server.api_env()
@@ -63,4 +64,4 @@ def serve_all(host: str = "127.0.0.1", port: int | None = None) -> None:
     if api.get("PREFECT_API_AUTH_STRING"):
         settings[PREFECT_API_AUTH_STRING] = api["PREFECT_API_AUTH_STRING"]
     with temporary_settings(updates=settings):
-        serve(*deployments())
+        serve(*deployments(), query_seconds=get_settings().runner_poll_seconds)

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         0, ge=0, description="Memory this host offers to labs, MiB (placement); 0: what the kernel says is available"
     )
     vxlan_port: int = Field(4789, ge=1, le=65535, description="UDP port of cross-host VXLAN tunnels")
+    runner_poll_seconds: float = Field(
+        2.0, gt=0,
+        description="Seconds between two asks of a served runner (archetype serve, a fleet worker) for scheduled "
+                    "runs: what a run started from the UI, the REST API or a fleet's coordinator waits at most "
+                    "before its process starts (Prefect's default is 10); one API call per ask",
+    )
     host_facts_interval: float = Field(15.0, description="Seconds between two publications of a host's facts")
     host_alive_seconds: float = Field(60.0, description="A host whose facts are older than this is not alive")
     host_pickup_timeout: float = Field(60.0, description="Seconds a host has to start its step of a multi-host run")
