@@ -64,6 +64,21 @@ class Fleet:
         result = self.on(host, "docker", "exec", f"archetype-{lab}-{node}", *argv, timeout=timeout)
         return result.returncode, result.stdout + result.stderr
 
+    def serve_tcp(self, host: str, lab: str, node: str, port: int, script: str, timeout: float = 30) -> None:
+        """Start a one-connection TCP server (a perl ``script`` listening on ``port``) in a
+        container, and return once it listens: ``docker exec -d`` returns before it binds."""
+        self.on(host, "docker", "exec", "-d", f"archetype-{lab}-{node}", "perl", "-e", script)
+        deadline = time.monotonic() + timeout
+        while not self._listening(host, lab, node, port):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{node} on {host}: nothing listens on TCP port {port} after {timeout:.0f} s")
+            time.sleep(0.2)
+
+    def _listening(self, host: str, lab: str, node: str, port: int) -> bool:
+        _, out = self.docker_exec(host, lab, node, "cat", "/proc/net/tcp", "/proc/net/tcp6")
+        rows = (line.split() for line in out.splitlines())
+        return any(len(r) > 3 and r[1].endswith(f":{port:04X}") and r[3] == "0A" for r in rows)  # 0A: LISTEN
+
     def sim(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run(["bash", str(SIM), *args], capture_output=True, text=True, timeout=timeout, check=False)
 

@@ -116,10 +116,7 @@ def test_bgp_is_established_across_the_tunnel(fleet: Fleet, lab) -> None:
 def test_tcp_crosses_every_cross_host_link(fleet: Fleet, lab) -> None:
     lab_id, _ = lab
     # r1 (sim-1) <-> r2 (sim-2), container to container: 1 MiB of TCP, and a full 1500-byte frame.
-    fleet.on("sim-2", "docker", "exec", "-d", f"archetype-{lab_id}-r2", "perl", "-e", SERVE_1MIB)
-    import time
-
-    time.sleep(1)
+    fleet.serve_tcp("sim-2", lab_id, "r2", 5701, SERVE_1MIB)
     code, out = fleet.docker_exec("sim-1", lab_id, "r1", "perl", "-e", FETCH)
     assert code == 0 and out.strip() == str(1 << 20), out
     code, out = fleet.docker_exec("sim-1", lab_id, "r1", "ping", "-c", "2", "-W", "3", "-s", "1472", "-M", "do", "10.1.12.2")

@@ -108,8 +108,7 @@ def tcp_across_both_links(fleet: Fleet, lab_id: str, r1_host: str = "sim-1", wit
     ARP entry for it is stale until the kernel probes it again, up to a minute)."""
     deadline = time.monotonic() + within
     while True:
-        fleet.on("sim-2", "docker", "exec", "-d", f"archetype-{lab_id}-r2", "perl", "-e", SERVE_1MIB)
-        time.sleep(1)
+        fleet.serve_tcp("sim-2", lab_id, "r2", 5702, SERVE_1MIB)
         code, out = fleet.docker_exec(r1_host, lab_id, "r1", "perl", "-e", FETCH)
         if (code == 0 and out.strip() == str(1 << 20)) or time.monotonic() > deadline:
             break
