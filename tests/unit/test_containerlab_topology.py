@@ -4,34 +4,21 @@ prefix, restart-policy, startup-delay and stages -- honoured, or refused with th
 from __future__ import annotations
 
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from lab import names
-from lab.errors import TopologyError
 from lab.state import LinkRecord
 from providers.docker.spec import build_container_spec, readonly_paths
 from providers.network.ovs import PortInfo
 from providers.network.recovery import plan_recovery
 from providers.network.vlans import select_tags, tags_in_use
+from tests.support.topology_text import lab_of, problems_of
 from topology import load_topology
 from topology.stages import BRING_UP, POST_BOOT, stage_waits
 
 EXAMPLES = Path(__file__).resolve().parent / "data" / "containerlab" / "lab-examples"
-
-
-def lab_of(text: str, tmp_path: Path):
-    path = tmp_path / "lab.yml"
-    path.write_text(textwrap.dedent(text))
-    return load_topology(path)
-
-
-def problems_of(text: str, tmp_path: Path) -> list[str]:
-    with pytest.raises(TopologyError) as info:
-        lab_of(text, tmp_path)
-    return info.value.problems
 
 
 LAN = """

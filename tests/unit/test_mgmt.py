@@ -12,10 +12,10 @@ import yaml
 
 from archetype.automation import ansible_inventory, nornir_hosts
 from lab import names
-from lab.errors import TopologyError
 from providers.docker.spec import build_container_spec
 from providers.labs import _link_ends
 from providers.libvirt.domain_xml import NodeMarker, domain_xml, metadata_xml, parse_marker, plan_domain
+from tests.support.topology_text import lab_of, problems_of
 from topology import load_topology
 from topology.addressing import assign
 from topology.mgmt import MgmtPlan, docker_range, node_range, prefix_for
@@ -36,18 +36,6 @@ MIXED = """
         - endpoints: ["r1:eth2", "r2:eth1"]
         - endpoints: ["r2:eth2", "h1:eth1"]
 """
-
-
-def lab_of(text: str, tmp_path: Path):
-    path = tmp_path / "lab.yml"
-    path.write_text(textwrap.dedent(text))
-    return load_topology(path)
-
-
-def problems_of(text: str, tmp_path: Path) -> list[str]:
-    with pytest.raises(TopologyError) as info:
-        lab_of(text, tmp_path)
-    return info.value.problems
 
 
 def plan(subnet: str = "172.30.5.0/24") -> MgmtPlan:

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from lab.errors import TopologyError
+from tests.support.topology_text import lab_of, problems_of
 from topology import load_topology
 
 PEERS = Path(__file__).resolve().parent / "data" / "containerlab"  # containerlab's own lab examples
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def problems_of(text: str, tmp_path: Path) -> list[str]:
-    path = tmp_path / "lab.yml"
-    path.write_text(textwrap.dedent(text))
-    with pytest.raises(TopologyError) as info:
-        load_topology(path)
-    return info.value.problems
-
-
-def lab_of(text: str, tmp_path: Path):
-    path = tmp_path / "lab.yml"
-    path.write_text(textwrap.dedent(text))
-    return load_topology(path)
 
 
 VALID = """
