@@ -7,6 +7,7 @@
 #   make lint        ruff
 #   make demo        setup, then the demo lab
 #   make bench       benchmarks: deploy/destroy as users run them vs the engines alone, discovery, VM readiness, wiring
+#   make bench-floor what Prefect costs before any lab work (server start, a no-op command, a served run, the heartbeat)
 #   make clean-host  remove every Archetype-owned resource from this host, stop the local Prefect server
 #   make sim-up HOSTS=2   a simulated fleet on this machine (hosts sim-1..sim-N, Postgres-backed
 #                    Prefect server with API auth); prints the env that points the CLI at it
@@ -29,7 +30,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_HOME := /var/lib/archetype/prefect
 
-.PHONY: help setup daemons venv test test-unit test-reliability lint demo bench clean-host sim-up sim-down
+.PHONY: help setup daemons venv test test-unit test-reliability lint demo bench bench-floor clean-host sim-up sim-down
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -75,6 +76,11 @@ bench: setup
 	$(PYTHON) benchmarks/run.py
 	$(PYTHON) benchmarks/internals.py
 	$(PYTHON) benchmarks/network_wiring.py --links 10 50
+	$(PYTHON) benchmarks/floor.py
+
+# No lab, no daemon: Prefect alone, on a server of its own (benchmarks/results/floor.md).
+bench-floor: venv
+	$(PYTHON) benchmarks/floor.py
 
 # Removes every Archetype-owned resource whose lab is not known (deployed and not
 # destroyed, from the state artifacts): by markers, never by name.
