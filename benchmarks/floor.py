@@ -172,10 +172,16 @@ def served_round_trip(api: str, deployment: str, reps: int) -> list[float]:
 
 
 def heartbeat_cost(api: str, reps: int) -> dict[str, list[float]]:
-    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_LOGGING_TO_API_ENABLED,
+        temporary_settings,
+    )
 
     result: dict[str, list[float]] = {"on": [], "off": []}
-    with temporary_settings({PREFECT_API_URL: api}):  # this server, never a temporary one
+    # this server, never a temporary one; no logs left to send to it once it has stopped
+    with temporary_settings({PREFECT_API_URL: api, PREFECT_LOGGING_TO_API_ENABLED: False}):
         noop()  # warm: client, flow registration
         for _ in range(reps):
             for name, updates in (("on", {}), ("off", {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})):
