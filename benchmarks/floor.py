@@ -29,8 +29,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from prefect import flow  # noqa: E402
+
+from benchmarks.measure import host_facts  # noqa: E402
+from benchmarks.run import free_port, median_of  # noqa: E402
 
 PYTHON = sys.executable
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -102,16 +103,6 @@ def command_floor(spawned: float) -> None:
 
 
 # ------------------------------------------------------------- measurements
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
 
 
 @contextlib.contextmanager
@@ -206,7 +197,7 @@ def measure(reps: int, poll: float, work: Path) -> dict:
     for _ in range(reps):
         with started(server_argv, env, work / "server.log"):
             starts.append(wait_until_answers(api))
-    figures["server_start"] = stats(starts)
+    figures["server_start"] = median_of(starts)
 
     client_env = {**env, "PREFECT_API_URL": api}
     with started(server_argv, env, work / "server.log"):
@@ -218,17 +209,17 @@ def measure(reps: int, poll: float, work: Path) -> dict:
             walls.append(wall)
             inside.append(json.loads(out.strip().splitlines()[-1]))
         figures["command_floor"] = {
-            "process": stats(walls),
-            "import": stats([i["import"] for i in inside]),
-            "flow": stats([i["flow"] for i in inside]),
+            "process": median_of(walls),
+            "import": median_of([i["import"] for i in inside]),
+            "flow": median_of([i["flow"] for i in inside]),
         }
         child = [timed_process([PYTHON, "-c", "import prefect.flow_engine, flows.deploy_lab"], client_env)[0]
                  for _ in range(reps)]
-        figures["flow_run_child_import"] = stats(child)
+        figures["flow_run_child_import"] = median_of(child)
         for mode in ("spawn", "forkserver"):
             with started([PYTHON, __file__, "serve", mode, "--poll", str(poll)], client_env, work / f"runner-{mode}.log"):
-                figures[f"served_{mode}"] = stats(served_round_trip(api, mode, reps))
-        figures["heartbeat"] = {name: stats(values) for name, values in heartbeat_cost(api, reps).items()}
+                figures[f"served_{mode}"] = median_of(served_round_trip(api, mode, reps))
+        figures["heartbeat"] = {name: median_of(values) for name, values in heartbeat_cost(api, reps).items()}
     return figures
 
 
@@ -273,10 +264,8 @@ def main() -> None:
     if args.mode == "command-floor":
         command_floor(args.spawned)
         return
-    import platform
-    from datetime import UTC, datetime
-
-    host = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.node()}: {os.cpu_count()} CPUs",
+    facts = host_facts()
+    host = {"when": facts["when"], "machine": f"{facts['host']}: {facts['cpus']} CPUs",
             "load_before": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory(prefix="archetype-floor-") as work:
         figures = measure(args.reps, args.poll, Path(work))
