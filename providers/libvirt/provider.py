@@ -136,6 +136,7 @@ class LibvirtProvider(NodeProvider):
         check_images(plan)  # before anything is created
         made = ensure_disks(plan)
         private_dir(plan.serial_log.parent)  # serial logs hold what was typed on the console
+        network.unplug_dead_taps(lab_id, node.name, [port for xml in plan.interfaces for port in link_ports(xml) if port])
         started = time.monotonic()
         try:
             if info is None:
@@ -167,6 +168,9 @@ class LibvirtProvider(NodeProvider):
         if info is None:
             raise ProviderError(f"node {node_name} of lab {lab_id} does not exist")
         self._check_ours(info, lab_id, node_name)
+        if info.state is not NodeState.RUNNING:
+            defined = self._call(domain_description(info.name), f"node {node_name}")
+            network.unplug_dead_taps(lab_id, node_name, [port for port in link_ports(defined) if port] if defined else [])
         self._call(start_domain(info.name, fresh_log=names.serial_log_path(lab_id, node_name)), f"node {node_name}")
 
     def stop_node(self, lab_id: str, node_name: str) -> None:

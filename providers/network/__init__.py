@@ -51,6 +51,7 @@ __all__ = [
     "remove_ports",
     "reserved_links",
     "set_port_up",
+    "unplug_dead_taps",
     "vm_interface_xml",
 ]
 
@@ -106,8 +107,19 @@ def ensure_vm_ports(lab_id: str, node: str, ends: list[LinkEnd]) -> None:
     right tag (access port) and our external_ids, in one read and at most one transaction.
     libvirt sets the tag itself and keeps its own ids (iface-id, attached-mac, vm-id) on the
     Interface row; ours go on the Port row, merged key by key, so nothing libvirt put there
-    is lost. Raises ``NetworkError`` when a tap does not exist (the VM is not running)."""
+    is lost. A tap on the bridge that ovs-vswitchd does not read (not promiscuous: made again
+    under a row it kept) is unplugged and plugged in again, in two transactions.
+    Raises ``NetworkError`` when a tap does not exist (the VM is not running)."""
     _vm_interfaces.ensure_vm_ports(lab_id, node, ends)
+
+
+def unplug_dead_taps(lab_id: str, node: str, port_names: list[str]) -> list[str]:
+    """Before a VM starts: remove the OVS rows of its taps (``port_names``) whose device is
+    gone, as a libvirtd that died while starting the VM leaves them (rows of another lab stay).
+    libvirt plugs a tap with ``del-port`` + ``add-port`` in ONE transaction, which
+    ovs-vswitchd does not take for a change: it would keep reading the gone device, and the
+    VM's links would carry nothing. Returns the ports whose rows were removed."""
+    return _vm_interfaces.unplug_dead_taps(lab_id, node, port_names)
 
 
 def vm_interface_xml(end: LinkEnd | None, nic_model: str, *, mac: str | None = None) -> str:

@@ -26,6 +26,7 @@ from lab.errors import NetworkError
 CLONE_NEWNET = 0x40000000
 NETLINK_ROUTE = 0
 IFF_UP = 0x1
+IFF_PROMISC = 0x100
 SIOCETHTOOL = 0x8946
 ETHTOOL_GTXCSUM = 0x16
 ETHTOOL_STXCSUM = 0x17
@@ -45,6 +46,7 @@ class Link:
     mtu: int | None
     alias: str | None
     peer_index: int | None  # IFLA_LINK: for a veth, the peer's ifindex (in the peer's namespace)
+    promiscuous: bool = False  # a switch port's device: set by the datapath that reads it
 
 
 def _link(msg) -> Link:
@@ -60,6 +62,7 @@ def _link(msg) -> Link:
         mtu=msg.get_attr("IFLA_MTU"),
         alias=msg.get_attr("IFLA_IFALIAS"),
         peer_index=msg.get_attr("IFLA_LINK"),
+        promiscuous=bool(msg["flags"] & IFF_PROMISC),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 import xml.etree.ElementTree as ET
 
@@ -12,6 +13,8 @@ from providers.network import ovs, vlans
 from providers.network.markers import port_ids
 from providers.network.netlink import IPRoute, get_link, netlink_step
 from providers.network.veth import check_ends
+
+log = logging.getLogger(__name__)
 
 _IFACE_ID_NS = uuid.UUID("5b0d61f2-3c1e-4f7a-9d59-2f1f4d0c8a11")  # namespace of our interfaceid uuids
 
@@ -68,11 +71,20 @@ def ensure_vm_ports(lab_id: str, node: str, ends: list[LinkEnd]) -> None:
         return
     vlans.note_ports(lab_id, node, {end.link_id: [end.port_name] for end in ends})
     with netlink_step(what, "looking for the taps"), IPRoute() as host:
-        missing = [end.port_name for end in ends if get_link(host, end.port_name) is None]
+        taps = {end.port_name: get_link(host, end.port_name) for end in ends}
+    missing = [name for name, tap in taps.items() if tap is None]
     if missing:
         raise NetworkError(f"{what}: tap(s) {', '.join(missing)} do not exist: is the VM running, "
                            f"with <target dev=.../> from vm_interface_xml?")
     state = ovs.read_state()
+    # A datapath reading a device puts it in promiscuous mode. A tap on the bridge that is not
+    # in it was made again under a row ovs-vswitchd kept (see unplug_dead_taps): it carries
+    # nothing until its row goes in a transaction of its own and comes back.
+    unread = [name for name, tap in taps.items() if name in state.bridge and tap is not None and not tap.promiscuous]
+    if unread:
+        log.warning("%s: tap(s) %s on the bridge but not read by ovs-vswitchd: plugged in again", what, ", ".join(unread))
+        ovs.transaction(ovs.del_port_commands(unread), what=f"{what}: unplugging taps {', '.join(unread)}")
+        state = ovs.read_state()
     commands: list[ovs.Command] = []
     for end in ends:
         ids = port_ids(lab_id, node, end.link_id)
@@ -88,3 +100,18 @@ def ensure_vm_ports(lab_id: str, node: str, ends: list[LinkEnd]) -> None:
     if commands:
         ovs.transaction(ovs.bridge_commands() + commands,
                         what=f"{what}: setting taps {', '.join(e.port_name for e in ends)}")
+
+
+def unplug_dead_taps(lab_id: str, node: str, port_names: list[str]) -> list[str]:
+    """See ``providers.network.unplug_dead_taps``."""
+    what = f"lab {lab_id} node {node}"
+    state = ovs.read_state()
+    rows = [name for name in port_names if name in state.everywhere and state.everywhere[name].lab_id in (None, lab_id)]
+    if not rows:
+        return []
+    with netlink_step(what, "looking for the taps"), IPRoute() as host:
+        dead = [name for name in rows if get_link(host, name) is None]
+    if dead:
+        log.info("%s: removing the OVS rows of taps that are gone: %s", what, ", ".join(dead))
+        ovs.transaction(ovs.del_port_commands(dead), what=f"{what}: removing the rows of gone taps {', '.join(dead)}")
+    return dead

@@ -58,5 +58,5 @@ class Booted:
     nodes: dict[str, Node]
     ends: dict[str, list[LinkEnd]]
     ready_seconds: dict[str, float]  # define + boot to ready, per node
-    pattern_to_ready: dict[str, float]  # serial log shows the pattern -> wait_ready returns (seen nodes only)
+    pattern_to_ready: dict[str, float]  # at most this long from the pattern in the serial log to wait_ready's return (seen nodes only)
     log_at_ready: dict[str, str]  # each node's serial log as it was when wait_ready returned

@@ -51,16 +51,22 @@ end
 """
 
 
-def first_seen(path, pattern: str, stop: threading.Event, seen: dict, key: str) -> None:
-    """An independent observer: when the pattern first shows in the serial log (5 ms polls)."""
+def last_miss_before(path, pattern: str, stop: threading.Event, seen: dict, key: str) -> None:
+    """An independent observer of the serial log (5 ms polls). Once it finds the pattern,
+    ``seen[key]`` is when its last read WITHOUT it began: the pattern was written after that.
+    (The time of the first read with it depends on when this thread is scheduled: on a loaded
+    host the provider's own watcher can see the pattern first.)"""
     wanted = re.compile(pattern, re.IGNORECASE)
+    last_miss = time.monotonic()
     while not stop.is_set():
+        began = time.monotonic()
         try:
             if wanted.search(path.read_text(errors="replace")):
-                seen[key] = time.monotonic()
+                seen[key] = last_miss
                 return
         except FileNotFoundError:
             pass
+        last_miss = began
         time.sleep(0.005)
 
 
@@ -90,7 +96,7 @@ def lab(provider: LibvirtProvider, net) -> Iterator[Booted]:  # noqa: ANN001
         pattern = nodes["r1"].vendor.readiness.pattern
         stop, seen = threading.Event(), {}
         watchers = [
-            threading.Thread(target=first_seen, args=(names.serial_log_path(lab, n), pattern, stop, seen, n), daemon=True)
+            threading.Thread(target=last_miss_before, args=(names.serial_log_path(lab, n), pattern, stop, seen, n), daemon=True)
             for n in nodes
         ]
         for w in watchers:
@@ -112,7 +118,8 @@ def lab(provider: LibvirtProvider, net) -> Iterator[Booted]:  # noqa: ANN001
         stop.set()
         for w in watchers:
             w.join(5)
-        # A node whose pattern the watcher never saw gets no figure: the test then fails.
+        # At most this long from the pattern to readiness. A node whose pattern the watcher
+        # never saw gets no figure: the test then fails.
         pattern_to_ready = {n: ready_at[n] - seen[n] for n in nodes if n in seen}
         print(f"\n[figures] define+boot to ready: {ready}; serial-log pattern to ready: {pattern_to_ready}")
         yield Booted(lab, nodes, ends, ready, pattern_to_ready, log_at_ready)
@@ -130,7 +137,7 @@ def test_ready_soon_after_the_serial_log_shows_it(lab: Booted) -> None:
         assert pattern.search(lab.log_at_ready[name]), f"{name} was declared ready before its log showed {pattern}"
     assert set(lab.pattern_to_ready) == set(lab.nodes), f"the watcher never saw the pattern of {lab.nodes.keys() - lab.pattern_to_ready.keys()}"
     for name, delay in lab.pattern_to_ready.items():
-        assert 0 <= delay < 10, f"{name}: {delay:.3f} s between the pattern and readiness"
+        assert 0 <= delay < 10, f"{name}: up to {delay:.3f} s between the pattern and readiness"
 
 
 def test_the_startup_config_is_in_the_running_config(provider: LibvirtProvider, lab: Booted) -> None:
