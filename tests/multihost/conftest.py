@@ -119,11 +119,23 @@ def _parse_env(text: str) -> dict[str, str]:
     return env
 
 
+def _worker_alive(host: str) -> bool:
+    """The host's worker runs (its pid file names a live process). A pid file alone proves
+    nothing: processes die with a machine's session while /run stays, and a fleet taken for
+    someone else's would never be taken down."""
+    try:
+        pid = int((RUN / host / "pids" / "worker").read_text().strip())
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 @pytest.fixture(scope="session")
 def fleet() -> Iterator[Fleet]:
     if os.geteuid() != 0:
         _unavailable("the simulated fleet needs root")
-    was_up = all((RUN / h / "pids" / "worker").exists() for h in HOSTS)
+    was_up = all(_worker_alive(h) for h in HOSTS)
     result = subprocess.run(["bash", str(SIM), "up", str(len(HOSTS))], capture_output=True, text=True, timeout=900,
                             check=False)
     if result.returncode != 0:
