@@ -5,6 +5,7 @@ and creates nothing (no container, domain, OVS port or file)."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,23 +34,30 @@ def _files_created(lab: str) -> list[str]:
 
 
 def _run(server: PrefectServer, flow: str, parameters: dict) -> tuple[dict, str]:
-    run = server.wait_flow_run(server.run_deployment(flow, parameters), timeout=300)
-    return run, (run["state"].get("message") or "") + "\n" + server.flow_run_logs(run["id"])
+    return _all_finished(server, flow, {"the run": parameters})["the run"]
 
 
-@pytest.fixture
-def lab_files(sec_lab_id: str) -> Iterator[Path]:
+def _lab_files(lab: str) -> Path:
     """The lab's files folder in the workspace (where a UI user puts its configs), with a
     symlink out of it to a folder and to a file."""
-    folder = names.lab_files_dir(sec_lab_id)
+    folder = names.lab_files_dir(lab)
     folder.mkdir(parents=True)
     (folder / "etc").symlink_to("/etc")
     (folder / "passwd").symlink_to("/etc/passwd")
     (folder / "auth").symlink_to(WORKSPACE / "secrets" / "prefect-api-auth")
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return folder
+
+
+def _all_finished(server: PrefectServer, flow: str, parameters: dict[str, dict]) -> dict[str, tuple[dict, str]]:
+    """Runs of ``flow`` created at once through the REST API (key -> parameters), each
+    waited for: key -> (the run, its state message and logs). The worker takes them a few at
+    a time; one after another, each would pay the whole REST round trip (~10 s here)."""
+    created = {key: server.run_deployment(flow, params) for key, params in parameters.items()}
+    finished = {}
+    for key, run_id in created.items():
+        run = server.wait_flow_run(run_id, timeout=300)
+        finished[key] = run, (run["state"].get("message") or "") + "\n" + server.flow_run_logs(run["id"])
+    return finished
 
 
 ATTACKS = {
@@ -68,18 +76,32 @@ ATTACKS = {
 }
 
 
+@pytest.fixture(scope="module")
+def attacks(secured_host: PrefectServer) -> Iterator[dict[str, tuple[str, dict, str]]]:
+    """Every attack sent at once, each as the deploy of a lab of its own (with its files
+    folder and symlinks): attack -> (lab, run, what the run said)."""
+    labs = {attack: f"sec-{secrets.token_hex(3)}" for attack in ATTACKS}
+    folders = [_lab_files(lab) for lab in labs.values()]
+    try:
+        finished = _all_finished(secured_host, "deploy-lab", {
+            attack: {"topology": _topology(labs[attack], **{field: value})} for attack, (field, value, _) in ATTACKS.items()
+        })
+        yield {attack: (labs[attack], *finished[attack]) for attack in ATTACKS}
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.parametrize("attack", list(ATTACKS))
-def test_a_path_attack_through_the_api_fails_and_creates_nothing(
-    secured_host: PrefectServer, sec_lab_id: str, lab_files: Path, attack: str
-) -> None:
-    field, value, where = ATTACKS[attack]
-    run, said = _run(secured_host, "deploy-lab", {"topology": _topology(sec_lab_id, **{field: value})})
+def test_a_path_attack_through_the_api_fails_and_creates_nothing(attacks: dict, attack: str) -> None:
+    lab, run, said = attacks[attack]
+    where = ATTACKS[attack][2]
     assert run["state_type"] == "FAILED", said
     assert where in said, said
     assert "allowed folders" in said or "does not exist" in said, said
     assert str(REPO) not in said.split("allowed folders")[-1]  # the project is never offered
-    assert leftovers(sec_lab_id) == {}
-    assert _files_created(sec_lab_id) == []
+    assert leftovers(lab) == {}
+    assert _files_created(lab) == []
 
 
 def test_dot_through_the_api_is_never_the_workers_working_directory(secured_host: PrefectServer, sec_lab_id: str) -> None:
@@ -118,16 +140,28 @@ def test_a_topology_file_through_the_api_keeps_to_its_own_folder(secured_host: P
     assert leftovers(sec_lab_id) == {} and _files_created(sec_lab_id) == []
 
 
-@pytest.mark.parametrize("out_dir", ["/tmp/sec-configs-out", "../../secrets", "../..", "/etc/cron.d", "."])
-def test_extract_configs_writes_nothing_outside_the_configs_folder(
-    secured_host: PrefectServer, sec_lab_id: str, out_dir: str
-) -> None:
-    before = _tree(Path("/tmp/sec-configs-out"), WORKSPACE / "secrets", Path("/etc/cron.d"))
-    run, said = _run(secured_host, "extract-configs", {"lab": sec_lab_id, "out_dir": out_dir})
+OUT_DIRS = ["/tmp/sec-configs-out", "../../secrets", "../..", "/etc/cron.d", "."]
+WATCHED = (Path("/tmp/sec-configs-out"), WORKSPACE / "secrets", Path("/etc/cron.d"))
+
+
+@pytest.fixture(scope="module")
+def extractions(secured_host: PrefectServer) -> dict[str, tuple[dict, str, dict, dict]]:
+    """extract-configs with each out_dir, sent at once: out_dir -> (run, what it said, the
+    watched folders before, after every run ended)."""
+    lab = f"sec-{secrets.token_hex(3)}"
+    before = _tree(*WATCHED)
+    finished = _all_finished(secured_host, "extract-configs", {out: {"lab": lab, "out_dir": out} for out in OUT_DIRS})
+    after = _tree(*WATCHED)
+    return {out: (*finished[out], before, after) for out in OUT_DIRS}
+
+
+@pytest.mark.parametrize("out_dir", OUT_DIRS)
+def test_extract_configs_writes_nothing_outside_the_configs_folder(extractions: dict, out_dir: str) -> None:
+    run, said, before, after = extractions[out_dir]
     assert run["state_type"] == "FAILED"
     assert "out_dir" in said and "outside the workspace's configs folder" in said, said
     assert not Path("/tmp/sec-configs-out").exists()
-    assert _tree(Path("/tmp/sec-configs-out"), WORKSPACE / "secrets", Path("/etc/cron.d")) == before
+    assert after == before
 
 
 def _tree(*folders: Path) -> dict[str, float]:
