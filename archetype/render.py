@@ -235,8 +235,8 @@ class _LiveView:
         room = max(3, console.size.height - 8)
         for node in nodes[:room]:
             cells = [f"{node.reached[s]:.1f} s" if s in node.reached else "" for s in STAGES]
-            if node.failed:
-                cells[len(node.reached)] = Text("failed", style="red")
+            if node.failed:  # in the first stage it did not reach
+                cells[min(len(node.reached), len(STAGES) - 1)] = Text("failed", style="red")
             table.add_row(node.name, *cells)
         if len(nodes) > room:
             table.add_row(f"... {len(nodes) - room} more", *[""] * len(STAGES))

@@ -99,7 +99,7 @@ def running() -> LocalServer | None:
         server = LocalServer(pid=int(record["pid"]), url=str(record["url"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not _alive(server.pid) or not _answers(server.url):
+    if not alive(server.pid) or not _answers(server.url):
         return None
     return server
 
@@ -131,22 +131,26 @@ def ensure(host: str = "127.0.0.1", port: int | None = None, on_start: Callable[
 
 
 def stop(timeout: float = 20) -> LocalServer | None:
-    """End the recorded server (SIGTERM to its process group, then SIGKILL); None if none ran."""
+    """End the recorded server (SIGTERM to its process group, then SIGKILL) and the
+    executor that runs commands on it; None if no server ran."""
+    from deployments import executor
+
+    executor.stop(prefect_home())
     try:
         record = json.loads(record_path().read_text())
         server = LocalServer(pid=int(record["pid"]), url=str(record["url"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     record_path().unlink(missing_ok=True)
-    if not _alive(server.pid):
+    if not alive(server.pid):
         return None
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, sig)  # the server's own session: uvicorn and its services
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _alive(server.pid):
+        while time.monotonic() < deadline and alive(server.pid):
             time.sleep(0.2)
-        if not _alive(server.pid):
+        if not alive(server.pid):
             break
     return server
 
@@ -200,7 +204,7 @@ def _protect_database(home: Path) -> None:
             os.chmod(path, 0o600)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

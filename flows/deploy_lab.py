@@ -290,6 +290,10 @@ def _stage_of(future: PrefectFuture, default: Stage) -> Stage:
 
 
 def _show_failure(progress: DeployProgress, name: str, future: PrefectFuture, default: Stage) -> None:
+    # Done already, so this returns at once and keeps the task's final state: without it,
+    # ``future.state`` asks the API, which may not have recorded the end yet (task states
+    # travel as events) and says "Running": a node shown failed after it was configured.
+    future.wait()
     if _failed(future):
         progress.fail(name, _stage_of(future, default).value, _error_of(future))
 

@@ -1,0 +1,390 @@
+"""The warm executor: one process per host with Prefect, the flows and the providers
+imported, that runs ``archetype`` commands for the command line (``archetype/launch.py``).
+
+Why: on a 2-core host, a command that imports Prefect and the flows before any work pays
+~2 s, and the local server's start ~5 s more on the first one (docs/performance.md). Here
+a command is a ``fork()``: the child takes the caller's argv, environment, working folder,
+umask and terminal (its stdin, stdout and stderr, passed over the socket), runs the same
+CLI code as in-process, and reports its exit status as soon as the command is done; it
+drains Prefect's log and event workers to the server after the caller has gone.
+
+Trust (DESIGN.md, Security): the socket is 0600 in the workspace's Prefect folder (0700,
+root only), and a caller must have this process's uid and its network and mount
+namespaces (a simulated host's command is never run in the host's namespaces). The
+command goes through the CLI's own checks, exactly as in-process. A caller that dies takes
+its command with it (the child's whole process group is killed), as a killed in-process
+command would.
+
+Lifetime: started by the first flow-backed command (``launch.py``), with the local server
+when none answers; ended by ``archetype server stop`` (``local_server.stop``), or by itself
+when the code it runs changed on disk (the next command starts a fresh one).
+
+Files, in ``$PREFECT_HOME``: ``executor.sock``, ``executor.json`` (pid), ``executor.log``,
+``executor.lock`` (one executor per folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from archetype import launch
+
+FLOW_MODULES = (  # imported once here, so that no command pays for them
+    "flows.deploy_lab", "flows.destroy_lab", "flows.extract_configs", "flows.cleanup_orphans",
+    "flows.control_node", "flows.set_link", "flows.save_configs", "flows.migrate_node", "flows.exec_node",
+    "flows.discover_labs", "prefect.flow_engine", "archetype.cli",
+)
+_CODE_SUFFIXES = (".py", ".yml")
+_CODE_PACKAGES = ("archetype", "deployments", "flows", "lab", "providers", "tasks", "topology", "vendors")
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def record_path(home: Path) -> Path:
+    return home / "executor.json"
+
+
+def log_path(home: Path) -> Path:
+    return home / "executor.log"
+
+
+def stop(home: Path, timeout: float = 10) -> int | None:
+    """End the executor of ``home`` (its running commands finish); its pid, or None."""
+    try:
+        pid = int(json.loads(record_path(home).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    from deployments.local_server import alive
+
+    record_path(home).unlink(missing_ok=True)
+    if not alive(pid):
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.05)
+    return pid
+
+
+def code_stamp(root: Path) -> int:
+    """The newest modification time of the code this process runs (nanoseconds)."""
+    newest = 0
+    for package in _CODE_PACKAGES:
+        for folder, _dirs, files in os.walk(root / package):
+            for name in files:
+                if name.endswith(_CODE_SUFFIXES):
+                    with contextlib.suppress(OSError):
+                        newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime_ns)
+    return newest
+
+
+class Executor:
+    def __init__(self, home: Path, listener: socket.socket) -> None:
+        self.home = home
+        self.listener = listener
+        self.root = launch.code_root()
+        self.stamp = code_stamp(self.root)
+        self.prefect_env = launch.prefect_environment(os.environ)
+        self.namespaces = _namespaces(os.getpid())
+        self.children: dict[int, socket.socket] = {}  # pid -> its caller's connection
+        self.stopping = False
+
+    def serve(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        while not self.stopping:
+            self._reap()
+            with contextlib.suppress(InterruptedError):
+                readable, _, _ = select.select([self.listener], [], [], 0.5)
+                if readable:
+                    self._accept()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        connection, _ = self.listener.accept()
+        connection.settimeout(10)  # a caller that connects and says nothing holds no one up
+        fds: list[int] = []
+        try:
+            request = launch.receive(connection, fds)
+            if request is None:  # a probe (_answers): nothing to run
+                connection.close()
+                return
+            refusal = self._refusal(connection, request)
+            if refusal is not None:
+                _log(f"refused: {refusal}")
+                launch.send(connection, {"refused": refusal})
+                connection.close()
+                return
+            connection.settimeout(None)
+            pid = os.fork()
+            if pid == 0:
+                self.listener.close()
+                _run_child(connection, request, fds)  # never returns
+            self.children[pid] = connection
+            _log(f"pid {pid}: archetype {' '.join(request['argv'])[:200]}")
+        except OSError as err:
+            _log(f"a request failed: {err}")
+            connection.close()
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _refusal(self, connection: socket.socket, request: dict) -> str | None:
+        """Why this process must not run the request (None: it may)."""
+        peer_pid, peer_uid, _ = _PEERCRED.unpack(connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                                       _PEERCRED.size))
+        if peer_uid != os.getuid():
+            return f"uid {peer_uid} is not this executor's"
+        if _namespaces(peer_pid) != self.namespaces:
+            return "the caller runs in other namespaces"
+        if (request.get("root"), request.get("python")) != (str(self.root), sys.executable):
+            return "the caller runs another checkout or interpreter"
+        if launch.prefect_environment(request.get("env", {})) != self.prefect_env:
+            return "the caller's PREFECT_ variables differ"
+        if code_stamp(self.root) != self.stamp:
+            self.stopping = True  # the next command starts an executor with the new code
+            return "the code changed since this executor started"
+        return None
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            connection = self.children.pop(pid, None)
+            if connection is None:
+                continue
+            if os.WIFSIGNALED(status):  # killed before it could report: the caller ends the same way
+                with contextlib.suppress(OSError):
+                    launch.send(connection, {"signal": os.WTERMSIG(status)})
+                _log(f"pid {pid}: killed by signal {os.WTERMSIG(status)}")
+            connection.close()
+
+
+def _run_child(connection: socket.socket, request: dict, fds: list[int]) -> None:
+    """The command, in the forked child: the caller's terminal, folder, umask and
+    environment, then the CLI as if it were the caller's own process."""
+    code = 1
+    try:
+        os.setpgid(0, 0)  # its own group: a caller that dies takes it and its subprocesses
+        for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _take_terminal(fds)
+        os.chdir(request["cwd"])
+        os.umask(int(request["umask"]))
+        os.environ.clear()
+        os.environ.update(request["env"])
+        _forget_process_state()
+        finished = threading.Event()
+        threading.Thread(target=_die_with_caller, args=(connection, finished), daemon=True).start()
+        launch.send(connection, {"pid": os.getpid()})
+        code = _run_cli(request["argv"])
+        finished.set()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        launch.send(connection, {"exit": code})
+    except BaseException:  # noqa: BLE001 - whatever happens, the caller gets an end
+        with contextlib.suppress(BaseException):
+            _log(f"pid {os.getpid()}: {traceback.format_exc()}")
+    finally:
+        connection.close()
+        _release_terminal()
+        _exit(code)
+
+
+def _run_cli(argv: list[str]) -> int:
+    from archetype.cli import main
+
+    sys.argv = ["archetype", *argv]
+    try:
+        main()
+    except SystemExit as end:
+        if end.code is None or isinstance(end.code, int):
+            return end.code or 0
+        print(end.code, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _take_terminal(fds: list[int]) -> None:
+    if len(fds) != 3:
+        raise OSError(f"expected the caller's stdin, stdout and stderr, got {len(fds)} descriptors")
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the caller's, for the process's life
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+
+
+def _release_terminal() -> None:
+    """Let go of the caller's terminal and pipes: their readers see the end now, not after
+    Prefect's exit work."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(devnull, target)
+    os.close(devnull)
+
+
+def _forget_process_state() -> None:
+    """What this process computed from its own environment and terminal before the fork."""
+    from prefect.logging.configuration import setup_logging
+
+    from archetype import render
+    from lab.settings import get_settings
+
+    get_settings.cache_clear()
+    render.console = render.Console()  # colours and width from the caller's terminal
+    setup_logging(incremental=False)  # Prefect's console handler on the caller's stderr
+
+
+def _die_with_caller(connection: socket.socket, finished: threading.Event) -> None:
+    """The caller's end of the socket closes when it exits: if the command is not done, it
+    was killed (or interrupted hard), and so is the command, with its subprocesses."""
+    with contextlib.suppress(OSError):
+        while connection.recv(1):
+            pass
+    if not finished.is_set():
+        os.killpg(0, signal.SIGKILL)
+
+
+def _exit(code: int) -> None:
+    """Python's own exit work, after the caller has its answer: threading's exit hooks
+    (where Prefect drains its log and event workers to the server), then atexit. Without
+    unwinding the executor's stack, which this child was forked in."""
+    import atexit
+
+    with contextlib.suppress(BaseException):
+        threading._shutdown()  # type: ignore[attr-defined]
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    os._exit(code)
+
+
+def _namespaces(pid: int) -> tuple[str, str] | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net"), os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+_log_file = sys.__stderr__  # the executor's log once main() opened it; never a caller's terminal
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}", file=_log_file, flush=True)
+
+
+def main() -> None:
+    """``python -m deployments.executor``: started detached by ``launch.py``; its stdout
+    says ``ready [SERVER]`` (SERVER: the address of a local server it started) once its
+    socket listens, then closes; anything else on it, or its end, means it did not start."""
+    launch.apply_defaults(os.environ)
+    home = Path(os.environ["PREFECT_HOME"])
+    from lab.private import FILE_MODE, open_private_log, private_dir, write_private
+
+    global _log_file
+    private_dir(home)
+    _log_file = open_private_log(log_path(home))
+    os.dup2(_log_file.fileno(), 2)  # Prefect's and Python's own messages too
+    lock = os.open(home / "executor.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another one starting: wait for it, then use it
+    except OSError as err:
+        _log(f"cannot lock: {err}")
+        raise SystemExit(1) from None
+    path = launch.socket_path(os.environ)
+    if _answers(path):
+        print("ready", flush=True)
+        return
+    started = _prepare()
+    path.unlink(missing_ok=True)  # a stale socket of a killed executor
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_mask = os.umask(0o177)
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(old_mask)
+    listener.listen(64)
+    write_private(record_path(home), json.dumps({"pid": os.getpid()}))
+    _log(f"ready (pid {os.getpid()}, code {launch.code_root()})")
+    print(f"ready {started}".strip(), flush=True)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(lock)  # after the socket listens: a second starter finds it answering
+    try:
+        Executor(home, listener).serve()
+    finally:
+        path.unlink(missing_ok=True)
+        if _recorded_pid(home) == os.getpid():
+            record_path(home).unlink(missing_ok=True)
+        _log("stopped")
+
+
+def _prepare() -> str:
+    """Import what every command needs while the local server starts (both take seconds;
+    together they take the longer of the two). The address of a server started here, or
+    ''. No thread is left running: children are forked from this process."""
+    from deployments import local_server
+
+    started: list[str] = []
+    failure: list[BaseException] = []
+
+    def start_server() -> None:
+        try:
+            local_server.ensure(on_start=started.append)
+        except BaseException as err:  # noqa: BLE001 - a command started later reports it
+            failure.append(err)
+
+    server = threading.Thread(target=start_server)
+    server.start()
+    import importlib
+
+    for module in FLOW_MODULES:
+        importlib.import_module(module)
+    server.join()
+    if failure:
+        _log(f"the local server did not start: {failure[0]}")
+    return started[0] if started else ""
+
+
+def _answers(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def _recorded_pid(home: Path) -> int | None:
+    try:
+        return int(json.loads(record_path(home).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+if __name__ == "__main__":
+    main()
