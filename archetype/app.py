@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from archetype import render
+from archetype import handoff, render
 from lab.errors import ArchetypeError, TopologyError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deploy network labs of containers and VMs.")
@@ -109,7 +109,7 @@ def _prefect_api() -> dict[str, str]:
     from deployments.local_server import api_env
 
     def starting(address: str) -> None:
-        typer.echo(f"starting the local Prefect server at {address} (once; `archetype server stop` ends it)", err=True)
+        typer.echo(handoff.SERVER_STARTING.format(address=address), err=True)
 
     api = _run(lambda: api_env(on_start=starting))
     os.environ.update(api)  # for anything this process starts

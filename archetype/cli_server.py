@@ -47,9 +47,11 @@ def start(
 
 @server_app.command()
 def stop(as_json: JsonOption = False) -> None:
-    """Stop the local server (the next flow-backed command starts it again)."""
+    """Stop the local server and the executor (the next flow-backed command starts both again)."""
+    from archetype.handoff import stop_executor
     from deployments import local_server
 
+    stop_executor(local_server.prefect_home())  # first: no command of it starts the server again
     server = _run(local_server.stop)
     _emit(_describe(server, "stopped" if server else "not running"), as_json, _show)
 

@@ -3,7 +3,7 @@ this host, else run it in this process (``archetype.cli``).
 
 A flow-backed command run in its own process pays ~2 s before any work on a 2-core host:
 Python importing Prefect, the flows and the providers (docs/performance.md, "The floors").
-The executor (``deployments/executor.py``) has them imported once; it forks a child per
+The executor (``archetype/executor.py``) has them imported once; it forks a child per
 command that runs the very same CLI code with this process's argv, environment, working
 folder and terminal (stdin, stdout and stderr are passed over the socket), so the output,
 the exit code and Ctrl-C behave as in-process. This module uses the standard library only:
@@ -18,14 +18,14 @@ environment, another checkout, a changed code tree) runs here, as before.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 from pathlib import Path
+
+from archetype import handoff
 
 # Never served: an interactive session on a node (`connect`), the long-running server
 # processes, and `capture`, whose tcpdump must get the terminal's own Ctrl-C.
@@ -33,13 +33,10 @@ LOCAL_COMMANDS = frozenset({"connect", "serve", "server", "capture"})
 # Commands that run a flow, and so need the local Prefect server: worth starting the
 # executor for when none runs.
 FLOW_COMMANDS = frozenset({"deploy", "destroy", "configs", "cleanup", "node", "link", "save", "migrate"})
-DEFAULT_WORKSPACE = "/var/lib/archetype"  # lab.settings' default, read without pydantic
-SERVER_STARTING = "starting the local Prefect server at {address} (once; `archetype server stop` ends it)"
-_HEADER = struct.Struct("!I")  # every message: its length, then JSON
 
 
 def main() -> None:
-    apply_defaults(os.environ)
+    handoff.apply_defaults(os.environ)
     argv = sys.argv[1:]
     command = _command(argv)
     code = served(argv, start=command in FLOW_COMMANDS) if _servable(command, argv) else None
@@ -48,30 +45,6 @@ def main() -> None:
     from archetype.cli import main as run_here
 
     run_here()
-
-
-def apply_defaults(environ: os._Environ | dict[str, str]) -> None:
-    """What every command's environment holds (the executor compares it with its own):
-    Prefect's state with the host's labs, and no telemetry."""
-    workspace = environ.get("ARCHETYPE_WORKSPACE") or DEFAULT_WORKSPACE
-    environ.setdefault("PREFECT_HOME", str(Path(workspace) / "prefect"))
-    environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    environ.setdefault("DO_NOT_TRACK", "1")
-
-
-def socket_path(environ: os._Environ | dict[str, str]) -> Path:
-    return Path(environ["PREFECT_HOME"]) / "executor.sock"
-
-
-def code_root() -> Path:
-    """The checkout (or installed tree) whose code this process runs."""
-    return Path(__file__).resolve().parent.parent
-
-
-def prefect_environment(environ: os._Environ | dict[str, str]) -> dict[str, str]:
-    """The variables Prefect reads once, at import: a process serves only commands that
-    have the same ones (any other variable is the command's own, applied in its child)."""
-    return {k: v for k, v in environ.items() if k.startswith("PREFECT_")}
 
 
 def _command(argv: list[str]) -> str | None:
@@ -89,7 +62,7 @@ def _servable(command: str | None, argv: list[str]) -> bool:
 def served(argv: list[str], start: bool) -> int | None:
     """The command's exit status, run by the executor (started first if ``start`` and none
     answers); None when it cannot be served."""
-    path = socket_path(os.environ)
+    path = handoff.socket_path(os.environ)
     connection = _connect(path)
     if connection is None and start:
         connection = _start_executor(path)
@@ -114,7 +87,7 @@ def _start_executor(path: Path) -> socket.socket | None:
     word: ``ready`` (and whether it started the server), or an end without it."""
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "deployments.executor"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "archetype.executor"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, text=True,
         )
     except OSError:
@@ -126,16 +99,16 @@ def _start_executor(path: Path) -> socket.socket | None:
     if not word.startswith("ready"):
         return None  # it could not start (its log says why): this process runs the command
     if started:
-        print(SERVER_STARTING.format(address=started), file=sys.stderr)
+        print(handoff.SERVER_STARTING.format(address=started), file=sys.stderr)
     return _connect(path)
 
 
 def _run_remotely(connection: socket.socket, argv: list[str]) -> int | None:
     request = {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "umask": _umask(),
-               "root": str(code_root()), "python": sys.executable}
+               "root": str(handoff.code_root()), "python": sys.executable}
     try:
-        send(connection, request, fds=[0, 1, 2])
-        answer = receive(connection)
+        handoff.send(connection, request, fds=[0, 1, 2])
+        answer = handoff.receive(connection)
     except OSError:
         return None
     if answer is None or "pid" not in answer:
@@ -143,7 +116,7 @@ def _run_remotely(connection: socket.socket, argv: list[str]) -> int | None:
     child = int(answer["pid"])
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, lambda number, _frame: _forward(child, number))
-    end = receive(connection)
+    end = handoff.receive(connection)
     if end is None:
         print("error: the command's process ended without a result (see the executor's log)", file=sys.stderr)
         return 1
@@ -162,40 +135,6 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def send(connection: socket.socket, message: dict, fds: list[int] | None = None) -> None:
-    data = json.dumps(message).encode()
-    payload = _HEADER.pack(len(data)) + data
-    if fds:
-        sent = socket.send_fds(connection, [payload], fds)
-        connection.sendall(payload[sent:])
-    else:
-        connection.sendall(payload)
-
-
-def receive(connection: socket.socket, fds: list[int] | None = None) -> dict | None:
-    """One message (None at the end of the stream); with ``fds``, the descriptors that came
-    with it are appended to that list."""
-    head = _read(connection, _HEADER.size, fds)
-    if head is None:
-        return None
-    body = _read(connection, _HEADER.unpack(head)[0])
-    return None if body is None else json.loads(body)
-
-
-def _read(connection: socket.socket, size: int, fds: list[int] | None = None) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        if fds is not None and not data:
-            chunk, received, _flags, _address = socket.recv_fds(connection, size, 8)
-            fds.extend(received)
-        else:
-            chunk = connection.recv(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
 
 
 if __name__ == "__main__":

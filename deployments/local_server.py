@@ -30,6 +30,7 @@ from filelock import FileLock, Timeout
 from lab import api_auth
 from lab.errors import ArchetypeError, TopologyError
 from lab.private import FILE_MODE, open_private_log, private_dir, write_private
+from lab.processes import alive
 from lab.settings import get_settings
 
 START_TIMEOUT = 120.0  # a cold first start (database migrations) on a loaded 2-core host
@@ -131,11 +132,7 @@ def ensure(host: str = "127.0.0.1", port: int | None = None, on_start: Callable[
 
 
 def stop(timeout: float = 20) -> LocalServer | None:
-    """End the recorded server (SIGTERM to its process group, then SIGKILL) and the
-    executor that runs commands on it; None if no server ran."""
-    from deployments import executor
-
-    executor.stop(prefect_home())
+    """End the recorded server (SIGTERM to its process group, then SIGKILL); None if none ran."""
     try:
         record = json.loads(record_path().read_text())
         server = LocalServer(pid=int(record["pid"]), url=str(record["url"]))
@@ -202,19 +199,6 @@ def _protect_database(home: Path) -> None:
     for path in home.glob("*.db*"):
         with contextlib.suppress(OSError):
             os.chmod(path, 0o600)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (not yet reaped: PID 1 does not reap here) is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _answers(url: str) -> bool:

@@ -124,6 +124,9 @@ def local_prefect_server_stopped_at_the_end() -> Iterator[None]:
     os.environ["ARCHETYPE_SERVER_OWNER"] = session  # inherited by every CLI the tests run
     yield
     if local_server.owner() == session:
+        from archetype.handoff import stop_executor
+
+        stop_executor(local_server.prefect_home())  # started with it, by the first flow command
         local_server.stop()
 
 

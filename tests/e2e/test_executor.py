@@ -1,4 +1,4 @@
-"""The warm executor (deployments/executor.py) as a person meets it: the first flow-backed
+"""The warm executor (archetype/executor.py) as a person meets it: the first flow-backed
 command starts it with the local server, and from then on every command is run by a forked
 child of that one process, which has Prefect and the flows imported, with the caller's
 folder, environment and terminal: the same output and exit codes as in-process. A killed

@@ -16,7 +16,7 @@ its command with it (the child's whole process group is killed), as a killed in-
 command would.
 
 Lifetime: started by the first flow-backed command (``launch.py``), with the local server
-when none answers; ended by ``archetype server stop`` (``local_server.stop``), or by itself
+when none answers; ended by ``archetype server stop`` (``stop`` here), or by itself
 when the code it runs changed on disk (the next command starts a fresh one).
 
 Files, in ``$PREFECT_HOME``: ``executor.sock``, ``executor.json`` (pid), ``executor.log``,
@@ -39,7 +39,7 @@ import time
 import traceback
 from pathlib import Path
 
-from archetype import launch
+from archetype import handoff
 
 FLOW_MODULES = (  # imported once here, so that no command pays for them
     "flows.deploy_lab", "flows.destroy_lab", "flows.extract_configs", "flows.cleanup_orphans",
@@ -51,31 +51,8 @@ _CODE_PACKAGES = ("archetype", "deployments", "flows", "lab", "providers", "task
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
-def record_path(home: Path) -> Path:
-    return home / "executor.json"
-
-
 def log_path(home: Path) -> Path:
     return home / "executor.log"
-
-
-def stop(home: Path, timeout: float = 10) -> int | None:
-    """End the executor of ``home`` (its running commands finish); its pid, or None."""
-    try:
-        pid = int(json.loads(record_path(home).read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    from deployments.local_server import alive
-
-    record_path(home).unlink(missing_ok=True)
-    if not alive(pid):
-        return None
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive(pid):
-        time.sleep(0.05)
-    return pid
 
 
 def code_stamp(root: Path) -> int:
@@ -94,9 +71,9 @@ class Executor:
     def __init__(self, home: Path, listener: socket.socket) -> None:
         self.home = home
         self.listener = listener
-        self.root = launch.code_root()
+        self.root = handoff.code_root()
         self.stamp = code_stamp(self.root)
-        self.prefect_env = launch.prefect_environment(os.environ)
+        self.prefect_env = handoff.prefect_environment(os.environ)
         self.namespaces = _namespaces(os.getpid())
         self.children: dict[int, socket.socket] = {}  # pid -> its caller's connection
         self.stopping = False
@@ -116,14 +93,14 @@ class Executor:
         connection.settimeout(10)  # a caller that connects and says nothing holds no one up
         fds: list[int] = []
         try:
-            request = launch.receive(connection, fds)
+            request = handoff.receive(connection, fds)
             if request is None:  # a probe (_answers): nothing to run
                 connection.close()
                 return
             refusal = self._refusal(connection, request)
             if refusal is not None:
                 _log(f"refused: {refusal}")
-                launch.send(connection, {"refused": refusal})
+                handoff.send(connection, {"refused": refusal})
                 connection.close()
                 return
             connection.settimeout(None)
@@ -151,7 +128,7 @@ class Executor:
             return "the caller runs in other namespaces"
         if (request.get("root"), request.get("python")) != (str(self.root), sys.executable):
             return "the caller runs another checkout or interpreter"
-        if launch.prefect_environment(request.get("env", {})) != self.prefect_env:
+        if handoff.prefect_environment(request.get("env", {})) != self.prefect_env:
             return "the caller's PREFECT_ variables differ"
         if code_stamp(self.root) != self.stamp:
             self.stopping = True  # the next command starts an executor with the new code
@@ -172,7 +149,7 @@ class Executor:
                 continue
             if os.WIFSIGNALED(status):  # killed before it could report: the caller ends the same way
                 with contextlib.suppress(OSError):
-                    launch.send(connection, {"signal": os.WTERMSIG(status)})
+                    handoff.send(connection, {"signal": os.WTERMSIG(status)})
                 _log(f"pid {pid}: killed by signal {os.WTERMSIG(status)}")
             connection.close()
 
@@ -194,12 +171,12 @@ def _run_child(connection: socket.socket, request: dict, fds: list[int]) -> None
         _forget_process_state()
         finished = threading.Event()
         threading.Thread(target=_die_with_caller, args=(connection, finished), daemon=True).start()
-        launch.send(connection, {"pid": os.getpid()})
+        handoff.send(connection, {"pid": os.getpid()})
         code = _run_cli(request["argv"])
         finished.set()
         sys.stdout.flush()
         sys.stderr.flush()
-        launch.send(connection, {"exit": code})
+        handoff.send(connection, {"exit": code})
     except BaseException:  # noqa: BLE001 - whatever happens, the caller gets an end
         with contextlib.suppress(BaseException):
             _log(f"pid {os.getpid()}: {traceback.format_exc()}")
@@ -295,11 +272,12 @@ def _log(message: str) -> None:
 
 
 def main() -> None:
-    """``python -m deployments.executor``: started detached by ``launch.py``; its stdout
+    """``python -m archetype.executor``: started detached by ``launch.py``; its stdout
     says ``ready [SERVER]`` (SERVER: the address of a local server it started) once its
     socket listens, then closes; anything else on it, or its end, means it did not start."""
-    launch.apply_defaults(os.environ)
+    handoff.apply_defaults(os.environ)
     home = Path(os.environ["PREFECT_HOME"])
+    os.chdir("/")  # not the first caller's folder, which may go away (each child takes its caller's)
     from lab.private import FILE_MODE, open_private_log, private_dir, write_private
 
     global _log_file
@@ -312,7 +290,7 @@ def main() -> None:
     except OSError as err:
         _log(f"cannot lock: {err}")
         raise SystemExit(1) from None
-    path = launch.socket_path(os.environ)
+    path = handoff.socket_path(os.environ)
     if _answers(path):
         print("ready", flush=True)
         return
@@ -325,8 +303,8 @@ def main() -> None:
     finally:
         os.umask(old_mask)
     listener.listen(64)
-    write_private(record_path(home), json.dumps({"pid": os.getpid()}))
-    _log(f"ready (pid {os.getpid()}, code {launch.code_root()})")
+    write_private(handoff.record_path(home), json.dumps({"pid": os.getpid()}))
+    _log(f"ready (pid {os.getpid()}, code {handoff.code_root()})")
     print(f"ready {started}".strip(), flush=True)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -337,7 +315,7 @@ def main() -> None:
     finally:
         path.unlink(missing_ok=True)
         if _recorded_pid(home) == os.getpid():
-            record_path(home).unlink(missing_ok=True)
+            handoff.record_path(home).unlink(missing_ok=True)
         _log("stopped")
 
 
@@ -381,7 +359,7 @@ def _answers(path: Path) -> bool:
 
 def _recorded_pid(home: Path) -> int | None:
     try:
-        return int(json.loads(record_path(home).read_text())["pid"])
+        return int(json.loads(handoff.record_path(home).read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
