@@ -68,14 +68,20 @@ def write_topology(folder: Path, document: dict[str, Any]) -> Path:
     return path
 
 
-def small_lab(lab: str, folder: Path, *, post_boot_sleep: float = 0, mark: bool = False) -> Path:
+HOLD_LIMIT = 120  # seconds a held post-boot waits for its release before it fails the deploy
+
+
+def small_lab(lab: str, folder: Path, *, post_boot_sleep: float = 0, mark: bool = False, hold: bool = False) -> Path:
     """Two FRR routers and two linux hosts, three links (six OVS ports), addressed so that
     r1 reaches r2, h1 and (through r2's subnet) nothing else:
 
         h1 -- r1 -- r2 -- h2
 
     ``mark``: h1's post-boot touches ``folder/mark/<lab>/post-boot`` (a bind mount) so a
-    test can see the deploy reach post-boot; ``post_boot_sleep`` keeps it there a while."""
+    test can see the deploy reach post-boot; ``post_boot_sleep`` keeps it there a while;
+    ``hold`` (with ``mark``) keeps it there until the test calls ``release(lab, folder)``
+    (then every later post-boot of h1 passes at once), at most HOLD_LIMIT s (then the
+    post-boot fails)."""
     h1_exec = ["ip addr replace 10.9.1.2/24 dev eth1"]
     h1: dict[str, Any] = {"kind": "linux"}
     if mark:
@@ -83,6 +89,11 @@ def small_lab(lab: str, folder: Path, *, post_boot_sleep: float = 0, mark: bool 
         marks.mkdir(parents=True, exist_ok=True)
         h1["binds"] = [f"{marks}:/mark"]
         h1_exec.append("touch /mark/post-boot")
+    if hold:
+        assert mark, "hold needs mark (the bind mount the release is seen through)"
+        tries = HOLD_LIMIT * 10
+        h1_exec.append(f"sh -c 'i=0; until [ -e /mark/release ]; do i=$((i+1)); [ $i -le {tries} ] || exit 1; "
+                       "sleep 0.1; done'")
     if post_boot_sleep:
         h1_exec.append(f"sleep {post_boot_sleep:g}")
     h1["exec"] = h1_exec
@@ -103,6 +114,11 @@ def small_lab(lab: str, folder: Path, *, post_boot_sleep: float = 0, mark: bool 
         },
     }
     return write_topology(folder, document)
+
+
+def release(lab: str, folder: Path) -> None:
+    """Let the held post-boot of ``small_lab(lab, folder, hold=True)`` go on (and every later one)."""
+    (folder / "mark" / lab / "release").touch()
 
 
 def pair_lab(lab: str, folder: Path, *, post_boot_sleep: float = 0, verb: str = "replace") -> Path:

@@ -3,8 +3,9 @@
 first allocation, nothing duplicated, the links working -- and destroy leaves nothing.
 
 The lab (faults.small_lab): h1 -- r1 -- r2 -- h2, two FRR routers and two linux hosts,
-three links, six OVS ports; h1's post-boot marks a file and sleeps, so the deploy is seen
-in post-boot.
+three links, six OVS ports; h1's post-boot marks a file and then waits until the test
+releases it (after the kill), so the deploy is seen in post-boot and lasts past every kill
+point however fast the host, while the redeploy's post-boot passes at once.
 """
 
 from __future__ import annotations
@@ -26,13 +27,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.
 
 SEED = 20261125
 CONTAINERS, PORTS = 4, 6
-# h1's post-boot sleeps this long, so that the deploy (process start ~1.5 s, the lab ~1.5 s)
-# lasts past every kill point, the seeded delay's 4.5 s included, on a fast host too.
-POST_BOOT_SLEEP = 5
 
 
 def _random_delay() -> Callable[[str, Path, PrefectServer, Deploy], bool]:
-    delay = random.Random(SEED).uniform(1.0, 4.5)  # within the deploy: see POST_BOOT_SLEEP
+    # within the deploy (process start ~1.5 s, the lab ~1.5 s, then h1's post-boot is held)
+    delay = random.Random(SEED).uniform(1.0, 4.5)
 
     def elapsed(_lab: str, _folder: Path, _server: PrefectServer, deploy: Deploy) -> bool:
         import time
@@ -62,7 +61,7 @@ KILL_POINTS: dict[str, Callable[[str, Path, PrefectServer, Deploy], bool]] = {
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_deploy_killed_then_redeployed_converges(server: PrefectServer, tmp_path: Path, point: str) -> None:
     lab = faults.lab_id("kill")
-    topology = faults.small_lab(lab, tmp_path, post_boot_sleep=POST_BOOT_SLEEP, mark=True)
+    topology = faults.small_lab(lab, tmp_path, mark=True, hold=True)
     reached = KILL_POINTS[point]
     run = Deploy.start(server, topology)
     try:
@@ -71,6 +70,7 @@ def test_deploy_killed_then_redeployed_converges(server: PrefectServer, tmp_path
         assert run.running(), f"the deploy ended (exit {run.process.returncode}) before kill point {point}:\n" \
                               f"{run.stderr()[-3000:]}"
         run.kill()
+        faults.release(lab, tmp_path)  # the redeploy's post-boot of h1 does not wait
         first_allocation = faults.reserved_vlans(lab)
 
         result = faults.deploy(server, topology)
