@@ -15,9 +15,12 @@ command goes through the CLI's own checks, exactly as in-process. A caller that 
 its command with it (the child's whole process group is killed), as a killed in-process
 command would.
 
-Lifetime: started by the first flow-backed command (``launch.py``), with the local server
-when none answers; ended by ``archetype server stop`` (``stop`` here), or by itself
-when the code it runs changed on disk (the next command starts a fresh one).
+Lifetime: one per Prefect folder (``$PREFECT_HOME``), started by the first flow-backed
+command there (``launch.py``), with the local server when the commands use it (no
+``PREFECT_API_URL``) and none answers. It ends with ``archetype server stop``
+(``handoff.stop_executor``), when the code it runs changed on disk, when its socket is
+removed (its folder went away), or after ``ARCHETYPE_EXECUTOR_IDLE_SECONDS`` without a
+command; the next command starts a fresh one.
 
 Files, in ``$PREFECT_HOME``: ``executor.sock``, ``executor.json`` (pid), ``executor.log``,
 ``executor.lock`` (one executor per folder).
@@ -84,14 +87,20 @@ class Executor:
         self.children: dict[int, socket.socket] = {}  # pid -> its caller's connection
         self.stopping = False
 
-    def serve(self) -> None:
+    def serve(self, path: Path, idle_seconds: float) -> None:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        last_command = time.monotonic()
         while not self.stopping:
             self._reap()
             with contextlib.suppress(InterruptedError):
                 readable, _, _ = select.select([self.listener], [], [], 0.5)
                 if readable:
                     self._accept()
+                    last_command = time.monotonic()
+            idle = not self.children and idle_seconds and time.monotonic() - last_command > idle_seconds
+            if idle or not path.exists():
+                _log("idle: stopping" if idle else f"{path} is gone: stopping")
+                self.stopping = True
         self.listener.close()
 
     def _accept(self) -> None:
@@ -285,6 +294,7 @@ def main() -> None:
     home = Path(os.environ["PREFECT_HOME"])
     os.chdir("/")  # not the first caller's folder, which may go away (each child takes its caller's)
     from lab.private import FILE_MODE, open_private_log, private_dir, write_private
+    from lab.settings import get_settings
 
     global _log_file
     private_dir(home)
@@ -317,7 +327,7 @@ def main() -> None:
     os.dup2(devnull, 1)
     os.close(lock)  # after the socket listens: a second starter finds it answering
     try:
-        Executor(home, listener).serve()
+        Executor(home, listener).serve(path, get_settings().executor_idle_seconds)
     finally:
         path.unlink(missing_ok=True)
         if _recorded_pid(home) == os.getpid():
@@ -326,9 +336,10 @@ def main() -> None:
 
 
 def _prepare() -> str:
-    """Import what every command needs while the local server starts (both take seconds;
-    together they take the longer of the two). The address of a server started here, or
-    ''. No thread is left running: children are forked from this process."""
+    """Import what every command needs while the local server starts, when the commands
+    use it (both take seconds; together they take the longer of the two). The address of a
+    server started here, or ''. No thread is left running: children are forked from this
+    process."""
     from deployments import local_server
 
     started: list[str] = []
@@ -341,10 +352,12 @@ def _prepare() -> str:
             failure.append(err)
 
     server = threading.Thread(target=start_server)
-    server.start()
+    if not os.environ.get("PREFECT_API_URL"):  # else: a fleet's or a remote server
+        server.start()
     for module in (*_our_modules(), *LAZY_IMPORTS):
         importlib.import_module(module)
-    server.join()
+    if server.is_alive():
+        server.join()
     if failure:
         _log(f"the local server did not start: {failure[0]}")
     return started[0] if started else ""

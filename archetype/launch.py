@@ -9,10 +9,12 @@ folder and terminal (stdin, stdout and stderr are passed over the socket), so th
 the exit code and Ctrl-C behave as in-process. This module uses the standard library only:
 a served command costs Python's start and one Unix-socket round trip.
 
-The first flow-backed command on a host where no executor runs starts one (and, through
-it, the local Prefect server) and is served by it. Read-only commands use a running
+There is one executor per Prefect folder (``PREFECT_HOME``), serving the commands that have
+its ``PREFECT_`` variables: the local server's (no ``PREFECT_API_URL``) or a fleet's. The
+first flow-backed command that finds none starts it (and, for the local server, the server
+too, while the executor imports) and is served by it. Read-only commands use a running
 executor but never start one. Whatever cannot be served (no executor, another
-environment, another checkout, a changed code tree) runs here, as before.
+environment, namespace or checkout, a changed code tree) runs here, as before.
 """
 
 from __future__ import annotations
@@ -52,11 +54,7 @@ def _command(argv: list[str]) -> str | None:
 
 
 def _servable(command: str | None, argv: list[str]) -> bool:
-    if command is None or command in LOCAL_COMMANDS or "--help" in argv:
-        return False
-    # A run on a remote or fleet server (PREFECT_API_URL) runs here: the executor serves
-    # the local server's commands.
-    return not os.environ.get("PREFECT_API_URL")
+    return command is not None and command not in LOCAL_COMMANDS and "--help" not in argv
 
 
 def served(argv: list[str], start: bool) -> int | None:

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     server_port: int = Field(
         4200, ge=1, le=65535, description="Port of the local Prefect server the CLI and `archetype serve` share"
     )
+    executor_idle_seconds: float = Field(
+        3600.0, ge=0, description="The command executor ends after this long without a command (0: never)"
+    )
     docker_url: str = "unix:///var/run/docker.sock"
     libvirt_uri: str = "qemu:///system"
     domain_type: str = Field("qemu", description="'qemu' (TCG) or 'kvm'")

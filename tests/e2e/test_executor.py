@@ -2,7 +2,8 @@
 command starts it with the local server, and from then on every command is run by a forked
 child of that one process, which has Prefect and the flows imported, with the caller's
 folder, environment and terminal: the same output and exit codes as in-process. A killed
-command takes its run with it. A caller in other namespaces, with other PREFECT_
+command takes its run with it. Commands for another Prefect server (PREFECT_API_URL) have an
+executor of their own, in their Prefect folder. A caller in other namespaces, with other PREFECT_
 variables, or after the code changed runs in its own process, as before."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 
 from lab import names
 from tests.support.leftovers import leftovers
-from tests.support.prefect_server import free_port
+from tests.support.prefect_server import PrefectServer, free_port
 
 pytestmark = [pytest.mark.prefect, pytest.mark.docker, pytest.mark.slow]
 ARCHETYPE = str(Path(sys.executable).parent / "archetype")
@@ -45,7 +46,8 @@ def archetype(env: dict[str, str], *args: str, cwd: Path | None = None) -> subpr
 
 
 def home(env: dict[str, str]) -> Path:
-    return Path(env["ARCHETYPE_WORKSPACE"]) / "prefect"
+    """The commands' Prefect folder, where their executor lives."""
+    return Path(env.get("PREFECT_HOME") or Path(env["ARCHETYPE_WORKSPACE"]) / "prefect")
 
 
 def executor_log(env: dict[str, str]) -> str:
@@ -176,3 +178,19 @@ def test_callers_it_must_not_serve_run_in_their_own_process(host: dict[str, str]
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     assert executor_pid(host) != executor
     assert len(served(host, "destroy", unique_lab_id, "--json")) == 2
+
+
+def test_commands_for_another_prefect_server_are_served_by_their_folders_executor(
+    prefect_server: PrefectServer, unique_lab_id: str
+) -> None:
+    env = prefect_server.env()  # PREFECT_API_URL and PREFECT_HOME: a fleet's or a remote server's
+    destroyed = archetype(env, "destroy", unique_lab_id, "--json")
+    assert destroyed.returncode == 0, destroyed.stderr[-3000:]
+    assert json.loads(destroyed.stdout)["lab_id"] == unique_lab_id
+    assert "starting the local Prefect server" not in destroyed.stderr  # its runs went to that server
+    status = archetype(env, "status", "--json")
+    assert status.returncode == 0 and "labs" in json.loads(status.stdout)
+    assert served(env, "destroy", unique_lab_id, "--json") and served(env, "status", "--json"), executor_log(env)
+    (run,) = prefect_server.api("POST", "/flow_runs/filter",
+                                json={"flow_runs": {"name": {"any_": [f"destroy-lab/{unique_lab_id}"]}}})
+    assert run["state_type"] == "COMPLETED"

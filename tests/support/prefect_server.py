@@ -129,6 +129,9 @@ class PrefectServer:
         return "\n".join(entry["message"] for entry in logs)
 
     def stop(self) -> None:
+        from archetype.handoff import stop_executor
+
+        stop_executor(self.home)  # the one its CLI runs started (the commands' PREFECT_HOME is ours)
         stop_process(self.process)
 
 

@@ -23,14 +23,8 @@ from archetype import handoff, launch
     (["deploy", "--help"], False),
     ([], False),
 ])
-def test_which_commands_the_executor_may_run(argv: list[str], expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+def test_which_commands_the_executor_may_run(argv: list[str], expected: bool) -> None:
     assert launch._servable(launch._command(argv), argv) is expected
-
-
-def test_a_command_for_another_server_runs_in_its_own_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PREFECT_API_URL", "http://fleet:4200/api")
-    assert not launch._servable("deploy", ["deploy", "lab.yml"])
 
 
 def test_the_environment_is_compared_on_prefect_variables_after_the_defaults() -> None:
