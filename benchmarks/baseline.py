@@ -15,7 +15,7 @@ Deploy
   3. ONE ``ovs-vsctl`` transaction adds every port of the lab to the bridge with its VLAN
      tag (the bridge is made in it if missing);
   4. readiness, polled in parallel from the moment each container runs: the frr kind's
-     probe (frr.conf applied, then ``vtysh -c 'show bgp summary'``) until it answers,
+     probe (frr.conf applied, no frrinit.sh left, then ``vtysh -c 'show bgp summary'``) until it answers,
      every 0.2 s (the catalog's interval for frr).
   Done when every node answers and the transaction is applied.
 
@@ -66,8 +66,11 @@ BRIDGE = "bench-raw"
 LABEL = "bench.raw-lab"
 OVS_KEY = "bench-raw-lab"  # the external_id of the lab's OVS ports
 MTU = 1500
-# The frr kind's probe: archetype/frr removes the marker once frrinit.sh applied frr.conf.
-READY_COMMAND = ["sh", "-c", "test ! -e /run/archetype-frr-starting && vtysh -c 'show bgp summary'"]
+# The frr kind's probe, copied (not imported) from vendors/kinds/frr.yml so that both sides
+# wait for the same thing: archetype/frr removes the marker once frrinit.sh applied
+# frr.conf, and no `frrinit.sh start-single` (watchfrr feeding a daemon its part) is left.
+READY_COMMAND = ["sh", "-c", "test ! -e /run/archetype-frr-starting && ! grep -qs 'frrinit[.]sh' /proc/[0-9]*/cmdline"
+                 " && vtysh -c 'show bgp summary'"]
 READY_INTERVAL = 0.2
 READY_TIMEOUT = 60.0
 FRR_CONF = "/etc/frr/frr.conf"
