@@ -75,14 +75,15 @@ def gone(pid: int, within: float) -> bool:
 
 
 def two_hosts(folder: Path, lab_id: str) -> Path:
+    """Two linux hosts on a link; their exec lines may run again (a redeploy after a kill)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "lab.yml"
     path.write_text(f"""\
 name: {lab_id}
 topology:
   nodes:
-    h1: {{kind: linux, exec: ["ip addr add 10.77.0.1/24 dev eth1"]}}
-    h2: {{kind: linux, exec: ["ip addr add 10.77.0.2/24 dev eth1"]}}
+    h1: {{kind: linux, exec: ["ip addr replace 10.77.0.1/24 dev eth1"]}}
+    h2: {{kind: linux, exec: ["ip addr replace 10.77.0.2/24 dev eth1"]}}
   links:
     - endpoints: ["h1:eth1", "h2:eth1"]
 """)
