@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,23 +21,18 @@ import pytest
 
 from lab import names
 from tests.support.leftovers import leftovers
-from tests.support.prefect_server import PrefectServer, free_port
+from tests.support.local_host import ARCHETYPE, fresh_host
+from tests.support.prefect_server import PrefectServer
 
 pytestmark = [pytest.mark.prefect, pytest.mark.docker, pytest.mark.slow]
-ARCHETYPE = str(Path(sys.executable).parent / "archetype")
 REPO = Path(__file__).resolve().parents[2]
-CLEARED = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_HOME")
 
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A fresh host: its own workspace and port, no server, no executor, no PREFECT_API_URL."""
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
-    env.update(ARCHETYPE_WORKSPACE=str(tmp_path / "ws"), ARCHETYPE_SERVER_PORT=str(free_port()))
-    try:
+    with fresh_host(tmp_path) as env:
         yield env
-    finally:
-        subprocess.run([ARCHETYPE, "server", "stop"], env=env, capture_output=True, timeout=60)
 
 
 def archetype(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

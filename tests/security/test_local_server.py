@@ -5,32 +5,24 @@ command (two at once start one), found by the next, auth on, its files root-only
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.prefect_server import free_port
+from tests.support.local_host import ARCHETYPE, fresh_host
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
-ARCHETYPE = str(Path(sys.executable).parent / "archetype")
-CLEARED = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_HOME")
 
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A fresh host: its own workspace and port, no server, no PREFECT_API_URL."""
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
-    env.update(ARCHETYPE_WORKSPACE=str(tmp_path / "ws"), ARCHETYPE_SERVER_PORT=str(free_port()))
-    try:
+    with fresh_host(tmp_path) as env:
         yield env
-    finally:
-        subprocess.run([ARCHETYPE, "server", "stop"], env=env, capture_output=True, timeout=60)
 
 
 def _archetype(env: dict[str, str], *args: str) -> subprocess.Popen:
