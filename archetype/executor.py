@@ -77,8 +77,7 @@ def code_stamp(root: Path) -> int:
 
 
 class Executor:
-    def __init__(self, home: Path, listener: socket.socket) -> None:
-        self.home = home
+    def __init__(self, listener: socket.socket) -> None:
         self.listener = listener
         self.root = handoff.code_root()
         self.stamp = code_stamp(self.root)
@@ -121,7 +120,8 @@ class Executor:
             connection.settimeout(None)
             pid = os.fork()
             if pid == 0:
-                self.listener.close()
+                for other in (self.listener, *self.children.values()):  # not this command's
+                    other.close()
                 _run_child(connection, request, fds)  # never returns
             self.children[pid] = connection
             _log(f"pid {pid}: archetype {' '.join(request['argv'])[:200]}")
@@ -220,6 +220,8 @@ def _take_terminal(fds: list[int]) -> None:
         raise OSError(f"expected the caller's stdin, stdout and stderr, got {len(fds)} descriptors")
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
+    for fd in fds:  # only 0, 1 and 2 hold them: released at the end, the caller's pipes close
+        os.close(fd)
     sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the caller's, for the process's life
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
@@ -327,7 +329,7 @@ def main() -> None:
     os.dup2(devnull, 1)
     os.close(lock)  # after the socket listens: a second starter finds it answering
     try:
-        Executor(home, listener).serve(path, get_settings().executor_idle_seconds)
+        Executor(listener).serve(path, get_settings().executor_idle_seconds)
     finally:
         path.unlink(missing_ok=True)
         if _recorded_pid(home) == os.getpid():

@@ -41,7 +41,10 @@ def main() -> None:
     handoff.apply_defaults(os.environ)
     argv = sys.argv[1:]
     command = _command(argv)
-    code = served(argv, start=command in FLOW_COMMANDS) if _servable(command, argv) else None
+    try:
+        code = served(argv, start=command in FLOW_COMMANDS) if _servable(command, argv) else None
+    except KeyboardInterrupt:  # Ctrl-C before the command started (the executor starting)
+        raise SystemExit(130) from None
     if code is not None:
         raise SystemExit(code)
     from archetype.cli import main as run_here
