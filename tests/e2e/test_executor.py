@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from archetype.handoff import stop_executor
 from lab import names
 from tests.support.leftovers import leftovers
 from tests.support.local_host import ARCHETYPE, fresh_host
@@ -179,6 +180,9 @@ def test_commands_for_another_prefect_server_are_served_by_their_folders_executo
     prefect_server: PrefectServer, unique_lab_id: str
 ) -> None:
     env = prefect_server.env()  # PREFECT_API_URL and PREFECT_HOME: a fleet's or a remote server's
+    # The session's server may have one from earlier tests, with older code (a test above
+    # changes the code's mtime): this test's first command starts the one it checks.
+    stop_executor(prefect_server.home)
     destroyed = archetype(env, "destroy", unique_lab_id, "--json")
     assert destroyed.returncode == 0, destroyed.stderr[-3000:]
     assert json.loads(destroyed.stdout)["lab_id"] == unique_lab_id
