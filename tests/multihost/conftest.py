@@ -25,6 +25,10 @@ REPO = Path(__file__).resolve().parents[2]
 SIM = REPO / "scripts" / "sim-fleet.sh"
 RUN = Path("/run/archetype-sim")
 HOSTS = ("sim-1", "sim-2")
+ARCHETYPE = str(Path(sys.executable).parent / "archetype")
+# The coordinator's own Prefect folder (and so its own executor, with the fleet's PREFECT_
+# variables): not the host's default one, whose executor serves the local server's commands.
+COORDINATOR_HOME = RUN / "coordinator-prefect"
 
 
 def _unavailable(what: str) -> None:
@@ -40,10 +44,11 @@ class Fleet:
     labs: list[str] = field(default_factory=list)
 
     def cli(self, *args: str, timeout: float = 900, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        """`archetype ARGS` from this (coordinating) machine, pointed at the fleet."""
-        env = {**os.environ, **self.env, "PYTHONPATH": str(REPO), **(extra_env or {})}
-        argv = [sys.executable, "-c", "from archetype.cli import main; main()", *args]
-        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        """`archetype ARGS` from this (coordinating) machine, pointed at the fleet: as a user
+        runs it, through the executor of the coordinator's Prefect folder."""
+        env = {**os.environ, **self.env, "PREFECT_HOME": str(COORDINATOR_HOME), "PYTHONPATH": str(REPO),
+               **(extra_env or {})}
+        return subprocess.run([ARCHETYPE, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
     def cli_json(self, *args: str, **kwargs) -> tuple[int, dict, str]:
         result = self.cli(*args, "--json", **kwargs)
@@ -146,6 +151,9 @@ def fleet() -> Iterator[Fleet]:
     try:
         yield fleet
     finally:
+        from archetype.handoff import stop_executor
+
+        stop_executor(COORDINATOR_HOME)
         if fleet.started_here:
             subprocess.run(["bash", str(SIM), "down"], capture_output=True, text=True, timeout=300, check=False)
 
