@@ -108,7 +108,7 @@ class Executor:
         fds: list[int] = []
         try:
             request = handoff.receive(connection, fds)
-            if request is None:  # a probe (_answers): nothing to run
+            if request is None:  # a probe (a starting executor's): nothing to run
                 connection.close()
                 return
             refusal = self._refusal(connection, request)
@@ -309,7 +309,9 @@ def main() -> None:
         _log(f"cannot lock: {err}")
         raise SystemExit(1) from None
     path = handoff.socket_path(os.environ)
-    if _answers(path):
+    probe = handoff.connect(path)
+    if probe is not None:  # another one started it while this one waited for the lock
+        probe.close()
         print("ready", flush=True)
         return
     started = _prepare()
@@ -332,7 +334,7 @@ def main() -> None:
         Executor(listener).serve(path, get_settings().executor_idle_seconds)
     finally:
         path.unlink(missing_ok=True)
-        if _recorded_pid(home) == os.getpid():
+        if handoff.recorded_pid(home) == os.getpid():
             handoff.record_path(home).unlink(missing_ok=True)
         _log("stopped")
 
@@ -371,24 +373,6 @@ def _our_modules() -> list[str]:
         root = importlib.import_module(package)
         modules += [found.name for found in pkgutil.walk_packages(root.__path__, f"{package}.")]
     return [name for name in modules if name != __spec__.name]  # not this module a second time
-
-
-def _answers(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
-def _recorded_pid(home: Path) -> int | None:
-    try:
-        return int(json.loads(handoff.record_path(home).read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 if __name__ == "__main__":

@@ -42,14 +42,20 @@ def record_path(home: Path) -> Path:
     return home / "executor.json"
 
 
+def recorded_pid(home: Path) -> int | None:
+    try:
+        return int(json.loads(record_path(home).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def stop_executor(home: Path, timeout: float = 10) -> int | None:
     """End the executor of the Prefect folder ``home`` (commands it runs finish); its pid,
     or None if none ran."""
     from lab.processes import alive
 
-    try:
-        pid = int(json.loads(record_path(home).read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
+    pid = recorded_pid(home)
+    if pid is None:
         return None
     record_path(home).unlink(missing_ok=True)
     if not alive(pid):
@@ -60,6 +66,18 @@ def stop_executor(home: Path, timeout: float = 10) -> int | None:
     while time.monotonic() < deadline and alive(pid):
         time.sleep(0.05)
     return pid
+
+
+def connect(path: Path) -> socket.socket | None:
+    """A connection to the executor listening on ``path``, or None (none, a stale socket, a
+    path too long for AF_UNIX, not root)."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(str(path))
+    except OSError:
+        connection.close()
+        return None
+    return connection
 
 
 def code_root() -> Path:

@@ -64,23 +64,13 @@ def served(argv: list[str], start: bool) -> int | None:
     """The command's exit status, run by the executor (started first if ``start`` and none
     answers); None when it cannot be served."""
     path = handoff.socket_path(os.environ)
-    connection = _connect(path)
+    connection = handoff.connect(path)
     if connection is None and start:
         connection = _start_executor(path)
     if connection is None:
         return None
     with connection:
         return _run_remotely(connection, argv)
-
-
-def _connect(path: Path) -> socket.socket | None:
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        connection.connect(str(path))
-    except OSError:  # none, a stale socket, a path too long for AF_UNIX, not root
-        connection.close()
-        return None
-    return connection
 
 
 def _start_executor(path: Path) -> socket.socket | None:
@@ -101,7 +91,7 @@ def _start_executor(path: Path) -> socket.socket | None:
         return None  # it could not start (its log says why): this process runs the command
     if started:
         print(handoff.SERVER_STARTING.format(address=started), file=sys.stderr)
-    return _connect(path)
+    return handoff.connect(path)
 
 
 def _run_remotely(connection: socket.socket, argv: list[str]) -> int | None:
