@@ -160,31 +160,93 @@ def wait_until_ready(
     deadline = started + timeout
     pattern = re.compile(readiness.pattern, re.MULTILINE) if readiness.pattern else None
     last = ""
-    while True:
-        if readiness.method is ReadinessMethod.LOG_PATTERN:
-            assert pattern is not None
-            ready, last = _log_matches(api, node, container, pattern)
-        else:
-            assert readiness.command is not None
-            remaining = max(0.5, deadline - time.monotonic())
-            ready, last = _probe(
-                api, node, container, readiness.command, pattern, min(command_timeout, remaining)
+    with _StartingMarker(api, container, readiness.starting_marker) as marker:
+        while True:
+            ready, last = (
+                (False, marker.shown)
+                if marker.present()
+                else _check(api, node, container, readiness, pattern, deadline, command_timeout)
             )
-        if ready:
-            return time.monotonic() - started
-        if time.monotonic() >= deadline:
-            what = (
-                f"log pattern {readiness.pattern!r}"
-                if readiness.method is ReadinessMethod.LOG_PATTERN
-                else (
-                    f"probe {list(readiness.command or [])}"
-                    + (f" matching {readiness.pattern!r}" if pattern else "")
-                )
-            )
-            raise ProviderError(
-                f"node {node}: not ready after {timeout:.0f} s ({what}); last output: {last.strip()[-800:] or '(none)'}"
-            )
-        time.sleep(max(0.0, min(readiness.interval, deadline - time.monotonic())))
+            if ready:
+                return time.monotonic() - started
+            if time.monotonic() >= deadline:
+                raise _not_ready(node, readiness, timeout, last)
+            time.sleep(max(0.0, min(readiness.interval, deadline - time.monotonic())))
+
+
+class _StartingMarker:
+    """The image's starting marker (``Readiness.starting_marker``) looked up from the host
+    through the container's root, ``/proc/PID/root``: a stat where a probe is an exec. The
+    lookup goes through a descriptor of ``/proc/PID``, so a container that stopped (its PID
+    free for reuse) is never mistaken for another process: the lookup fails and the probe
+    decides, as it does when there is no marker, no PID, or the host cannot see it. Only
+    existence is read; a marker path through a symlink in the container is not followed."""
+
+    def __init__(self, api: APIClient, container: str, path: str | None) -> None:
+        self._fd: int | None = None
+        self._path = f"root{path}" if path else ""
+        self.shown = f"(starting: {path} is still there)"
+        if not path:
+            return
+        try:
+            pid = int(api.inspect_container(container)["State"].get("Pid") or 0)
+            if pid > 0:
+                self._fd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY)
+        except (docker.errors.APIError, OSError):
+            self._fd = None
+
+    def present(self) -> bool:
+        if self._fd is None:
+            return False
+        try:
+            os.stat(self._path, dir_fd=self._fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        except OSError:  # the container's process is gone (ESRCH), or not ours to see
+            self.close()
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> _StartingMarker:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _check(
+    api: APIClient,
+    node: str,
+    container: str,
+    readiness: Readiness,
+    pattern: re.Pattern[str] | None,
+    deadline: float,
+    command_timeout: float,
+) -> tuple[bool, str]:
+    """One readiness check: (ready, what it saw)."""
+    if readiness.method is ReadinessMethod.LOG_PATTERN:
+        assert pattern is not None
+        return _log_matches(api, node, container, pattern)
+    assert readiness.command is not None
+    remaining = max(0.5, deadline - time.monotonic())
+    return _probe(api, node, container, readiness.command, pattern, min(command_timeout, remaining))
+
+
+def _not_ready(node: str, readiness: Readiness, timeout: float, last: str) -> ProviderError:
+    what = (
+        f"log pattern {readiness.pattern!r}"
+        if readiness.method is ReadinessMethod.LOG_PATTERN
+        else f"probe {list(readiness.command or [])}"
+        + (f" matching {readiness.pattern!r}" if readiness.pattern else "")
+    )
+    return ProviderError(
+        f"node {node}: not ready after {timeout:.0f} s ({what}); last output: {last.strip()[-800:] or '(none)'}"
+    )
 
 
 def _log_matches(api: APIClient, node: str, container: str, pattern: re.Pattern[str]) -> tuple[bool, str]:

@@ -158,7 +158,8 @@ def test_entry_gives_what_its_real_image_needs(kind: str) -> None:
 def test_the_benchmark_baseline_waits_for_what_the_frr_kind_waits_for() -> None:
     # benchmarks/baseline.py must not import Archetype, so it holds a copy of the probe: the
     # same readiness on both sides, or the ratio compares different work
-    from benchmarks.baseline import READY_COMMAND, READY_INTERVAL
+    from benchmarks.baseline import READY_COMMAND, READY_INTERVAL, STARTING_MARKER
 
     readiness = get_vendor("frr").readiness
     assert list(readiness.command or []) == READY_COMMAND and readiness.interval == READY_INTERVAL
+    assert readiness.starting_marker == STARTING_MARKER  # and both wait for the marker without an exec

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -296,3 +297,55 @@ def test_commands_on_a_stopped_node_name_it(
         provider.run_post_boot(lab, node)
     with pytest.raises(ProviderError, match=r"node h1: cannot run .*not running"):
         provider.extract_config(lab, node)
+
+
+def _marker_kind(patched_kind: Callable[..., VendorConfig], cmd: str) -> VendorConfig:
+    """A kind whose image keeps /run/starting while it starts, and whose probe counts itself."""
+    return patched_kind(
+        container={"cmd": ["sh", "-c", cmd]},
+        readiness=Readiness(
+            method="cli_probe", command=["sh", "-c", "echo probe >> /tmp/probes; test ! -e /run/starting"],
+            starting_marker="/run/starting", timeout=30, interval=0.1,
+        ),
+    )
+
+
+def test_readiness_runs_no_probe_while_the_starting_marker_is_there(
+    provider: DockerProvider,
+    lab_factory: Callable[[], str],
+    linux_image: str,
+    patched_kind: Callable[..., VendorConfig],
+    docker_client: docker.DockerClient,
+) -> None:
+    # A probe is an exec (~0.1 CPU-second); while the marker is there, the host looks it up
+    # in the container's root instead, and the probe runs once, when it is gone.
+    lab = lab_factory()
+    node = Node(name="h1", vendor=_marker_kind(patched_kind, "touch /run/starting; exec sleep 3600"), image=linux_image)
+    provider.create_node(lab, node, [])
+    container = provider.node_runtime_name(lab, node)
+    _sh(docker_client, container, "for i in $(seq 50); do test -e /run/starting && exit 0; sleep 0.1; done; exit 1")
+    remover = threading.Timer(2.0, _sh, (docker_client, container, "rm /run/starting"))
+    remover.start()
+    try:
+        seconds = provider.wait_ready(lab, node)
+    finally:
+        remover.join()
+    assert seconds >= 1.5
+    assert _sh(docker_client, container, "cat /tmp/probes").split() == ["probe"]
+
+
+def test_readiness_with_a_starting_marker_fails_at_once_when_the_container_exits(
+    provider: DockerProvider,
+    lab_factory: Callable[[], str],
+    linux_image: str,
+    patched_kind: Callable[..., VendorConfig],
+) -> None:
+    # The marker stays, but the process it was looked up through is gone: the probe decides.
+    lab = lab_factory()
+    vendor = _marker_kind(patched_kind, "touch /run/starting; echo dying-now; sleep 1.5; exit 3")
+    node = Node(name="h1", vendor=vendor, image=linux_image)
+    provider.create_node(lab, node, [])
+    started = time.monotonic()
+    with pytest.raises(ProviderError, match="exit code 3") as caught:
+        provider.wait_ready(lab, node)
+    assert time.monotonic() - started < 10 and "dying-now" in str(caught.value)
