@@ -10,13 +10,10 @@ python}`` with its stdin, stdout and stderr attached (SCM_RIGHTS); the executor 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import socket
 import struct
-import time
 from pathlib import Path
 
 DEFAULT_WORKSPACE = "/var/lib/archetype"  # lab.settings' default, read without pydantic
@@ -52,7 +49,7 @@ def recorded_pid(home: Path) -> int | None:
 def stop_executor(home: Path, timeout: float = 10) -> int | None:
     """End the executor of the Prefect folder ``home`` (commands it runs finish); its pid,
     or None if none ran."""
-    from lab.processes import alive
+    from lab.processes import alive, terminate
 
     pid = recorded_pid(home)
     if pid is None:
@@ -60,11 +57,7 @@ def stop_executor(home: Path, timeout: float = 10) -> int | None:
     record_path(home).unlink(missing_ok=True)
     if not alive(pid):
         return None
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive(pid):
-        time.sleep(0.05)
+    terminate(pid, timeout=timeout)
     return pid
 
 

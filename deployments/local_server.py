@@ -30,7 +30,7 @@ from filelock import FileLock, Timeout
 from lab import api_auth
 from lab.errors import ArchetypeError, TopologyError
 from lab.private import FILE_MODE, open_private_log, private_dir, write_private
-from lab.processes import alive
+from lab.processes import alive, terminate
 from lab.settings import get_settings
 
 START_TIMEOUT = 120.0  # a cold first start (database migrations) on a loaded 2-core host
@@ -141,14 +141,7 @@ def stop(timeout: float = 20) -> LocalServer | None:
     record_path().unlink(missing_ok=True)
     if not alive(server.pid):
         return None
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, sig)  # the server's own session: uvicorn and its services
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and alive(server.pid):
-            time.sleep(0.2)
-        if not alive(server.pid):
-            break
+    terminate(server.pid, group=True, timeout=timeout, kill_after=10)  # its own session: uvicorn and its services
     return server
 
 

@@ -1,9 +1,13 @@
-"""Whether a process lives, as the long-lived helpers (the local server, the executor)
-need to know from their pid records."""
+"""Whether a process lives, and ending one, as the long-lived helpers (the local server,
+the executor) need from their pid records. Standard library only: the command line's entry
+point uses it before anything else is imported."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
 from pathlib import Path
 
 
@@ -18,3 +22,18 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def terminate(pid: int, *, timeout: float, group: bool = False, kill_after: float | None = None) -> None:
+    """SIGTERM to ``pid`` (to its process group with ``group``), then wait up to ``timeout``
+    seconds for it to end; with ``kill_after``, SIGKILL if it has not, and wait that long."""
+    send = os.killpg if group else os.kill
+    steps = [(signal.SIGTERM, timeout)] + ([(signal.SIGKILL, kill_after)] if kill_after is not None else [])
+    for sig, wait in steps:
+        with contextlib.suppress(ProcessLookupError):
+            send(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and alive(pid):
+            time.sleep(0.05)
+        if not alive(pid):
+            return
