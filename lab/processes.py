@@ -1,6 +1,6 @@
 """Whether a process lives, and ending one, as the long-lived helpers (the local server,
-the executor) need from their pid records. Standard library only: the command line's entry
-point uses it before anything else is imported."""
+the executor) need from their pid records. Standard library only, as ``archetype.handoff``
+(which stops the executor with it) is."""
 
 from __future__ import annotations
 
