@@ -8,7 +8,7 @@ import pytest
 
 from lab.errors import CatalogError
 from vendors import catalog, get_vendor
-from vendors.model import ExtractionMethod, Provider, ReadinessMethod
+from vendors.model import ExtractionMethod, Provider, Readiness, ReadinessMethod
 
 REQUIRED_KINDS = {
     "linux", "frr", "ceos", "nokia_srlinux", "juniper_crpd", "vyos", "sonic-vs", "cisco_iosv",
@@ -39,6 +39,19 @@ def test_entry_is_consistent(vendor) -> None:
     if vendor.readiness.method is ReadinessMethod.CLI_PROBE:
         assert vendor.readiness.command
     assert vendor.capabilities
+
+
+@pytest.mark.parametrize(("readiness", "refused"), [
+    ({"method": "log_pattern", "pattern": "up", "starting_marker": "/run/starting"}, "goes with a cli_probe"),
+    ({"method": "cli_probe", "command": ["true"], "starting_marker": "run/starting"}, "an absolute path"),
+    ({"method": "cli_probe", "command": ["true"], "starting_marker": "/run/../etc/passwd"}, "without '..'"),
+])
+def test_a_starting_marker_is_an_absolute_path_before_a_probe(readiness: dict, refused: str) -> None:
+    # the provider looks it up from the host, under the container's root: no relative or
+    # climbing path, and only where a probe follows it
+    with pytest.raises(ValueError, match=refused):
+        Readiness(**readiness)
+    assert Readiness(method="cli_probe", command=["true"], starting_marker="/run/starting").starting_marker
 
 
 def test_aliases_resolve_and_unknown_kinds_list_the_known() -> None:
