@@ -9,7 +9,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,10 +17,9 @@ import pytest
 
 from lab import names
 from tests.support.leftovers import leftovers
-from tests.support.prefect_server import REPO, PrefectServer
+from tests.support.prefect_server import ARCHETYPE, REPO, PrefectServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.libvirt]
-ARCHETYPE = str(Path(sys.executable).parent / "archetype")
 
 
 def lab_copy(tmp_path: Path, example: str, lab_id: str) -> Path:

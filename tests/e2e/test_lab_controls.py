@@ -13,7 +13,6 @@ import re
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,11 +24,10 @@ from providers.network import ovs
 from tests.e2e import test_mixed_lab
 from tests.e2e.test_mixed_lab import exec_in, run_and_wait, wait_until
 from tests.support.leftovers import leftovers
-from tests.support.prefect_server import REPO, PrefectServer
+from tests.support.prefect_server import ARCHETYPE, REPO, PrefectServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.libvirt]
 
-ARCHETYPE = str(Path(sys.executable).parent / "archetype")
 BGP_WAIT = 120  # seconds for a session to come back (a loaded host)
 
 

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.prefect_server import ARCHETYPE
+
 REPO = Path(__file__).resolve().parents[2]
 SIM = REPO / "scripts" / "sim-fleet.sh"
 RUN = Path("/run/archetype-sim")
 HOSTS = ("sim-1", "sim-2")
-ARCHETYPE = str(Path(sys.executable).parent / "archetype")
 # The coordinator's own Prefect folder (and so its own executor, with the fleet's PREFECT_
 # variables): not the host's default one, whose executor serves the local server's commands.
 COORDINATOR_HOME = RUN / "coordinator-prefect"

@@ -26,9 +26,8 @@ import yaml
 
 from lab import names
 from tests.support.leftovers import lab_domains, leftovers, ovs_port_rows
-from tests.support.prefect_server import REPO, PrefectServer
+from tests.support.prefect_server import ARCHETYPE, REPO, PrefectServer
 
-ARCHETYPE = str(Path(sys.executable).parent / "archetype")
 PYTHON = sys.executable
 START_DAEMONS = REPO / "scripts" / "start-daemons.sh"
 RUNNING_LIMIT = 240.0  # no CLI call of these tests may take longer (a hang is a failure, not a wait)

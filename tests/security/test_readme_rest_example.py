@@ -7,16 +7,14 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.prefect_server import REPO, free_port, stop_process
+from tests.support.prefect_server import ARCHETYPE, REPO, free_port, stop_process
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
-ARCHETYPE = str(Path(sys.executable).parent / "archetype")
 CLEARED = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_HOME")
 
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.prefect_server import free_port
+from tests.support.prefect_server import ARCHETYPE, free_port
 
-ARCHETYPE = str(Path(sys.executable).parent / "archetype")
 CLEARED = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_HOME")
 
 

@@ -23,6 +23,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
+ARCHETYPE = str(Path(sys.executable).parent / "archetype")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 # As Prefect's own client: 429/502/503 (503 is the server's answer when its SQLite database
 # is busy) are retried with exponential backoff and jitter, Retry-After honoured.

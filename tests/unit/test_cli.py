@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.prefect_server import ARCHETYPE
+
 REPO = Path(__file__).resolve().parents[2]
-ARCHETYPE = str(Path(sys.executable).parent / "archetype")
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

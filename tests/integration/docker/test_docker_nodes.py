@@ -305,17 +305,6 @@ def test_commands_on_a_stopped_node_name_it(
         provider.extract_config(lab, node)
 
 
-def _marker_kind(patched_kind: Callable[..., VendorConfig], cmd: str) -> VendorConfig:
-    """A kind whose image keeps /run/starting while it starts, and whose probe counts itself."""
-    return patched_kind(
-        container={"cmd": ["sh", "-c", cmd]},
-        readiness=Readiness(
-            method="cli_probe", command=["sh", "-c", "echo probe >> /tmp/probes; test ! -e /run/starting"],
-            starting_marker="/run/starting", timeout=30, interval=0.1,
-        ),
-    )
-
-
 def test_readiness_runs_no_probe_while_the_starting_marker_is_there(
     provider: DockerProvider,
     lab_factory: Callable[[], str],
@@ -326,7 +315,14 @@ def test_readiness_runs_no_probe_while_the_starting_marker_is_there(
     # A probe is an exec (~0.1 CPU-second); while the marker is there, the host looks it up
     # in the container's root instead, and the probe runs once, when it is gone.
     lab = lab_factory()
-    node = Node(name="h1", vendor=_marker_kind(patched_kind, "touch /run/starting; exec sleep 3600"), image=linux_image)
+    vendor = patched_kind(
+        container={"cmd": ["sh", "-c", "touch /run/starting; exec sleep 3600"]},
+        readiness=Readiness(
+            method="cli_probe", command=["sh", "-c", "echo probe >> /tmp/probes; test ! -e /run/starting"],
+            starting_marker="/run/starting", timeout=30, interval=0.1,
+        ),
+    )
+    node = Node(name="h1", vendor=vendor, image=linux_image)
     provider.create_node(lab, node, [])
     container = provider.node_runtime_name(lab, node)
     _sh(docker_client, container, "for i in $(seq 50); do test -e /run/starting && exit 0; sleep 0.1; done; exit 1")
