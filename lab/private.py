@@ -2,13 +2,18 @@
 logs, locks, secrets and the Prefect database hold what users typed.
 
 Folders are made 0700 and files 0600 whatever the process umask is. The workspace root
-itself is 0711 (see ``workspace_mode``): QEMU runs unprivileged (libvirt-qemu) and must
-traverse it to open a VM's disks and kernel, but nobody else may list it.
+and the folders on the way to a VM's files (``disks/``, ``data/``, ``images/`` and their
+lab folders) are 0711 (``search_only_dirs``): QEMU runs unprivileged (libvirt-qemu) and
+must traverse them to open a VM's disks and kernel, but nobody else may list them. The mode
+is set by the code wherever such a folder is made or used, whoever made it before and
+whatever the umask was (a workspace setup never saw, a simulated host's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -31,6 +36,23 @@ def private_dir(path: Path) -> Path:
         except FileExistsError:
             continue
         os.chmod(folder, DIR_MODE)  # mkdir's mode is filtered by the umask
+    return path
+
+
+def search_only_dirs(root: Path, path: Path) -> Path:
+    """``mkdir -p path`` where ``root`` and every folder from it down to ``path`` are 0711
+    (search only), existing ones included: a folder made earlier by ``private_dir``, by a
+    script under ``umask 077`` or by hand is mended. Folders above ``root`` are not ours
+    and are left as they are (their parents are made when missing, with the umask's mode)."""
+    parts = path.relative_to(root).parts  # ValueError when path is not inside root
+    chain = [root.joinpath(*parts[:depth]) for depth in range(len(parts) + 1)]
+    if not root.exists():
+        root.parent.mkdir(parents=True, exist_ok=True)
+    for folder in chain:
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=WORKSPACE_MODE)
+        if stat.S_IMODE(folder.stat().st_mode) != WORKSPACE_MODE:
+            os.chmod(folder, WORKSPACE_MODE)  # mkdir's mode is filtered by the umask
     return path
 
 

@@ -1,4 +1,9 @@
-"""A lab's files in the workspace (disks, data volumes, node files, serial logs)."""
+"""A lab's files in the workspace (disks, data volumes, node files, serial logs).
+
+Modes (lab/private.py): the workspace root and the folders QEMU traverses to a VM's files
+(``disks/<lab>``, ``data/<lab>``, ``images/...``) are 0711, set here wherever such a folder
+is made or used, whoever made it; everything else is 0700/0600.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from lab import names
+from lab.private import search_only_dirs
 from providers.base import CleanupReport
 
 # Extracted configs are the user's output: destroy keeps them (DESIGN, Identity: configs/).
@@ -38,3 +44,16 @@ def workspace_labs() -> set[str]:
         if parent.is_dir():
             labs.update(p.name for p in parent.iterdir() if p.is_dir() and names.is_valid_lab_id(p.name))
     return labs
+
+
+def is_ours(path: Path) -> bool:
+    """``path`` lies in the workspace: Archetype may set its folders' modes."""
+    return path.resolve().is_relative_to(names.workspace().resolve())
+
+
+def vm_folder(path: Path) -> Path:
+    """A folder inside the workspace that QEMU must traverse (a lab's ``disks/`` or ``data/``
+    folder, a folder of ``images/``): it exists, and it and every folder from the workspace
+    root down to it are 0711."""
+    root = names.workspace().resolve()
+    return search_only_dirs(root, path.resolve())

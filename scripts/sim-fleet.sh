@@ -151,6 +151,7 @@ namespaces_up() {
     fi
     configure_libvirt "$h"
     mkdir -p "$s/workspace/images" "$s/libvirt-log/qemu"
+    chmod 0711 "$s/workspace" "$s/workspace/images"  # QEMU (libvirt-qemu) reaches VM files through them
     local spec kind sub target script="set -e; hostname $h; ip link set lo up"
     for spec in "${BINDS[@]}"; do
         IFS=: read -r kind sub target <<<"$spec"
@@ -272,8 +273,10 @@ api_answers() { curl -sf -o /dev/null -u "$(cat "$STATE/api-auth")" "$API_URL/he
 
 control_plane_up() {
     local pgdata=$STATE/postgres secret
-    [[ -s $STATE/api-auth ]] || { umask 077; printf 'archetype:%s' "$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" >"$STATE/api-auth"; }
-    [[ -s $STATE/pg-password ]] || { umask 077; head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$STATE/pg-password"; }
+    # ( ... ): a subshell, so that the umask stays with the secrets. A { ...; } group kept it
+    # for the rest of the script, and every simulated host's workspace came out 0700.
+    [[ -s $STATE/api-auth ]] || ( umask 077; printf 'archetype:%s' "$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" >"$STATE/api-auth" )
+    [[ -s $STATE/pg-password ]] || ( umask 077; head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$STATE/pg-password" )
     chmod 600 "$STATE/api-auth" "$STATE/pg-password"
     secret=$(cat "$STATE/pg-password")
     if ! pg_answers; then

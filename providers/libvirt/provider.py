@@ -37,7 +37,7 @@ from providers.base import (
 from providers.libvirt import migration
 from providers.libvirt.conn import LibvirtThread
 from providers.libvirt.console import ConsoleSession, console_lock, credentials_for
-from providers.libvirt.disks import check_images, ensure_disks, remove_files
+from providers.libvirt.disks import check_images, check_qemu_access, ensure_disks, remove_files
 from providers.libvirt.domain_xml import DomainPlan, domain_xml, link_ports, plan_domain
 from providers.libvirt.domains import (
     DomainConflictError,
@@ -134,6 +134,7 @@ class LibvirtProvider(NodeProvider):
                 log.info("%s is running: reused", plan.name)
                 return self._status(lab_id, node.name, plan.marker.kind, NodeState.RUNNING)
         check_images(plan)  # before anything is created
+        check_qemu_access(plan, self.uri)  # mends the workspace's folders; a clear error for others'
         made = ensure_disks(plan)
         private_dir(plan.serial_log.parent)  # serial logs hold what was typed on the console
         network.unplug_dead_taps(lab_id, node.name, [port for xml in plan.interfaces for port in link_ports(xml) if port])
@@ -153,8 +154,8 @@ class LibvirtProvider(NodeProvider):
         """A running VM is reused only with the NICs it has: rewiring them would need a
         reboot, which a deploy does not impose on a running device."""
         running = self._call(domain_description(plan.name), f"node {node_name}")
-        have = link_ports(running) if running else []
-        want = [port for xml in plan.interfaces for port in link_ports(xml)]
+        have = _linked_slots(link_ports(running) if running else [])
+        want = _linked_slots([port for xml in plan.interfaces for port in link_ports(xml)])
         if have != want:
             raise LinksChangedError(
                 f"node {node_name}: the VM {plan.name} runs with other links than the topology gives it "
@@ -496,6 +497,14 @@ def _mode_to_resume_in(node: Node, start: int) -> list[str]:
         if command == enter:
             return [enter]
     return []
+
+
+def _linked_slots(ports: list[str | None]) -> list[str | None]:
+    """Each NIC's link port, without the unlinked NICs at the end: a VM that runs with fewer
+    or more of them (made before its kind had ``vm.data_ports``) has the same links."""
+    while ports and ports[-1] is None:
+        ports = ports[:-1]
+    return ports
 
 
 def _joined(outputs: list[str]) -> str:
