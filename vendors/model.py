@@ -168,6 +168,12 @@ class VmOptions(_Model):
     initrd: str | None = None
     cmdline: str | None = None
     data_volume_mb: int = Field(0, ge=0, description="A blank data disk (vdb) of this size; 0 = none")
+    data_ports: int = Field(
+        0, ge=0, le=128,
+        description="Data NICs the VM always has, linked or not, as the real device has its ports (IOSv "
+        "Gi0/1-0/4): a config may name a port before it is linked. A link to a port beyond them adds NICs, "
+        "up to interfaces.max_ports",
+    )
     serial_ports: int = Field(1, ge=1, le=4)
     management_network: Literal["lab", "none", "user"] = Field(
         "lab",
@@ -370,6 +376,13 @@ class VendorConfig(_Model):
             raise ValueError(f"kind {self.kind}: a docker kind needs a 'container' block")
         if self.provider is Provider.LIBVIRT and self.vm is None:
             raise ValueError(f"kind {self.kind}: a libvirt kind needs a 'vm' block")
+        return self
+
+    @model_validator(mode="after")
+    def _data_ports_fit(self) -> VendorConfig:
+        if self.vm and self.vm.data_ports > self.interfaces.max_ports:
+            raise ValueError(f"kind {self.kind}: vm.data_ports {self.vm.data_ports} is beyond "
+                             f"interfaces.max_ports {self.interfaces.max_ports}")
         return self
 
     @model_validator(mode="after")

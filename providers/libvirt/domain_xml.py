@@ -78,15 +78,17 @@ def _image(settings: Settings, relative: str) -> Path:
 
 
 def nic_plan(vendor: VendorConfig, ends: Sequence[LinkEnd]) -> list[LinkEnd | None]:
-    """Data NICs in port order, up to the highest linked port; ``None`` = a port with no link
-    (a placeholder that keeps the later NICs where the guest expects them)."""
+    """Data NICs in port order: the vendor's ``vm.data_ports`` always (a real IOSv has
+    Gi0/1-0/4 whatever is linked, and a config may name them), more up to the highest linked
+    port. ``None`` = a port with no link: a NIC on nothing, link down."""
+    assert vendor.vm is not None
     by_port = {end.port: end for end in ends}
     if len(by_port) != len(ends):
         raise ProviderError(f"two link ends on one port: {sorted(e.port for e in ends)}")
     highest = max(by_port, default=0)
     if highest > vendor.interfaces.max_ports:
         raise ProviderError(f"port {highest} is beyond the {vendor.interfaces.max_ports} data ports of {vendor.kind}")
-    return [by_port.get(port) for port in range(1, highest + 1)]
+    return [by_port.get(port) for port in range(1, max(highest, vendor.vm.data_ports) + 1)]
 
 
 def management_interface_xml(

@@ -32,7 +32,7 @@ libvirt.registerErrorHandler(lambda *_: None, None)
 def fake_interface_xml(end: LinkEnd | None, nic_model: str) -> str:
     """What providers.network.vm_interface_xml gives, in shape."""
     if end is None:
-        return f"<interface type='bridge'><source bridge='arch-ovs'/><virtualport type='openvswitch'/><model type='{nic_model}'/><link state='down'/></interface>"
+        return f"<interface type='ethernet'><model type='{nic_model}'/><link state='down'/></interface>"
     return (
         f"<interface type='bridge'><source bridge='arch-ovs'/><virtualport type='openvswitch'/>"
         f"<vlan><tag id='{end.vlan}'/></vlan><target dev='{end.port_name}'/><model type='{nic_model}'/></interface>"
@@ -97,9 +97,10 @@ def test_mini_ios_domain(settings) -> None:
     assert root.find("devices/console").get("type") == "pty"
 
     nics = root.findall("devices/interface")
-    # NIC 0 = management (user), then data ports 1..3 in port order; port 2 has no link
-    assert [n.get("type") for n in nics] == ["user", "bridge", "bridge", "bridge"]
-    assert [n.find("model").get("type") for n in nics] == ["e1000"] * 4
+    # NIC 0 = management (user), then data ports 1..4 in port order (the kind's 4 ports);
+    # ports 2 and 4 have no link
+    assert [n.get("type") for n in nics] == ["user", "bridge", "ethernet", "bridge", "ethernet"]
+    assert [n.find("model").get("type") for n in nics] == ["e1000"] * 5
     assert nics[1].find("vlan/tag").get("id") == "101"
     assert nics[2].find("vlan") is None and nics[2].find("link").get("state") == "down"
     assert nics[3].find("vlan/tag").get("id") == "103"
@@ -130,7 +131,7 @@ def test_disk_image_vendor_gets_an_overlay(settings) -> None:
     assert disk.find("driver").attrib["type"] == "qcow2" and disk.find("driver").get("cache") == "none"
     assert plan.disks[0].backing == settings.image_dir / "cisco_iosv/vios.qcow2"
     assert plan.required_files() == [settings.image_dir / "cisco_iosv/vios.qcow2"]
-    assert len(root.findall("devices/interface")) == 3  # mgmt + ports 1 (placeholder), 2
+    assert len(root.findall("devices/interface")) == 5  # mgmt + IOSv's 4 ports (2 linked)
 
 
 def test_missing_image_is_named(settings) -> None:
@@ -148,8 +149,8 @@ def test_missing_image_is_named(settings) -> None:
 
 def test_nic_plan_rejects_bad_ports() -> None:
     vendor = get_vendor("mini-ios")
-    assert nic_plan(vendor, []) == []
-    assert nic_plan(vendor, [end(2, 5)]) == [None, end(2, 5)]
+    assert nic_plan(vendor, []) == [None] * 4  # its 4 ports, unlinked (tests/unit/test_vm_ports.py)
+    assert nic_plan(vendor, [end(2, 5)]) == [None, end(2, 5), None, None]
     with pytest.raises(ProviderError):
         nic_plan(vendor, [end(1, 5), end(1, 6)])
     with pytest.raises(ProviderError):
@@ -165,7 +166,7 @@ def test_xml_defines_and_starts_on_the_test_driver(settings, conn: libvirt.virCo
         text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, names.METADATA_NS, 0)
         assert parse_marker(text) == NodeMarker("unit-x", "n-1", "mini-ios")
         defined = ET.fromstring(dom.XMLDesc(0))
-        assert len(defined.findall("devices/interface")) == 3
+        assert len(defined.findall("devices/interface")) == 5  # mgmt + 4 ports
         # a redefine with the same UUID keeps the domain's identity
         uuid = dom.UUIDString()
         dom.destroy()
@@ -187,7 +188,8 @@ def test_with_the_real_network_interfaces(settings, conn: libvirt.virConnect) ->
     dom = conn.defineXML(domain_xml(plan))
     try:
         nics = ET.fromstring(dom.XMLDesc(0)).findall("devices/interface")
-        assert [n.get("type") for n in nics] == ["user", "ethernet", "bridge"]  # mgmt, unlinked port 1, port 2
+        # mgmt, unlinked port 1, port 2, unlinked ports 3 and 4
+        assert [n.get("type") for n in nics] == ["user", "ethernet", "bridge", "ethernet", "ethernet"]
         assert nics[2].find("vlan/tag").get("id") == "123"
         assert nics[2].find("target").get("dev") == ends[0].port_name
         assert nics[1].find("link").get("state") == "down"
