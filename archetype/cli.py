@@ -56,9 +56,19 @@ def status(lab: Annotated[str | None, typer.Argument(help="Only this lab")] = No
     labs = fleet_labs(lab)  # a fleet: every host's labs, from the facts they publish
     if labs is None:  # this host alone
         labs = _run(lambda: on_this_host([found.as_dict() for found in discover(lab)]))
+        _with_config_errors(labs)
     if lab is not None and not labs:
         _fail([f"no lab {lab!r} on this host"], EXIT_FAILED)
     _emit({"labs": labs}, as_json, render.show_status)
+
+
+def _with_config_errors(labs: list[dict]) -> None:
+    """Each node's startup-config lines its device refused, as this host recorded them."""
+    from lab import config_errors
+
+    for lab in labs:
+        for node in lab["nodes"]:
+            node["config_errors"] = config_errors.as_json(config_errors.load(lab["lab_id"], node["name"]))
 
 
 @app.command()
@@ -66,6 +76,10 @@ def deploy(
     file: Path,
     from_configs: Annotated[
         bool, typer.Option("--from-configs", help="Start each node from its last extracted config (archetype configs)")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="A startup-config line a device refuses fails its node "
+                           "(default: the node is ready with the rest applied and lists the line in config_errors)")
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -75,7 +89,7 @@ def deploy(
     _run(lambda: load_topology(file))  # invalid input: exit 2 before Prefect starts
     from flows.deploy_lab import deploy_lab
 
-    result = _run_flow(as_json, deploy_lab, topology=str(file.resolve()), from_configs=from_configs)
+    result = _run_flow(as_json, deploy_lab, topology=str(file.resolve()), from_configs=from_configs, strict=strict)
     _emit(result, as_json, render.show_deployed)
     _exit_on_errors(result)
 
@@ -176,3 +190,4 @@ import archetype.cli_fleet  # noqa: E402,F401 - registers `hosts` (multi-host)
 import archetype.cli_mgmt  # noqa: E402,F401 - registers inventory, save, graph
 import archetype.cli_migrate  # noqa: E402,F401 - registers `migrate` (moving nodes)
 import archetype.cli_server  # noqa: E402,F401 - registers `archetype server`
+import archetype.cli_snapshot  # noqa: E402,F401 - registers snapshot, snapshots, restore

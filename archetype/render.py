@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -93,6 +94,7 @@ def show_status(result: dict[str, Any]) -> None:
             [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"], n.get("host"), n.get("mgmt_ipv4")]
              for n in lab["nodes"]],
         )
+        _show_config_errors(lab["nodes"])
 
 
 def show_deployed(result: dict[str, Any]) -> None:
@@ -106,6 +108,7 @@ def show_deployed(result: dict[str, Any]) -> None:
         ],
     )
     _table("links", ["endpoints", "vlan"], [[" <-> ".join(link["endpoints"]), link["vlan"]] for link in result["links"]])
+    _show_config_errors(result["nodes"])
     _show_errors(result)
 
 
@@ -134,6 +137,14 @@ def show_cleanup(result: dict[str, Any]) -> None:
         if names:
             console.print(f"{resource}: {', '.join(map(str, names))}")
     _show_errors(result)
+
+
+def _show_config_errors(nodes: list[dict[str, Any]]) -> None:
+    """A warning per startup-config line a device refused: the node is up, the line is not."""
+    for node in nodes:
+        for error in node.get("config_errors") or []:
+            console.print(f"[yellow]warning:[/yellow] {escape(node['name'])}: startup-config line "
+                          f"{escape(repr(error['line']))} refused: {escape(error['message'])}", highlight=False)
 
 
 def _show_errors(result: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from prefect.futures import PrefectFuture
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from lab import names
+from lab import config_errors, names
 from lab.locks import lab_lock
 from lab.progress import DeployProgress, Snapshot
 from lab.settings import get_settings
@@ -38,6 +38,7 @@ from tasks.nodes import (
     failed_stage,
     lab_nodes,
     post_boot,
+    refused_lines,
     remove_nodes_not_in,
     runtime_name,
 )
@@ -68,7 +69,7 @@ STAGE_THREADS = 512
 
 
 @flow(name="deploy-lab", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=STAGE_THREADS))
-def deploy_lab(topology: str, from_configs: bool = False) -> dict[str, Any]:
+def deploy_lab(topology: str, from_configs: bool = False, strict: bool = False) -> dict[str, Any]:
     """Deploy a lab of containers and VMs, or converge one that is half there.
 
     Args:
@@ -76,6 +77,8 @@ def deploy_lab(topology: str, from_configs: bool = False) -> dict[str, Any]:
         from_configs: start each node from its last extracted config (the lab's configs
             folder) instead of the topology's startup-config; nodes without one start as
             the topology says.
+        strict: a startup-config line a device refuses fails its node. Otherwise the node
+            comes up ready with the rest applied, and carries the line in `config_errors`.
     """
     flow_started_at = time.time()
     lab = load_topology(topology)  # invalid input fails the run here, before anything exists
@@ -90,7 +93,10 @@ def deploy_lab(topology: str, from_configs: bool = False) -> dict[str, Any]:
         outcome = fleet.deploy_across_hosts(lab, hosts)
         if outcome is not None:
             return outcome
-    result, failure = converge_here(lab, flow_started_at=flow_started_at)
+    result, failure = converge_here(lab, flow_started_at=flow_started_at, strict=strict)
+    from tasks.snapshots import remember_deployed_topology
+
+    remember_deployed_topology(lab)  # what snapshot-lab freezes the lab's topology from
     if failure:  # the run shows failed; its result still says which nodes came up
         return Failed(message=failure, data=result)
     return result
@@ -98,7 +104,7 @@ def deploy_lab(topology: str, from_configs: bool = False) -> dict[str, Any]:
 
 def converge_here(
     lab: Lab, *, state_key: str | None = None, whole: Lab | None = None, tunnels: tuple = (),
-    flow_started_at: float | None = None,
+    flow_started_at: float | None = None, strict: bool = False,
 ) -> tuple[dict[str, Any], str | None]:
     """Deploy (or converge) the lab's nodes on this host: (result, failure message or None).
     A host's slice of a multi-host lab passes its own ``state_key``, the ``whole`` lab (its
@@ -120,6 +126,7 @@ def converge_here(
         present = lab_nodes(lab.id)
         configured = _configured_before(previous, {name for name, running in present.items() if running})
         state = _planned_state(lab, vlans, {**ends, "": host_ends}, configured)
+        _keep_config_errors(previous, state)
         keep_link_controls(previous, state)  # a link's state and impairment survive a redeploy
         publish_lab_state(state, state_key)  # the allocation is remembered before any port exists
         if set(present) - set(lab.nodes):  # a converging deploy: nodes the topology no longer has
@@ -132,7 +139,7 @@ def converge_here(
                 state.errors.append(f"host interfaces: {host_wired.message}")
         progress = _progress(lab, state, state_key)
         with progress.running():  # the progress artifact and the state table fill as it goes
-            _bring_up(lab, ends, state, configured, progress)
+            _bring_up(lab, ends, state, configured, progress, strict)
         _apply_link_controls(state)
         state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
         publish_lab_state(state, state_key)
@@ -145,6 +152,15 @@ def _configured_before(previous: LabState | None, running: set[str]) -> set[str]
     if previous is None:
         return set()
     return {n.name for n in previous.nodes if n.state is NodePhase.READY and n.name in running}
+
+
+def _keep_config_errors(previous: LabState | None, state: LabState) -> None:
+    """A node configured by a previous deploy is not configured again: what its device
+    refused then still stands."""
+    before = {n.name: n.config_errors for n in previous.nodes} if previous else {}
+    for record in state.nodes:
+        if record.state is NodePhase.READY:
+            record.config_errors = list(before.get(record.name, []))
 
 
 def _planned_state(lab: Lab, vlans: dict[str, int], ends: dict, configured: set[str]) -> LabState:
@@ -202,9 +218,11 @@ def _filling(planned: LabState, snapshot: Snapshot) -> LabState:
     return state
 
 
-def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str], progress: DeployProgress) -> None:
+def _bring_up(
+    lab: Lab, ends: dict, state: LabState, configured: set[str], progress: DeployProgress, strict: bool = False
+) -> None:
     """Each node runs its own chain, so containers are ready while VMs still boot."""
-    up, booted = _submit(lab, ends, configured)
+    up, booted = _submit(lab, ends, configured, strict)
     for name, future in up.items():  # failures show at once, not when the loop below gets there
         _on_failure(future, lambda f, name=name: _show_failure(progress, name, f, Stage.CREATE))
     for name, future in booted.items():
@@ -225,6 +243,8 @@ def _bring_up(lab: Lab, ends: dict, state: LabState, configured: set[str], progr
                 record.fail(Stage.POST_BOOT, _error_of(booted[name]))
                 state.errors.append(f"{name}: {Stage.POST_BOOT}: {record.error}")
                 continue
+            if name not in configured:  # one configured before keeps what it had
+                record.config_errors = refused_lines(booted[name].result())
         record.state = NodePhase.READY
 
 
@@ -242,7 +262,9 @@ def _failed(future: PrefectFuture) -> bool:
     return not future.state.is_completed()
 
 
-def _submit(lab: Lab, ends: dict, configured: set[str]) -> tuple[dict[str, PrefectFuture], dict[str, PrefectFuture]]:
+def _submit(
+    lab: Lab, ends: dict, configured: set[str], strict: bool = False
+) -> tuple[dict[str, PrefectFuture], dict[str, PrefectFuture]]:
     """Each node's bring-up and post-boot (a node with no post-boot command gets no
     post-boot task), each waiting for what the node's containerlab ``stages``/``wait-for``
     name. Every bring-up is submitted before any post-boot where the waits allow, so that
@@ -258,7 +280,8 @@ def _submit(lab: Lab, ends: dict, configured: set[str]) -> tuple[dict[str, Prefe
         if step == BRING_UP:
             up[name] = bring_up_node.submit(lab.id, node, ends[name], wait_for=after)
         else:
-            booted[name] = post_boot.submit(lab.id, node, already_done=name in configured, wait_for=after)
+            booted[name] = post_boot.submit(lab.id, node, already_done=name in configured, strict=strict,
+                                            wait_for=after)
     return up, booted
 
 
@@ -323,7 +346,7 @@ def _result(state: LabState, progress: DeployProgress, flow_started_at: float) -
         "nodes": [
             {"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
              "ready_seconds": n.ready_seconds, "stages": stages.get(n.name, {}), "host": n.host,
-             "mgmt_ipv4": n.mgmt_ipv4}
+             "mgmt_ipv4": n.mgmt_ipv4, "config_errors": config_errors.as_json(n.config_errors)}
             for n in state.nodes
         ],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan} for link in state.links],

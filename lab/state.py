@@ -12,6 +12,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from lab.config_errors import ConfigError, dumps, parse_json
+
 
 class LabStatus(StrEnum):
     ALLOCATED = "allocated"  # VLANs reserved, nothing created yet
@@ -53,6 +55,8 @@ class NodeRecord(BaseModel):
     mgmt_ipv4: str | None = None
     host: str | None = None  # the lab host it runs on (multi-host labs)
     exec_lines: list[str] = Field(default_factory=list)  # the topology's `exec`: post-boot again after a restart
+    # startup-config lines the device refused (the node is ready all the same; lab.config_errors)
+    config_errors: list[ConfigError] = Field(default_factory=list)
 
     @property
     def shown_state(self) -> str:
@@ -135,7 +139,7 @@ class LabState(BaseModel):
 # The artifact is one table: a person reads it in the UI, and recovery reads the same rows
 # back (Artifact.get returns table data as a JSON string). Every row has the same columns.
 ROW_COLUMNS = ("item", "name", "kind", "provider", "state", "runtime", "vlan", "endpoints", "ports", "ready_s", "error",
-               "host", "vni", "impairment", "exec")
+               "host", "vni", "impairment", "exec", "config_errors")
 
 
 def _row(**values: object) -> dict[str, object]:
@@ -148,7 +152,8 @@ def state_to_rows(state: LabState) -> list[dict[str, object]]:
     rows += [
         _row(item="node", name=n.name, kind=n.kind, provider=n.provider, state=n.shown_state, runtime=n.runtime_name,
              ready_s="" if n.ready_seconds is None else round(n.ready_seconds, 2), error=n.error or "",
-             host=n.host or "", exec=json.dumps(n.exec_lines) if n.exec_lines else "")
+             host=n.host or "", exec=json.dumps(n.exec_lines) if n.exec_lines else "",
+             config_errors=dumps(n.config_errors))
         for n in state.nodes
     ]
     rows += [
@@ -186,4 +191,5 @@ def _node_record(row: dict[str, object]) -> NodeRecord:
         runtime_name=str(row["runtime"]), ready_seconds=float(row["ready_s"]) if row["ready_s"] != "" else None,
         error=str(row["error"]) or None, host=str(row.get("host") or "") or None,
         exec_lines=json.loads(str(row.get("exec") or "[]")),
+        config_errors=parse_json(str(row.get("config_errors") or "")),
     )

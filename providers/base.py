@@ -150,7 +150,9 @@ class NodeProvider(abc.ABC):
         node's own ``exec``) in order, appending each result to ``done`` as it succeeds, and
         return ``done``. The run starts at command ``len(done)``: a retry given the same
         list resumes at the command that failed and never runs one that succeeded again.
-        Raises ``CommandError`` at the first failing command (transient only if it timed out)."""
+        Raises ``CommandError`` at the first failing command (transient only if it timed out),
+        except a startup-config line the device refuses (``node.startup_config_lines``): that
+        one goes into ``done`` as a failed result (the node's config error) and the run goes on."""
 
     @abc.abstractmethod
     def extract_config(self, lab_id: str, node: NodeRef) -> str:

@@ -14,7 +14,8 @@ import time
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from lab import progress
+from lab import config_errors, progress
+from lab.config_errors import ConfigError, ConfigRefusedError
 from lab.errors import ArchetypeError
 from lab.state import Stage
 from providers import labs, provider_of
@@ -109,11 +110,21 @@ def wait_ready(lab_id: str, node: NodeRef) -> float:
     return seconds
 
 
+def refused_lines(results: list[CommandResult]) -> list[ConfigError]:
+    """The node's config errors among its post-boot results: a provider leaves a failed
+    result only for a startup-config line the device refused (``run_post_boot``)."""
+    return [ConfigError.refused(result.command, result.output) for result in results if not result.ok]
+
+
 @task(name="post-boot", task_run_name="post-boot/{node.name}", cache_policy=NO_CACHE)
-def post_boot(lab_id: str, node: Node, already_done: bool = False) -> list[CommandResult]:
+def post_boot(lab_id: str, node: Node, already_done: bool = False, strict: bool = False) -> list[CommandResult]:
     """The vendor's post-boot commands and the node's ``exec``, once per node's life: a node
     that a previous deploy configured and that kept running is not configured again (its
     ``exec`` lines need not be idempotent, as in containerlab).
+
+    Startup-config lines the device refuses are the node's config errors (``refused_lines``
+    of the result): a warning each, kept on this host for ``status``; ``strict`` makes them
+    fail the node instead.
 
     Retried here, not by Prefect, because a retry must know how far the commands got: a
     transient failure (the console dropped, a command timed out) resumes at the command
@@ -135,6 +146,12 @@ def post_boot(lab_id: str, node: Node, already_done: bool = False) -> list[Comma
             time.sleep(POST_BOOT_RETRY_DELAY)
     for result in done:
         logger.info("%s: %r -> %s in %.2f s", node.name, result.command, result.exit_code, result.seconds)
+    refused = refused_lines(done)
+    for error in refused:
+        logger.warning("%s: startup-config line refused: %s", node.name, error.text())
+    config_errors.save(lab_id, node.name, refused)
+    if refused and strict:
+        raise ConfigRefusedError(node.name, refused)
     progress.advance(lab_id, node.name, "configured")
     return done
 

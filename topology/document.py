@@ -100,6 +100,15 @@ class Node(NodeRef):
                 *self.vendor.post_boot_commands, *self.exec]
 
     @property
+    def startup_config_lines(self) -> range:
+        """Where the startup-config's own lines are in ``post_boot_commands`` (not the
+        config-mode enter and exit around them). A line the device refuses there is the
+        node's config error, reported, as a real device logs a bad line of its startup
+        config and applies the rest; anywhere else a refused command fails the node."""
+        typed = self.vendor.startup_config_commands(self.startup_config)
+        return range(1, len(typed) - 1) if typed else range(0)
+
+    @property
     def own_commands_from(self) -> int:
         """Where the node's own ``exec`` starts in ``post_boot_commands``."""
         return len(self.post_boot_commands) - len(self.exec)

@@ -350,15 +350,21 @@ class LibvirtProvider(NodeProvider):
         if not commands:
             return done
         timeout = get_settings().command_timeout
+        tolerated = node.startup_config_lines
         with self.console(lab_id, node) as session:
             session.start()
             for command in _mode_to_resume_in(node, len(done)):  # a fresh session is in exec mode
                 session.send_command(command, timeout=timeout)
-            for command in commands:
+            for index, command in enumerate(commands, start=len(done)):
                 started = time.monotonic()
                 try:
                     output = session.send_command(command, timeout=timeout)
                 except CommandError as err:
+                    if err.exit_code is not None and index in tolerated:  # refused, not timed out
+                        # A startup-config line the device refused: reported, the rest applied.
+                        log.warning("%s: startup-config line %r refused: %s", node.name, command, err.output.strip())
+                        done.append(CommandResult(command, err.exit_code, err.output, time.monotonic() - started))
+                        continue
                     log.error("%s: %r failed: %s", node.name, command, err.output)  # noqa: TRY400 - the output is the story
                     raise
                 seconds = time.monotonic() - started
