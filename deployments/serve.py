@@ -23,8 +23,10 @@ def deployments() -> list:
     from flows.exec_node import exec_node
     from flows.extract_configs import extract_configs
     from flows.migrate_node import migrate_node
+    from flows.restore_lab import restore_lab
     from flows.save_configs import save_configs
     from flows.set_link import set_link
+    from flows.snapshot_lab import snapshot_lab
     from lab.settings import get_settings
 
     # Named after the host, as prefect.yaml's are after the host's pool: `deploy-lab/HOST`.
@@ -39,6 +41,7 @@ def deployments() -> list:
         migrate_node.to_deployment(name=host, tags=["archetype"]),
         cleanup_orphans.to_deployment(name=host, cron=CLEANUP_CRON, tags=["archetype"], concurrency_limit=1),
         *(f.to_deployment(name=host, tags=["archetype"]) for f in (control_node, set_link, exec_node, capture_link)),
+        *(f.to_deployment(name=host, tags=["archetype"]) for f in (snapshot_lab, restore_lab)),
     ]
 
 
