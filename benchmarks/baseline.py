@@ -15,7 +15,7 @@ Deploy
   3. ONE ``ovs-vsctl`` transaction adds every port of the lab to the bridge with its VLAN
      tag (the bridge is made in it if missing);
   4. readiness, polled in parallel from the moment each container runs: the frr kind's
-     probe (frr.conf applied, no frrinit.sh left, then ``vtysh -c 'show bgp summary'``) until it answers,
+     probe (the image's verdict: the running config holds what frr.conf holds) until it answers,
      every 0.2 s (the catalog's interval for frr); while the image's starting marker is in the
      container (a stat through ``/proc/PID/root``), no probe is run, as the catalog says.
   Done when every node answers and the transaction is applied.
@@ -68,16 +68,20 @@ LABEL = "bench.raw-lab"
 OVS_KEY = "bench-raw-lab"  # the external_id of the lab's OVS ports
 MTU = 1500
 # The frr kind's probe, copied (not imported) from vendors/kinds/frr.yml so that both sides
-# wait for the same thing: archetype/frr removes the marker once frrinit.sh applied
-# frr.conf, and no `frrinit.sh start-single` (watchfrr feeding a daemon its part) is left.
-READY_COMMAND = ["sh", "-c", "test ! -e /run/archetype-frr-starting && ! grep -qs 'frrinit[.]sh' /proc/[0-9]*/cmdline"
-                 " && vtysh -c 'show bgp summary'"]
+# wait for the same thing: archetype/frr removes the marker only once the running config holds
+# what frr.conf holds (frr-reload.py --test, run by the image, which retries the application).
+READY_COMMAND = ["sh", "-c", (
+    "test ! -e /run/archetype-frr-starting && test ! -e /run/archetype-frr-failed && "
+    "{ test -e /run/archetype-frr-config-errors || "
+    "/usr/lib/frr/frr-reload.py --test --stdout /etc/frr/frr.conf 2>/dev/null | "
+    "awk '/^Lines To Add$/ {a = 1; next} a && /^=+$/ {next} a && NF && !/^hostname / {m = 1} END {exit m || !a}'; }"
+)]
 READY_INTERVAL = 0.2
 # The frr kind's starting marker, copied too: while it is in the container, no probe is run
 # (looked up from the host through /proc/PID/root, as the provider does: a probe is an exec,
 # ~0.1 CPU-second, and 20 nodes probing every 0.2 s starve the routers they wait for).
 STARTING_MARKER = "/run/archetype-frr-starting"
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 180.0
 FRR_CONF = "/etc/frr/frr.conf"
 # The frr kind of the catalog (vendors/kinds/frr.yml), written out: no catalog import.
 FRR_ENV = {"FRR_DAEMONS": "zebra staticd bgpd ospfd ospf6d isisd"}

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         512, ge=0, description="Memory a host keeps for itself: a node does not migrate in when it would go below"
     )
 
+    max_workers: int | None = Field(
+        None, ge=1,
+        description="Engine calls (container create/start/exec, readiness probes, domain define) at once per "
+                    "engine on this host, like containerlab's --max-workers; none: 4 per CPU (providers.limits)",
+    )
     ready_timeout: float = Field(300.0, description="Default readiness timeout, seconds")
     command_timeout: float = Field(30.0, description="Default timeout of one node command, seconds")
     console_timeout: float = Field(30.0, description="Default timeout of one console wait, seconds")

@@ -219,6 +219,11 @@ class Readiness(_Model):
         "exists the node is not ready and the probe is not run. Looked up from the host, no exec: a "
         "probe costs ~0.1 CPU-second, and 20 nodes probing every 0.2 s starve the routers they wait for",
     )
+    failed_marker: str | None = Field(
+        None,
+        description="A file the image writes when it could not apply its startup-config (it keeps its "
+        "starting_marker then), holding the reason: the node fails at once with that reason, never ready",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> Readiness:
@@ -231,6 +236,11 @@ class Readiness(_Model):
                 raise ValueError("readiness starting_marker goes with a cli_probe (the probe that follows it)")
             if not self.starting_marker.startswith("/") or ".." in self.starting_marker.split("/"):
                 raise ValueError(f"readiness starting_marker {self.starting_marker!r}: an absolute path without '..'")
+        if self.failed_marker is not None:
+            if self.starting_marker is None:
+                raise ValueError("readiness failed_marker goes with a starting_marker (kept when the application fails)")
+            if not self.failed_marker.startswith("/") or ".." in self.failed_marker.split("/"):
+                raise ValueError(f"readiness failed_marker {self.failed_marker!r}: an absolute path without '..'")
         return self
 
 

@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
 # Build the FRR container image (default tag archetype/frr:latest) with no registry:
-# debootstrap a minimal Debian with FRR, strip it, add our entrypoint, `docker import`.
+# debootstrap a minimal Debian 13 (trixie, FRR 10.3), install FRR with apt inside it, strip
+# it, add our entrypoint, `docker import`.
+#
+# Two steps, not `debootstrap --include=frr`: Debian 12's debootstrap installs trixie's
+# extra packages in one dpkg call, where systemd's pre-dependency on libsystemd-shared
+# (pulled by frr -> logrotate -> cron-daemon-common) fails. apt inside the new root orders
+# them, and is told to take systemd-standalone-sysusers rather than systemd.
+# frr-pythontools (frr-reload.py, and python3) is what the entrypoint checks the applied
+# configuration with.
 #
 # The debootstrap rootfs is cached as a tarball under $ARCHETYPE_CACHE (default
 # /var/cache/archetype), keyed by what goes into it, so a rebuild after `docker rmi` or
@@ -14,10 +22,10 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TAG=${1:-archetype/frr:latest}
 CACHE=${ARCHETYPE_CACHE:-/var/cache/archetype}
-SUITE=bookworm
-INCLUDE=frr,iproute2,iputils-ping,procps,ethtool
-# Bump when the strip step below changes, so the cached rootfs is rebuilt.
-RECIPE=2
+SUITE=trixie
+PACKAGES="frr frr-pythontools systemd-standalone-sysusers iproute2 iputils-ping procps ethtool"
+# Bump when the install or strip steps below change, so the cached rootfs is rebuilt.
+RECIPE=3
 
 log() { printf '[frr-image] %s\n' "$*" >&2; }
 
@@ -47,7 +55,7 @@ cleanup() {
 trap cleanup EXIT
 
 MIRROR=$(debian_mirror)
-KEY=$(printf '%s\n' "$SUITE" "$INCLUDE" "$MIRROR" "$RECIPE" | sha256sum | cut -c1-16)
+KEY=$(printf '%s\n' "$SUITE" "$PACKAGES" "$MIRROR" "$RECIPE" | sha256sum | cut -c1-16)
 TARBALL=$CACHE/frr-rootfs-$KEY.tar
 mkdir -p "$CACHE"
 WORK=$(mktemp -d /var/tmp/archetype-frr.XXXXXX)
@@ -58,13 +66,24 @@ if [[ -s $TARBALL ]]; then
     mkdir -p "$ROOT"
     tar --numeric-owner -C "$ROOT" -xf "$TARBALL"
 else
-    log "debootstrap $SUITE from $MIRROR (takes ~50 s)"
-    debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$ROOT" "$MIRROR" \
-        >"$WORK/debootstrap.log" 2>&1 || {
+    log "debootstrap $SUITE from $MIRROR, then apt-get install $PACKAGES (takes ~40 s)"
+    debootstrap --variant=minbase "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || {
         tail -30 "$WORK/debootstrap.log" >&2
         exit 1
     }
     for m in proc sys; do umount -l "$ROOT/$m" 2>/dev/null || true; done
+    # No service starts while packages install (there is no init in the root anyway).
+    printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d" && chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
+    echo "deb $MIRROR $SUITE main" >"$ROOT/etc/apt/sources.list"
+    # shellcheck disable=SC2086 # the package list is split on purpose
+    { chroot "$ROOT" apt-get update -q \
+        && DEBIAN_FRONTEND=noninteractive chroot "$ROOT" apt-get install -y -q --no-install-recommends $PACKAGES; } \
+        >"$WORK/apt.log" 2>&1 || {
+        tail -30 "$WORK/apt.log" >&2
+        exit 1
+    }
+    chroot "$ROOT" apt-get clean
+    rm -f "$ROOT/usr/sbin/policy-rc.d"
     # Strip what a router container never reads.
     rm -rf "$ROOT"/usr/share/doc/* "$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* \
         "$ROOT"/usr/share/lintian "$ROOT"/usr/share/linda \

@@ -21,10 +21,12 @@ import docker.errors
 from docker import APIClient
 
 from lab.errors import ProviderError
+from providers.limits import engine_bound
 from vendors.model import Readiness, ReadinessMethod
 
 log = logging.getLogger("archetype.docker")
 
+DOCKER_ENGINE = "docker"  # the name of dockerd's bound in providers.limits
 LOG_TAIL = 1000  # log lines a log_pattern check reads
 EXIT_LOG_LINES = 20  # log lines quoted when a container exits before it is ready
 
@@ -35,6 +37,13 @@ class ContainerNotRunningError(ProviderError):
 
 class ContainerMissingError(ProviderError):
     """No container of that name."""
+
+
+class ConfigNotAppliedError(ProviderError):
+    """The image gave up applying the node's startup-config (its failed marker): the node is
+    never ready, and waiting or asking again would not change that."""
+
+    transient = False
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,13 @@ def run_exec(
 
     Raises ``ContainerMissingError`` / ``ContainerNotRunningError``; a command that outlives
     ``timeout`` is killed and reported with ``exit_code=None`` and the output it gave so far.
+    Holds a slot of the docker engine's bound (``providers.limits``) while it runs.
     """
+    with engine_bound(DOCKER_ENGINE).slot():
+        return _run_exec(api, container, argv, timeout, kill_local=kill_local)
+
+
+def _run_exec(api: APIClient, container: str, argv: Sequence[str], timeout: float, *, kill_local: bool) -> ExecOutcome:
     started = time.monotonic()
     try:
         exec_id = api.exec_create(container, list(argv), stdout=True, stderr=True)["Id"]
@@ -160,8 +175,10 @@ def wait_until_ready(
     deadline = started + timeout
     pattern = re.compile(readiness.pattern, re.MULTILINE) if readiness.pattern else None
     last = ""
-    with _StartingMarker(api, container, readiness.starting_marker) as marker:
+    with _StartingMarker(api, container, readiness.starting_marker, readiness.failed_marker) as marker:
         while True:
+            if marker.present() and marker.failed():
+                raise _config_failed(api, node, container, readiness, command_timeout)
             ready, last = (
                 (False, marker.shown)
                 if marker.present()
@@ -182,9 +199,10 @@ class _StartingMarker:
     decides, as it does when there is no marker, no PID, or the host cannot see it. Only
     existence is read; a marker path through a symlink in the container is not followed."""
 
-    def __init__(self, api: APIClient, container: str, path: str | None) -> None:
+    def __init__(self, api: APIClient, container: str, path: str | None, failed_path: str | None = None) -> None:
         self._fd: int | None = None
         self._path = f"root{path}" if path else ""
+        self._failed_path = f"root{failed_path}" if failed_path else ""
         self.shown = f"(starting: {path} is still there)"
         if not path:
             return
@@ -196,10 +214,17 @@ class _StartingMarker:
             self._fd = None
 
     def present(self) -> bool:
+        return self._exists(self._path)
+
+    def failed(self) -> bool:
+        """The image's failed marker is there: it gave up applying its config."""
+        return bool(self._failed_path) and self._exists(self._failed_path)
+
+    def _exists(self, path: str) -> bool:
         if self._fd is None:
             return False
         try:
-            os.stat(self._path, dir_fd=self._fd, follow_symlinks=False)
+            os.stat(path, dir_fd=self._fd, follow_symlinks=False)
         except FileNotFoundError:
             return False
         except OSError:  # the container's process is gone (ESRCH), or not ours to see
@@ -235,6 +260,23 @@ def _check(
     assert readiness.command is not None
     remaining = max(0.5, deadline - time.monotonic())
     return _probe(api, node, container, readiness.command, pattern, min(command_timeout, remaining))
+
+
+def _config_failed(
+    api: APIClient, node: str, container: str, readiness: Readiness, command_timeout: float
+) -> ConfigNotAppliedError:
+    """The error of a node whose image gave up applying its config: the reason it wrote in its
+    failed marker. Read through exec, in the container's own root: a path under
+    /proc/PID/root could lead out of it through a symlink the image made."""
+    assert readiness.failed_marker is not None
+    try:
+        outcome = run_exec(api, container, ["cat", readiness.failed_marker], command_timeout)
+        reason = outcome.output.strip() if outcome.exit_code == 0 else ""
+    except ProviderError:
+        reason = ""
+    if not reason:
+        reason = last_log_lines(api, container).strip() or "(no reason given)"
+    return ConfigNotAppliedError(f"node {node}: its startup-config was not applied, never ready: {reason[-1500:]}")
 
 
 def _not_ready(node: str, readiness: Readiness, timeout: float, last: str) -> ProviderError:

@@ -7,7 +7,8 @@ cleanup trust the labels only: a container merely *named* like ours is never tou
 
 Speed: one client per provider with a connection pool sized for parallel use, the
 low-level API (the high-level one inspects every container it creates or lists), and
-removals in a thread pool.
+removals in a thread pool. Creates, starts and execs (readiness probes included) go through
+dockerd's bound (``providers.limits``): never more than it at once, whatever the lab's size.
 """
 
 from __future__ import annotations
@@ -45,8 +46,15 @@ from providers.base import (
 )
 from providers.docker import labs as docker_labs
 from providers.docker import mgmt as docker_mgmt
-from providers.docker.exec import ContainerMissingError, ContainerNotRunningError, run_exec, wait_until_ready
+from providers.docker.exec import (
+    DOCKER_ENGINE,
+    ContainerMissingError,
+    ContainerNotRunningError,
+    run_exec,
+    wait_until_ready,
+)
 from providers.docker.spec import ContainerSpec, build_container_spec
+from providers.limits import EngineBound, engine_bound
 from topology import Node, NodeRef
 from topology.mgmt import MgmtNetwork, MgmtPlan
 from vendors.model import ConfigSaveMethod, ExtractionMethod, Provider
@@ -119,6 +127,11 @@ class DockerProvider(NodeProvider):
     @property
     def api(self) -> APIClient:
         return self.client.api
+
+    @property
+    def _engine(self) -> EngineBound:
+        """dockerd's bound: every create, start and exec holds one of its slots."""
+        return engine_bound(DOCKER_ENGINE)
 
     def close(self) -> None:
         with self._lock:
@@ -215,9 +228,10 @@ class DockerProvider(NodeProvider):
         if container_id is None:  # made meanwhile by a concurrent create of the same node
             return self._reuse(lab_id, node, self._inspect(name) or {})
         try:
-            if spec.startup_config is not None and not spec.startup_config.in_bind:
-                self._put_file(container_id, spec.startup_config.container_path, node.startup_config or "")
-            self.api.start(container_id)
+            with self._engine.slot():
+                if spec.startup_config is not None and not spec.startup_config.in_bind:
+                    self._put_file(container_id, spec.startup_config.container_path, node.startup_config or "")
+                self.api.start(container_id)
         except Exception as err:
             self._force_remove(container_id)
             if made_dir:
@@ -249,7 +263,8 @@ class DockerProvider(NodeProvider):
         state = info.get("State", {})
         if not state.get("Running"):
             try:
-                self.api.start(name)
+                with self._engine.slot():
+                    self.api.start(name)
             except docker.errors.APIError as err:
                 raise ProviderError(
                     f"node {node.name}: cannot start the existing container {name}: {_explain(err)}"
@@ -314,7 +329,8 @@ class DockerProvider(NodeProvider):
             try:
                 host_config = self.api.create_host_config(**spec.host)
                 host_config.update(spec.host_extra)
-                return self.api.create_container(host_config=host_config, **spec.create)["Id"]
+                with self._engine.slot():
+                    return self.api.create_container(host_config=host_config, **spec.create)["Id"]
             except docker.errors.ImageNotFound:
                 with self._lock:
                     self._images.discard(node.image)
@@ -418,7 +434,8 @@ class DockerProvider(NodeProvider):
         if info["State"].get("Paused"):
             self.api.unpause(info["Id"])
         elif not info["State"].get("Running"):
-            self.api.start(info["Id"])
+            with self._engine.slot():
+                self.api.start(info["Id"])
             log.info("started %s", info["Name"].lstrip("/"))
 
     def set_link_state(self, lab_id: str, node_name: str, port_name: str, up: bool) -> None:

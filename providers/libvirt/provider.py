@@ -54,10 +54,12 @@ from providers.libvirt.domains import (
 )
 from providers.libvirt.migration import MigrationPlan, MigrationResult
 from providers.libvirt.ready import SerialLogWatcher
+from providers.limits import engine_bound
 from topology import Node, NodeRef
 from vendors.model import ConfigSaveMethod, ExtractionMethod, Provider, ReadinessMethod
 
 log = logging.getLogger("archetype.libvirt")
+LIBVIRT_ENGINE = "libvirt"  # the name of libvirtd's bound in providers.limits
 
 READY_POLL_SECONDS = 0.1  # serial log polling: the pattern-to-ready delay is at most this
 STATE_CHECK_SECONDS = 1.0  # while waiting: is the domain still running?
@@ -140,10 +142,11 @@ class LibvirtProvider(NodeProvider):
         network.unplug_dead_taps(lab_id, node.name, [port for xml in plan.interfaces for port in link_ports(xml) if port])
         started = time.monotonic()
         try:
-            if info is None:
-                self._call(define_and_start(domain_xml(plan), undo_define=True, fresh_log=plan.serial_log), f"node {node.name}")
-            else:  # ours and stopped: redefine (NICs may have changed), same UUID, and start
-                self._call(define_and_start(domain_xml(plan, uuid=info.uuid), undo_define=False, fresh_log=plan.serial_log), f"node {node.name}")
+            with engine_bound(LIBVIRT_ENGINE).slot():  # the host's bound on engine calls (providers.limits)
+                if info is None:
+                    self._call(define_and_start(domain_xml(plan), undo_define=True, fresh_log=plan.serial_log), f"node {node.name}")
+                else:  # ours and stopped: redefine (NICs may have changed), same UUID, and start
+                    self._call(define_and_start(domain_xml(plan, uuid=info.uuid), undo_define=False, fresh_log=plan.serial_log), f"node {node.name}")
         except BaseException:
             remove_files(made)
             raise

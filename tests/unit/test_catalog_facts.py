@@ -39,7 +39,7 @@ def linux(v: VendorConfig) -> None:
     assert v.provider is Provider.DOCKER and port(v, "eth1") == 1
     probe = " ".join(v.readiness.command or [])
     assert v.readiness.method is ReadinessMethod.CLI_PROBE and "/run/archetype-frr-starting" in probe
-    assert "frrinit" in probe and not v.post_boot_commands
+    assert v.readiness.failed_marker == "/run/archetype-frr-failed" and not v.post_boot_commands
     assert not takes_startup_config(v)  # no file a plain host reads its config from
 
 
@@ -48,8 +48,11 @@ def frr(v: VendorConfig) -> None:
     # at start; `show running-config` (and `show bgp summary`) answer before frr.conf is read
     assert {"NET_ADMIN", "NET_RAW", "SYS_ADMIN"} <= set(v.container.cap_add)
     assert v.container.startup_config_path == "/etc/frr/frr.conf" and takes_startup_config(v)
+    # ready means configured: the image's verdict (frr-reload.py --test, run by the image), or
+    # for another FRR image the same check in the probe; a failed application fails the node
     probe = " ".join(v.readiness.command or [])
-    assert "show bgp summary" in probe and "frrinit" in probe  # its config read, not only bgpd up
+    assert "frr-reload.py --test" in probe and "Lines To Add" in probe and "/run/archetype-frr-starting" in probe
+    assert v.readiness.failed_marker == "/run/archetype-frr-failed" and "FRR 10.3" in v.description
     assert v.config_extraction.command == "vtysh -c 'show running-config'"
     assert v.container.env["FRR_DAEMONS"].split() >= ["zebra", "staticd", "bgpd"]
 
