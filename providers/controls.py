@@ -13,11 +13,12 @@ from pathlib import Path
 
 from lab import names
 from lab.errors import TopologyError
+from lab.settings import get_settings
 from lab.state import LabState, LinkConditions, LinkRecord, NodeRecord
 from providers import get_provider
 from providers.base import LinkEnd, NodeState
 from providers.network import ovs, relays
-from providers.network.ports import put_on_bridge, take_off_bridge
+from providers.network.ports import port_exists, put_on_bridge, take_off_bridge
 from topology import Node, NodeRef
 from vendors import get_vendor
 
@@ -143,29 +144,79 @@ def new_conditions(current: LinkConditions, *, clear: bool, delay_ms: float | No
 # Putting a link's state and impairment on the host ---------------------------------------
 
 
+def is_here(state: LabState, node_name: str) -> bool:
+    """The node runs on this host as far as the record knows (a multi-host lab's slice
+    record holds only its host's nodes; the other ends of its links are elsewhere)."""
+    record = next((n for n in state.nodes if n.name == node_name), None)
+    return record is not None and record.host in (None, get_settings().host_name)
+
+
 def node_running(lab_id: str, end: End) -> bool:
     return get_provider(end.provider).node_status(lab_id, end.node).state is NodeState.RUNNING
 
 
-def apply_link(lab_id: str, state: LabState, link: LinkRecord) -> list[str]:
-    """Make the host match the link's record: each running end's carrier, and the path its
-    frames take -- the bridge (VLAN) when unimpaired, the link's relay when impaired (both
-    ends running). Ends of stopped nodes follow when they start. Returns notes for the user."""
-    ends = [end_of(lab_id, state, endpoint) for endpoint in link.endpoints]
+def apply_link(lab_id: str, state: LabState, link: LinkRecord, stopped_elsewhere: frozenset[str] = frozenset()) -> list[str]:
+    """Make this host match the link's record for the ends it has.
+
+    Carrier: a running end has it when the link is up and every other end's node runs (a
+    node here: its runtime says so; a node on another host: not in ``stopped_elsewhere``).
+    An end without carrier because of its peer is remembered (``carrier_held``), so that a
+    redeploy, which starts every node, gives it back. Path: the bridge (the link's VLAN)
+    when unimpaired, the link's relay when impaired -- between the two ends here, or for a
+    link that crosses hosts, between the first end's port and the link's tunnel, on the
+    first end's host only (one side carries both directions). Ends of stopped nodes follow
+    when they start. Returns notes for the user."""
+    nodes = [_split(endpoint)[0] for endpoint in link.endpoints]
+    ends = [end_of(lab_id, state, e) for e, node in zip(link.endpoints, nodes, strict=True) if is_here(state, node)]
     running = [end for end in ends if node_running(lab_id, end)]
+    gone = {end.node for end in ends if end not in running} | (set(nodes) & stopped_elsewhere)
     notes = [f"{end.node} is not running: its end follows when it starts" for end in ends if end not in running]
     for end in running:
-        get_provider(end.provider).set_link_state(lab_id, end.node, end.port_name, link.state != "down")
-    if link.conditions.active and len(running) == len(ends):
-        take_off_bridge([end.port_name for end in ends])
-        relays.start_relay(lab_id, link.id, (ends[0].port_name, ends[1].port_name), link.conditions)
+        peers_gone = sorted(gone & (set(nodes) - {end.node}))
+        get_provider(end.provider).set_link_state(lab_id, end.node, end.port_name, link.state != "down" and not peers_gone)
+        _remember_held(lab_id, end.port_name, peers_gone if link.state != "down" else [])
+    tunnel = names.vxlan_device_name(lab_id, link.id) if len(ends) < len(nodes) else None
+    relay_ports = _relay_ports(ends, running, nodes, tunnel)
+    if link.conditions.active and relay_ports:
+        take_off_bridge(list(relay_ports))
+        relays.start_relay(lab_id, link.id, relay_ports, link.conditions)
         return notes
     relays.stop_relay(lab_id, link.id)
     bridge = ovs.bridge_ports()
-    missing = [(end.node, end.port_name) for end in running
-               if (port := bridge.get(end.port_name)) is None or port.tag != link.vlan]
+    wanted = [(end.node, end.port_name) for end in running]
+    if tunnel and ends and port_exists(tunnel):
+        wanted.append((ends[0].node, tunnel))
+    missing = [(node, port_name) for node, port_name in wanted
+               if (port := bridge.get(port_name)) is None or port.tag != link.vlan]
     put_on_bridge(lab_id, missing, link.id, link.vlan)
     return notes
+
+
+def _relay_ports(ends: list[End], running: list[End], nodes: list[str], tunnel: str | None) -> tuple[str, str] | None:
+    """The two ports an impairment relay joins on this host, or None (none runs here)."""
+    if tunnel is None:
+        return (ends[0].port_name, ends[1].port_name) if len(running) == len(ends) == 2 else None
+    first = next((end for end in running if end.node == nodes[0]), None)
+    return (first.port_name, tunnel) if first is not None and port_exists(tunnel) else None
+
+
+def _held_dir(lab_id: str) -> Path:
+    return names.lab_dir(lab_id) / "carrier-held"
+
+
+def _remember_held(lab_id: str, port_name: str, because_of: list[str]) -> None:
+    path = _held_dir(lab_id) / port_name
+    if because_of:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(" ".join(because_of) + "\n")
+    else:
+        path.unlink(missing_ok=True)
+
+
+def carrier_held(lab_id: str) -> set[str]:
+    """The lab's host ports here whose carrier a stopped peer took (a redeploy gives it back)."""
+    folder = _held_dir(lab_id)
+    return {path.name for path in folder.iterdir()} if folder.is_dir() else set()
 
 
 def link_view(lab_id: str, link: LinkRecord) -> dict:

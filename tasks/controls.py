@@ -10,8 +10,9 @@ import time
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from lab import names
 from lab.errors import ArchetypeError, ProviderError
-from lab.state import LabState, LinkRecord, NodeRecord
+from lab.state import LabState, LinkRecord, NodePhase, NodeRecord
 from providers import controls, get_provider, provider_of
 from providers.base import CommandResult, NodeState
 from providers.controls import (  # noqa: F401 - the flows' look-ups and checks, through this layer
@@ -21,6 +22,7 @@ from providers.controls import (  # noqa: F401 - the flows' look-ups and checks,
     check_lab,
     check_lab_id,
     find_link,
+    is_here,
     link_ends_of,
     link_view,
     links_of,
@@ -64,20 +66,37 @@ def start_node(lab_id: str, record: NodeRecord) -> bool:
 
 @task(name="apply-links", task_run_name="apply-links/{lab_id}", **_RETRYING)
 def apply_links(lab_id: str, state: LabState, links: list[LinkRecord]) -> list[str]:
-    """Put each link's recorded state and impairment on the host (idempotent)."""
+    """Put each link's recorded state and impairment on this host's ends (idempotent)."""
     logger = get_run_logger()
+    stopped = _stopped_elsewhere(lab_id, state, links)
     notes = []
     for link in links:
-        notes += controls.apply_link(lab_id, state, link)
+        notes += controls.apply_link(lab_id, state, link, stopped)
         logger.info("link %s: %s%s", link.id, link.state, f", {link.conditions.text()}" if link.conditions.active else "")
     for note in notes:
         logger.info(note)
     return notes
 
 
+def _stopped_elsewhere(lab_id: str, state: LabState, links: list[LinkRecord]) -> frozenset[str]:
+    """The links' nodes on other hosts that the lab's record says are stopped (the
+    coordinator records a stop before the peers' hosts take their carrier)."""
+    elsewhere = {node for link in links for node in (e.partition(":")[0] for e in link.endpoints)
+                 if not controls.is_here(state, node)}
+    if not elsewhere:
+        return frozenset()
+    from tasks.state import load_lab_state
+
+    whole = load_lab_state(lab_id)
+    return frozenset(n.name for n in (whole.nodes if whole else []) if n.name in elsewhere and n.state is NodePhase.STOPPED)
+
+
 def links_with_controls(state: LabState) -> list[LinkRecord]:
-    """Links whose record asks for more than a plain VLAN: down, or impaired."""
-    return [link for link in state.links if link.state == "down" or link.conditions.active]
+    """Links whose record asks for more than a plain VLAN (down, or impaired), and those with
+    an end here whose carrier a stopped peer took (a redeploy starts every node)."""
+    held = controls.carrier_held(state.lab_id)
+    return [link for link in state.links if link.state == "down" or link.conditions.active
+            or any(names.host_port_name(state.lab_id, *e.split(":", 1)) in held for e in link.endpoints)]
 
 
 def keep_link_controls(previous: LabState | None, state: LabState) -> None:
