@@ -224,6 +224,12 @@ class Readiness(_Model):
         description="A file the image writes when it could not apply its startup-config (it keeps its "
         "starting_marker then), holding the reason: the node fails at once with that reason, never ready",
     )
+    config_errors_file: str | None = Field(
+        None,
+        description="A file the image writes once its startup-config is applied: the lines the device refused "
+        "while it applied the rest, one a line ('line N: % message: text', or 'not applied: text'); "
+        "they become the node's config_errors",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> Readiness:
@@ -241,6 +247,10 @@ class Readiness(_Model):
                 raise ValueError("readiness failed_marker goes with a starting_marker (kept when the application fails)")
             if not self.failed_marker.startswith("/") or ".." in self.failed_marker.split("/"):
                 raise ValueError(f"readiness failed_marker {self.failed_marker!r}: an absolute path without '..'")
+        if self.config_errors_file is not None and (
+            not self.config_errors_file.startswith("/") or ".." in self.config_errors_file.split("/")
+        ):
+            raise ValueError(f"readiness config_errors_file {self.config_errors_file!r}: an absolute path without '..'")
         return self
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import docker.errors
 from docker import APIClient
 
+from lab.config_errors import ConfigError
 from lab.errors import ProviderError
 from providers.limits import engine_bound
 from vendors.model import Readiness, ReadinessMethod
@@ -277,6 +278,54 @@ def _config_failed(
     if not reason:
         reason = last_log_lines(api, container).strip() or "(no reason given)"
     return ConfigNotAppliedError(f"node {node}: its startup-config was not applied, never ready: {reason[-1500:]}")
+
+
+_REFUSED_LINE = re.compile(r"^line (\d+): (%[^:]*):\s*(.*)$")  # vtysh's "line 4: % Unknown command: foo"
+_NOT_APPLIED = "not applied: "
+
+
+def device_config_errors(
+    api: APIClient, container: str, readiness: Readiness, command_timeout: float
+) -> list[ConfigError]:
+    """The startup-config lines the device refused, from the file its image wrote once the rest
+    was applied (``Readiness.config_errors_file``); [] when it has none. The file's size is
+    looked up from the host first: an exec only when there is something to read."""
+    path = readiness.config_errors_file
+    if not path or not _nonempty(api, container, path):
+        return []
+    outcome = run_exec(api, container, ["cat", path], command_timeout)
+    if outcome.exit_code != 0:
+        return []
+    errors = []
+    for text in outcome.output.splitlines():
+        if match := _REFUSED_LINE.match(text.strip()):
+            errors.append(ConfigError(line=match[3].strip(), message=f"{match[2].strip()} (line {match[1]})"))
+        elif text.startswith(_NOT_APPLIED):
+            errors.append(ConfigError(line=text[len(_NOT_APPLIED):].strip(),
+                                      message="not in the running config after the file was applied again"))
+        elif text.strip():
+            errors.append(ConfigError(line=text.strip(), message="refused"))
+    return errors
+
+
+def _nonempty(api: APIClient, container: str, path: str) -> bool:
+    """A file of the container has content (looked up through /proc/PID/root, not followed if a
+    symlink); True when the host cannot tell, so that the caller reads it."""
+    try:
+        pid = int(api.inspect_container(container)["State"].get("Pid") or 0)
+        fd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY) if pid > 0 else None
+    except (docker.errors.APIError, OSError):
+        return True
+    if fd is None:
+        return True
+    try:
+        return os.stat(f"root{path}", dir_fd=fd, follow_symlinks=False).st_size > 0
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _not_ready(node: str, readiness: Readiness, timeout: float, last: str) -> ProviderError:

@@ -31,7 +31,8 @@ import docker.errors
 from docker import APIClient
 
 import providers.network as network
-from lab import names
+from lab import config_errors, names
+from lab.config_errors import ConfigError
 from lab.errors import CommandError, ConflictError, ImageNotFoundError, ProviderError
 from lab.settings import get_settings
 from providers import workspace
@@ -50,6 +51,7 @@ from providers.docker.exec import (
     DOCKER_ENGINE,
     ContainerMissingError,
     ContainerNotRunningError,
+    device_config_errors,
     run_exec,
     wait_until_ready,
 )
@@ -461,7 +463,19 @@ class DockerProvider(NodeProvider):
             get_settings().command_timeout,
         )
         log.info("%s ready after %.2f s (%s)", node.name, seconds, readiness.method)
+        if readiness.config_errors_file:
+            # The lines the device refused while it applied the rest: the node stays ready and
+            # carries them (kept on this host for `status`, as the post-boot task keeps a VM's).
+            refused = self._config_errors(lab_id, node)
+            for error in refused:
+                log.warning("%s: startup-config line refused: %s", node.name, error.text())
+            config_errors.save(lab_id, node.name, refused)
         return seconds
+
+    def _config_errors(self, lab_id: str, node: NodeRef) -> list[ConfigError]:
+        return device_config_errors(
+            self.api, self.node_runtime_name(lab_id, node), node.vendor.readiness, get_settings().command_timeout
+        )
 
     def _run(
         self,
@@ -510,6 +524,13 @@ class DockerProvider(NodeProvider):
                 )
                 raise CommandError(node.name, shown, result.exit_code, result.output)
             done.append(result)
+        if commands and len(done) == len(commands):
+            # The startup-config lines the image's device refused, as refused results (the
+            # post-boot task's config_errors), after the commands: a retry resumes by count.
+            done.extend(
+                CommandResult(command=error.line, exit_code=1, output=error.message, seconds=0.0)
+                for error in self._config_errors(lab_id, node)
+            )
         return done
 
     @_docker_errors_named

@@ -12,6 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from lab import config_errors
 from lab.settings import get_settings
 from providers import limits
 from providers.docker import DockerProvider
@@ -144,3 +145,11 @@ def test_lines_frr_refuses_leave_the_node_ready_and_are_listed(
     assert code == 0 and "bogus refused line" in listed.decode() and "not a command at all" in listed.decode()
     running = running_config(docker_client, container.name)
     assert "ip prefix-list SCALE1 seq 5" in running and "neighbor 10.0.1.2 remote-as 65101" in running
+    # the node's config_errors, as `status` reads them and the post-boot task hands them on
+    recorded = {error.line: error.message for error in config_errors.load(lab, "r1")}
+    assert set(recorded) == {"bogus refused line", "not a command at all"}, recorded
+    assert all("Unknown command" in message for message in recorded.values()), recorded
+    with_exec = Node.of("r1", "frr", image=frr_image, startup_config=config, exec=("vtysh -c 'show version'",))
+    results = provider.run_post_boot(lab, with_exec)
+    assert [r.ok for r in results] == [True, False, False]
+    assert {r.command for r in results[1:]} == set(recorded)
