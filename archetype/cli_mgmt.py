@@ -37,17 +37,14 @@ def inventory(
     out: Annotated[Path | None, typer.Option("--out", help="Write the file here (default: stdout)")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """An inventory of a running lab for Ansible or Nornir: every node with its management
-    address; logins are environment variables (ARCHETYPE_USERNAME_<KIND>, ARCHETYPE_PASSWORD_<KIND>)."""
+    """An inventory of a running lab for Ansible or Nornir: every node with the connection its
+    kind serves (docker for containers, SSH for VMs; a fleet's containers through their host's
+    dockerd); logins are environment variables (ARCHETYPE_USERNAME_<KIND>, ARCHETYPE_PASSWORD_<KIND>)."""
     _check_lab_id(lab)
     from archetype.automation import ansible_inventory, nornir_hosts
-    from providers.labs import discover
 
-    labs = _run(lambda: discover(lab))
-    if not labs:
-        _fail([f"no lab {lab!r} on this host"], EXIT_FAILED)
-    nodes = labs[0].as_dict()["nodes"]
-    document = ansible_inventory(lab, nodes) if fmt is InventoryFormat.ANSIBLE else nornir_hosts(lab, nodes)
+    nodes, engines = _lab_nodes(lab)
+    document = ansible_inventory(lab, nodes, engines) if fmt is InventoryFormat.ANSIBLE else nornir_hosts(lab, nodes)
     text = yaml.safe_dump(document, sort_keys=False)
     if out is not None:
         _write(out, text)
@@ -61,6 +58,24 @@ def inventory(
     missing = [n["name"] for n in nodes if not n.get("mgmt_ipv4")]
     if missing:
         _fail([f"no management address for {', '.join(missing)}"], EXIT_FAILED)
+
+
+def _lab_nodes(lab: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The lab's nodes (with their host), and the dockerd URL of each other fleet host."""
+    from archetype.cli_fleet import fleet_hosts, fleet_labs, on_this_host
+    from lab.settings import get_settings
+    from providers.labs import discover
+
+    labs = fleet_labs(lab)  # a fleet: every host's nodes, from the facts they publish
+    engines: dict[str, str] = {}
+    if labs is None:
+        labs = _run(lambda: on_this_host([found.as_dict() for found in discover(lab)]))
+    else:
+        here = get_settings().host_name
+        engines = {h.name: h.docker_url for h in fleet_hosts() if h.docker_url and h.name != here}
+    if not labs:
+        _fail([f"no lab {lab!r} on this host"], EXIT_FAILED)
+    return labs[0]["nodes"], engines
 
 
 @app.command()

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         description="argv prefix that runs the archetype CLI on this host from elsewhere (connect, exec); "
         "empty: ssh root@<data address> archetype",
     )
+    docker_fleet_url: str | None = Field(
+        None,
+        description="This host's dockerd as the fleet's other hosts reach it (docker -H), for inventories' "
+        "docker connection to its containers; empty: ssh://root@<data address>",
+    )
     host_memory_mb: int = Field(
         0, ge=0, description="Memory this host offers to labs, MiB (placement); 0: what the kernel says is available"
     )

@@ -49,6 +49,7 @@ def gather() -> dict[str, Any]:
         "vm_images": vm_images,
         "underlay_mtu": underlay_mtu(address) if address else None,
         "access": list(settings.host_access),
+        "docker_url": settings.docker_fleet_url or (f"ssh://root@{address}" if address else None),
         "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "labs": {lab["lab_id"]: [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"], n.get("mgmt_ipv4"),
                                 n.get("mgmt_ipv6")] for n in lab["nodes"]]

@@ -79,6 +79,7 @@ host_env() {  # the environment of everything Archetype runs on HOST, one VAR=va
     cat <<EOF
 DOCKER_HOST=unix:///run/docker/docker.sock
 ARCHETYPE_DOCKER_URL=unix:///run/docker/docker.sock
+ARCHETYPE_DOCKER_FLEET_URL=unix://$(rdir "$h")/docker/docker.sock
 ARCHETYPE_HOST_NAME=$h
 ARCHETYPE_DATA_ADDRESS=$(addr_of "$h")
 ARCHETYPE_HOST_ACCESS=["nsenter","--net=$ns/net","--mount=$ns/mnt","--uts=$ns/uts","--","env","DOCKER_HOST=unix:///run/docker/docker.sock","ARCHETYPE_DOCKER_URL=unix:///run/docker/docker.sock","PYTHONPATH=$REPO","PREFECT_API_URL=","$PYTHON","-c","from archetype.cli import main; main()"]

@@ -32,6 +32,7 @@ class HostFacts:
     vm_images: tuple[str, ...] = ()  # files under the image dir (kernels, disks)
     underlay_mtu: int | None = None
     access: tuple[str, ...] = ()
+    docker_url: str | None = None  # its dockerd as other hosts reach it (docker -H)
     updated_at: str = ""
     labs: dict[str, Any] = field(default_factory=dict)
 
@@ -42,6 +43,7 @@ class HostFacts:
             memory_free_mb=int(data.get("memory_free_mb") or 0), providers=tuple(data.get("providers") or ()),
             images=tuple(data.get("images") or ()), vm_images=tuple(data.get("vm_images") or ()),
             underlay_mtu=data.get("underlay_mtu"), access=tuple(data.get("access") or ()),
+            docker_url=data.get("docker_url"),
             updated_at=str(data.get("updated_at") or ""), labs=dict(data.get("labs") or {}),
         )
 

@@ -340,6 +340,15 @@ class ConfigSave(_Model):
         return self
 
 
+class Access(StrEnum):
+    """The one way a kind's nodes really serve remote automation (``management.access``)."""
+
+    DOCKER_EXEC = "docker-exec"  # commands through the container's engine (Ansible community.docker.docker)
+    SSH = "ssh"  # an SSH server with the device's CLI on the management address
+    TELNET = "telnet"  # telnet only: Nornir's *_telnet drivers; Ansible has no CLI connection over telnet
+    CONSOLE = "console"  # the serial console alone (archetype exec / connect): nothing on the network
+
+
 class Management(_Model):
     """How a node is reached and addressed on the lab's management network."""
 
@@ -348,10 +357,24 @@ class Management(_Model):
         description="VMs: console lines (config mode included) that give the management interface its "
         "address; placeholders {ipv4}, {netmask}, {prefixlen}, {interface}",
     )
-    ansible_network_os: str | None = Field(None, description="Ansible's network_os for the kind")
-    nornir_platform: str | None = Field(None, description="Nornir / netmiko platform name")
-    ansible_connection: str | None = Field(None, description="Ansible connection plugin (network_cli, ...)")
-    cli_port: int | None = Field(None, description="TCP port of the device's CLI on its management address")
+    access: Access = Field(
+        Access.CONSOLE,
+        description="What the kind really serves for automation: the inventories give each node the "
+        "connection this says (docker-exec, ssh, telnet, console)",
+    )
+    ansible_network_os: str | None = Field(None, description="Ansible's network_os for the kind (ssh access)")
+    nornir_platform: str | None = Field(
+        None, description="netmiko device type for the access: cisco_ios over ssh, cisco_ios_telnet over telnet"
+    )
+    ansible_connection: str | None = Field(
+        None, description="Ansible connection plugin over ssh when not network_cli (netconf, httpapi)"
+    )
+    cli_port: int | None = Field(None, description="TCP port of the access when not the protocol's own (22, 23)")
+    inventory_login: bool = Field(
+        False,
+        description="The console login is the image's fixed, published one (our own test images): inventories "
+        "fall back to it when the ARCHETYPE_USERNAME_/PASSWORD_ variables are unset",
+    )
 
     def render(self, ipv4: str, prefixlen: int, interface: str | None) -> list[str]:
         import ipaddress

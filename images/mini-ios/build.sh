@@ -4,8 +4,9 @@
 #   images/mini-ios/build.sh [OUTDIR]      (root; default /var/lib/archetype/images/mini-ios)
 #
 # Produces OUTDIR/vmlinuz (Debian 12 kernel), OUTDIR/initrd.img (busybox + NIC/disk
-# drivers + the IOS-style CLI) and OUTDIR/VERSION (the build stamp). Re-running
-# with unchanged inputs only compares the stamp and exits (~0.3 s).
+# drivers + the IOS-style CLI + dropbear, the SSH server, with the libraries it links)
+# and OUTDIR/VERSION (the build stamp: every package version and the sources' sum).
+# Re-running with unchanged inputs only compares the stamp and exits (~0.3 s).
 #
 # Environment:
 #   MINI_IOS_CACHE        download cache (default /var/cache/archetype/mini-ios)
@@ -18,7 +19,10 @@ OUT=${1:-/var/lib/archetype/images/mini-ios}
 CACHE=${MINI_IOS_CACHE:-/var/cache/archetype/mini-ios}
 MODULES=${MINI_IOS_MODULES:-e1000 e1000e virtio_net virtio_pci virtio_blk}
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-STAMP_FORMAT=1
+STAMP_FORMAT=2
+# dropbear (SSH on the management address, as IOS' "transport input ssh") and what it links
+SSH_PKGS="dropbear-bin libc6 libcrypt1 libtomcrypt1 libtommath1 libgmp10 zlib1g"
+LOGIN_USER=admin LOGIN_PASSWORD=admin  # cli.sh's login: the same over SSH
 
 log() { echo "mini-ios: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -40,7 +44,7 @@ cached_deb() { # PKG -> newest cached .deb of PKG, empty if none
     ls -1 "$CACHE/$1"_*.deb 2>/dev/null | sort -V | tail -n 1 || true
 }
 KPKG=${MINI_IOS_KERNEL_PKG:-}
-info=$(apt-cache show --no-all-versions ${KPKG:-linux-image-amd64} busybox-static 2>/dev/null || true)
+info=$(apt-cache show --no-all-versions ${KPKG:-linux-image-amd64} busybox-static $SSH_PKGS 2>/dev/null || true)
 field() { # PKG FIELD -> value of FIELD in PKG's record of $info
     awk -v p="$1" -v f="$2:" '$1 == "Package:" { cur = $2 } cur == p && $1 == f { sub(/^[^ ]+ /, ""); print; exit }' <<<"$info"
 }
@@ -75,6 +79,14 @@ BBDEB=$(debfile busybox-static "$BB_VER")
 [ -n "$BBDEB" ] || die "package busybox-static is unknown to apt and not cached"
 [ -n "$KPKG_VER" ] || KPKG_VER=$(dpkg-deb -f "$KDEB" Version)
 [ -n "$BB_VER" ] || BB_VER=$(dpkg-deb -f "$BBDEB" Version)
+declare -A SSH_VER=() SSH_DEB=()
+for p in $SSH_PKGS; do
+    SSH_VER[$p]=$(field "$p" Version)
+    SSH_DEB[$p]=$(debfile "$p" "${SSH_VER[$p]}")
+    [ -n "${SSH_DEB[$p]}" ] || die "package $p is unknown to apt and not cached"
+    [ -n "${SSH_VER[$p]}" ] || SSH_VER[$p]=$(dpkg-deb -f "${SSH_DEB[$p]}" Version)
+done
+ssh_versions=$(for p in $SSH_PKGS; do printf ' %s=%s' "$p" "${SSH_VER[$p]}"; done)
 KVER=${KPKG#linux-image-}          # e.g. 6.1.0-56-amd64
 
 src_sum=$(cat "$SRC/build.sh" "$SRC/init.sh" "$SRC/cli.sh" | sha256sum | cut -d' ' -f1)
@@ -82,6 +94,7 @@ STAMP="mini-ios stamp format $STAMP_FORMAT
 kernel $KPKG $KPKG_VER
 busybox busybox-static $BB_VER
 modules $MODULES
+ssh$ssh_versions
 sources $src_sum"
 
 if [ "${MINI_IOS_FORCE:-0}" != 1 ] && [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.img" ] \
@@ -100,6 +113,7 @@ download() { # PKG VERSION DEBFILE
 }
 download "$KPKG" "$KPKG_VER" "$KDEB"
 download busybox-static "$BB_VER" "$BBDEB"
+for p in $SSH_PKGS; do download "$p" "${SSH_VER[$p]}" "${SSH_DEB[$p]}"; done
 
 # ------------------------------------------------------------------ build
 WORK=$(mktemp -d "$CACHE/build.XXXXXX")
@@ -166,6 +180,32 @@ install -m 0755 "$SRC/cli.sh" "$ROOT/bin/ios"
 printf '#!/bin/sh\nexec /bin/ios vty\n' >"$ROOT/bin/ios-vty"   # telnetd -l takes no arguments
 chmod 0755 "$ROOT/bin/ios-vty"
 echo 'root:x:0:0:root:/root:/bin/ios' >"$ROOT/etc/passwd"
+
+# SSH: dropbear checks the login (admin, uid 0: the CLI changes interfaces and routes)
+# and runs its shell, the CLI without a login prompt. Host keys are made at boot (init.sh).
+SSH=$WORK/ssh
+mkdir -p "$SSH"
+for p in $SSH_PKGS; do dpkg-deb -x "${SSH_DEB[$p]}" "$SSH"; done
+LOADER=$SSH/lib64/ld-linux-x86-64.so.2
+[ -e "$LOADER" ] || LOADER=$SSH/usr/lib64/ld-linux-x86-64.so.2
+[ -x "$SSH/usr/sbin/dropbear" ] || die "dropbear-bin has no usr/sbin/dropbear"
+install -m 0755 "$SSH/usr/sbin/dropbear" "$ROOT/bin/dropbear"
+mkdir -p "$ROOT/lib64" "$ROOT/lib/x86_64-linux-gnu" "$ROOT/etc/dropbear"
+cp -L "$LOADER" "$ROOT/lib64/ld-linux-x86-64.so.2"
+# the libraries dropbear links, resolved by the packages' own loader in the packages' tree
+libpath=$SSH/lib/x86_64-linux-gnu:$SSH/usr/lib/x86_64-linux-gnu
+libs=$("$LOADER" --library-path "$libpath" --list "$SSH/usr/sbin/dropbear" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }')
+[ -n "$libs" ] || die "cannot list dropbear's libraries"
+for lib in $libs; do
+    case $lib in "$SSH"/*) ;; *) die "dropbear links $lib from outside the packages" ;; esac
+    cp -L "$lib" "$ROOT/lib/x86_64-linux-gnu/"
+done
+hash=$("$BB" mkpasswd -m sha512 "$LOGIN_PASSWORD")
+echo "$LOGIN_USER:$hash:0:0:$LOGIN_USER:/root:/bin/ios-ssh" >>"$ROOT/etc/passwd"
+echo /bin/ios-ssh >"$ROOT/etc/shells"
+printf 'passwd: files\ngroup: files\nshadow: files\n' >"$ROOT/etc/nsswitch.conf"
+printf '#!/bin/sh\nexec /bin/ios ssh\n' >"$ROOT/bin/ios-ssh"
+chmod 0755 "$ROOT/bin/ios-ssh"
 echo 'root:x:0:' >"$ROOT/etc/group"
 echo Router >"$ROOT/etc/hostname"
 mknod -m 600 "$ROOT/dev/console" c 5 1 2>/dev/null \

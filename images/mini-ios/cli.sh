@@ -5,6 +5,8 @@
 #                 load and apply the startup-config saved on the data disk
 #   ios session   one console session: "Press RETURN", login, exec/config CLI;
 #                 returns on logout (the caller respawns it)
+#   ios vty       one telnet session (login, then the CLI); ios ssh: one SSH session
+#                 (dropbear checked the login: the CLI at once)
 #
 # The running configuration lives in files under /run/ios, so every session
 # sees the same state. GigabitEthernet0/N is the Linux NIC ethN.
@@ -1205,6 +1207,15 @@ vty() {
     cli 1
 }
 
+# ssh: one SSH session (dropbear checked the login, as IOS' "login local" on a vty with
+# "transport input ssh"): the CLI, ending with the connection
+ssh_session() {
+    stty sane susp undef eof undef quit undef 2>/dev/null
+    trap 'GOT=1' INT
+    trap '' QUIT TSTP
+    cli 1
+}
+
 # ------------------------------------------------------------------- boot
 
 boot() {
@@ -1257,8 +1268,9 @@ case $1 in
 boot) boot ;;
 session) session ;;
 vty) vty ;;
+ssh) ssh_session ;;
 *)
-    echo "usage: ios boot|session|vty" >&2
+    echo "usage: ios boot|session|vty|ssh" >&2
     exit 2
     ;;
 esac

@@ -39,6 +39,10 @@ ip link set lo up
 # telnet on every address (IOS' "line vty 0 4" with "transport input telnet"): the same
 # login and CLI as the console, one session per connection (busybox telnetd, a daemon)
 telnetd -p 23 -K -l /bin/ios-vty
+# SSH on every address (IOS' "transport input ssh"): dropbear checks the login (admin/admin)
+# and runs the CLI; its host keys are made at the first connection (-R), so every VM has
+# its own. No port forwarding (-j -k): the CLI is all it serves.
+dropbear -R -j -k -p 22 -P /run/dropbear.pid
 
 # console sessions on ttyS0, respawned forever; the CLI never gives a shell
 while :; do

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from archetype.automation import ansible_inventory, nornir_hosts
 from lab import names
 from providers.docker.spec import build_container_spec
 from providers.labs import _link_ends
@@ -235,32 +234,7 @@ def test_saved_configs_replace_the_startup_config_where_the_kind_takes_one(tmp_p
     assert started.nodes["h1"].startup_config is None
 
 
-# Inventories and the picture ------------------------------------------------------------
-
-
-NODES = [
-    {"name": "r1", "kind": "frr", "provider": "docker", "mgmt_ipv4": "10.0.0.2"},
-    {"name": "v1", "kind": "mini-ios", "provider": "libvirt", "mgmt_ipv4": "10.0.0.3"},
-]
-
-
-def test_the_ansible_inventory_groups_by_kind_and_keeps_passwords_out() -> None:
-    document = ansible_inventory("mix", NODES)
-    groups = document["all"]["children"]
-    assert groups["frr"]["hosts"] == {"r1": {"ansible_host": "10.0.0.2"}}
-    assert groups["mini_ios"]["hosts"] == {"v1": {"ansible_host": "10.0.0.3", "ansible_port": 23}}
-    assert groups["mini_ios"]["vars"]["ansible_network_os"] == "cisco.ios.ios"
-    assert "ARCHETYPE_PASSWORD_MINI_IOS" in groups["mini_ios"]["vars"]["ansible_password"]
-    text = yaml.safe_dump(document)
-    assert "admin@" not in text and ": admin\n" not in text  # the catalog's password is nowhere
-
-
-def test_the_nornir_hosts_file() -> None:
-    hosts = nornir_hosts("mix", NODES)
-    assert hosts["v1"]["hostname"] == "10.0.0.3"
-    assert hosts["v1"]["platform"] == "cisco_ios"
-    assert "password" not in hosts["v1"]
-    assert hosts["v1"]["data"]["credentials_env"]["password"] == "ARCHETYPE_PASSWORD_MINI_IOS"
+# The picture ------------------------------------------------------------
 
 
 def test_the_svg_names_every_node_and_link_end(tmp_path: Path) -> None:
@@ -314,15 +288,3 @@ def test_ipv6_addresses_go_to_containers(tmp_path: Path) -> None:
     spec = build_container_spec("six", nodes["r2"], 0, "net")
     assert spec.create["networking_config"]["EndpointsConfig"]["net"]["IPAMConfig"] == {
         "IPv4Address": "10.0.0.3", "IPv6Address": "fd00:1::2"}
-
-
-def test_nornir_loads_the_hosts_file_as_written(tmp_path: Path) -> None:
-    from nornir import InitNornir
-
-    hosts = tmp_path / "hosts.yaml"
-    hosts.write_text(yaml.safe_dump(nornir_hosts("mix", NODES)))
-    nornir = InitNornir(runner={"plugin": "serial"}, logging={"enabled": False},
-                        inventory={"plugin": "SimpleInventory", "options": {"host_file": str(hosts)}})
-    v1 = nornir.inventory.hosts["v1"]
-    assert (v1.hostname, v1.platform, v1.port, v1["kind"]) == ("10.0.0.3", "cisco_ios", 23, "mini-ios")
-    assert v1.password is None  # logins come from the environment, never from the file
