@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from lab import names
 from tests.e2e.test_cli_contract import cli
 from tests.support.leftovers import leftovers
 from tests.support.prefect_server import ARCHETYPE, PrefectServer
@@ -104,7 +105,7 @@ def test_an_unlinked_vm_configures_its_ports(deployed: dict) -> None:
     assert "description typed-later" in running_config(deployed["lab_id"], "k1")
 
 
-def test_a_refused_line_is_reported_and_the_rest_applied(deployed: dict) -> None:
+def test_a_refused_line_is_reported_and_the_rest_applied(deployed: dict, prefect_server: PrefectServer) -> None:
     code, out, err = deployed["lab"]
     assert code == 0, err[-3000:]
     k2 = nodes_of(json.loads(out))["k2"]
@@ -120,6 +121,10 @@ def test_a_refused_line_is_reported_and_the_rest_applied(deployed: dict) -> None
     (lab,) = json.loads(status.stdout)["labs"]
     shown = nodes_of(lab)
     assert shown["k2"]["config_errors"] == [error] and shown["k1"]["config_errors"] == []
+
+    artifact = prefect_server.artifact(names.state_artifact_key(deployed["lab_id"]))  # the state table
+    rows = json.loads(artifact["data"]) if isinstance(artifact["data"], str) else artifact["data"]
+    assert json.loads(next(r for r in rows if r["name"] == "k2")["config_errors"]) == [error]
 
     table = cli(None, "status", deployed["lab_id"])  # the terminal: a warning naming the line
     assert table.returncode == 0 and "warning:" in table.stdout and BAD_LINE in table.stdout, table.stdout

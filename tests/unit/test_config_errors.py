@@ -104,3 +104,21 @@ def test_the_host_record_of_a_node() -> None:
     assert config_errors.record_path("lab-e", "k1").stat().st_mode & 0o077 == 0  # root only: what users typed
     config_errors.save("lab-e", "k1", [])  # configured again without error
     assert not config_errors.record_path("lab-e", "k1").exists()
+
+
+def test_a_node_configured_before_keeps_what_its_device_refused() -> None:
+    """A redeploy does not configure a running node again: its errors still stand."""
+    from flows.deploy_lab import _keep_config_errors
+
+    errors = [ConfigError(line="x", message="% Invalid input")]
+
+    def record(name: str, phase: NodePhase, errs: list[ConfigError] | None = None) -> NodeRecord:
+        return NodeRecord(name=name, kind="mini-ios", provider="libvirt", runtime_name=f"arch-l-{name}", state=phase,
+                          config_errors=errs or [])
+
+    previous = LabState(lab_id="l", status=LabStatus.DEPLOYED,
+                        nodes=[record("kept", NodePhase.READY, errors), record("again", NodePhase.READY, errors)])
+    planned = LabState(lab_id="l", status=LabStatus.ALLOCATED,
+                       nodes=[record("kept", NodePhase.READY), record("again", NodePhase.PLANNED)])
+    _keep_config_errors(previous, planned)
+    assert planned.nodes[0].config_errors == errors and planned.nodes[1].config_errors == []
