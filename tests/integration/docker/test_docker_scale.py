@@ -153,3 +153,14 @@ def test_lines_frr_refuses_leave_the_node_ready_and_are_listed(
     results = provider.run_post_boot(lab, with_exec)
     assert [r.ok for r in results] == [True, False, False]
     assert {r.command for r in results[1:]} == set(recorded)
+
+
+def test_an_frr_node_without_startup_config_is_ready_at_once(
+    provider: DockerProvider, lab_factory: Callable[[], str], frr_image: str
+) -> None:
+    # an empty frr.conf (the image makes it) has nothing to miss: no check, no retry
+    lab = lab_factory()
+    node = Node.of("r1", "frr", image=frr_image)
+    provider.create_node(lab, node, [])
+    assert provider.wait_ready(lab, node, timeout=30) < 30
+    assert config_errors.load(lab, "r1") == []
