@@ -24,10 +24,9 @@ from lab.errors import ArchetypeError
 from lab.locks import lab_lock
 from lab.private import private_dir, write_private
 from lab.settings import get_settings
-from providers.base import NodeState, NodeStatus
 from tasks.labs import discover_labs_live, failure_of
 from tasks.nodes import extract_config
-from tasks.snapshots import deployed_topology, lab_mgmt_network, save_vm
+from tasks.snapshots import NodeStatus, deployed_topology, is_running, lab_mgmt_network, save_vm
 from tasks.state import load_lab_state
 from topology.mgmt import MgmtNetwork
 from vendors.model import ExtractionMethod
@@ -90,7 +89,7 @@ def _check_can_freeze(lab: str, topology: str | None, nodes: list[NodeStatus]) -
     if elsewhere:
         raise SnapshotRefused(f"lab {lab}: nodes {', '.join(elsewhere)} run on other hosts: a snapshot freezes a lab "
                               "on one host (migrate them here first)")
-    stopped = sorted(n.name for n in nodes if n.state is not NodeState.RUNNING)
+    stopped = sorted(n.name for n in nodes if not is_running(n))
     if stopped:
         raise SnapshotRefused(f"lab {lab}: nodes {', '.join(stopped)} are not running: start them first")
     missing = sorted(set(document["topology"]["nodes"]) - {n.name for n in nodes})

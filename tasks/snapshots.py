@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from lab.errors import ArchetypeError
 from lab.settings import get_settings
 from providers import get_provider
+from providers.base import NodeState, NodeStatus
 from providers.libvirt import snapshots as vm_snapshots
 from tasks.retry import retry_if_transient
 from topology import Lab
@@ -20,6 +21,10 @@ from topology.mgmt import MgmtNetwork, MgmtPlan
 from vendors.model import Provider
 
 _ONCE = {"cache_policy": NO_CACHE}
+
+def is_running(node: NodeStatus) -> bool:
+    """A discovered node runs (flows do not read providers' types themselves)."""
+    return node.state is NodeState.RUNNING
 
 
 @task(name="save-vm", task_run_name="save-vm/{node}", **_ONCE)
