@@ -81,17 +81,25 @@ def deploy(
         bool, typer.Option("--strict", help="A startup-config line a device refuses fails its node "
                            "(default: the node is ready with the rest applied and lists the line in config_errors)")
     ] = False,
+    test: Annotated[bool, typer.Option("--test", help="Then run the lab's tests (validate:); a failed test fails the deploy")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Deploy (or converge) a lab through the deploy-lab flow."""
     from topology import load_topology
 
-    _run(lambda: load_topology(file))  # invalid input: exit 2 before Prefect starts
+    lab = _run(lambda: load_topology(file))  # invalid input: exit 2 before Prefect starts
+    if test and not lab.checks:
+        _fail(["--test: the topology has no tests (no validate: section)"], EXIT_INVALID)
     from flows.deploy_lab import deploy_lab
 
-    result = _run_flow(as_json, deploy_lab, topology=str(file.resolve()), from_configs=from_configs, strict=strict)
+    result = _run_flow(as_json, deploy_lab, topology=str(file.resolve()), from_configs=from_configs, strict=strict,
+                       test=test)
     _emit(result, as_json, render.show_deployed)
     _exit_on_errors(result)
+    if test:
+        from archetype.cli_test import finish
+
+        finish(result["tests"], as_json, show=not as_json)  # --json: the deploy's document holds them
 
 
 @app.command()
@@ -191,3 +199,4 @@ import archetype.cli_mgmt  # noqa: E402,F401 - registers inventory, save, graph
 import archetype.cli_migrate  # noqa: E402,F401 - registers `migrate` (moving nodes)
 import archetype.cli_server  # noqa: E402,F401 - registers `archetype server`
 import archetype.cli_snapshot  # noqa: E402,F401 - registers snapshot, snapshots, restore
+import archetype.cli_test  # noqa: E402,F401 - registers `test` (a lab's validate: tests)

@@ -27,6 +27,7 @@ def deployments() -> list:
     from flows.save_configs import save_configs
     from flows.set_link import set_link
     from flows.snapshot_lab import snapshot_lab
+    from flows.test_lab import test_lab
     from lab.settings import get_settings
 
     # Named after the host, as prefect.yaml's are after the host's pool: `deploy-lab/HOST`.
@@ -42,6 +43,7 @@ def deployments() -> list:
         cleanup_orphans.to_deployment(name=host, cron=CLEANUP_CRON, tags=["archetype"], concurrency_limit=1),
         *(f.to_deployment(name=host, tags=["archetype"]) for f in (control_node, set_link, exec_node, capture_link)),
         *(f.to_deployment(name=host, tags=["archetype"]) for f in (snapshot_lab, restore_lab)),
+        test_lab.to_deployment(name=host, tags=["archetype"]),
     ]
 
 

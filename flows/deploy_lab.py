@@ -69,7 +69,7 @@ STAGE_THREADS = 512
 
 
 @flow(name="deploy-lab", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=STAGE_THREADS))
-def deploy_lab(topology: str, from_configs: bool = False, strict: bool = False) -> dict[str, Any]:
+def deploy_lab(topology: str, from_configs: bool = False, strict: bool = False, test: bool = False) -> dict[str, Any]:
     """Deploy a lab of containers and VMs, or converge one that is half there.
 
     Args:
@@ -79,6 +79,8 @@ def deploy_lab(topology: str, from_configs: bool = False, strict: bool = False) 
             the topology says.
         strict: a startup-config line a device refuses fails its node. Otherwise the node
             comes up ready with the rest applied, and carries the line in `config_errors`.
+        test: run the lab's tests (its topology's `validate:`) once it is deployed (a
+            test-lab run); a failed test fails the deploy.
     """
     flow_started_at = time.time()
     lab = load_topology(topology)  # invalid input fails the run here, before anything exists
@@ -87,19 +89,24 @@ def deploy_lab(topology: str, from_configs: bool = False, strict: bool = False) 
     if from_configs:
         lab = starting_from_saved_configs(lab)
     from flows import fleet
+    from flows.test_lab import after_deploy, check_testable
+    from tasks.checks import publish_checks
 
+    if test:
+        check_testable(lab)
+    publish_checks(lab.id, lab.checks)  # what test-lab runs (beside the lab's state)
     hosts = fleet.fleet_hosts()
     if hosts:  # a fleet shares this server: place the lab; a lab on other hosts is coordinated
         outcome = fleet.deploy_across_hosts(lab, hosts)
         if outcome is not None:
-            return outcome
+            return after_deploy(lab.id, outcome) if test else outcome
     result, failure = converge_here(lab, flow_started_at=flow_started_at, strict=strict)
     from tasks.snapshots import remember_deployed_topology
 
     remember_deployed_topology(lab)  # what snapshot-lab freezes the lab's topology from
     if failure:  # the run shows failed; its result still says which nodes came up
         return Failed(message=failure, data=result)
-    return result
+    return after_deploy(lab.id, result) if test else result
 
 
 def converge_here(

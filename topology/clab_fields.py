@@ -56,7 +56,8 @@ IGNORED_NODE_FIELDS: dict[str, str] = {
 }
 
 # Top-level fields.
-TOP_FIELDS = frozenset({"name", "topology", "prefix", "mgmt"})
+TOP_FIELDS = frozenset({"name", "topology", "prefix", "mgmt",
+                        "validate"})  # Archetype's own, in netlab's form: tests (topology/checks.py)
 IGNORED_TOP_FIELDS: dict[str, str] = {
     "settings": "certificate and console settings are Archetype's own",
     "debug": "",

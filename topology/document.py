@@ -19,6 +19,7 @@ from lab.errors import TopologyError
 from lab.settings import get_settings
 from topology import mgmt as mgmt_fields
 from topology import node_fields, stages
+from topology.checks import Check, NodeKinds, parse_checks
 from topology.clab_fields import IGNORED_NODE_FIELDS, IGNORED_TOP_FIELDS, NODE_FIELDS, TOP_FIELDS
 from topology.links import SEGMENT_KINDS, Endpoint, Link, resolve_links, segment_names
 from topology.mgmt import MgmtNetwork
@@ -135,6 +136,7 @@ class Lab:
     mgmt: MgmtNetwork = field(default_factory=MgmtNetwork)
     host_paths: tuple[Path, ...] = ()  # every host file or folder the lab reads or binds
     prefix: str | None = None  # containerlab's top-level `prefix` (None: no prefix line)
+    checks: tuple[Check, ...] = ()  # the `validate:` tests (topology/checks.py)
 
     @property
     def hosts(self) -> set[str]:
@@ -241,10 +243,21 @@ def resolve(document: Any, base_dir: Path | None) -> Lab:
     stages.check_wait_for(nodes, problems)
     mgmt = mgmt_fields.parse_mgmt(document.get("mgmt"), problems)
     mgmt_fields.check_node_addresses(mgmt, nodes, problems)
+    tests = parse_checks(document.get("validate"), _node_kinds(nodes), problems)
     if problems.errors:
         raise TopologyError(problems.errors)
     return Lab(id=lab_id, nodes=nodes, links=tuple(links), source_dir=folders.base, warnings=tuple(problems.warnings),
-               host_paths=tuple(folders.used), prefix=prefix, mgmt=mgmt)
+               host_paths=tuple(folders.used), prefix=prefix, mgmt=mgmt, checks=tests)
+
+
+def _node_kinds(nodes: dict[str, Node]) -> NodeKinds:
+    def canonical(name: str) -> str | None:
+        vendor = catalog().find(name)
+        return vendor.kind if vendor else None
+
+    return NodeKinds(kinds={n.name: n.kind for n in nodes.values()},
+                     containers=frozenset(n.name for n in nodes.values() if n.vendor.container is not None),
+                     canonical=canonical)
 
 
 def _check_top(document: dict[str, Any], problems: Problems) -> str:

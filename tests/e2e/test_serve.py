@@ -13,7 +13,8 @@ from tests.support.prefect_server import PrefectServer, stop_process
 
 pytestmark = [pytest.mark.prefect]
 FLOWS = {"deploy-lab", "destroy-lab", "extract-configs", "save-configs", "discover-labs", "cleanup-orphans",
-         "control-node", "set-link", "exec-node", "capture-link", "migrate-node"}
+         "control-node", "set-link", "exec-node", "capture-link", "migrate-node",
+         "test-lab"}
 HOST = "serve-test-host"
 
 
