@@ -154,10 +154,13 @@ def test_management_inventory_save_redeploy_and_picture(prefect_server: PrefectS
                                 capture_output=True, text=True, timeout=120, check=False)
         assert listed.returncode == 0, listed.stderr
         hostvars = json.loads(listed.stdout)["_meta"]["hostvars"]
-        assert {name: v["ansible_host"] for name, v in hostvars.items()} == mgmt
+        assert {name: v["archetype_mgmt_ipv4"] for name, v in hostvars.items()} == mgmt
+        assert hostvars["v1"]["ansible_host"] == mgmt["v1"]  # SSH; containers by name (docker connection)
+        assert hostvars["r1"]["ansible_host"] == names.container_name(lab_id, "r1")
         assert hostvars["v1"]["ansible_network_os"] == "cisco.ios.ios"
         password = yaml.safe_load(inventory_file.read_text())["all"]["children"]["mini_ios"]["vars"]["ansible_password"]
-        assert password == "{{ lookup('ansible.builtin.env', 'ARCHETYPE_PASSWORD_MINI_IOS') }}"  # never in clear
+        # from the environment; the fallback is our own test image's fixed login
+        assert password == "{{ lookup('ansible.builtin.env', 'ARCHETYPE_PASSWORD_MINI_IOS', default='admin') }}"
         nornir = run_json(None, "inventory", lab_id, "--format", "nornir")["inventory"]
         assert {name: h["hostname"] for name, h in nornir.items()} == mgmt
 
