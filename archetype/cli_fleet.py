@@ -13,7 +13,17 @@ from typing import Any
 import typer
 
 from archetype import render
-from archetype.app import EXIT_FAILED, JsonOption, _emit, _fail, _run, app
+from archetype.app import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    JsonOption,
+    _emit,
+    _exit_on_errors,
+    _fail,
+    _run,
+    _run_flow,
+    app,
+)
 
 
 def fleet_hosts() -> list:
@@ -92,13 +102,20 @@ def connect_remote(lab: str, node: str) -> None:
     run_on_node_host(lab, node, "connect", lab, node)
 
 
-@app.command()
-def hosts(as_json: JsonOption = False) -> None:
-    """The hosts of the fleet sharing this Prefect server, with their liveness and capacity."""
+hosts_app = typer.Typer(help="The hosts of the fleet; drain one for maintenance, undrain it after.",
+                        invoke_without_command=True)
+app.add_typer(hosts_app, name="hosts")
+
+
+@hosts_app.callback()
+def hosts(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """The hosts of the fleet sharing this Prefect server: liveness, capacity, drained or not."""
+    if ctx.invoked_subcommand is not None:
+        return
     found = _run(fleet_hosts)
     result = {
         "hosts": [
-            {"name": h.name, "address": h.address, "alive": h.alive, "cpus": h.cpus,
+            {"name": h.name, "address": h.address, "alive": h.alive, "drained": h.drained, "cpus": h.cpus,
              "memory_free_mb": h.memory_free_mb, "labs": sorted(h.labs), "updated_at": h.updated_at}
             for h in found
         ]
@@ -111,7 +128,47 @@ def _show_hosts(result: dict[str, Any]) -> None:
         render.console.print("no hosts published on this server (single-host mode)")
         return
     render._table(
-        "hosts", ["host", "address", "alive", "cpus", "free MiB", "labs"],
-        [[h["name"], h["address"], "yes" if h["alive"] else "NO", h["cpus"], h["memory_free_mb"], ", ".join(h["labs"])]
+        "hosts", ["host", "address", "alive", "drained", "cpus", "free MiB", "labs"],
+        [[h["name"], h["address"], "yes" if h["alive"] else "NO", "DRAINED" if h.get("drained") else "-", h["cpus"],
+          h["memory_free_mb"], ", ".join(h["labs"])]
          for h in result["hosts"]],
     )
+
+
+def _check_fleet_host(host: str) -> None:
+    from lab.names import is_valid_host_name
+
+    if not is_valid_host_name(host):
+        _fail([f"invalid host name {host!r}"], EXIT_INVALID)
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail(["no fleet: PREFECT_API_URL names no shared Prefect server"], EXIT_INVALID)
+
+
+@hosts_app.command("drain")
+def drain(host: str, as_json: JsonOption = False) -> None:
+    """Take a host out of service: nothing new is placed there; each of its nodes moves to a host with room."""
+    _check_fleet_host(host)
+    from flows.drain_host import drain_host
+
+    result = _run_flow(as_json, drain_host, host=host)
+    _emit(result, as_json, _show_drain)
+    _exit_on_errors(result)
+
+
+@hosts_app.command("undrain")
+def undrain(host: str, as_json: JsonOption = False) -> None:
+    """Make a drained host schedulable again (nodes moved away stay where they are)."""
+    _check_fleet_host(host)
+    from flows.drain_host import undrain_host
+
+    _emit(_run(lambda: undrain_host(host)), as_json, lambda r: typer.echo(f"{r['host']}: schedulable"))
+
+
+def _show_drain(result: dict[str, Any]) -> None:
+    rows = [[f"{m['lab_id']}/{m['node']}", m.get("from", ""), m["to"], m.get("mode", ""),
+             "" if m.get("seconds") is None else f"{m['seconds']:.1f}",
+             "" if m.get("downtime_seconds") is None else f"{m['downtime_seconds']:.2f}"]
+            for m in result["moves"]]
+    if rows:
+        render._table(f"drained {result['host']}", ["node", "from", "to", "mode", "seconds", "down s"], rows)
+    typer.echo(f"{result['host']}: drained, {len(rows)} node(s) moved in {result['seconds']:.1f} s")

@@ -51,11 +51,13 @@ def publish_this_host() -> None:
 
 
 def read_hosts() -> list[HostFacts]:
-    """Every host that ever published its facts, with liveness (facts fresh enough)."""
+    """Every host that ever published its facts, with liveness (facts fresh enough) and
+    whether it is drained."""
     window = get_settings().host_alive_seconds
     now = datetime.now(UTC)
     with get_client(sync_client=True) as client:
         variables = client.read_variables()
+    drained = {v.name.removeprefix(DRAINED_PREFIX) for v in variables if v.name.startswith(DRAINED_PREFIX)}
     hosts = []
     for variable in variables:
         if not variable.name.startswith("archetype-host-") or not isinstance(variable.value, dict):
@@ -63,10 +65,26 @@ def read_hosts() -> list[HostFacts]:
         data = variable.value
         try:
             age = (now - datetime.fromisoformat(str(data.get("updated_at")))).total_seconds()
-            hosts.append(HostFacts.from_dict(data, alive=age <= window))
+            hosts.append(HostFacts.from_dict(data, alive=age <= window, drained=data.get("name") in drained))
         except (KeyError, ValueError, TypeError):
             continue  # not one of ours
     return sorted(hosts, key=lambda h: h.name)
+
+
+# A drained host: a variable of its own, set and cleared by the coordinator (the host's worker
+# rewrites its facts every few seconds: a mark inside them would race with it).
+DRAINED_PREFIX = "archetype-drained-"
+
+
+def set_drained(host: str, drained: bool) -> None:
+    """Mark the host unschedulable (placement skips it), or schedulable again."""
+    from prefect.variables import Variable
+
+    name = f"{DRAINED_PREFIX}{host}"
+    if drained:
+        Variable.set(name, {"since": datetime.now(UTC).isoformat(timespec="seconds")}, overwrite=True)
+    else:
+        Variable.unset(name)
 
 
 def host_is_alive(host: str) -> bool:

@@ -35,22 +35,30 @@ class HostFacts:
     docker_url: str | None = None  # its dockerd as other hosts reach it (docker -H)
     updated_at: str = ""
     labs: dict[str, Any] = field(default_factory=dict)
+    drained: bool = False  # unschedulable: nothing new is placed there (`archetype hosts drain`)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, alive: bool = True) -> HostFacts:
+    def from_dict(cls, data: dict[str, Any], *, alive: bool = True, drained: bool = False) -> HostFacts:
         return cls(
             name=str(data["name"]), address=data.get("address"), alive=alive, cpus=int(data.get("cpus") or 0),
             memory_free_mb=int(data.get("memory_free_mb") or 0), providers=tuple(data.get("providers") or ()),
             images=tuple(data.get("images") or ()), vm_images=tuple(data.get("vm_images") or ()),
             underlay_mtu=data.get("underlay_mtu"), access=tuple(data.get("access") or ()),
             docker_url=data.get("docker_url"),
-            updated_at=str(data.get("updated_at") or ""), labs=dict(data.get("labs") or {}),
+            updated_at=str(data.get("updated_at") or ""), labs=dict(data.get("labs") or {}), drained=drained,
         )
 
-    def why_not(self, node: Node) -> str | None:
-        """Why this host cannot run the node, or None when it can."""
+    def runs(self, lab_id: str, node_name: str) -> bool:
+        """The host's facts list the node of that lab among what it runs."""
+        return any(entry and entry[0] == node_name for entry in self.labs.get(lab_id) or [])
+
+    def why_not(self, node: Node, lab_id: str | None = None) -> str | None:
+        """Why this host cannot run the node, or None when it can. A drained host keeps only
+        the nodes it runs already (``lab_id`` given), until they move."""
         if not self.alive:
             return f"host {self.name} is not alive (no facts published recently)"
+        if self.drained and not (lab_id and self.runs(lab_id, node.name)):
+            return f"host {self.name} is drained (archetype hosts undrain {self.name})"
         vendor = node.vendor
         if vendor.provider.value not in self.providers:
             return f"host {self.name} has no {vendor.provider.value}"
@@ -83,7 +91,7 @@ def place(lab: Lab, hosts: list[HostFacts]) -> dict[str, str]:
             continue
         host = by_name.get(node.host)
         reason = f"unknown host {node.host!r} (known: {', '.join(sorted(by_name)) or 'none'})" if host is None \
-            else host.why_not(node)
+            else host.why_not(node, lab.id)
         if reason:
             problems.append(f"topology.nodes.{node.name}.host: {reason}")
             continue
@@ -102,6 +110,29 @@ def place(lab: Lab, hosts: list[HostFacts]) -> dict[str, str]:
     if problems:
         raise TopologyError(problems)
     return placement
+
+
+def place_away(leaving: list[tuple[str, Node]], hosts: list[HostFacts], source: str) -> dict[tuple[str, str], str]:
+    """(lab, node) -> host for each node that leaves ``source`` (a drain), biggest first, to
+    the schedulable host with the most memory left; or TopologyError naming each node that
+    has nowhere to go, and why (nothing is moved then)."""
+    targets = [h for h in hosts if h.name != source]
+    left = {h.name: h.memory_free_mb for h in targets}
+    moves: dict[tuple[str, str], str] = {}
+    problems: list[str] = []
+    for lab_id, node in sorted(leaving, key=lambda item: (-node_memory(item[1]), item[0], item[1].name)):
+        able = [h for h in targets if h.why_not(node) is None and left[h.name] >= node_memory(node)]
+        if not able:
+            reasons = "; ".join(h.why_not(node) or f"host {h.name} has {left[h.name]} MiB free, it needs "
+                                f"{node_memory(node)}" for h in targets)
+            problems.append(f"lab {lab_id} node {node.name}: no other host can run it ({reasons or 'no other host'})")
+            continue
+        best = max(sorted(able, key=lambda h: h.name), key=lambda h: left[h.name])  # a tie: the first by name
+        moves[(lab_id, node.name)] = best.name
+        left[best.name] -= node_memory(node)
+    if problems:
+        raise TopologyError(problems)
+    return moves
 
 
 def cross_host_links(lab: Lab, placement: dict[str, str]) -> list[Any]:

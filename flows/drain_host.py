@@ -1,0 +1,141 @@
+"""drain-host: take a host out of service without stopping its labs (DESIGN.md, "Draining
+and losing hosts").
+
+mark the host drained (placement skips it) -> every node of every known lab that the labs'
+records put on it -> a host with room for each, all placed before any moves (a node that
+cannot be placed stops the drain with its reason: nothing moved, and a mark this run set is
+taken back) -> each node moved as a child run of migrate-node, one at a time (a VM live,
+a container cold, its links with it).
+
+A drain killed halfway leaves each node on its old host or its new one: a move is whole or
+undone, and records where its node is. The next drain plans from those records (and from
+where the hosts say the nodes run: a move killed after its switch is finished where the
+node is) and moves what is left.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from lab import names
+from lab.errors import ArchetypeError, TopologyError
+from lab.state import NodePhase
+from tasks.hosts import read_hosts, set_drained
+from tasks.migration import placed_topology
+from tasks.state import known_lab_ids, load_lab_state
+from topology import load_topology
+from topology.placement import HostFacts, place_away
+
+
+class DrainRefused(ArchetypeError):
+    """A node of the host has nowhere to go (nothing was moved)."""
+
+
+@flow(name="drain-host", flow_run_name="drain-host/{host}")
+def drain_host(host: str) -> dict[str, Any]:
+    """Mark a host drained (nothing new is placed there) and move each node of each lab on
+    it to another host with room: a VM live, a container cold, with its links. The labs
+    keep running. `archetype hosts undrain HOST` makes it schedulable again.
+
+    Args:
+        host: the host to drain (archetype hosts).
+    """
+    logger = get_run_logger()
+    started = time.monotonic()
+    hosts = _fleet_host(host)
+    was_drained = next(h for h in hosts if h.name == host).drained
+    set_drained(host, True)
+    try:
+        moves = plan_drain(host, read_hosts())
+    except DrainRefused:
+        if not was_drained:
+            set_drained(host, False)  # nothing moved: the host is as it was
+        raise
+    logger.info("draining %s: %s", host, ", ".join(f"{lab}/{node} -> {to}" for (lab, node), to in moves.items())
+                or "nothing runs there")
+    results, errors = [], []
+    for (lab_id, node), to_host in moves.items():
+        result = _move(lab_id, node, to_host)
+        results.append(result)
+        errors += [f"{lab_id}/{node}: {e}" for e in result.get("errors", [])]
+    return {"host": host, "drained": True, "moves": results, "errors": errors,
+            "seconds": round(time.monotonic() - started, 2)}
+
+
+def undrain_host(host: str) -> dict[str, Any]:
+    """The host is schedulable again (its labs stay where the drain put them)."""
+    _fleet_host(host)
+    set_drained(host, False)
+    return {"host": host, "drained": False}
+
+
+def _fleet_host(host: str) -> list[HostFacts]:
+    if not names.is_valid_host_name(host):
+        raise TopologyError([f"host: invalid host name {host!r}"])
+    hosts = read_hosts()
+    if host not in {h.name for h in hosts}:
+        raise TopologyError([f"host: no host {host!r} in the fleet (known: {', '.join(h.name for h in hosts) or 'none'})"])
+    return hosts
+
+
+def plan_drain(host: str, hosts: list[HostFacts]) -> dict[tuple[str, str], str]:
+    """(lab, node) -> destination for every node the labs' records put on ``host``: VMs
+    first (a container's cold move converges the lab, VMs as they then are). DrainRefused
+    naming every node that cannot move, and why."""
+    leaving, problems, moves = [], [], {}
+    source = next((h for h in hosts if h.name == host), None)
+    if source is not None and not source.alive:
+        problems.append(f"host {host} is not alive (no facts published recently): its nodes cannot move live or "
+                        "have their configs read")
+    for lab_id in known_lab_ids():
+        state = load_lab_state(lab_id)
+        here = [n for n in (state.nodes if state else []) if n.host == host]
+        if not here:
+            continue
+        text = placed_topology(lab_id)
+        if text is None:
+            problems.append(f"lab {lab_id}: its placed topology is not on the server (deployed before moves "
+                            "existed?): deploy it again, then drain")
+            continue
+        try:
+            lab = load_topology(text)
+        except TopologyError as err:
+            problems += [f"lab {lab_id}: its placed topology: {problem}" for problem in err.problems]
+            continue
+        for record in here:
+            node = lab.nodes.get(record.name)
+            elsewhere = [h.name for h in hosts if h.alive and h.name != host and h.runs(lab_id, record.name)]
+            if node is None:
+                problems.append(f"lab {lab_id} node {record.name}: not in its placed topology")
+            elif elsewhere:  # a move killed after its switch: finished where the node runs
+                moves[(lab_id, record.name)] = elsewhere[0]
+            elif record.state is NodePhase.STOPPED:
+                problems.append(f"lab {lab_id} node {record.name}: stopped (a stopped node does not move): "
+                                "start it, then drain")
+            elif node.binds and node.vendor.provider.value != "libvirt":
+                problems.append(f"lab {lab_id} node {record.name}: binds host files, which a cold move does not carry")
+            else:
+                leaving.append((lab_id, node))
+    try:
+        moves.update(place_away(leaving, hosts, host))
+    except TopologyError as err:
+        problems += err.problems
+    if problems:
+        raise DrainRefused("\n".join([f"cannot drain {host}, nothing was moved:", *problems]))
+    vms = {(lab_id, node.name) for lab_id, node in leaving if node.vendor.provider.value == "libvirt"}
+    return dict(sorted(moves.items(), key=lambda item: (item[0][0], item[0] not in vms, item[0][1])))
+
+
+def _move(lab_id: str, node: str, to_host: str) -> dict[str, Any]:
+    """One move as a child run of migrate-node; its result (a failed move: its error)."""
+    from flows.migrate_node import migrate_node
+
+    state = migrate_node(lab=lab_id, node=node, to_host=to_host, return_state=True)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException) or not isinstance(result, dict):
+        get_run_logger().error("moving %s of %s to %s failed: %s", node, lab_id, to_host, result)
+        return {"lab_id": lab_id, "node": node, "to": to_host, "errors": [str(result) or type(result).__name__]}
+    return result

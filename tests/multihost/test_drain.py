@@ -1,0 +1,137 @@
+"""Draining a host (issue 26): a lab with a VM and two FRR nodes on sim-1, linked to FRR r3
+on sim-2. `hosts drain sim-1` moves v1 live and r1, r2 cold to sim-2 (each move a child run
+of the drain); BGP comes back; v1 kept a line that lived only in its memory; `hosts` shows
+sim-1 drained and placement skips it until `hosts undrain`. A drain that cannot place a
+node says which and why, and moves nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.multihost.conftest import HOSTS, Fleet, host_leftovers
+from tests.multihost.test_migrate import console
+
+pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.libvirt, pytest.mark.ovs]
+
+
+def frr(name: str, asn: int, interfaces: dict[str, str], neighbors: dict[str, int]) -> str:
+    lines = [f"hostname {name}"]
+    for interface, address in interfaces.items():
+        lines += [f"interface {interface}", f" ip address {address}"]
+    lines += [f"router bgp {asn}", " no bgp ebgp-requires-policy"]
+    for peer, peer_asn in neighbors.items():
+        lines += [f" neighbor {peer} remote-as {peer_asn}", f" neighbor {peer} timers connect 5"]
+    return "\n".join(lines) + "\n"
+
+
+R1 = frr("r1", 65001, {"eth1": "10.5.13.1/24", "eth2": "10.5.11.1/24"}, {"10.5.13.3": 65003})
+R2 = frr("r2", 65002, {"eth1": "10.5.23.2/24"}, {"10.5.23.3": 65003})
+R3 = frr("r3", 65003, {"eth1": "10.5.13.3/24", "eth2": "10.5.23.3/24"}, {"10.5.13.1": 65001, "10.5.23.2": 65002})
+V1_EXEC = ["configure terminal", "interface GigabitEthernet0/1", "ip address 10.5.11.3 255.255.255.0",
+           "no shutdown", "end"]
+
+
+def write(folder: Path, document: dict) -> str:
+    path = folder / f"{document['name']}.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def lab(fleet: Fleet, tmp_path_factory) -> Iterator[str]:
+    lab_id = f"dr-{secrets.token_hex(3)}"
+    document = {"name": lab_id, "topology": {
+        "kinds": {"frr": {"image": "archetype/frr:latest"}},
+        "nodes": {
+            "r1": {"kind": "frr", "host": "sim-1", "startup-config": R1},
+            "r2": {"kind": "frr", "host": "sim-1", "startup-config": R2},
+            "v1": {"kind": "mini-ios", "host": "sim-1", "exec": V1_EXEC},
+            "r3": {"kind": "frr", "host": "sim-2", "startup-config": R3},
+        },
+        "links": [{"endpoints": ["r1:eth1", "r3:eth1"]}, {"endpoints": ["r2:eth1", "r3:eth2"]},
+                  {"endpoints": ["r1:eth2", "v1:GigabitEthernet0/1"]}]}}
+    code, _, err = fleet.cli_json("deploy", write(tmp_path_factory.mktemp("lab"), document))
+    try:
+        assert code == 0, err[-4000:]
+        yield lab_id
+    finally:
+        fleet.cli("hosts", "undrain", "sim-1")
+        fleet.cli("hosts", "undrain", "sim-2")
+        fleet.cli("destroy", lab_id)
+        assert {h: host_leftovers(fleet, h, lab_id) for h in HOSTS} == {h: {} for h in HOSTS}
+
+
+def bgp_established(fleet: Fleet, lab_id: str) -> set[str]:
+    """r3's neighbors whose session is Established."""
+    code, out = fleet.docker_exec("sim-2", lab_id, "r3", "vtysh", "-c", "show bgp summary")
+    # State/PfxRcd (third from the end) is a prefix count only once Established
+    return {line.split()[0] for line in out.splitlines()
+            if code == 0 and line.startswith("10.5.") and line.split()[-3].isdigit()}
+
+
+def wait_bgp(fleet: Fleet, lab_id: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (up := bgp_established(fleet, lab_id)) != {"10.5.13.1", "10.5.23.2"} and time.monotonic() < deadline:
+        time.sleep(3)
+    assert up == {"10.5.13.1", "10.5.23.2"}, up
+
+
+def hosts_of(fleet: Fleet, lab_id: str) -> dict[str, str]:
+    code, document, err = fleet.cli_json("status", lab_id)
+    assert code == 0, err
+    return {n["name"]: n["host"] for n in document["labs"][0]["nodes"]}
+
+
+def test_draining_a_host_moves_every_node_and_keeps_the_lab_running(fleet: Fleet, lab: str) -> None:
+    wait_bgp(fleet, lab, 120)
+    console(fleet, "sim-1", lab, "configure terminal", "hostname DRMARK", "end")  # never saved
+
+    code, drained, err = fleet.cli_json("hosts", "drain", "sim-1", timeout=1200)
+    assert code == 0, err[-4000:]
+    moves = {m["node"]: m for m in drained["moves"]}
+    for node, move in sorted(moves.items()):
+        print(f"\n[figures] drain sim-1: {node} moved {move['mode']} to {move['to']} in {move['seconds']} s, "
+              f"down {move['downtime_seconds']} s" + (f" (migration {move.get('migration_seconds')} s)"
+                                                     if move["mode"] == "live" else ""))
+    print(f"[figures] drain sim-1: {drained['seconds']} s in all")
+    assert {n: (m["mode"], m["to"]) for n, m in moves.items()} == {
+        "v1": ("live", "sim-2"), "r1": ("cold", "sim-2"), "r2": ("cold", "sim-2")}
+    assert hosts_of(fleet, lab) == {"r1": "sim-2", "r2": "sim-2", "r3": "sim-2", "v1": "sim-2"}
+    assert host_leftovers(fleet, "sim-1", lab) == {}
+    wait_bgp(fleet, lab, 180)
+    assert "hostname DRMARK" in console(fleet, "sim-2", lab, "show running-config")[0]  # live: not rebooted
+    assert fleet.hosts()["sim-1"]["drained"] is True
+
+
+def test_a_drain_that_cannot_place_a_node_moves_nothing(fleet: Fleet, lab: str) -> None:
+    # sim-1 is drained: the nodes on sim-2 have nowhere to go
+    code, _, err = fleet.cli_json("hosts", "drain", "sim-2")
+    assert code == 1, err[-3000:]
+    assert "cannot drain sim-2, nothing was moved" in err and "node v1: no other host can run it" in err, err
+    assert "host sim-1 is drained" in err, err
+    assert fleet.hosts()["sim-2"]["drained"] is False
+    assert set(hosts_of(fleet, lab).values()) == {"sim-2"}
+
+
+def test_undrain_lets_placement_use_the_host_again(fleet: Fleet, lab: str, tmp_path: Path) -> None:
+    small = {"name": f"{lab}-u", "topology": {"nodes": {"h1": {"kind": "linux", "image": "archetype/linux:latest",
+                                                               "host": "sim-1"}}}}
+    path = write(tmp_path, small)
+    code, _, err = fleet.cli_json("deploy", path)
+    assert code == 2 and "host sim-1 is drained" in err, err[-3000:]
+    code, _, err = fleet.cli_json("hosts", "undrain", "sim-1")
+    assert code == 0, err
+    assert fleet.hosts()["sim-1"]["drained"] is False
+    code, deployed, err = fleet.cli_json("deploy", path)
+    try:
+        assert code == 0, err[-3000:]
+        assert [n["host"] for n in deployed["nodes"]] == ["sim-1"]
+    finally:
+        fleet.cli("destroy", small["name"])
