@@ -26,6 +26,7 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from lab import config_errors, names
+from lab.config_errors import ConfigRefusedError
 from lab.locks import lab_lock
 from lab.progress import DeployProgress, Snapshot
 from lab.settings import get_settings
@@ -252,6 +253,12 @@ def _bring_up(
                 continue
             if name not in configured:  # one configured before keeps what it had
                 record.config_errors = refused_lines(booted[name].result())
+        elif name not in configured:  # no post-boot: what its provider found at readiness (an FRR node)
+            record.config_errors = config_errors.load(lab.id, name)
+            if strict and record.config_errors:
+                record.fail(Stage.READY, str(ConfigRefusedError(name, record.config_errors)))
+                state.errors.append(f"{name}: {Stage.READY}: {record.error}")
+                continue
         record.state = NodePhase.READY
 
 
