@@ -38,8 +38,11 @@ def vm_interface_xml(end: LinkEnd | None, nic_model: str, *, mac: str | None = N
     if not nic_model or any(c in nic_model for c in "<>&'\" "):
         raise NetworkError(f"NIC model {nic_model!r} is not valid")
     if end is None:
-        # Placeholder: a tap libvirt makes and attaches to NOTHING (no bridge, no OVS port),
-        # link down in the guest: isolated by construction, and never an untagged trunk port.
+        # A port with no link (one of the device's own ports, or a gap before a linked one):
+        # a tap libvirt makes and attaches to NOTHING (no bridge, no OVS port), link down in
+        # the guest: isolated by construction, never an untagged trunk port on the userspace
+        # datapath. libvirt names it (vnetN) and a live migration makes it afresh on the
+        # destination (tests/integration/libvirt/test_migration.py migrates three of them).
         iface = ET.Element("interface", type="ethernet")
         if mac:
             ET.SubElement(iface, "mac", address=mac)
