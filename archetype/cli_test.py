@@ -13,7 +13,18 @@ from typing import Annotated, Any
 import typer
 
 from archetype import render
-from archetype.app import EXIT_FAILED, EXIT_INVALID, JsonOption, _check_lab_id, _emit, _fail, _run_flow, app
+from archetype.app import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    JsonOption,
+    _check_lab_id,
+    _emit,
+    _fail,
+    _quiet_flow,
+    _run,
+    _run_flow,
+    app,
+)
 
 
 @app.command(name="test")
@@ -32,8 +43,9 @@ def test_lab_command(
         _fail([f"--node: invalid node name {node!r}"], EXIT_INVALID)
     if junit is not None and not junit.parent.is_dir():
         _fail([f"--junit: no folder {junit.parent}"], EXIT_INVALID)
-    from flows.test_lab import test_lab
+    from flows.test_lab import requested, test_lab
 
+    _run(lambda: _quiet_flow(True, lambda: requested(lab, list(tests or []), node)))  # invalid input: exit 2 at once
     result = _run_flow(as_json, test_lab, lab=lab, tests=list(tests or []), node=node)
     finish(result, as_json, junit)
 

@@ -18,6 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from lab import names
 from lab.errors import ArchetypeError, TopologyError
 from lab.settings import get_settings
+from lab.state import LabState
 from tasks.checks import CheckNotMet, count, load_checks, publish_results, retries_for, run_check
 from tasks.controls import check_lab, node_record
 from tasks.labs import live_node_refs
@@ -37,10 +38,7 @@ def test_lab(lab: str, tests: list[str] | None = None, node: str | None = None) 
         tests: only these tests (default: every test of the lab's topology).
         node: only on this node.
     """
-    state = check_lab(lab, load_lab_state(lab))
-    checks = chosen_checks(lab, load_checks(lab), tests or [], node)
-    if node is not None:
-        node_record(state, node)  # a node the lab does not have: invalid input
+    state, checks = requested(lab, tests or [], node)
     here = get_settings().host_name
     placed = {record.name: record.host or here for record in state.nodes}
     hosts = sorted({placed[n] for c in checks for n in c.nodes} - {here})
@@ -56,6 +54,15 @@ def test_lab(lab: str, tests: list[str] | None = None, node: str | None = None) 
         failed = [f"{r['test']} on {r['node']}" for r in rows if r["result"] == "failed"]
         return Failed(message=f"lab {lab}: {len(failed)} test(s) failed: {', '.join(failed)}"[:1000], data=result)
     return result
+
+
+def requested(lab: str, tests: list[str], node: str | None) -> tuple[LabState, list[Check]]:
+    """The lab's state and the tests to run; ``TopologyError`` (invalid input) for a lab not
+    deployed, a node it does not have, a test it does not have."""
+    state = check_lab(lab, load_lab_state(lab))
+    if node is not None:
+        node_record(state, node)
+    return state, chosen_checks(lab, load_checks(lab), tests, node)
 
 
 def chosen_checks(lab: str, recorded: list[Check] | None, names_: list[str], node: str | None) -> list[Check]:
