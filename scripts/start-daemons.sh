@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Start the host daemons Archetype needs (dockerd, virtlogd + libvirtd, Open vSwitch)
-# when they do not ANSWER. Idempotent and fast when everything is already up.
+# Start the host daemons Archetype needs (dockerd, virtlogd + libvirtd, Open vSwitch, and
+# the local Prefect server with the command executor) when they do not ANSWER. Idempotent
+# and fast when everything is already up.
 #
 # This machine has no systemd (PID 1 is not an init system), so daemons are started by
 # hand. A daemon killed earlier may leave a pid file, a socket or a <defunct> process
 # behind: readiness is judged by asking the daemon, never by the existence of a file,
 # and stale files are removed before a start.
 #
-# Usage: scripts/start-daemons.sh [docker|libvirt|ovs ...]   (default: all three)
+# Usage: scripts/start-daemons.sh [docker|libvirt|ovs|prefect ...]   (default: all four)
 set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 LOG_DIR=/var/log/archetype
 mkdir -p "$LOG_DIR" /var/log/libvirt/qemu
@@ -166,16 +169,50 @@ start_ovs() {
     log "Open vSwitch answers"
 }
 
+# ---------------------------------------------------------------- Prefect
+# The local Prefect server and the command executor (archetype/executor.py), started as a
+# user's first flow-backed command would start them, so that this first command pays no
+# server start and no imports (the executor starts the server while it imports). With the
+# environment of a user's command: no PREFECT_ variable of this shell (make's, CI's, a
+# fleet's), so that the defaults of archetype/handoff.py apply as they do for the user's
+# `archetype deploy`, which the executor then serves. It stays, as dockerd does
+# (ARCHETYPE_EXECUTOR_IDLE_SECONDS=0); it ends when the code it runs changes (the next
+# command starts a fresh one) or with `archetype server stop`.
+start_prefect() {
+    # The interpreter the `archetype` entry point runs: the executor serves only callers of
+    # its own checkout and interpreter.
+    local python unset=() var word
+    python=$(sed -n '1s/^#!//p' "$REPO/.venv/bin/archetype" 2>/dev/null || true)
+    if [[ -z $python || ! -x $python ]]; then
+        log "no venv ($REPO/.venv): the local Prefect server is left to the first command"
+        return 0
+    fi
+    for var in $(compgen -e); do
+        [[ $var == PREFECT_* || $var == ARCHETYPE_SERVER_OWNER ]] && unset+=(-u "$var")
+    done
+    # Its stdout says `ready [SERVER]` once its socket listens, then closes; a second start
+    # finds the running one and says `ready` too. 9>&-: never the setup's lock.
+    word=$(cd / && env "${unset[@]}" ARCHETYPE_EXECUTOR_IDLE_SECONDS=0 setsid --fork "$python" -m archetype.executor \
+        </dev/null 2>/dev/null 9>&- | head -n1) || true
+    [[ $word == ready* ]] || die "the command executor did not start; see ${ARCHETYPE_WORKSPACE:-/var/lib/archetype}/prefect/executor.log"
+    # The server may have died under a running executor: a command would start it; do it now.
+    env "${unset[@]}" "$python" -c 'from archetype.handoff import apply_defaults; import os; apply_defaults(os.environ)
+from deployments import local_server; print(local_server.ensure().ui)' 9>&- >/dev/null \
+        || die "the local Prefect server did not start; see ${ARCHETYPE_WORKSPACE:-/var/lib/archetype}/prefect/server.log"
+    log "local Prefect server and command executor answer"
+}
+
 main() {
     [[ $(id -u) -eq 0 ]] || die "run as root"
     local what=("$@")
-    ((${#what[@]})) || what=(docker libvirt ovs)
+    ((${#what[@]})) || what=(docker libvirt ovs prefect)
     for w in "${what[@]}"; do
         case $w in
             docker) start_docker ;;
             libvirt) start_libvirt ;;
             ovs) start_ovs ;;
-            *) die "unknown daemon '$w' (docker, libvirt, ovs)" ;;
+            prefect) start_prefect ;;
+            *) die "unknown daemon '$w' (docker, libvirt, ovs, prefect)" ;;
         esac
     done
 }

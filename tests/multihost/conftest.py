@@ -30,6 +30,7 @@ HOSTS = ("sim-1", "sim-2")
 # The coordinator's own Prefect folder (and so its own executor, with the fleet's PREFECT_
 # variables): not the host's default one, whose executor serves the local server's commands.
 COORDINATOR_HOME = RUN / "coordinator-prefect"
+FRESH_FLEET_TEST = "test_fresh_fleet.py"
 
 
 def _unavailable(what: str) -> None:
@@ -137,8 +138,34 @@ def _worker_alive(host: str) -> bool:
     return state not in ("Z", "X")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fresh-fleet test first among the fleet's tests: it takes down whatever fleet runs
+    and removes its state, then brings up the one the later tests share."""
+    fresh = [item for item in items if item.path.name == FRESH_FLEET_TEST]
+    ours = [index for index, item in enumerate(items) if item.path.parent.name == "multihost"]
+    if fresh and ours:
+        for item in fresh:
+            items.remove(item)
+        items[min(ours):min(ours)] = fresh
+
+
 @pytest.fixture(scope="session")
-def fleet() -> Iterator[Fleet]:
+def fleet_owner() -> Iterator[dict[str, bool]]:
+    """Whether this session started the fleet (then it takes it down at its end), whichever
+    of its tests started it: the fleet fixture, or the fresh-fleet test."""
+    owner = {"started": False}
+    try:
+        yield owner
+    finally:
+        from archetype.handoff import stop_executor
+
+        stop_executor(COORDINATOR_HOME)
+        if owner["started"]:
+            subprocess.run(["bash", str(SIM), "down"], capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture(scope="session")
+def fleet(fleet_owner: dict[str, bool]) -> Iterator[Fleet]:
     if os.geteuid() != 0:
         _unavailable("the simulated fleet needs root")
     was_up = all(_worker_alive(h) for h in HOSTS)
@@ -146,17 +173,41 @@ def fleet() -> Iterator[Fleet]:
                             check=False)
     if result.returncode != 0:
         _unavailable(f"the simulated fleet did not start: {result.stderr[-2000:]}")
-    fleet = Fleet(env=_parse_env(result.stdout), started_here=not was_up)
+    fleet_owner["started"] = fleet_owner["started"] or not was_up
+    fleet = Fleet(env=_parse_env(result.stdout), started_here=fleet_owner["started"])
     for host in HOSTS:
         fleet.wait_alive(host)
-    try:
-        yield fleet
-    finally:
-        from archetype.handoff import stop_executor
+    yield fleet
 
-        stop_executor(COORDINATOR_HOME)
-        if fleet.started_here:
-            subprocess.run(["bash", str(SIM), "down"], capture_output=True, text=True, timeout=300, check=False)
+
+def start_fresh_fleet(fleet_owner: dict[str, bool]) -> tuple[dict[str, float], Fleet]:
+    """A fleet from a fresh machine's state, as CI makes it: `scripts/fresh-host-state.sh`
+    (ends a running fleet by its recorded pids, removes its state and run folders), then
+    `make sim-up HOSTS=2`, then every host alive. The seconds of each step, and the fleet."""
+    from archetype.handoff import stop_executor
+
+    if os.geteuid() != 0:
+        _unavailable("the simulated fleet needs root")
+    stop_executor(COORDINATOR_HOME)  # its PREFECT_ variables name the old fleet's secret
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    removed = subprocess.run(["bash", str(REPO / "scripts" / "fresh-host-state.sh")], capture_output=True, text=True,
+                             timeout=600, check=False)
+    assert removed.returncode == 0, removed.stderr[-3000:]
+    seconds["remove state"] = time.monotonic() - started
+    fleet_owner["started"] = True
+    started = time.monotonic()
+    up = subprocess.run(["make", "-s", "-C", str(REPO), "sim-up", f"HOSTS={len(HOSTS)}"], capture_output=True,
+                        text=True, timeout=1800, check=False)
+    if up.returncode != 0:
+        _unavailable(f"make sim-up did not bring the fleet up: {up.stdout[-1500:]}{up.stderr[-3000:]}")
+    seconds["make sim-up"] = time.monotonic() - started
+    fleet = Fleet(env=_parse_env(up.stdout), started_here=True)
+    started = time.monotonic()
+    for host in HOSTS:
+        fleet.wait_alive(host)
+    seconds["hosts alive"] = time.monotonic() - started
+    return seconds, fleet
 
 
 @pytest.fixture
