@@ -82,12 +82,20 @@ def deploy(
                            "(default: the node is ready with the rest applied and lists the line in config_errors)")
     ] = False,
     test: Annotated[bool, typer.Option("--test", help="Then run the lab's tests (validate:); a failed test fails the deploy")] = False,
+    snapshot: Annotated[
+        str | None, typer.Option("--snapshot", help="Bring the lab back from this snapshot of it instead (archetype restore)")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Deploy (or converge) a lab through the deploy-lab flow."""
     from topology import load_topology
 
     lab = _run(lambda: load_topology(file))  # invalid input: exit 2 before Prefect starts
+    if snapshot is not None:  # the file names the lab; the snapshot holds the rest
+        from archetype.cli_snapshot import restore_from
+
+        restore_from(lab.id, snapshot, as_json)
+        return
     if test and not lab.checks:
         _fail(["--test: the topology has no tests (no validate: section)"], EXIT_INVALID)
     from flows.deploy_lab import deploy_lab

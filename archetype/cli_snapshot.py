@@ -128,6 +128,13 @@ def restore(
 
     if to is not None and not names.is_valid_host_name(to):
         _fail([f"--to: invalid host name {to!r}"], EXIT_INVALID)
+    restore_from(lab, name, as_json, force=force, to=to)
+
+
+def restore_from(lab: str, name: str, as_json: bool, *, force: bool = False, to: str | None = None) -> None:
+    """The restore-lab flow, its document or table, exit 1 on errors (``restore`` and
+    ``deploy FILE --snapshot NAME``)."""
+    _check_name(name, "snapshot name")
     from flows.restore_lab import restore_lab
 
     result = _run_flow(as_json, restore_lab, lab=lab, name=name, force=force, to_host=to)

@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import pytest
 
 from lab import names
 from lab import snapshots as store
+from lab.locks import lab_lock
 from tests.e2e.test_lab_controls import BGP_WAIT, bgp_established, cli, mixed_topology, ok
 from tests.e2e.test_mixed_lab import exec_in, run_and_wait, wait_until
 from tests.support.leftovers import leftovers
@@ -34,6 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.
 
 MARK_HOSTNAME = "snapmark"
 FRR_MARK = "ip prefix-list SNAPMARK seq 5 permit 10.99.0.0/16"
+LOCK_HELD = 8.0  # seconds a "deploy" holds the lab's lock while a snapshot is asked for
 ANSWER_WITHIN = 10.0  # seconds from the restore's end to the VM's first answer (a loaded host)
 
 
@@ -127,9 +130,32 @@ def test_a_truncated_memory_file_is_refused_and_nothing_is_made(lab_host: Prefec
     assert not leftovers(lab_id)
 
 
+def test_deploy_from_a_snapshot_and_a_snapshot_waits_for_the_labs_lock(lab_host: PrefectServer, lab: dict) -> None:
+    lab_id = lab["id"]
+    restored = json.loads(ok(cli(lab_host, "deploy", str(lab["file"]), "--snapshot", "first", "--json")))
+    assert restored["snapshot"] == "first" and {n["state"] for n in restored["nodes"]} == {"ready"}
+    assert f"hostname {MARK_HOSTNAME}" in ok(cli(lab_host, "exec", lab_id, "v1", "--", "show running-config"))
+
+    held = threading.Event()
+
+    def deploy_running() -> None:  # what a deploy of the lab holds while it runs
+        with lab_lock(lab_id):
+            held.set()
+            time.sleep(LOCK_HELD)
+
+    holder = threading.Thread(target=deploy_running)
+    holder.start()
+    assert held.wait(30)
+    started = time.monotonic()
+    ok(cli(lab_host, "snapshot", lab_id, "--name", "third"))
+    holder.join()
+    assert time.monotonic() - started >= LOCK_HELD - 1  # it waited, then froze the lab
+    store.verify(lab_id, "third")
+
+
 def test_delete_removes_a_snapshot(lab_host: PrefectServer, lab: dict) -> None:
     lab_id = lab["id"]
     ok(cli(lab_host, "snapshot", lab_id, "--delete", "second"))
-    assert [s["name"] for s in store.list_snapshots(lab_id)] == ["first"]
+    assert [s["name"] for s in store.list_snapshots(lab_id)] == ["first", "third"]
     assert cli(lab_host, "snapshot", lab_id, "--delete", "../first").returncode == 2
     assert Path(names.workspace() / "snapshots" / lab_id / "first").is_dir()
