@@ -202,3 +202,49 @@ def test_junit_file_has_a_suite_per_lab_and_a_case_per_test_and_node(tmp_path: P
     assert [(c.get("classname"), c.get("name")) for c in cases] == [("lab1.ospf", "r1"), ("lab1.ospf", "r2"),
                                                                      ("lab1.ping", "h1")]
     assert cases[1].find("failure").get("message") == "no <" and cases[2].find("skipped") is not None
+
+
+def _recorded(tmp_path: Path) -> list:
+    return list(lab_of(LAB + """
+    validate:
+      ospf: {show: "vtysh -c 'show ip ospf neighbor json'", nodes: [r1, r2], expect: {json: neighbors, at_least: 1}}
+      ping: {exec: ping -c 1 10.0.0.1, nodes: [h1]}
+    """, tmp_path).checks)
+
+
+def test_the_tests_asked_for_are_chosen_and_the_rest_is_invalid_input(tmp_path: Path) -> None:
+    from flows.test_lab import chosen_checks
+    from lab.errors import TopologyError
+
+    recorded = _recorded(tmp_path)
+    assert [c.name for c in chosen_checks("l", recorded, [], None)] == ["ospf", "ping"]
+    assert [c.name for c in chosen_checks("l", recorded, ["ping"], None)] == ["ping"]
+    only_r2 = chosen_checks("l", recorded, [], "r2")
+    assert [(c.name, c.nodes) for c in only_r2] == [("ospf", ["r2"])]
+    for tests, node, message in [(["nosuch"], None, "tests: lab l has no test 'nosuch' (its tests: ospf, ping)"),
+                                 (["ping"], "r1", "node: no test of lab l runs on r1")]:
+        with pytest.raises(TopologyError) as info:
+            chosen_checks("l", recorded, tests, node)
+        assert info.value.problems == [message]
+    with pytest.raises(TopologyError, match="no tests recorded: deploy it again"):
+        chosen_checks("l", None, [], None)
+    with pytest.raises(TopologyError, match="has no tests"):
+        chosen_checks("l", [], [], None)
+
+
+def test_a_check_survives_its_record(tmp_path: Path) -> None:
+    """What deploy-lab records (the table's spec column) reads back as the same test."""
+    from topology.checks import Check
+
+    for check in _recorded(tmp_path):
+        assert Check.model_validate_json(check.model_dump_json()) == check
+
+
+def test_a_failed_try_pickles_with_its_tries() -> None:
+    """A failed task's exception is stored as its result: its detail and tries survive."""
+    import pickle
+
+    from tasks.checks import CheckNotMet
+
+    again = pickle.loads(pickle.dumps(CheckNotMet("expected x", 12.5, 3)))
+    assert (again.detail, again.deadline, again.tries, str(again)) == ("expected x", 12.5, 3, "expected x")
