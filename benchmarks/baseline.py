@@ -81,7 +81,7 @@ READY_INTERVAL = 0.2
 # (looked up from the host through /proc/PID/root, as the provider does: a probe is an exec,
 # ~0.1 CPU-second, and 20 nodes probing every 0.2 s starve the routers they wait for).
 STARTING_MARKER = "/run/archetype-frr-starting"
-READY_TIMEOUT = 180.0
+READY_TIMEOUT = 300.0
 FRR_CONF = "/etc/frr/frr.conf"
 # The frr kind of the catalog (vendors/kinds/frr.yml), written out: no catalog import.
 FRR_ENV = {"FRR_DAEMONS": "zebra staticd bgpd ospfd ospf6d isisd"}
