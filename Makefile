@@ -1,6 +1,8 @@
 # Archetype: host setup, tests, demo. Everything runs as root on the lab host.
 #   make setup       install packages, create the venv, start the daemons, build images
-#   make test        setup, then the WHOLE suite (unit, integration, e2e, reliability)
+#   make test        the WHOLE suite (unit, integration, e2e, reliability, multihost) from a fresh host
+#                    state: scripts/fresh-host-state.sh, setup, the parallel group, then the alone group
+#   make test-parallel / test-alone   one group of `make test` (after setup)
 #   make test-unit   unit tests only (needs only the venv)
 #   make test-reliability  setup, then the fault tests alone (tests/reliability, ~6-10 min;
 #                    `make test` runs them too)
@@ -30,7 +32,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_HOME := /var/lib/archetype/prefect
 
-.PHONY: help setup daemons venv test test-unit test-reliability lint demo bench bench-floor clean-host sim-up sim-down
+.PHONY: help setup daemons venv test test-parallel test-alone test-unit test-reliability lint demo bench bench-floor clean-host sim-up sim-down
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -47,8 +49,31 @@ daemons:
 venv:
 	@bash scripts/setup-host.sh --venv-only
 
-test: setup
-	$(PYTEST) tests -q -ra --durations=20 $(PYTEST_ARGS)
+# The suite in two explicit groups (tests/conftest.py ALONE, marker `alone`):
+# - parallel: the tests that can share the host, on TEST_WORKERS pytest-xdist workers (2: the
+#   host's cores), one test file per worker at a time (--dist loadfile: a module's booted VMs
+#   and servers stay one per module);
+# - alone: daemon restarts (tests/reliability), the simulated fleet (tests/multihost), the
+#   tests that measure a time, one at a time after the parallel group.
+# `make test` removes what the suite rebuilds cheaply first (scripts/fresh-host-state.sh: the
+# simulated fleet's state, run folders, namespaces; docker images stay), so that a run on a
+# used machine is a run on a fresh one; both groups always run, and it fails if either did.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL = $(PYTEST) tests -q -ra --durations=20 -m "not alone" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+PYTEST_ALONE = $(PYTEST) tests -q -ra --durations=20 -m alone $(PYTEST_ARGS)
+# exit status 5: no test selected (PYTEST_ARGS chose none of the group): not a failure
+GROUP = start=$$SECONDS; $(1) || { s=$$?; [ $$s -eq 5 ] || rc=$$s; }; echo "[make test] $(2) group: $$((SECONDS - start)) s"
+
+test:
+	bash scripts/fresh-host-state.sh
+	bash scripts/setup-host.sh
+	@rc=0; $(call GROUP,$(PYTEST_PARALLEL),parallel); $(call GROUP,$(PYTEST_ALONE),alone); exit $$rc
+
+test-parallel: setup
+	@rc=0; $(call GROUP,$(PYTEST_PARALLEL),parallel); exit $$rc
+
+test-alone: setup
+	@rc=0; $(call GROUP,$(PYTEST_ALONE),alone); exit $$rc
 
 test-unit: venv
 	$(PYTEST) tests/unit -q -ra $(PYTEST_ARGS)

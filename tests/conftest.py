@@ -7,6 +7,10 @@ daemon and a missing one is a bug, not a reason to skip.
 
 Integration tests use the default workspace (/var/lib/archetype); nothing here changes
 global state.
+
+`make test` runs the suite in two groups: the tests that can share the host in parallel
+(pytest-xdist, ``-m "not alone"``), then the ``alone`` ones, one at a time. ``ALONE`` below
+says which are alone, in one place (a test may also carry ``@pytest.mark.alone``).
 """
 
 from __future__ import annotations
@@ -113,17 +117,43 @@ def ovs() -> Ovs:
     return Ovs(vsctl_path=vsctl)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def local_prefect_server_stopped_at_the_end() -> Iterator[None]:
-    """A CLI run without PREFECT_API_URL starts the long-lived local Prefect server; the
-    session that started it ends it, so that CI never waits on it. A server someone else
-    started (a person, another session on a shared host) is left alone."""
+# Tests that must have the host to themselves: `make test` runs them after the parallel
+# group, serially. Node id prefixes (a folder, a file or one test).
+ALONE = (
+    "tests/reliability/",  # restart dockerd, libvirtd and OVS, kill deploys: every other lab sees it
+    "tests/multihost/",  # the simulated fleet: its own daemons on both cores; the fresh-fleet test removes it
+    "tests/e2e/test_warm_first_command.py",  # measures a command's first second
+    "tests/integration/test_host_setup.py::test_setup_runs_again_and_leaves_its_lock_free",  # the whole setup again
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(ALONE):
+            item.add_marker(pytest.mark.alone)
+
+
+def _xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One owner for the whole run, xdist's workers included (they inherit it): the local
+    Prefect server a CLI run starts is this run's, whichever worker started it."""
+    if not _xdist_worker(config) and "PYTEST_XDIST_WORKER" not in os.environ:
+        os.environ["ARCHETYPE_SERVER_OWNER"] = f"pytest-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A CLI run without PREFECT_API_URL starts the long-lived local Prefect server; the run
+    that started it ends it, once every test is done (in the controller under xdist, not in
+    a worker that finishes while the others still use it), so that CI never waits on it. A
+    server someone else started (`make setup`, a person, another run) is left alone."""
+    if _xdist_worker(session.config):
+        return
     from deployments import local_server
 
-    session = f"pytest-{os.getpid()}-{secrets.token_hex(3)}"
-    os.environ["ARCHETYPE_SERVER_OWNER"] = session  # inherited by every CLI the tests run
-    yield
-    if local_server.owner() == session:
+    if local_server.owner() == os.environ.get("ARCHETYPE_SERVER_OWNER"):
         from archetype.handoff import stop_executor
 
         stop_executor(local_server.prefect_home())  # started with it, by the first flow command
