@@ -31,6 +31,8 @@ def lab_summary(lab: Lab) -> dict[str, Any]:
             for link in lab.links
         ],
         "warnings": list(lab.warnings),
+        "tests": [{"name": c.name, "nodes": c.nodes, "expect": [e.describe() for e in c.expect], "wait": c.wait}
+                  for c in lab.checks],
     }
 
 
@@ -71,6 +73,10 @@ def show_validated(result: dict[str, Any]) -> None:
     )
     _table("links", ["link", "endpoints"],
            [[link.get("segment") or "", " <-> ".join(link["endpoints"])] for link in result["links"]])
+    if result.get("tests"):
+        _table("tests (validate:)", ["test", "nodes", "expect", "wait s"],
+               [[t["name"], ", ".join(t["nodes"]), "; ".join(t["expect"]) or "the command succeeds", f"{t['wait']:g}"]
+                for t in result["tests"]])
 
 
 def show_vendors(result: dict[str, Any]) -> None:

@@ -120,7 +120,6 @@ def run_check(lab_id: str, check: Check, node: NodeRef, started: float) -> dict[
     try:
         detail = try_check(lab_id, check, node)
     except (Mismatch, ArchetypeError) as err:  # a node not reachable yet is a try that failed too
-        get_run_logger().info("%s on %s, try %d: %s", check.name, node.name, task_run.run_count, err)
-        raise CheckNotMet(str(err), started + check.wait, task_run.run_count) from None
+        raise CheckNotMet(str(err), started + check.wait, task_run.run_count) from None  # Prefect logs it
     get_run_logger().info("%s on %s passed (try %d): %s", check.name, node.name, task_run.run_count, detail)
     return {"tries": task_run.run_count, "seconds": round(time.time() - started, 2), "detail": detail}

@@ -63,7 +63,8 @@ class Expectation(BaseModel, frozen=True):
 
     def describe(self) -> str:
         where = f"json {_shown_path(self.path)} " if self.path is not None else ""
-        return f"{where}{self.compare}" + ("" if self.compare == "exists" else f" {self.value!r}")
+        value = f"'{self.value}'" if isinstance(self.value, str) else json.dumps(self.value)
+        return f"{where}{self.compare}" + ("" if self.compare == "exists" else f" {value}")
 
     def holds(self, output: str) -> tuple[bool, str]:
         """(it holds, the output's relevant part: what matched, or what was found instead)."""
