@@ -14,7 +14,7 @@ from tests.support.prefect_server import PrefectServer, stop_process
 pytestmark = [pytest.mark.prefect]
 FLOWS = {"deploy-lab", "destroy-lab", "extract-configs", "save-configs", "discover-labs", "cleanup-orphans",
          "control-node", "set-link", "exec-node", "capture-link", "migrate-node",
-         "test-lab"}
+         "test-lab", "snapshot-lab", "restore-lab"}
 HOST = "serve-test-host"
 
 
