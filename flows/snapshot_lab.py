@@ -82,13 +82,17 @@ def _check_can_freeze(lab: str, topology: str | None, nodes: list[NodeStatus]) -
         raise SnapshotRefused(f"no lab {lab!r} runs on this host: nothing to freeze")
     if topology is None:
         raise SnapshotRefused(f"lab {lab}: its topology is not on the server (deployed before snapshots existed, "
-                              "or its binds could not be kept): deploy it again, then take the snapshot")
+                              "or its nodes bind host files, which a snapshot does not carry): deploy it again, "
+                              "then take the snapshot")
     document = yaml.safe_load(topology)
     here = get_settings().host_name
     elsewhere = sorted(n for n, fields in document["topology"]["nodes"].items() if fields.get("host", here) != here)
     if elsewhere:
         raise SnapshotRefused(f"lab {lab}: nodes {', '.join(elsewhere)} run on other hosts: a snapshot freezes a lab "
                               "on one host (migrate them here first)")
+    bound = sorted(n for n, fields in document["topology"]["nodes"].items() if fields.get("binds"))
+    if bound:
+        raise SnapshotRefused(f"lab {lab}: nodes {', '.join(bound)} bind host files, which a snapshot does not carry")
     stopped = sorted(n.name for n in nodes if not is_running(n))
     if stopped:
         raise SnapshotRefused(f"lab {lab}: nodes {', '.join(stopped)} are not running: start them first")

@@ -59,11 +59,15 @@ def lab_mgmt_network(lab_id: str, wanted: MgmtNetwork, node_count: int) -> MgmtP
 def remember_deployed_topology(lab: Lab) -> None:
     """The lab's topology, written back self-contained (startup configs inline), kept on
     the server as multi-host labs' is, so that ``snapshot`` can freeze it with the lab. A
-    lab whose binds cannot be carried is deployed all the same; its snapshot will say why."""
+    lab with binds is deployed all the same; its snapshot says why it cannot be taken."""
     from tasks.migration import remember_topology
     from topology.slices import slice_document
 
     host = get_settings().host_name
+    bound = sorted(name for name, node in lab.nodes.items() if node.binds)
+    if bound:  # a snapshot does not carry host files (nor reads them at every deploy)
+        get_run_logger().info("lab %s: nodes %s bind host files: no snapshots of it", lab.id, ", ".join(bound))
+        return
     try:
         text, _files = slice_document(lab, {name: node.host or host for name, node in lab.nodes.items()})
     except ArchetypeError as err:
