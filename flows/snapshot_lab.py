@@ -99,6 +99,10 @@ def _check_can_freeze(lab: str, topology: str | None, nodes: list[NodeStatus]) -
     missing = sorted(set(document["topology"]["nodes"]) - {n.name for n in nodes})
     if missing:
         raise SnapshotRefused(f"lab {lab}: nodes {', '.join(missing)} of its topology do not exist: deploy it first")
+    unknown = sorted({n.name for n in nodes} - set(document["topology"]["nodes"]))
+    if unknown:
+        raise SnapshotRefused(f"lab {lab}: nodes {', '.join(unknown)} run but are not in its last deployed topology: "
+                              "deploy it again first")
 
 
 def _freeze(lab: str, name: str, staging: Path, topology: str, nodes: list[NodeStatus]) -> dict[str, Any]:
