@@ -87,6 +87,8 @@ secure_workspace() {
     for d in disks data images; do
         [[ -d $WORKSPACE/$d ]] && chmod 0711 "$WORKSPACE/$d"
     done
+    # each lab's folder of disks/ and data/ too (the code makes them so: providers/workspace.py)
+    find "$WORKSPACE/disks" "$WORKSPACE/data" -mindepth 1 -maxdepth 1 -type d -exec chmod 0711 {} + 2>/dev/null || true
     for d in "${PRIVATE_DIRS[@]}"; do
         mkdir -p "$WORKSPACE/$d"
         chmod 0700 "$WORKSPACE/$d"

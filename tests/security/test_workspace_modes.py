@@ -36,8 +36,8 @@ def test_setup_makes_an_open_workspace_root_only(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
     assert _mode(workspace) == 0o711  # search only: QEMU (libvirt-qemu) reaches disks/ and images/
-    for name in ("disks", "data", "images"):
-        assert _mode(workspace / name) == 0o711
+    for name in ("disks", "data", "images", "disks/lab-a"):
+        assert _mode(workspace / name) == 0o711, name
     for name in PRIVATE:
         assert _mode(workspace / name) == 0o700, name
     for name in PRIVATE_FILES:
