@@ -1,6 +1,7 @@
 """A lab's tests (its topology's `validate:`), run as a user runs them: a 3-router FRR lab in
 OSPF with an adjacency, a prefix and an exec test. `deploy --test` and `archetype test` exit
-0; the same lab with one expectation made wrong exits 1 naming the test and the node; the
+0; the same lab with one expectation made wrong exits 1 naming the test and the node (and,
+with stop_on_error, the test after it is not run); the
 JUnit file reads back with the right counts; the results are the lab's `lab-<lab>-tests`
 artifact; the test-lab deployment runs from the server (as the UI starts it)."""
 
@@ -137,6 +138,7 @@ def test_a_wrong_expectation_exits_1_naming_test_and_node(prefect_server: Prefec
     wrong = yaml.safe_load(path.read_text())
     wrong["validate"]["prefix"]["expect"][0]["equals"] = "bgp"
     wrong["validate"]["prefix"]["wait"] = 3  # tried for 3 s, then failed
+    wrong["validate"]["prefix"]["stop_on_error"] = True  # the ping test after it is not run
     wrong_path = tmp_path / "ospf3-wrong.yml"
     wrong_path.write_text(yaml.safe_dump(wrong, sort_keys=False))
     redeployed = cli(prefect_server, "deploy", str(wrong_path))  # converges (nothing changes) and records the tests
@@ -147,7 +149,9 @@ def test_a_wrong_expectation_exits_1_naming_test_and_node(prefect_server: Prefec
         assert ran.returncode == 1, (ran.stdout[-3000:], ran.stderr[-3000:])
         assert "test prefix failed on r1" in ran.stderr and '"ospf", expected "bgp"' in ran.stderr, ran.stderr[-3000:]
         suite = ET.parse(junit).getroot().find("testsuite")
-        assert (suite.get("tests"), suite.get("failures")) == ("5", "1")
+        assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("5", "1", "1")
+        skipped = [c for c in suite.findall("testcase") if c.find("skipped") is not None]
+        assert [(c.get("classname"), c.get("name")) for c in skipped] == [(f"{lab_id}.ping", "r1")]
         failed = [c for c in suite.findall("testcase") if c.find("failure") is not None]
         assert [(c.get("classname"), c.get("name")) for c in failed] == [(f"{lab_id}.prefix", "r1")]
         tries = int(failed[0].find("failure").text.split("tries: ")[1].split(",")[0])
