@@ -9,20 +9,26 @@ call returns; waiting between two probes holds none, so probes never starve the 
 starts of the nodes they wait for, and never more than the bound run at once.
 
 The bound is per engine and per process (all of a deploy's tasks run in one process), and
-is ``ARCHETYPE_MAX_WORKERS`` when set, else derived from the host's CPUs (``default_limit``).
+is ``ARCHETYPE_MAX_WORKERS`` when set, else derived from the host's CPUs (``default_limit``);
+it then follows what the engine answers: halved when a create or start is slow, raised back
+step by step while they are fast (``EngineBound``).
 Why a semaphore here and not Prefect's global concurrency limits: docs/performance.md,
 "Bounded engine calls".
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from lab.settings import get_settings
+
+log = logging.getLogger("archetype.limits")
 
 CALLS_PER_CPU = 4  # measured: 8 workers on 2 cores created 100 FRR containers in 33 s, the engines' best
 MIN_LIMIT = 2
@@ -36,43 +42,74 @@ def default_limit(cpus: int | None = None) -> int:
 
 @dataclass
 class BoundStats:
-    limit: int
+    limit: int  # the bound now (adapted: between MIN_LIMIT and ``ceiling``)
+    ceiling: int  # the configured bound
     active: int
     peak: int  # the most calls that ever ran at once (since the last ``reset_peak``)
     calls: int
 
 
-class EngineBound:
-    """A counting semaphore that also counts: the calls running now, their peak, their total."""
+SLOW_CALL_SECONDS = 10.0  # a create/start this slow: dockerd is drowning (its client gives up at 60 s)
+FAST_CALL_SECONDS = 2.0
 
-    def __init__(self, engine: str, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"engine bound of {engine}: the limit must be at least 1, not {limit}")
-        self.engine, self.limit = engine, limit
-        self._slots = threading.BoundedSemaphore(limit)
-        self._lock = threading.Lock()
-        self._active = self._peak = self._calls = 0
+
+class EngineBound:
+    """A counting semaphore whose count follows what the engine answers, and that counts.
+
+    The bound starts at ``ceiling``. An engine call that takes longer than
+    ``SLOW_CALL_SECONDS`` halves it (not below ``MIN_LIMIT``); each run of fast calls as long
+    as the bound raises it by one again, up to ``ceiling``. Only calls whose time is the
+    engine's own are measured (creates, starts, defines), not execs: an exec lasts as long
+    as its command."""
+
+    def __init__(self, engine: str, ceiling: int) -> None:
+        if ceiling < 1:
+            raise ValueError(f"engine bound of {engine}: the limit must be at least 1, not {ceiling}")
+        self.engine, self.ceiling = engine, ceiling
+        self.limit = ceiling
+        self._changed = threading.Condition()
+        self._active = self._peak = self._calls = self._fast_run = 0
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one of the engine's slots for the length of one call."""
-        with self._slots:
-            with self._lock:
-                self._active += 1
-                self._calls += 1
-                self._peak = max(self._peak, self._active)
-            try:
-                yield
-            finally:
-                with self._lock:
-                    self._active -= 1
+    def slot(self, *, measured: bool = False) -> Iterator[None]:
+        """Hold one of the engine's slots for the length of one call (``measured``: its
+        time tells how loaded the engine is)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._active < self.limit)
+            self._active += 1
+            self._calls += 1
+            self._peak = max(self._peak, self._active)
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            seconds = time.monotonic() - started
+            with self._changed:
+                self._active -= 1
+                if measured:
+                    self._adapt(seconds)
+                self._changed.notify_all()
+
+    def _adapt(self, seconds: float) -> None:
+        if seconds > SLOW_CALL_SECONDS:
+            self._fast_run = 0
+            lower = max(min(MIN_LIMIT, self.ceiling), self.limit // 2)
+            if lower < self.limit:
+                log.warning("%s answered in %.0f s: at most %d calls at once (was %d)",
+                            self.engine, seconds, lower, self.limit)
+                self.limit = lower
+        elif seconds < FAST_CALL_SECONDS and self.limit < self.ceiling:
+            self._fast_run += 1
+            if self._fast_run >= self.limit:
+                self._fast_run = 0
+                self.limit += 1
 
     def stats(self) -> BoundStats:
-        with self._lock:
-            return BoundStats(self.limit, self._active, self._peak, self._calls)
+        with self._changed:
+            return BoundStats(self.limit, self.ceiling, self._active, self._peak, self._calls)
 
     def reset_peak(self) -> None:
-        with self._lock:
+        with self._changed:
             self._peak, self._calls = self._active, 0
 
 

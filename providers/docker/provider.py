@@ -230,7 +230,7 @@ class DockerProvider(NodeProvider):
         if container_id is None:  # made meanwhile by a concurrent create of the same node
             return self._reuse(lab_id, node, self._inspect(name) or {})
         try:
-            with self._engine.slot():
+            with self._engine.slot(measured=True):
                 if spec.startup_config is not None and not spec.startup_config.in_bind:
                     self._put_file(container_id, spec.startup_config.container_path, node.startup_config or "")
                 self.api.start(container_id)
@@ -265,7 +265,7 @@ class DockerProvider(NodeProvider):
         state = info.get("State", {})
         if not state.get("Running"):
             try:
-                with self._engine.slot():
+                with self._engine.slot(measured=True):
                     self.api.start(name)
             except docker.errors.APIError as err:
                 raise ProviderError(
@@ -331,7 +331,7 @@ class DockerProvider(NodeProvider):
             try:
                 host_config = self.api.create_host_config(**spec.host)
                 host_config.update(spec.host_extra)
-                with self._engine.slot():
+                with self._engine.slot(measured=True):
                     return self.api.create_container(host_config=host_config, **spec.create)["Id"]
             except docker.errors.ImageNotFound:
                 with self._lock:
@@ -436,7 +436,7 @@ class DockerProvider(NodeProvider):
         if info["State"].get("Paused"):
             self.api.unpause(info["Id"])
         elif not info["State"].get("Running"):
-            with self._engine.slot():
+            with self._engine.slot(measured=True):
                 self.api.start(info["Id"])
             log.info("started %s", info["Name"].lstrip("/"))
 
