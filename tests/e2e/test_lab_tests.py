@@ -166,3 +166,27 @@ def test_the_test_lab_deployment_runs_from_the_server(lab_host: PrefectServer, l
     run_id = lab_host.run_deployment("test-lab", {"lab": lab_id, "tests": ["prefix"]})
     run = lab_host.wait_flow_run(run_id, 300)
     assert run["state_type"] == "COMPLETED", lab_host.flow_run_logs(run_id)[-4000:]
+
+
+@pytest.mark.libvirt
+def test_a_vm_is_tested_with_one_cli_line_over_its_console(prefect_server: PrefectServer, tmp_path: Path) -> None:
+    lab_id = f"tst25v-{secrets.token_hex(2)}"
+    path = tmp_path / "vm.yml"
+    path.write_text(yaml.safe_dump({
+        "name": lab_id,
+        "topology": {"nodes": {"v1": {"kind": "mini-ios"}}},
+        "validate": {
+            "version": {"show": "show version", "expect": [{"regex": r"uptime is \d+"}]},
+            "ports": {"show": {"mini-ios": "show ip interface brief"}, "expect": [{"contains": "GigabitEthernet0/1"}]},
+        },
+    }, sort_keys=False))
+    try:
+        deployed = cli(prefect_server, "deploy", str(path), "--test", "--json")
+        assert deployed.returncode == 0, (deployed.stdout[-3000:], deployed.stderr[-3000:])
+        tests = json.loads(deployed.stdout)["tests"]
+        assert [(r["test"], r["node"], r["result"]) for r in tests["results"]] == [
+            ("version", "v1", "passed"), ("ports", "v1", "passed")], tests
+        assert "uptime is" in tests["results"][0]["detail"]
+    finally:
+        cli(prefect_server, "destroy", lab_id)
+        assert leftovers(lab_id) == {}
