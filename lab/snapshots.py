@@ -10,6 +10,7 @@ lab or name. Plain Python: no Prefect, no runtime.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -285,6 +286,8 @@ def delete_snapshot(lab_id: str, name: str) -> Path:
     if folder.is_symlink() or not folder.is_dir():
         raise SnapshotError(f"lab {lab_id} has no snapshot {name!r}")
     shutil.rmtree(folder)
+    with contextlib.suppress(OSError):  # the lab's folder goes with its last snapshot
+        folder.parent.rmdir()
     return folder
 
 
