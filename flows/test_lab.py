@@ -42,11 +42,11 @@ def test_lab(lab: str, tests: list[str] | None = None, node: str | None = None) 
     here = get_settings().host_name
     placed = {record.name: record.host or here for record in state.nodes}
     hosts = sorted({placed[n] for c in checks for n in c.nodes} - {here})
+    elsewhere = start_on_hosts(lab, checks, node, hosts) if hosts else {}
     rows = run_here(lab, checks, {n for n, h in placed.items() if h == here})
-    if hosts:
-        rows += run_on_hosts(lab, [c.name for c in checks], node, hosts, placed)
-    order = {(c.name, n): i for i, (c, n) in enumerate((c, n) for c in checks for n in c.nodes)}
-    rows.sort(key=lambda r: order.get((r["test"], r["node"]), len(order)))
+    rows += rows_from_hosts(elsewhere, checks, placed)
+    order = [(c.name, n) for c in checks for n in c.nodes]  # the topology's order, whichever host ran it
+    rows.sort(key=lambda r: order.index((r["test"], r["node"])) if (r["test"], r["node"]) in order else len(order))
     publish_results(lab, rows)
     counts = count(rows)
     result = {"lab_id": lab, "passed": counts["failed"] == 0, "counts": counts, "results": rows}
@@ -131,22 +131,26 @@ def _row(test: str, node: str, host: str, result: str, tries: int, seconds: floa
             "detail": detail[:1000]}
 
 
-def run_on_hosts(lab: str, tests: list[str], node: str | None, hosts: list[str],
-                 placed: dict[str, str]) -> list[dict[str, Any]]:
-    """The tests of the nodes other hosts run, by each host's test-slice run."""
+def start_on_hosts(lab: str, checks: list[Check], node: str | None, hosts: list[str]) -> dict[str, Any]:
+    """Each other host's test-slice run (started now, while this host runs its own nodes'
+    tests): host -> its future, or the reason it cannot be reached."""
     from flows.fleet import fleet_hosts, host_step
 
     if not fleet_hosts():
-        return [_row(t, n, h, "failed", 0, 0.0, f"on host {h}, and no fleet server to reach it")
-                for t in tests for n, h in placed.items() if h in hosts and (node is None or n == node)]
-    futures = {h: host_step.submit("tests", "test-slice", h, {"lab_id": lab, "host": h, "tests": tests, "node": node},
-                                   lab) for h in hosts}
+        return {h: f"on host {h}, and no fleet server to reach it" for h in hosts}
+    names_ = [c.name for c in checks]
+    return {h: host_step.submit("tests", "test-slice", h, {"lab_id": lab, "host": h, "tests": names_, "node": node},
+                                lab) for h in hosts}
+
+
+def rows_from_hosts(started: dict[str, Any], checks: list[Check], placed: dict[str, str]) -> list[dict[str, Any]]:
+    """The other hosts' result rows; a host that failed its step fails each of its tests."""
     rows = []
-    for host, future in futures.items():
-        report = future.result()
+    for host, future in started.items():
+        report = {"error": future} if isinstance(future, str) else future.result()
         if "error" in report:
-            rows += [_row(t, n, host, "failed", 0, 0.0, report["error"])
-                     for t in tests for n, h in placed.items() if h == host and (node is None or n == node)]
+            rows += [_row(c.name, n, host, "failed", 0, 0.0, report["error"])
+                     for c in checks for n in c.nodes if placed.get(n) == host]
         rows += report.get("results", [])
     return rows
 
