@@ -71,10 +71,11 @@ MTU = 1500
 # wait for the same thing: archetype/frr removes the marker only once the running config holds
 # what frr.conf holds (frr-reload.py --test, run by the image, which retries the application).
 READY_COMMAND = ["sh", "-c", (
-    "test ! -e /run/archetype-frr-starting && test ! -e /run/archetype-frr-failed && "
-    "{ test -e /run/archetype-frr-config-errors || "
-    "/usr/lib/frr/frr-reload.py --test --stdout /etc/frr/frr.conf 2>/dev/null | "
-    "awk '/^Lines To Add$/ {a = 1; next} a && /^=+$/ {next} a && NF && !/^hostname / {m = 1} END {exit m || !a}'; }"
+    'test ! -e /run/archetype-frr-starting && test ! -e /run/archetype-frr-failed && '
+    '{ test -e /run/archetype-frr-config-errors || '
+    '/usr/lib/frr/frr-reload.py --test --stdout /etc/frr/frr.conf 2>/dev/null | '
+    "awk '/^Lines To Add$/ {a = 1; next} a && /^=+$/ {next} a && NF && !/^hostname /"
+    ' { if ($0 == "exit") {h = 0; next} if (h || $0 ~ /^ /) m = 1; h = $0 !~ /^ /} END {exit m || h || !a}\'; }'
 )]
 READY_INTERVAL = 0.2
 # The frr kind's starting marker, copied too: while it is in the container, no probe is run
