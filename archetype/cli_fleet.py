@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -145,12 +145,20 @@ def _check_fleet_host(host: str) -> None:
 
 
 @hosts_app.command("drain")
-def drain(host: str, as_json: JsonOption = False) -> None:
+def drain(
+    host: str,
+    labs: Annotated[list[str] | None, typer.Option("--lab", help="only this lab's nodes move now (repeatable)")] = None,
+    as_json: JsonOption = False,
+) -> None:
     """Take a host out of service: nothing new is placed there; each of its nodes moves to a host with room."""
     _check_fleet_host(host)
     from flows.drain_host import drain_host
+    from lab.names import is_valid_lab_id
 
-    result = _run_flow(as_json, drain_host, host=host)
+    bad = [lab for lab in labs or [] if not is_valid_lab_id(lab)]
+    if bad:
+        _fail([f"--lab: invalid lab id {lab!r}" for lab in bad], EXIT_INVALID)
+    result = _run_flow(as_json, drain_host, host=host, labs=labs or None)
     _emit(result, as_json, _show_drain)
     _exit_on_errors(result)
 

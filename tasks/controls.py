@@ -92,11 +92,14 @@ def _stopped_elsewhere(lab_id: str, state: LabState, links: list[LinkRecord]) ->
 
 
 def links_with_controls(state: LabState) -> list[LinkRecord]:
-    """Links whose record asks for more than a plain VLAN (down, or impaired), and those with
-    an end here whose carrier a stopped peer took (a redeploy starts every node)."""
+    """Links whose record asks for more than a plain VLAN (down, or impaired); those with an
+    end here whose carrier a stopped peer took (a redeploy starts every node); and those of
+    a node that failed (not running, it takes its peers' carrier)."""
     held = controls.carrier_held(state.lab_id)
+    failed = {n.name for n in state.nodes if n.state is NodePhase.FAILED}
     return [link for link in state.links if link.state == "down" or link.conditions.active
-            or any(names.host_port_name(state.lab_id, *e.split(":", 1)) in held for e in link.endpoints)]
+            or any(names.host_port_name(state.lab_id, *e.split(":", 1)) in held or e.partition(":")[0] in failed
+                   for e in link.endpoints)]
 
 
 def keep_link_controls(previous: LabState | None, state: LabState) -> None:

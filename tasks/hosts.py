@@ -76,15 +76,25 @@ def read_hosts() -> list[HostFacts]:
 DRAINED_PREFIX = "archetype-drained-"
 
 
-def set_drained(host: str, drained: bool) -> None:
-    """Mark the host unschedulable (placement skips it), or schedulable again."""
+def set_drained(host: str, drained: bool, labs: list[str] | None = None) -> None:
+    """Mark the host unschedulable (placement skips it), with the labs its drain moves (the
+    next drain checks that their moves finished), or schedulable again."""
     from prefect.variables import Variable
 
     name = f"{DRAINED_PREFIX}{host}"
     if drained:
-        Variable.set(name, {"since": datetime.now(UTC).isoformat(timespec="seconds")}, overwrite=True)
+        since = (drain_record(host) or {}).get("since") or datetime.now(UTC).isoformat(timespec="seconds")
+        Variable.set(name, {"since": since, "labs": sorted(labs or [])}, overwrite=True)
     else:
         Variable.unset(name)
+
+
+def drain_record(host: str) -> dict[str, Any] | None:
+    """The host's drain mark (since, labs), or None when it is not drained."""
+    from prefect.variables import Variable
+
+    value = Variable.get(f"{DRAINED_PREFIX}{host}")
+    return value if isinstance(value, dict) else None
 
 
 def host_is_alive(host: str) -> bool:

@@ -1,5 +1,6 @@
-"""Draining a host (issue 26): a lab with a VM and two FRR nodes on sim-1, linked to FRR r3
-on sim-2. `hosts drain sim-1` moves v1 live and r1, r2 cold to sim-2 (each move a child run
+"""Draining a host (issue 26), this module's lab only (`--lab`: other labs on the shared
+fleet stay where they are): a lab with a VM and two FRR nodes on sim-1, linked to FRR r3
+on sim-2. `hosts drain sim-1` moves r1, r2 cold and v1 live to sim-2 (each move a child run
 of the drain); BGP comes back; v1 kept a line that lived only in its memory; `hosts` shows
 sim-1 drained and placement skips it until `hosts undrain`. A drain that cannot place a
 node says which and why, and moves nothing.
@@ -7,7 +8,10 @@ node says which and why, and moves nothing.
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.multihost.conftest import HOSTS, Fleet, host_leftovers
+from tests.multihost.conftest import COORDINATOR_HOME, HOSTS, REPO, Fleet, host_leftovers
 from tests.multihost.test_migrate import console
+from tests.support.prefect_server import ARCHETYPE
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.libvirt, pytest.mark.ovs]
 
@@ -68,19 +73,23 @@ def lab(fleet: Fleet, tmp_path_factory) -> Iterator[str]:
         assert {h: host_leftovers(fleet, h, lab_id) for h in HOSTS} == {h: {} for h in HOSTS}
 
 
-def bgp_established(fleet: Fleet, lab_id: str) -> set[str]:
+def bgp_established(fleet: Fleet, lab_id: str, r3_host: str = "sim-2") -> set[str]:
     """r3's neighbors whose session is Established."""
-    code, out = fleet.docker_exec("sim-2", lab_id, "r3", "vtysh", "-c", "show bgp summary")
+    code, out = fleet.docker_exec(r3_host, lab_id, "r3", "vtysh", "-c", "show bgp summary")
     # State/PfxRcd (third from the end) is a prefix count only once Established
     return {line.split()[0] for line in out.splitlines()
             if code == 0 and line.startswith("10.5.") and line.split()[-3].isdigit()}
 
 
-def wait_bgp(fleet: Fleet, lab_id: str, timeout: float) -> None:
+def wait_bgp_on(fleet: Fleet, lab_id: str, r3_host: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while (up := bgp_established(fleet, lab_id)) != {"10.5.13.1", "10.5.23.2"} and time.monotonic() < deadline:
+    while (up := bgp_established(fleet, lab_id, r3_host)) != {"10.5.13.1", "10.5.23.2"} and time.monotonic() < deadline:
         time.sleep(3)
     assert up == {"10.5.13.1", "10.5.23.2"}, up
+
+
+def wait_bgp(fleet: Fleet, lab_id: str, timeout: float) -> None:
+    wait_bgp_on(fleet, lab_id, "sim-2", timeout)
 
 
 def hosts_of(fleet: Fleet, lab_id: str) -> dict[str, str]:
@@ -93,7 +102,7 @@ def test_draining_a_host_moves_every_node_and_keeps_the_lab_running(fleet: Fleet
     wait_bgp(fleet, lab, 120)
     console(fleet, "sim-1", lab, "configure terminal", "hostname DRMARK", "end")  # never saved
 
-    code, drained, err = fleet.cli_json("hosts", "drain", "sim-1", timeout=1200)
+    code, drained, err = fleet.cli_json("hosts", "drain", "sim-1", "--lab", lab, timeout=1200)
     assert code == 0, err[-4000:]
     moves = {m["node"]: m for m in drained["moves"]}
     for node, move in sorted(moves.items()):
@@ -112,7 +121,7 @@ def test_draining_a_host_moves_every_node_and_keeps_the_lab_running(fleet: Fleet
 
 def test_a_drain_that_cannot_place_a_node_moves_nothing(fleet: Fleet, lab: str) -> None:
     # sim-1 is drained: the nodes on sim-2 have nowhere to go
-    code, _, err = fleet.cli_json("hosts", "drain", "sim-2")
+    code, _, err = fleet.cli_json("hosts", "drain", "sim-2", "--lab", lab)
     assert code == 1, err[-3000:]
     assert "cannot drain sim-2, nothing was moved" in err and "node v1: no other host can run it" in err, err
     assert "host sim-1 is drained" in err, err
@@ -135,3 +144,55 @@ def test_undrain_lets_placement_use_the_host_again(fleet: Fleet, lab: str, tmp_p
         assert [n["host"] for n in deployed["nodes"]] == ["sim-1"]
     finally:
         fleet.cli("destroy", small["name"])
+
+
+WATCH_SLICE = """
+import sys, time
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+name = sys.argv[1]
+with get_client(sync_client=True) as client:
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+        if any(r.state and r.state.is_running() for r in runs):
+            print("running", flush=True)
+            sys.exit(0)
+        time.sleep(0.5)
+sys.exit(1)
+"""
+
+
+def test_a_drain_killed_halfway_is_finished_by_the_next(fleet: Fleet, lab: str) -> None:
+    """Everything on sim-2 now (sim-1 undrained): drain sim-2, killed during its first cold
+    move; every node is on a host the lab's status names; the next drain finishes that move
+    and moves the rest, and the lab runs (v1 was moved live twice: its line is still there)."""
+    env = {**os.environ, **fleet.env, "PYTHONPATH": str(REPO)}
+    watcher = subprocess.Popen([sys.executable, "-c", WATCH_SLICE, f"deploy-slice/{lab}/sim-1"], env=env,
+                               stdout=subprocess.PIPE, text=True)
+    drain = subprocess.Popen([ARCHETYPE, "hosts", "drain", "sim-2", "--lab", lab, "--json"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**env, "PREFECT_HOME": str(COORDINATOR_HOME)})
+    try:
+        out, _ = watcher.communicate(timeout=900)
+        assert "running" in out
+        time.sleep(2)  # the cold move is under way on the hosts
+    finally:
+        drain.kill()
+        drain.communicate(timeout=60)
+    # the hosts' steps of the move under way go on without the drain: each node runs on one
+    # host, which `status` names
+    deadline = time.monotonic() + 180
+    while set(placed := hosts_of(fleet, lab)) != {"r1", "r2", "r3", "v1"} and time.monotonic() < deadline:
+        time.sleep(3)
+    assert set(placed) == {"r1", "r2", "r3", "v1"} and set(placed.values()) <= {"sim-1", "sim-2"}, placed
+    print(f"\n[figures] after the drain was killed: {placed}")
+    assert fleet.hosts()["sim-2"]["drained"] is True
+
+    code, drained, err = fleet.cli_json("hosts", "drain", "sim-2", "--lab", lab, timeout=1200)
+    assert code == 0, err[-4000:]
+    print(f"\n[figures] the second drain of sim-2 moved {[m['node'] for m in drained['moves']]} "
+          f"in {drained['seconds']} s")
+    assert hosts_of(fleet, lab) == {"r1": "sim-1", "r2": "sim-1", "r3": "sim-1", "v1": "sim-1"}
+    assert host_leftovers(fleet, "sim-2", lab) == {}
+    wait_bgp_on(fleet, lab, "sim-1", 180)
+    assert "hostname DRMARK" in console(fleet, "sim-1", lab, "show running-config")[0]
