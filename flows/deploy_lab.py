@@ -98,7 +98,7 @@ def deploy_lab(topology: str, from_configs: bool = False, strict: bool = False, 
     publish_checks(lab.id, lab.checks)  # what test-lab runs (beside the lab's state)
     hosts = fleet.fleet_hosts()
     if hosts:  # a fleet shares this server: place the lab; a lab on other hosts is coordinated
-        outcome = fleet.deploy_across_hosts(lab, hosts)
+        outcome = fleet.deploy_across_hosts(lab, hosts, strict=strict)
         if outcome is not None:
             return after_deploy(lab.id, outcome) if test else outcome
     result, failure = converge_here(lab, flow_started_at=flow_started_at, strict=strict)

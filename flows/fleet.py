@@ -17,7 +17,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
-from lab import names
+from lab import config_errors, names
 from lab.errors import ArchetypeError
 from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord
@@ -76,9 +76,10 @@ def _on_hosts(step: str, flow_name: str, params: dict[str, dict[str, Any]], lab_
 # deploy --------------------------------------------------------------------------------
 
 
-def deploy_across_hosts(lab: Lab, hosts: list[HostFacts]) -> dict[str, Any] | Failed | None:
+def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) -> dict[str, Any] | Failed | None:
     """Deploy a placed lab through its hosts' slices; None when it all lands on this host
-    (the caller then deploys in-process, as on a single host)."""
+    (the caller then deploys in-process, as on a single host). ``strict``: as deploy-lab's,
+    on every host."""
     logger = get_run_logger()
     placement = place(lab, hosts)  # unplaceable: TopologyError, nothing created
     used = sorted(set(placement.values()))
@@ -108,7 +109,7 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts]) -> dict[str, Any] | Fa
     remember_topology(lab.id, text)  # a container's cold move re-creates it from it (flows.migrate_node)
     params = {
         host: {"lab_id": lab.id, "host": host, "topology": text, "files": files,
-               "tunnels": _tunnels_of(host, crossing, placement, vnis, address)}
+               "tunnels": _tunnels_of(host, crossing, placement, vnis, address), "strict": strict}
         for host in used
     }
     left = sorted({n.host for n in (previous.nodes if previous else []) if n.host} - set(used))
@@ -122,7 +123,8 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts]) -> dict[str, Any] | Fa
     result = {
         "lab_id": lab.id,
         "nodes": [{"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
-                   "ready_seconds": n.ready_seconds, "host": n.host} for n in state.nodes],
+                   "ready_seconds": n.ready_seconds, "host": n.host,
+                   "config_errors": config_errors.as_json(n.config_errors)} for n in state.nodes],
         "links": [{"endpoints": link.endpoints, "vlan": link.vlan, "vlans": link.vlans, "vni": link.vni}
                   for link in state.links],
         "errors": state.errors,
@@ -159,6 +161,7 @@ def _merge(state: LabState, reports: dict[str, dict[str, Any]]) -> None:
                 node = nodes[entry["name"]]
                 node.state, node.failed_stage = NodeRecord.parse_state(entry["state"])
                 node.ready_seconds = entry.get("ready_seconds")
+                node.config_errors = config_errors.parse(entry.get("config_errors"))
         for entry in report.get("links", []):
             link = links.get(names.link_id(*entry["endpoints"]))
             if link is not None:

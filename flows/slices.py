@@ -42,7 +42,8 @@ def refresh_facts() -> None:
 
 
 @flow(name="deploy-slice", flow_run_name="deploy-slice/{lab_id}/{host}", task_runner=ThreadPoolTaskRunner(max_workers=512))
-def deploy_slice(lab_id: str, host: str, topology: str, files: dict[str, str], tunnels: list[dict[str, Any]]) -> dict:
+def deploy_slice(lab_id: str, host: str, topology: str, files: dict[str, str], tunnels: list[dict[str, Any]],
+                 strict: bool = False) -> dict:
     """This host's part of a multi-host lab (run by the coordinating deploy-lab).
 
     Args:
@@ -51,6 +52,7 @@ def deploy_slice(lab_id: str, host: str, topology: str, files: dict[str, str], t
         topology: the whole lab, placed (every node with its host, startup configs inline).
         files: the files its binds name (relative path -> base64), put in the lab's files folder.
         tunnels: this host's ends of cross-host links: link_id, node, vni, remote.
+        strict: a startup-config line a device refuses fails its node (deploy-lab's).
     """
     from flows.deploy_lab import converge_here
 
@@ -62,7 +64,7 @@ def deploy_slice(lab_id: str, host: str, topology: str, files: dict[str, str], t
         raise TopologyError([f"name: the topology is lab {whole.id!r}, not {lab_id!r}"])
     lab = local_part(whole, host)
     result, failure = converge_here(lab, state_key=names.slice_state_key(lab_id, host), whole=whole,
-                                    tunnels=tuple(tunnels))
+                                    tunnels=tuple(tunnels), strict=strict)
     publish_report(names.host_report_key(lab_id, "deploy", host), result)
     refresh_facts()
     if failure:

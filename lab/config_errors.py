@@ -83,5 +83,10 @@ def parse_json(text: str) -> list[ConfigError]:
     return _LIST.validate_json(text or "[]")
 
 
+def parse(items: list[dict[str, str]] | None) -> list[ConfigError]:
+    """``as_json``'s form back (a host's report)."""
+    return _LIST.validate_python(items or [])
+
+
 def dumps(errors: list[ConfigError]) -> str:
     return json.dumps(as_json(errors)) if errors else ""

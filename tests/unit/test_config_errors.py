@@ -122,3 +122,23 @@ def test_a_node_configured_before_keeps_what_its_device_refused() -> None:
                        nodes=[record("kept", NodePhase.READY), record("again", NodePhase.PLANNED)])
     _keep_config_errors(previous, planned)
     assert planned.nodes[0].config_errors == errors and planned.nodes[1].config_errors == []
+
+
+def test_a_fleet_deploy_keeps_each_hosts_config_errors() -> None:
+    """A lab over hosts: the coordinator's state takes each node's config_errors from its
+    host's report (as a single-host deploy keeps them), in the form deploy --json gives."""
+    from flows.fleet import _merge
+
+    refused = ConfigError(line="interface Nonexistent9/9", message="% Invalid input detected at '^' marker.")
+    state = LabState(lab_id="fleet-ce", status=LabStatus.ALLOCATED, nodes=[
+        NodeRecord(name="v1", kind="mini-ios", provider="libvirt", host="sim-1", runtime_name="arch-fleet-ce-v1"),
+        NodeRecord(name="r1", kind="frr", provider="docker", host="sim-2", runtime_name="archetype-fleet-ce-r1"),
+    ])
+    _merge(state, {
+        "sim-1": {"nodes": [{"name": "v1", "state": "running", "ready_seconds": 9.0,
+                             "config_errors": config_errors.as_json([refused])}]},
+        "sim-2": {"nodes": [{"name": "r1", "state": "running", "ready_seconds": 1.0}]},
+    })
+    by_name = {n.name: n for n in state.nodes}
+    assert by_name["v1"].config_errors == [refused]
+    assert by_name["r1"].config_errors == []
