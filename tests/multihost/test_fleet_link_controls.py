@@ -3,7 +3,8 @@ FRR r1 on sim-1, FRR r2 on sim-2, one link r1:eth1 -- r2:eth1 through a VXLAN tu
 
 - `node stop r2` takes r1's carrier (read in r1 on sim-1), `node start r2` gives it back;
 - `link r1:eth1 --delay 50` makes the round trip ~100 ms (each direction delayed, by a relay
-  on one side), `--clear` brings it back.
+  on one side), `--clear` brings it back;
+- a redeploy with r2 stopped starts it and gives r1 its carrier back.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -25,16 +27,22 @@ R2 = "hostname r2\ninterface eth1\n ip address 10.4.12.2/24\n"
 
 
 @pytest.fixture(scope="module")
-def lab(fleet: Fleet, tmp_path_factory) -> Iterator[str]:
+def topology_file(tmp_path_factory) -> Path:
     lab_id = f"lc-{secrets.token_hex(3)}"
     document = {"name": lab_id, "topology": {
         "kinds": {"frr": {"image": "archetype/frr:latest"}},
         "nodes": {"r1": {"kind": "frr", "host": "sim-1", "startup-config": R1},
                   "r2": {"kind": "frr", "host": "sim-2", "startup-config": R2}},
         "links": [{"endpoints": ["r1:eth1", "r2:eth1"]}]}}
-    path = tmp_path_factory.mktemp("lab") / "lab.yml"
+    path = tmp_path_factory.mktemp("lab") / f"{lab_id}.yml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    code, _, err = fleet.cli_json("deploy", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def lab(fleet: Fleet, topology_file: Path) -> Iterator[str]:
+    lab_id = topology_file.stem
+    code, _, err = fleet.cli_json("deploy", str(topology_file))
     try:
         assert code == 0, err[-4000:]
         yield lab_id
@@ -91,3 +99,11 @@ def test_delay_on_a_link_across_hosts_makes_rtt_and_clear_removes_it(fleet: Flee
     assert listed["links"][0]["impairment"]["delay_ms"] == 50
     ok(fleet, "link", lab, "r2:eth1", "--clear")  # from the other end
     assert wait_rtt(fleet, lab) < 50
+
+
+def test_a_redeploy_gives_a_stopped_nodes_peer_its_carrier_back(fleet: Fleet, lab: str, topology_file: Path) -> None:
+    ok(fleet, "node", "stop", lab, "r2")
+    assert carrier(fleet, lab) == "0"
+    ok(fleet, "deploy", str(topology_file))  # starts r2 again, on its host
+    assert carrier(fleet, lab) == "1"
+    wait_rtt(fleet, lab)
