@@ -10,6 +10,7 @@
 #   make demo        setup, then the demo lab
 #   make bench       benchmarks: deploy/destroy as users run them vs the engines alone, discovery, VM readiness, wiring
 #   make bench-floor what Prefect costs before any lab work (server start, a no-op command, a served run, the heartbeat)
+#   make bench-scale cost growth at N = 50, 100, 200 against an engines-only baseline with nothing of ours (saturates the host)
 #   make clean-host  remove every Archetype-owned resource from this host, stop the local Prefect server
 #   make sim-up HOSTS=2   a simulated fleet on this machine (hosts sim-1..sim-N, Postgres-backed
 #                    Prefect server with API auth); prints the env that points the CLI at it
@@ -32,7 +33,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_HOME := /var/lib/archetype/prefect
 
-.PHONY: help setup daemons venv test test-parallel test-alone test-unit test-reliability lint demo bench bench-floor clean-host sim-up sim-down
+.PHONY: help setup daemons venv test test-parallel test-alone test-unit test-reliability lint demo bench bench-floor bench-scale clean-host sim-up sim-down
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -106,6 +107,12 @@ bench: setup
 # No lab, no daemon: Prefect alone, on a server of its own (benchmarks/results/floor.md).
 bench-floor: venv
 	$(PYTHON) benchmarks/floor.py
+
+# The same lab at N = 50, 100, 200, one round each, against benchmarks/baseline_scale.py
+# (Debian's FRR start, no marker, readiness = the running config holds the BGP lines):
+# per-node cost and memory (benchmarks/results/scale.md). N=200 keeps 2 cores busy for minutes.
+bench-scale: setup
+	$(PYTHON) benchmarks/scale.py
 
 # Removes every Archetype-owned resource whose lab is not known (deployed and not
 # destroyed, from the state artifacts): by markers, never by name.
