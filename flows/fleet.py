@@ -21,6 +21,7 @@ from lab import config_errors, names
 from lab.errors import ArchetypeError
 from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord
+from tasks.controls import keep_link_controls
 from tasks.hosts import allocate_vnis, child_error, publish_this_host, read_hosts, read_report, run_on_host
 from tasks.migration import remember_topology
 from tasks.state import load_lab_state, publish_lab_state
@@ -103,6 +104,7 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
         links=[LinkRecord(id=link.id, endpoints=[str(link.a), str(link.b)], vlan=0, vni=vnis.get(link.id))
                for link in lab.links],
     )
+    keep_link_controls(previous, state)  # a link's state and impairment survive a redeploy, as on one host
     publish_lab_state(state)  # the VNIs are remembered before any tunnel exists
     address = {h.name: h.address for h in hosts}
     text, files = slice_document(lab, placement)
