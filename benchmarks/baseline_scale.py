@@ -8,7 +8,8 @@ entrypoint is replaced by Debian's own start (the frr kind's daemons enabled in
 /etc/frr/daemons, then ``frrinit.sh start``), and a node counts as ready only when its running config holds its
 frr.conf's BGP lines (``router bgp``, each ``neighbor``, ``redistribute``), asked with
 ``vtysh -c 'show running-config'``. A node whose config is still missing 30 s after its
-first check gets ``vtysh -f /etc/frr/frr.conf`` (a person's retry), again every 30 s.
+first check gets a person's retry, again every 30 s: ``frrinit.sh restart`` when a daemon is
+down, else ``vtysh -f /etc/frr/frr.conf``.
 
 Bounded like a careful script: ``--workers`` threads create and start the containers (8 by
 default: the engines' best measured on this 2-core host), the same number poll readiness.
@@ -76,6 +77,17 @@ def _exec(api: docker.APIClient, container: str, argv: list[str]) -> tuple[int, 
     return api.exec_inspect(exec_id)["ExitCode"], output
 
 
+def _retry(api: docker.APIClient, container: str) -> None:
+    """A person's retry: FRR restarted when a daemon is down (watchfrr's own restart backs off
+    for minutes: seen at N=50, bgpd dead after a double start), else the file applied again."""
+    _code, status = _exec(api, container, ["vtysh", "-c", "show watchfrr"])
+    daemons = [line.split() for line in status.splitlines() if line.startswith("  ") and len(line.split()) == 2]
+    if any(state != "Up" for _name, state in daemons):
+        _exec(api, container, ["/usr/lib/frr/frrinit.sh", "restart"])
+    else:
+        _exec(api, container, ["vtysh", "-f", FRR_CONF])
+
+
 def wait_configured(api: docker.APIClient, container: str, config: str) -> None:
     wanted = wanted_lines(config)
     started = time.monotonic()
@@ -88,7 +100,7 @@ def wait_configured(api: docker.APIClient, container: str, config: str) -> None:
         if now - started > READY_TIMEOUT:
             raise TimeoutError(f"{container}: its BGP config not in the running config after {READY_TIMEOUT:.0f} s")
         if now >= next_apply:
-            _exec(api, container, ["vtysh", "-f", FRR_CONF])
+            _retry(api, container)
             next_apply = now + REAPPLY_SECONDS
         time.sleep(POLL_SECONDS)
 
