@@ -75,6 +75,7 @@ def _prepare(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
             {**entry["tunnel"], "link_id": entry["link_id"], "node": plan.node, "vlan": entry["vlan"]}
             for entry in links if entry.get("tunnel")
         ])
+        _ensure_mgmt_network(lab_id, plan.xml)
         made = provider.prepare_migration(plan, base64.b64decode(args.get("seed") or ""))
     except BaseException:
         _undo_destination(lab_id, provider, plan, made, devices, list(had))
@@ -84,6 +85,26 @@ def _prepare(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"tags": {entry["port"]: entry["vlan"] for entry in links},
             "vlans": {entry["link_id"]: entry["vlan"] for entry in links}, "made": made, "devices": devices,
             "had_links": sorted(had)}
+
+
+def _ensure_mgmt_network(lab_id: str, domain_xml: str) -> None:
+    """A VM whose management NIC is on the lab's management bridge needs that bridge here:
+    on a host where the lab had nothing yet, the lab's management network is made first, as
+    a deploy there would make it (without it libvirt cannot plug the NIC: "Cannot get
+    interface MTU on 'arm...'")."""
+    from lab import names
+
+    if names.mgmt_bridge_name(lab_id) not in domain_xml:  # no management NIC, or not on the lab's network
+        return
+    text = placed_topology(lab_id)
+    if text is None:
+        raise ArchetypeError(f"lab {lab_id}: its placed topology is not on the server: deploy it again, then move the node")
+    from providers import get_provider
+    from topology import load_topology
+    from vendors.model import Provider
+
+    lab = load_topology(text)
+    get_provider(Provider.DOCKER).ensure_mgmt_network(lab.id, lab.mgmt, len(lab.nodes))  # type: ignore[attr-defined]
 
 
 def _undo_destination(lab_id: str, provider: Any, plan: Any, made: list[str] | None, devices: list[str],

@@ -242,3 +242,25 @@ def test_destroy_after_the_move_leaves_nothing(fleet: Fleet, lab: str) -> None:
     code, _, err = fleet.cli_json("destroy", lab)
     assert code == 0, err[-3000:]
     assert {h: host_leftovers(fleet, h, lab) for h in HOSTS} == {h: {} for h in HOSTS}
+
+
+def test_a_vm_moves_live_to_a_host_where_its_lab_has_nothing(fleet: Fleet, tmp_path: Path) -> None:
+    """A lab of one VM: its destination has no part of the lab yet, so no management bridge;
+    the move makes the lab's management network there first and the VM keeps running."""
+    lab_id = f"mo-{secrets.token_hex(3)}"
+    document = {"name": lab_id, "topology": {"nodes": {"v1": {"kind": "mini-ios", "host": "sim-1"}}}}
+    path = tmp_path / "lab.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    code, _, err = fleet.cli_json("deploy", str(path))
+    try:
+        assert code == 0, err[-4000:]
+        console(fleet, "sim-1", lab_id, "configure terminal", "hostname ONLYVM", "end")
+        code, moved, err = fleet.cli_json("migrate", lab_id, "v1", "--to", "sim-2")
+        assert code == 0, err[-4000:]
+        assert moved["mode"] == "live" and moved["downtime_seconds"] is not None
+        assert domains(fleet, "sim-1", lab_id) == [] and domains(fleet, "sim-2", lab_id) == [f"arch-{lab_id}-v1"]
+        assert "hostname ONLYVM" in console(fleet, "sim-2", lab_id, "show running-config")[0]
+    finally:
+        code, _, err = fleet.cli_json("destroy", lab_id)
+        assert code == 0, err[-2000:]
+        assert not any(host_leftovers(fleet, h, lab_id) for h in HOSTS)
