@@ -223,10 +223,16 @@ def destination_xml(plan: MigrationPlan, tags: Mapping[str, int]) -> str:
     """The plan's XML with each link NIC on the destination's VLAN tag (libvirt puts the
     tap on OVS with the tag from the XML, not from OVS state) and the serial log appended
     to, not truncated, when the destination's QEMU starts. ``tags``: OVS port -> tag."""
-    root = ET.fromstring(plan.xml)
     missing = [port for port in plan.link_ports if port not in tags]
     if missing:
         raise MigrationError(f"node {plan.node}: no destination VLAN for its port(s) {', '.join(missing)}")
+    return retagged_xml(plan.xml, tags)
+
+
+def retagged_xml(xml: str, tags: Mapping[str, int]) -> str:
+    """A domain's XML with each link NIC (tap ``port`` in ``tags``) on its tag here and its
+    serial log appended to: a VM that goes on running elsewhere (a move, a snapshot's restore)."""
+    root = ET.fromstring(xml)
     for iface in root.iter("interface"):
         target = iface.find("target")
         port = target.get("dev") if target is not None else None

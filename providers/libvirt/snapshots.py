@@ -37,6 +37,7 @@ from lab.snapshots import SnapshotError, private_copy
 from providers import network
 from providers.libvirt.domain_xml import parse_marker
 from providers.libvirt.domains import UNDEFINE_FLAGS, lookup_domain
+from providers.libvirt.migration import retagged_xml
 
 log = logging.getLogger("archetype.libvirt")
 
@@ -212,24 +213,8 @@ def _inside(path: str, roots: list[Path], what: str) -> Path:
 
 def with_tags(xml: str, tags: Mapping[str, int]) -> str:
     """The saved XML with each link NIC (tap ``port`` in ``tags``) on its VLAN tag here, and
-    the serial log appended to (it goes on from the snapshot's)."""
-    root = ET.fromstring(xml)
-    for iface in root.iter("interface"):
-        target = iface.find("target")
-        port = target.get("dev") if target is not None else None
-        if iface.get("type") != "bridge" or port not in tags:
-            continue
-        vlan = iface.find("vlan")
-        if vlan is None:
-            vlan = ET.SubElement(iface, "vlan")
-        for tag in list(vlan):
-            vlan.remove(tag)
-        ET.SubElement(vlan, "tag", id=str(int(tags[port])))
-    for serial in root.iter("serial"):
-        element = serial.find("log")
-        if element is not None:
-            element.set("append", "on")
-    return ET.tostring(root, encoding="unicode")
+    the serial log appended to (it goes on from the snapshot's), as a moved VM's."""
+    return retagged_xml(xml, tags)
 
 
 def link_ports(xml: str) -> list[str]:
