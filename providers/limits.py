@@ -49,7 +49,7 @@ class BoundStats:
     calls: int
 
 
-SLOW_CALL_SECONDS = 10.0  # a create/start this slow: dockerd is drowning (its client gives up at 60 s)
+SLOW_CALL_SECONDS = 30.0  # a create/start this slow nears the docker client's 60 s timeout: back off
 FAST_CALL_SECONDS = 2.0
 
 
