@@ -8,7 +8,10 @@
 # (pulled by frr -> logrotate -> cron-daemon-common) fails. apt inside the new root orders
 # them, and is told to take systemd-standalone-sysusers rather than systemd.
 # frr-pythontools (frr-reload.py, and python3) is what the entrypoint checks the applied
-# configuration with.
+# configuration with. dropbear-bin is the SSH server (port 22, started by the entrypoint,
+# host keys made per container at the first connection) for clients with no docker
+# transport (Nornir/netmiko): user admin, password admin (the catalog's default login,
+# vendors/kinds/frr.yml), login shell bash, in the groups that may run vtysh.
 #
 # The debootstrap rootfs is cached as a tarball under $ARCHETYPE_CACHE (default
 # /var/cache/archetype), keyed by what goes into it, so a rebuild after `docker rmi` or
@@ -23,9 +26,10 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TAG=${1:-archetype/frr:latest}
 CACHE=${ARCHETYPE_CACHE:-/var/cache/archetype}
 SUITE=trixie
-PACKAGES="frr frr-pythontools systemd-standalone-sysusers iproute2 iputils-ping procps ethtool"
+PACKAGES="frr frr-pythontools systemd-standalone-sysusers iproute2 iputils-ping procps ethtool dropbear-bin"
 # Bump when the install or strip steps below change, so the cached rootfs is rebuilt.
-RECIPE=3
+RECIPE=4
+LOGIN_USER=admin LOGIN_PASSWORD=admin
 
 log() { printf '[frr-image] %s\n' "$*" >&2; }
 
@@ -55,7 +59,7 @@ cleanup() {
 trap cleanup EXIT
 
 MIRROR=$(debian_mirror)
-KEY=$(printf '%s\n' "$SUITE" "$PACKAGES" "$MIRROR" "$RECIPE" | sha256sum | cut -c1-16)
+KEY=$(printf '%s\n' "$SUITE" "$PACKAGES" "$MIRROR" "$RECIPE" "$LOGIN_USER:$LOGIN_PASSWORD" | sha256sum | cut -c1-16)
 TARBALL=$CACHE/frr-rootfs-$KEY.tar
 mkdir -p "$CACHE"
 WORK=$(mktemp -d /var/tmp/archetype-frr.XXXXXX)
@@ -83,6 +87,13 @@ else
         exit 1
     }
     chroot "$ROOT" apt-get clean
+    # The SSH login: vtysh needs frrvty (the daemons' sockets) and frr (vtysh.conf)
+    { chroot "$ROOT" useradd -m -s /bin/bash -G frr,frrvty "$LOGIN_USER" \
+        && echo "$LOGIN_USER:$LOGIN_PASSWORD" | chroot "$ROOT" chpasswd; } >>"$WORK/apt.log" 2>&1 || {
+        tail -30 "$WORK/apt.log" >&2
+        exit 1
+    }
+    mkdir -p "$ROOT/etc/dropbear"
     rm -f "$ROOT/usr/sbin/policy-rc.d"
     # Strip what a router container never reads.
     rm -rf "$ROOT"/usr/share/doc/* "$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* \
@@ -108,6 +119,8 @@ install -m 0755 "$HERE/archetype-frr-start" "$ROOT/usr/local/bin/archetype-frr-s
 # No default configuration: the entrypoint creates an empty frr.conf when a lab gives none
 # (Debian's only says "log syslog informational", and there is no syslog in a container).
 rm -f "$ROOT/etc/frr/frr.conf"
+# Debian leaves /etc/frr 0700: the SSH login (group frr) reads vtysh.conf through it.
+chmod 0750 "$ROOT/etc/frr"
 # Present from the first instant: removed by the entrypoint once frr.conf is applied.
 mkdir -p "$ROOT/run" && touch "$ROOT/run/archetype-frr-starting"
 
