@@ -3,8 +3,9 @@
 Each node gets the connection its kind really serves (the catalog's ``management.access``):
 - ``docker-exec``: Ansible's ``community.docker.docker`` connection to the container by
   name; a container on another host of a fleet through that host's dockerd (``docker -H``
-  with the URL the host publishes). netmiko has no docker transport: Nornir lists the node
-  with a note.
+  with the URL the host publishes). netmiko has no docker transport: Nornir takes the kind's
+  ``management.nornir_access`` instead (archetype/frr: ssh, its dropbear), or lists the node
+  with a note when the kind has none.
 - ``ssh``: ``ansible.netcommon.network_cli`` with the kind's ``ansible_network_os``; netmiko's
   platform for the kind, port 22.
 - ``telnet``: netmiko's ``<platform>_telnet`` on port 23; Ansible has no CLI connection over
@@ -103,9 +104,11 @@ def _group_vars(vendor: VendorConfig) -> dict[str, Any]:
 
 def _login_defaults(vendor: VendorConfig) -> tuple[str | None, str | None]:
     """The user name is a default for every kind; the password only for our own images."""
-    if vendor.management.inventory_login:
-        return vendor.console.username, vendor.console.password
-    return vendor.console.username, None
+    management = vendor.management
+    username = management.username or vendor.console.username
+    if management.inventory_login:
+        return username, management.password or vendor.console.password
+    return username, None
 
 
 def _env_lookup(variable: str, default: str | None) -> str:
@@ -113,9 +116,13 @@ def _env_lookup(variable: str, default: str | None) -> str:
     return f"{{{{ lookup('ansible.builtin.env', '{variable}'{fallback}) }}}}"
 
 
+def _nornir_access(vendor: VendorConfig) -> Access:
+    return vendor.management.nornir_access or vendor.management.access
+
+
 def _nornir_platform(vendor: VendorConfig) -> str | None:
     platform = vendor.management.nornir_platform
-    if platform and vendor.management.access is Access.TELNET:
+    if platform and _nornir_access(vendor) is Access.TELNET:
         return f"{platform}_telnet"  # netmiko's telnet drivers
     return platform
 
@@ -127,7 +134,7 @@ def nornir_hosts(lab_id: str, nodes: list[dict[str, Any]]) -> dict[str, Any]:
     hosts: dict[str, Any] = {}
     for node in nodes:
         vendor = get_vendor(node["kind"])
-        access = vendor.management.access
+        access = _nornir_access(vendor)
         entry: dict[str, Any] = {"hostname": node.get("mgmt_ipv4")}
         data: dict[str, Any] = {"lab": lab_id, "kind": vendor.kind, "provider": node.get("provider"),
                                 "host": node.get("host"), "access": access.value,

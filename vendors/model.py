@@ -370,10 +370,18 @@ class Management(_Model):
         None, description="Ansible connection plugin over ssh when not network_cli (netconf, httpapi)"
     )
     cli_port: int | None = Field(None, description="TCP port of the access when not the protocol's own (22, 23)")
+    nornir_access: Access | None = Field(
+        None,
+        description="Nornir's access when it is not `access`: netmiko has no docker transport, so a container "
+        "that also serves SSH is docker-exec for Ansible and ssh for Nornir",
+    )
+    username: str | None = Field(None, description="The network login's user when it is not the console's")
+    password: str | None = Field(None, description="The network login's password when it is not the console's")
     inventory_login: bool = Field(
         False,
-        description="The console login is the image's fixed, published one (our own test images): inventories "
-        "fall back to it when the ARCHETYPE_USERNAME_/PASSWORD_ variables are unset",
+        description="The login (username/password above, else the console's) is the image's fixed, published "
+        "one (our own images): inventories fall back to it when the ARCHETYPE_USERNAME_/PASSWORD_ variables "
+        "are unset",
     )
 
     def render(self, ipv4: str, prefixlen: int, interface: str | None) -> list[str]:

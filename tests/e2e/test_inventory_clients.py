@@ -1,8 +1,9 @@
 """The inventories with the real clients, as a user runs them: on a mixed lab (two FRR
 containers, one mini-ios VM), `archetype inventory` written to a file, then Ansible (the
 package from the index, its bundled collections) and Nornir with nornir-netmiko run
-`show version` on the nodes through the connection each kind serves, with no login in the
-environment (our own image's defaults). The README's examples are these files.
+`show version` on the nodes through the connection each kind serves (for FRR: Ansible
+through docker, Nornir over the image's SSH), with no login in the environment (our own
+images' defaults). The README's examples are these files.
 """
 
 from __future__ import annotations
@@ -108,8 +109,10 @@ def test_ansible_and_nornir_reach_every_node(prefect_server: PrefectServer, tmp_
         assert nornir.returncode == 0, nornir.stdout + nornir.stderr[-3000:]
         lines = dict(line.split(" ", 1) for line in nornir.stdout.splitlines())
         assert lines["v1"].startswith("(cisco_ios, port 22): Cisco IOS Software"), nornir.stdout
-        for name in ("r1:", "r2:"):  # netmiko has no docker transport: listed, not reached
-            assert lines[name].startswith("not reached (netmiko has no docker transport"), nornir.stdout
+        for name in ("r1", "r2"):  # SSH to the image's dropbear, then vtysh from its shell
+            assert lines[name].startswith("(linux, port 22): FRRouting 10."), nornir.stdout
+            assert f"({name})" in lines[name], nornir.stdout  # each node's own vtysh
+        assert set(lines) == {"r1", "r2", "v1"}, nornir.stdout
     finally:
         cli(prefect_server, "destroy", lab_id)
     assert leftovers(lab_id) == {}

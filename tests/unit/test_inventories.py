@@ -75,7 +75,11 @@ def test_the_nornir_hosts_file_says_platform_and_port(telnet_only: None) -> None
     hosts = nornir_hosts("mix", nodes)
     assert (hosts["v1"]["hostname"], hosts["v1"]["platform"], hosts["v1"]["port"]) == ("10.0.0.3", "cisco_ios", 22)
     assert (hosts["old"]["platform"], hosts["old"]["port"]) == ("cisco_ios_telnet", 23)
-    assert "platform" not in hosts["r1"] and "docker" in hosts["r1"]["data"]["note"]
+    # netmiko has no docker transport: FRR's Nornir access is the image's SSH, a shell
+    assert (hosts["r1"]["hostname"], hosts["r1"]["platform"], hosts["r1"]["port"]) == ("10.0.0.2", "linux", 22)
+    assert hosts["r1"]["data"]["access"] == "ssh"
+    assert hosts["r1"]["data"]["credentials_default"] == {"username": "admin", "password": "admin"}
+    assert hosts["r1"]["data"]["credentials_env"]["password"] == "ARCHETYPE_PASSWORD_FRR"
     assert "platform" not in hosts["ios"] and "password" not in hosts["ios"]
     assert hosts["v1"]["data"]["credentials_env"]["password"] == "ARCHETYPE_PASSWORD_MINI_IOS"
 
@@ -90,3 +94,16 @@ def test_nornir_loads_the_hosts_file_as_written(tmp_path: Path) -> None:
     v1 = nornir.inventory.hosts["v1"]
     assert (v1.hostname, v1.platform, v1.port, v1["kind"]) == ("10.0.0.3", "cisco_ios", 22, "mini-ios")
     assert v1.password is None  # logins come from the environment (or the data's default), never the file's fields
+
+
+def test_a_container_without_nornir_access_is_listed_with_a_note() -> None:
+    hosts = nornir_hosts("mix", [{"name": "h1", "kind": "linux", "provider": "docker", "mgmt_ipv4": "10.0.0.9"}])
+    assert "platform" not in hosts["h1"] and "docker" in hosts["h1"]["data"]["note"]
+    assert "credentials_default" not in hosts["h1"]["data"]
+
+
+def test_frr_keeps_docker_for_ansible_and_ssh_for_nornir() -> None:
+    management = get_vendor("frr").management
+    assert (management.access, management.nornir_access) == (Access.DOCKER_EXEC, Access.SSH)
+    groups = ansible_inventory("mix", NODES)["all"]["children"]
+    assert "ansible_password" not in groups["frr"]["vars"]  # the docker connection needs no login
