@@ -1,7 +1,8 @@
 # Archetype: host setup, tests, demo. Everything runs as root on the lab host.
 #   make setup       install packages, create the venv, start the daemons, build images
 #   make test        the WHOLE suite (unit, integration, e2e, reliability, multihost) from a fresh host
-#                    state: scripts/fresh-host-state.sh, setup, the parallel group, then the alone group
+#                    state: scripts/fresh-host-state.sh, setup, the parallel group with the fleet's tests
+#                    beside it, then the alone group
 #   make test-parallel / test-alone   one group of `make test` (after setup)
 #   make test-unit   unit tests only (needs only the venv)
 #   make test-reliability  setup, then the fault tests alone (tests/reliability, ~6-10 min;
@@ -54,21 +55,30 @@ venv:
 # - parallel: the tests that can share the host, on TEST_WORKERS pytest-xdist workers (2: the
 #   host's cores), one test file per worker at a time (--dist loadfile: a module's booted VMs
 #   and servers stay one per module);
-# - alone: daemon restarts (tests/reliability), the simulated fleet (tests/multihost), the
-#   tests that measure a time, one at a time after the parallel group.
+# - fleet: the simulated fleet (tests/multihost), serially, beside the parallel group;
+# - alone: daemon restarts (tests/reliability), the tests that measure a time, one at a time
+#   after both.
 # `make test` removes what the suite rebuilds cheaply first (scripts/fresh-host-state.sh: the
 # simulated fleet's state, run folders, namespaces; docker images stay), so that a run on a
 # used machine is a run on a fresh one; both groups always run, and it fails if either did.
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL = $(PYTEST) tests -q -ra --durations=20 -m "not alone" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
-PYTEST_ALONE = $(PYTEST) tests -q -ra --durations=20 -m alone $(PYTEST_ARGS)
+PYTEST_ALONE = $(PYTEST) tests -q -ra --durations=20 -m alone --ignore=tests/multihost $(PYTEST_ARGS)
+# The simulated fleet's tests run beside the parallel group: each simulated host has its own
+# dockerd, libvirtd, OVS and the fleet its own Prefect server, so they share no daemon with it,
+# and they mostly wait (load 1.7 when they ran alone). Their output follows the parallel group's.
+PYTEST_FLEET = $(PYTEST) tests/multihost -q -ra --durations=10 -m alone $(PYTEST_ARGS)
+FLEET_LOG = /tmp/archetype-make-test-fleet.log
 # exit status 5: no test selected (PYTEST_ARGS chose none of the group): not a failure
 GROUP = start=$$SECONDS; $(1) || { s=$$?; [ $$s -eq 5 ] || rc=$$s; }; echo "[make test] $(2) group: $$((SECONDS - start)) s"
 
 test:
 	bash scripts/fresh-host-state.sh
 	bash scripts/setup-host.sh
-	@rc=0; $(call GROUP,$(PYTEST_PARALLEL),parallel); $(call GROUP,$(PYTEST_ALONE),alone); exit $$rc
+	@rc=0; ( rc=0; $(call GROUP,$(PYTEST_FLEET),fleet); exit $$rc ) > $(FLEET_LOG) 2>&1 & fleet=$$!; \
+	$(call GROUP,$(PYTEST_PARALLEL),parallel); \
+	wait $$fleet || rc=$$?; cat $(FLEET_LOG); \
+	$(call GROUP,$(PYTEST_ALONE),alone); exit $$rc
 
 test-parallel: setup
 	@rc=0; $(call GROUP,$(PYTEST_PARALLEL),parallel); exit $$rc
