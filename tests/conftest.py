@@ -8,8 +8,9 @@ daemon and a missing one is a bug, not a reason to skip.
 Integration tests use the default workspace (/var/lib/archetype); nothing here changes
 global state.
 
-`make test` runs the suite in two groups: the tests that can share the host in parallel
-(pytest-xdist, ``-m "not alone"``), then the ``alone`` ones, one at a time. ``ALONE`` below
+`make test` runs the suite in groups: the tests that can share the host in parallel
+(pytest-xdist, ``-m "not alone"``) with the fleet's (``tests/multihost``, one at a time)
+beside them, then the other ``alone`` ones, one at a time. ``ALONE`` below
 says which are alone, in one place (a test may also carry ``@pytest.mark.alone``).
 """
 
@@ -117,11 +118,11 @@ def ovs() -> Ovs:
     return Ovs(vsctl_path=vsctl)
 
 
-# Tests that must have the host to themselves: `make test` runs them after the parallel
-# group, serially. Node id prefixes (a folder, a file or one test).
+# Tests that must not share the host with the parallel group: `make test` runs them serially,
+# tests/multihost beside the parallel group (the fleet's daemons are its own), the rest after it. Node id prefixes (a folder, a file or one test).
 ALONE = (
     "tests/reliability/",  # restart dockerd, libvirtd and OVS, kill deploys: every other lab sees it
-    "tests/multihost/",  # the simulated fleet: its own daemons on both cores; the fresh-fleet test removes it
+    "tests/multihost/",  # the simulated fleet, one fleet at a time: the fresh-fleet test removes it
     "tests/e2e/test_warm_first_command.py",  # measures a command's first second
     "tests/e2e/test_mixed_lab.py",  # runs the cleanup-orphans flow: a lab another test makes meanwhile is no known lab
     "tests/integration/test_host_setup.py::test_setup_runs_again_and_leaves_its_lock_free",  # the whole setup again
