@@ -242,6 +242,11 @@ def mgmt_subnet_lock_path() -> Path:
     return locks_dir() / "mgmt-subnets.lock"
 
 
+def engine_slots_dir(engine: str) -> Path:
+    """Host-wide: one file per slot of an engine's bound on calls at once (providers.limits)."""
+    return locks_dir() / f"engine-{engine}"
+
+
 def lab_lock_path(lab_id: str) -> Path:
     return locks_dir() / f"lab-{lab_id}.lock"
 

@@ -3,13 +3,13 @@ images, and the labs it runs (published by its worker; ``archetype hosts`` lists
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Any
 
 from lab.settings import get_settings
 from providers import all_providers
 from providers.labs import discover
+from providers.limits import host_cpus
 
 MAX_IMAGES = 60  # a Prefect variable holds at most 5000 characters of JSON
 
@@ -42,7 +42,7 @@ def gather() -> dict[str, Any]:
     return {
         "name": settings.host_name,
         "address": address,
-        "cpus": os.cpu_count() or 1,
+        "cpus": host_cpus(),
         "memory_free_mb": _free_for_labs(settings.host_memory_mb, labs),
         "providers": providers,
         "images": images,

@@ -8,16 +8,20 @@ define and start) takes a slot of its engine's bound here first, and gives it ba
 call returns; waiting between two probes holds none, so probes never starve the creates and
 starts of the nodes they wait for, and never more than the bound run at once.
 
-The bound is per engine and per process (all of a deploy's tasks run in one process), and
-is ``ARCHETYPE_MAX_WORKERS`` when set, else derived from the host's CPUs (``default_limit``);
-it then follows what the engine answers: halved when a create or start is slow, raised back
-step by step while they are fast (``EngineBound``).
+The bound is per engine and per host, across processes: two deploys running at once on one
+host share it. Each slot is a file under the workspace's ``locks/engine-<engine>/`` folder,
+held with ``flock`` for the length of a call (``HostSlots``); the kernel releases a killed
+process's slots. It is ``ARCHETYPE_MAX_WORKERS`` when set, else derived from the host's CPUs
+(``default_limit``, ``host_cpus``); each process then follows what the engine answers: its
+bound is halved when a create or start is slow, raised back step by step while they are fast
+(``EngineBound``), and a process whose bound is lowered uses only the lower slots.
 Why a semaphore here and not Prefect's global concurrency limits: docs/performance.md,
 "Bounded engine calls".
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
@@ -25,7 +29,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+from lab import names
+from lab.private import FILE_MODE, private_dir
 from lab.settings import get_settings
 
 log = logging.getLogger("archetype.limits")
@@ -34,10 +41,19 @@ CALLS_PER_CPU = 4  # measured: 8 workers on 2 cores created 100 FRR containers i
 MIN_LIMIT = 2
 
 
+def host_cpus() -> int:
+    """The CPUs this host gives its labs: those this process may run on (its affinity, which
+    a cgroup or ``taskset`` narrows; ``os.cpu_count`` counts the machine's). The one count
+    the engine bound, the host's published facts and containers' CPU caps use."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
 def default_limit(cpus: int | None = None) -> int:
     """Engine calls at once on a host with ``cpus`` CPUs (this host's when None)."""
-    cpus = cpus or len(os.sched_getaffinity(0)) or 1
-    return max(MIN_LIMIT, CALLS_PER_CPU * cpus)
+    return max(MIN_LIMIT, CALLS_PER_CPU * (cpus or host_cpus()))
 
 
 @dataclass
@@ -47,6 +63,47 @@ class BoundStats:
     active: int
     peak: int  # the most calls that ever ran at once (since the last ``reset_peak``)
     calls: int
+
+
+HOST_POLL_SECONDS = 0.02  # a call waiting for another process's slot looks again this often
+
+
+class HostSlots:
+    """The host's slots of one engine, shared by every process: ``count`` files in ``folder``,
+    each held with ``flock`` by at most one call at a time. flock locks belong to an open file
+    description, so this process opens each file once and keeps, under ``EngineBound``'s
+    lock, which of them its own calls hold. The kernel drops a dead process's locks."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._files: dict[int, int] = {}
+        self._held: set[int] = set()
+
+    def try_take(self, count: int) -> int | None:
+        """One free slot among the first ``count``, or None; never waits. The highest first,
+        so a process whose bound is lower (set lower, or halved) still finds the low ones."""
+        for index in reversed(range(count)):
+            if index in self._held:
+                continue
+            try:
+                fcntl.flock(self._file(index), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            self._held.add(index)
+            return index
+        return None
+
+    def give_back(self, index: int) -> None:
+        fcntl.flock(self._files[index], fcntl.LOCK_UN)
+        self._held.discard(index)
+
+    def _file(self, index: int) -> int:
+        fd = self._files.get(index)
+        if fd is None:
+            private_dir(self.folder)
+            fd = self._files[index] = os.open(self.folder / f"slot-{index}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                                              FILE_MODE)
+        return fd
 
 
 SLOW_CALL_SECONDS = 30.0  # a create/start this slow nears the docker client's 60 s timeout: back off
@@ -60,13 +117,19 @@ class EngineBound:
     ``SLOW_CALL_SECONDS`` halves it (not below ``MIN_LIMIT``); each run of fast calls as long
     as the bound raises it by one again, up to ``ceiling``. Only calls whose time is the
     engine's own are measured (creates, starts, defines), not execs: an exec lasts as long
-    as its command."""
+    as its command.
 
-    def __init__(self, engine: str, ceiling: int) -> None:
+    With ``host_slots`` each call also holds one of the host's slots (``HostSlots``), so all
+    processes together never run more calls than the largest ceiling among them. A call
+    given back here wakes this process's waiters at once; another process's is seen within
+    ``HOST_POLL_SECONDS``."""
+
+    def __init__(self, engine: str, ceiling: int, host_slots: HostSlots | None = None) -> None:
         if ceiling < 1:
             raise ValueError(f"engine bound of {engine}: the limit must be at least 1, not {ceiling}")
         self.engine, self.ceiling = engine, ceiling
         self.limit = ceiling
+        self._host = host_slots
         self._changed = threading.Condition()
         self._active = self._peak = self._calls = self._fast_run = 0
 
@@ -75,7 +138,7 @@ class EngineBound:
         """Hold one of the engine's slots for the length of one call (``measured``: its
         time tells how loaded the engine is)."""
         with self._changed:
-            self._changed.wait_for(lambda: self._active < self.limit)
+            held = self._take()
             self._active += 1
             self._calls += 1
             self._peak = max(self._peak, self._active)
@@ -85,10 +148,30 @@ class EngineBound:
         finally:
             seconds = time.monotonic() - started
             with self._changed:
+                if held is not None:
+                    self._host.give_back(held)  # type: ignore[union-attr]
                 self._active -= 1
                 if measured:
                     self._adapt(seconds)
                 self._changed.notify_all()
+
+    def _take(self) -> int | None:
+        """Wait (holding ``_changed``) for a slot of this process's bound and, with host
+        slots, one of the host's; the host slot's index."""
+        while True:
+            self._changed.wait_for(lambda: self._active < self.limit)
+            if self._host is None:
+                return None
+            try:
+                index = self._host.try_take(self.limit)
+            except OSError as err:  # a workspace this process cannot write: its own bound only
+                log.warning("%s: no host-wide bound (%s): at most %d calls at once in this process",
+                            self.engine, err, self.limit)
+                self._host = None
+                return None
+            if index is not None:
+                return index
+            self._changed.wait(HOST_POLL_SECONDS)  # held by other processes: look again
 
     def _adapt(self, seconds: float) -> None:
         if seconds > SLOW_CALL_SECONDS:
@@ -118,11 +201,13 @@ _bounds_lock = threading.Lock()
 
 
 def engine_bound(engine: str) -> EngineBound:
-    """The bound of ``engine`` ("docker", "libvirt") in this process, made on first use."""
+    """The bound of ``engine`` ("docker", "libvirt") on this host, made on first use in this
+    process; its slots are shared with every process using the same workspace."""
     with _bounds_lock:
         bound = _bounds.get(engine)
         if bound is None:
-            bound = _bounds[engine] = EngineBound(engine, get_settings().max_workers or default_limit())
+            bound = _bounds[engine] = EngineBound(engine, get_settings().max_workers or default_limit(),
+                                                  HostSlots(names.engine_slots_dir(engine)))
         return bound
 
 

@@ -8,7 +8,6 @@ container it just made, a call we do not need.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from lab import names
 from lab.errors import CatalogError, ProviderError
 from lab.settings import get_settings
+from providers import limits
 from topology import Node
 from vendors.model import DEFAULT_CAP_ADD
 
@@ -106,7 +106,7 @@ def readonly_paths(writable_sysctls: list[str]) -> list[str]:
 def cpu_limit(cpus: int | None, host_cpus: int | None = None) -> int:
     """NanoCPUs for a cpu count, capped at the host's cores (docker refuses more)."""
     wanted = max(1, cpus or 1)
-    return min(wanted, host_cpus or os.cpu_count() or 1) * 1_000_000_000
+    return min(wanted, host_cpus or limits.host_cpus()) * 1_000_000_000
 
 
 def build_container_spec(

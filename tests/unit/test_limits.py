@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,75 @@ def test_the_default_bound_follows_the_cpus_and_the_setting(monkeypatch: pytest.
         monkeypatch.delenv("ARCHETYPE_MAX_WORKERS")
         get_settings.cache_clear()
         limits.forget_bounds()
+
+
+def _calls_in_one_process(folder: str, limit: int, calls: int, log_path: str) -> None:
+    """One process's share of ``test_two_processes_together_never_exceed_the_bound``: ``calls``
+    engine calls from 3 x ``limit`` threads, each call's (start, end) on the host's monotonic
+    clock written to ``log_path``."""
+    from pathlib import Path
+
+    bound = EngineBound("test", limit, limits.HostSlots(Path(folder)))
+    spans: list[tuple[float, float]] = []
+
+    def call() -> None:
+        with bound.slot():
+            started = time.monotonic()
+            time.sleep(0.01)
+            spans.append((started, time.monotonic()))
+
+    with ThreadPoolExecutor(max_workers=3 * limit) as pool:
+        for _ in range(calls):
+            pool.submit(call)
+    Path(log_path).write_text("\n".join(f"{a} {b}" for a, b in spans))
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])  # an end before a start at a tie
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_two_processes_together_never_exceed_the_bound(tmp_path: Path) -> None:
+    # Two deploys on one host: each process has its own EngineBound, both share the host's
+    # slot files; together they never run more than the bound (each alone would run 3).
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    logs = [tmp_path / f"calls-{i}.log" for i in range(2)]
+    processes = [context.Process(target=_calls_in_one_process, args=(str(tmp_path / "slots"), 3, 80, str(log)))
+                 for log in logs]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    per_process = [[tuple(map(float, line.split())) for line in log.read_text().splitlines()] for log in logs]
+    assert [len(spans) for spans in per_process] == [80, 80]
+    first, second = per_process
+    assert min(b for _, b in first) < max(a for a, _ in second) and min(b for _, b in second) < max(a for a, _ in first)
+    assert _most_at_once(first + second) == 3, "the two processes' calls at once, together"
+
+
+def test_a_process_whose_bound_is_lower_uses_only_the_lower_slots(tmp_path: Path) -> None:
+    slots = limits.HostSlots(tmp_path)
+    other = limits.HostSlots(tmp_path)  # another process's view (its own open files)
+    assert [slots.try_take(4) for _ in range(3)] == [3, 2, 1]  # the highest first
+    assert other.try_take(2) == 0 and other.try_take(2) is None  # 1 is held, 2 and 3 are above its bound
+    slots.give_back(1)
+    assert other.try_take(2) == 1
+
+
+def test_one_count_of_the_host_cpus() -> None:
+    import os
+
+    from providers import host_facts
+    from providers.docker import spec
+
+    assert limits.host_cpus() == len(os.sched_getaffinity(0))
+    assert limits.default_limit() == max(limits.MIN_LIMIT, limits.CALLS_PER_CPU * limits.host_cpus())
+    assert spec.cpu_limit(10_000) == limits.host_cpus() * 1_000_000_000
+    assert "host_cpus" in vars(host_facts)
