@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     )
     host_facts_interval: float = Field(15.0, description="Seconds between two publications of a host's facts")
     host_alive_seconds: float = Field(60.0, description="A host whose facts are older than this is not alive")
+    host_lost_seconds: float = Field(
+        180.0, gt=0,
+        description="A host whose worker has not published its facts for this long is lost: a deploy of its labs "
+                    "(or `archetype hosts evacuate`) re-places its nodes on live hosts",
+    )
     host_pickup_timeout: float = Field(60.0, description="Seconds a host has to start its step of a multi-host run")
     host_step_timeout: float = Field(1800.0, description="Seconds a host has to finish its step of a multi-host run")
     server_port: int = Field(

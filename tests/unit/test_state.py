@@ -53,3 +53,14 @@ def test_names_and_keys() -> None:
     port = names.host_port_name("a-lab-with-a-long-id", "node_with_long_name_0123456789", "GigabitEthernet0/15")
     assert len(port) <= 15 and port == names.host_port_name("a-lab-with-a-long-id", "node_with_long_name_0123456789", "GigabitEthernet0/15")
     assert names.link_id("r2:eth1", "r1:eth1") == "r1:eth1--r2:eth1"
+
+
+def test_a_fleet_labs_management_subnet_and_node_addresses_read_back() -> None:
+    state = LabState(lab_id="m", status=LabStatus.ALLOCATED, mgmt_ipv4_subnet="172.20.7.0/24",
+                     nodes=[NodeRecord(name="a", kind="frr", provider="docker", runtime_name="c", host="sim-1",
+                                       mgmt_ipv4="172.20.7.2")])
+    back = state_from_rows(json.loads(json.dumps(state_to_rows(state))))
+    assert back.mgmt_ipv4_subnet == "172.20.7.0/24"
+    assert back.nodes[0].mgmt_ipv4 == "172.20.7.2"
+    old = [{k: v for k, v in row.items() if k != "mgmt"} for row in state_to_rows(state)]  # a record from before
+    assert state_from_rows(old).mgmt_ipv4_subnet is None
