@@ -126,6 +126,7 @@ class LabState(BaseModel):
     links: list[LinkRecord] = Field(default_factory=list)
     updated_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     errors: list[str] = Field(default_factory=list)
+    mgmt_ipv4_subnet: str | None = None  # a fleet lab's one management subnet (the coordinator's choice)
 
     def vlans(self) -> dict[str, int]:
         return {link.id: link.vlan for link in self.links}
@@ -139,7 +140,7 @@ class LabState(BaseModel):
 # The artifact is one table: a person reads it in the UI, and recovery reads the same rows
 # back (Artifact.get returns table data as a JSON string). Every row has the same columns.
 ROW_COLUMNS = ("item", "name", "kind", "provider", "state", "runtime", "vlan", "endpoints", "ports", "ready_s", "error",
-               "host", "vni", "impairment", "exec", "config_errors")
+               "host", "vni", "impairment", "exec", "config_errors", "mgmt")
 
 
 def _row(**values: object) -> dict[str, object]:
@@ -148,12 +149,12 @@ def _row(**values: object) -> dict[str, object]:
 
 def state_to_rows(state: LabState) -> list[dict[str, object]]:
     rows = [_row(item="lab", name=state.lab_id, state=state.status.value, runtime=state.updated_at,
-                 error="; ".join(state.errors))]
+                 error="; ".join(state.errors), mgmt=state.mgmt_ipv4_subnet or "")]
     rows += [
         _row(item="node", name=n.name, kind=n.kind, provider=n.provider, state=n.shown_state, runtime=n.runtime_name,
              ready_s="" if n.ready_seconds is None else round(n.ready_seconds, 2), error=n.error or "",
              host=n.host or "", exec=json.dumps(n.exec_lines) if n.exec_lines else "",
-             config_errors=dumps(n.config_errors))
+             config_errors=dumps(n.config_errors), mgmt=n.mgmt_ipv4 or "")
         for n in state.nodes
     ]
     rows += [
@@ -172,6 +173,7 @@ def state_from_rows(rows: list[dict[str, object]]) -> LabState:
         status=LabStatus(str(lab_row["state"])),
         updated_at=str(lab_row["runtime"]),
         errors=[e for e in str(lab_row["error"]).split("; ") if e],
+        mgmt_ipv4_subnet=str(lab_row.get("mgmt") or "") or None,
         nodes=[_node_record(r) for r in rows if r["item"] == "node"],
         links=[
             LinkRecord(id=str(r["name"]), vlan=int(r["vlan"]), endpoints=str(r["endpoints"]).split(),
@@ -192,4 +194,5 @@ def _node_record(row: dict[str, object]) -> NodeRecord:
         error=str(row["error"]) or None, host=str(row.get("host") or "") or None,
         exec_lines=json.loads(str(row.get("exec") or "[]")),
         config_errors=parse_json(str(row.get("config_errors") or "")),
+        mgmt_ipv4=str(row.get("mgmt") or "") or None,
     )
