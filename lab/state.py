@@ -115,6 +115,8 @@ class LinkRecord(BaseModel):
     ports: list[str] = Field(default_factory=list)  # host-side OVS port names
     vni: int | None = None  # a cross-host link's VXLAN id (unique on the server)
     vlans: dict[str, int] = Field(default_factory=dict)  # a multi-host lab: each end host's tag
+    # a segment on several hosts: a VXLAN id per pair of them ("host-a+host-b", sorted)
+    vnis: dict[str, int] = Field(default_factory=dict)
     state: str = "up"  # "up" | "down": set by `archetype link`, kept across redeploys and restarts
     conditions: LinkConditions = Field(default_factory=LinkConditions)
 
@@ -159,7 +161,7 @@ def state_to_rows(state: LabState) -> list[dict[str, object]]:
     ]
     rows += [
         _row(item="link", name=link.id, vlan=link.vlan, endpoints=" ".join(link.endpoints), ports=" ".join(link.ports),
-             host=" ".join(f"{h}={v}" for h, v in sorted(link.vlans.items())), vni="" if link.vni is None else link.vni,
+             host=" ".join(f"{h}={v}" for h, v in sorted(link.vlans.items())), vni=_vni_text(link),
              state=link.state, impairment=link.conditions.text())
         for link in state.links
     ]
@@ -177,7 +179,7 @@ def state_from_rows(rows: list[dict[str, object]]) -> LabState:
         nodes=[_node_record(r) for r in rows if r["item"] == "node"],
         links=[
             LinkRecord(id=str(r["name"]), vlan=int(r["vlan"]), endpoints=str(r["endpoints"]).split(),
-                       ports=str(r["ports"]).split(), vni=int(r["vni"]) if r.get("vni") not in (None, "") else None,
+                       ports=str(r["ports"]).split(), **_vnis_of(r.get("vni")),
                        vlans={h: int(v) for h, _, v in (p.partition("=") for p in str(r.get("host") or "").split())},
                        state=str(r.get("state") or "up"),
                        conditions=LinkConditions.parse(str(r.get("impairment") or "")))
@@ -196,3 +198,17 @@ def _node_record(row: dict[str, object]) -> NodeRecord:
         config_errors=parse_json(str(row.get("config_errors") or "")),
         mgmt_ipv4=str(row.get("mgmt") or "") or None,
     )
+
+
+def _vni_text(link: LinkRecord) -> object:
+    """The ``vni`` column: a link's VNI, or a segment's ``a+b=VNI`` per pair of hosts."""
+    if link.vnis:
+        return " ".join(f"{pair}={vni}" for pair, vni in sorted(link.vnis.items()))
+    return "" if link.vni is None else link.vni
+
+
+def _vnis_of(value: object) -> dict[str, object]:
+    text = "" if value is None else str(value)
+    if "=" in text:
+        return {"vnis": {pair: int(vni) for pair, _, vni in (item.partition("=") for item in text.split())}}
+    return {"vni": int(text) if text else None}

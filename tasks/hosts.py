@@ -121,6 +121,7 @@ def vnis_in_use(except_lab: str) -> set[int]:
             continue
         if state.lab_id != except_lab and state.is_known:
             used |= {link.vni for link in state.links if link.vni is not None}
+            used |= {vni for link in state.links for vni in link.vnis.values()}  # a segment's, per pair of hosts
     return used
 
 

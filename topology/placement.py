@@ -9,6 +9,7 @@ invalid input: one ``TopologyError`` naming every node that has nowhere to go.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any
 
 from lab.errors import TopologyError
@@ -136,5 +137,43 @@ def place_away(leaving: list[tuple[str, Node]], hosts: list[HostFacts], source: 
 
 
 def cross_host_links(lab: Lab, placement: dict[str, str]) -> list[Any]:
-    """The links whose two ends are on different hosts."""
-    return [link for link in lab.links if placement[link.a.node] != placement[link.b.node]]
+    """The point-to-point links whose two nodes are on different hosts (a ``host:IF`` end is
+    made on its node's host: such a link never crosses)."""
+    return [link for link in lab.links if link.segment is None and not link.host_ends
+            and placement[link.a.node] != placement[link.b.node]]
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """One tunnel between two hosts: a point-to-point link across hosts, or a segment's
+    stretch between two of the hosts its ends are on (head-end replication: a segment on N
+    hosts has a tunnel per pair, so a host sends a broadcast to each other host itself).
+    ``key`` names its VNI: the link id, or ``<segment link id>@<host>+<host>``."""
+
+    key: str
+    link_id: str
+    ends: dict[str, str]  # host -> the node whose end is there (a segment: its first end there)
+    segment: bool = False
+
+    def peer_of(self, host: str) -> str:
+        (peer,) = set(self.ends) - {host}
+        return peer
+
+
+def crossings(lab: Lab, placement: dict[str, str]) -> list[Crossing]:
+    """Every tunnel the placed lab needs: a point-to-point link across hosts, and for each
+    segment whose ends are on several hosts, one per pair of those hosts."""
+    found = [Crossing(link.id, link.id, {placement[link.a.node]: link.a.node, placement[link.b.node]: link.b.node})
+             for link in cross_host_links(lab, placement)]
+    for link in lab.segments:
+        first: dict[str, str] = {}
+        for end in link.node_ends:
+            first.setdefault(placement[end.node], end.node)
+        for a, b in combinations(sorted(first), 2):
+            found.append(Crossing(f"{link.id}@{a}+{b}", link.id, {a: first[a], b: first[b]}, segment=True))
+    return found
+
+
+def segment_home(link: Any, placement: dict[str, str]) -> str | None:
+    """The host that makes a segment's ``host:IF`` ends: its first node's (None: no node end)."""
+    return placement[link.node_ends[0].node] if link.node_ends else None

@@ -26,10 +26,14 @@ def slice_document(lab: Lab, placement: dict[str, str]) -> tuple[str, dict[str, 
     nodes = {name: _node_fields(node, placement[name], files) for name, node in lab.nodes.items()}
     if sum(len(v) for v in files.values()) * 3 // 4 > MAX_FILES_BYTES:
         raise TopologyError([f"binds: the files the lab binds exceed {MAX_FILES_BYTES // 2**20} MiB"])
-    document = {
-        "name": lab.id,
-        "topology": {"nodes": nodes, "links": [{"endpoints": [str(link.a), str(link.b)]} for link in lab.links]},
-    }
+    links: list[dict[str, Any]] = []
+    for link in lab.links:
+        if link.segment is None:
+            links.append({"endpoints": [str(link.a), str(link.b)]})
+            continue
+        nodes[link.segment] = {"kind": "bridge"}  # a segment again, one link per end
+        links += [{"endpoints": [str(end), f"{link.segment}:e{i}"]} for i, end in enumerate(link.ends, 1)]
+    document = {"name": lab.id, "topology": {"nodes": nodes, "links": links}}
     return yaml.safe_dump(document, sort_keys=False), files
 
 
@@ -86,9 +90,20 @@ def write_files(files: dict[str, str], folder: Path) -> None:
 
 
 def local_part(lab: Lab, host: str) -> Lab:
-    """The nodes placed on ``host`` and every link with an end on one of them."""
+    """The nodes placed on ``host`` and every link with an end on one of them. A ``host:IF``
+    end is made on its node's host; a segment's, on the host of the segment's first node
+    (``topology.placement.segment_home``): the other hosts' part of it has no host end."""
     from dataclasses import replace
 
+    from topology.placement import segment_home
+
     nodes = {name: node for name, node in lab.nodes.items() if node.host == host}
-    links = tuple(link for link in lab.links if link.a.node in nodes or link.b.node in nodes)
-    return replace(lab, nodes=nodes, links=links)
+    placement = {name: node.host for name, node in lab.nodes.items()}
+    links = []
+    for link in lab.links:
+        if not any(end.node in nodes for end in link.node_ends):
+            continue
+        if link.segment is not None and link.host_ends and segment_home(link, placement) != host:
+            link = replace(link, ends=link.node_ends)
+        links.append(link)
+    return replace(lab, nodes=nodes, links=tuple(links))

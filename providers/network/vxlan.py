@@ -6,6 +6,12 @@ the settings' UDP port; it carries the veth ifalias marker and joins the bridge 
 access port of the link's host-local VLAN tag, with our external_ids. TX checksum offload
 is off on it, as on every interface that reaches the userspace datapath.
 
+A segment (a LAN) on several hosts has one device per other host it reaches (head-end
+replication: OVS floods a broadcast to each of them), each with the VNI of that pair of
+hosts (the kernel takes one device per VNI and UDP port). Those ports are ``protected``:
+what comes from one tunnel never goes out of another (split horizon: no loop through a
+third host, which sent its copy itself).
+
 MTU: the tunnel costs 50 bytes; the link's ends keep ``link_mtu`` and the underlay is
 CHECKED to fit ``link_mtu + 50`` (a host whose underlay is too small fails the link with
 the sizes named), so that nothing is silently fragmented or dropped.
@@ -37,9 +43,10 @@ class Tunnel:
     vni: int
     remote: str  # the peer host's data-plane address
     vlan: int  # the link's host-local tag
+    peer: str = ""  # a segment's tunnel: the other host's name (one device per peer host)
 
     def device(self, lab_id: str) -> str:
-        return names.vxlan_device_name(lab_id, self.link_id)
+        return names.vxlan_device_name(lab_id, f"{self.link_id}@{self.peer}" if self.peer else self.link_id)
 
 
 def underlay_mtu(address: str) -> int | None:
@@ -83,6 +90,8 @@ def ensure_tunnels(lab_id: str, tunnels: list[Tunnel], *, local: str) -> list[st
             port = state.everywhere.get(name)
             if existing is None or port is None or port.tag != tunnel.vlan or port.lab_id != lab_id:
                 commands += ovs.port_commands(name, tunnel.vlan, port_ids(lab_id, tunnel.node, tunnel.link_id))
+                if tunnel.peer:  # split horizon between a segment's tunnels
+                    commands.append(["set", "Port", name, "protected=true"])
     if stale_rows:  # a recreated device is reopened only if its row went first (ovs.port_commands)
         ovs.transaction(ovs.del_port_commands(stale_rows), what=f"lab {lab_id}: replacing tunnels")
     if len(commands) > 2:
