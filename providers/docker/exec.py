@@ -205,14 +205,8 @@ class _StartingMarker:
         self._path = f"root{path}" if path else ""
         self._failed_path = f"root{failed_path}" if failed_path else ""
         self.shown = f"(starting: {path} is still there)"
-        if not path:
-            return
-        try:
-            pid = int(api.inspect_container(container)["State"].get("Pid") or 0)
-            if pid > 0:
-                self._fd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY)
-        except (docker.errors.APIError, OSError):
-            self._fd = None
+        if path:
+            self._fd = _open_process_folder(api, container)
 
     def present(self) -> bool:
         return self._exists(self._path)
@@ -311,11 +305,7 @@ def device_config_errors(
 def _nonempty(api: APIClient, container: str, path: str) -> bool:
     """A file of the container has content (looked up through /proc/PID/root, not followed if a
     symlink); True when the host cannot tell, so that the caller reads it."""
-    try:
-        pid = int(api.inspect_container(container)["State"].get("Pid") or 0)
-        fd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY) if pid > 0 else None
-    except (docker.errors.APIError, OSError):
-        return True
+    fd = _open_process_folder(api, container)
     if fd is None:
         return True
     try:
@@ -326,6 +316,17 @@ def _nonempty(api: APIClient, container: str, path: str) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def _open_process_folder(api: APIClient, container: str) -> int | None:
+    """A descriptor of the container's /proc/PID folder, or None (not running, or not ours to
+    see). Paths are then looked up relative to it: if the container stops, its PID may go to
+    another process, but this descriptor never will."""
+    try:
+        pid = int(api.inspect_container(container)["State"].get("Pid") or 0)
+        return os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY) if pid > 0 else None
+    except (docker.errors.APIError, OSError):
+        return None
 
 
 def _not_ready(node: str, readiness: Readiness, timeout: float, last: str) -> ProviderError:
