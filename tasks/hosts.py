@@ -51,9 +51,9 @@ def publish_this_host() -> None:
 
 
 def read_hosts() -> list[HostFacts]:
-    """Every host that ever published its facts, with liveness (facts fresh enough) and
-    whether it is drained."""
-    window = get_settings().host_alive_seconds
+    """Every host that ever published its facts, with liveness (facts fresh enough), whether
+    it is lost (not heard from for ``host_lost_seconds``) and whether it is drained."""
+    window, lost_after = get_settings().host_alive_seconds, get_settings().host_lost_seconds
     now = datetime.now(UTC)
     with get_client(sync_client=True) as client:
         variables = client.read_variables()
@@ -65,7 +65,8 @@ def read_hosts() -> list[HostFacts]:
         data = variable.value
         try:
             age = (now - datetime.fromisoformat(str(data.get("updated_at")))).total_seconds()
-            hosts.append(HostFacts.from_dict(data, alive=age <= window, drained=data.get("name") in drained))
+            hosts.append(HostFacts.from_dict(data, alive=age <= min(window, lost_after), lost=age > lost_after,
+                                             drained=data.get("name") in drained))
         except (KeyError, ValueError, TypeError):
             continue  # not one of ours
     return sorted(hosts, key=lambda h: h.name)

@@ -37,9 +37,11 @@ class HostFacts:
     updated_at: str = ""
     labs: dict[str, Any] = field(default_factory=dict)
     drained: bool = False  # unschedulable: nothing new is placed there (`archetype hosts drain`)
+    lost: bool = False  # not heard from for ``host_lost_seconds``: its nodes are re-placed (not alive either)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, alive: bool = True, drained: bool = False) -> HostFacts:
+    def from_dict(cls, data: dict[str, Any], *, alive: bool = True, drained: bool = False,
+                  lost: bool = False) -> HostFacts:
         return cls(
             name=str(data["name"]), address=data.get("address"), alive=alive, cpus=int(data.get("cpus") or 0),
             memory_free_mb=int(data.get("memory_free_mb") or 0), providers=tuple(data.get("providers") or ()),
@@ -47,6 +49,7 @@ class HostFacts:
             underlay_mtu=data.get("underlay_mtu"), access=tuple(data.get("access") or ()),
             docker_url=data.get("docker_url"),
             updated_at=str(data.get("updated_at") or ""), labs=dict(data.get("labs") or {}), drained=drained,
+            lost=lost,
         )
 
     def runs(self, lab_id: str, node_name: str) -> bool:
@@ -56,6 +59,8 @@ class HostFacts:
     def why_not(self, node: Node, lab_id: str | None = None) -> str | None:
         """Why this host cannot run the node, or None when it can. A drained host keeps only
         the nodes it runs already (``lab_id`` given), until they move."""
+        if self.lost:
+            return f"host {self.name} is lost (its worker not heard from)"
         if not self.alive:
             return f"host {self.name} is not alive (no facts published recently)"
         if self.drained and not (lab_id and self.runs(lab_id, node.name)):
