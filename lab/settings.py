@@ -61,6 +61,12 @@ class Settings(BaseSettings):
                     "runs: what a run started from the UI, the REST API or a fleet's coordinator waits at most "
                     "before its process starts (Prefect's default is 10); one API call per ask",
     )
+    step_poll_seconds: float = Field(
+        0.25, gt=0,
+        description="Seconds between two asks for a short per-host step (a move's migrate-step): by the host's "
+                    "worker, which runs it in its own process (deployments/step_runner.py), and by the coordinator "
+                    "waiting for its end (doubling up to 1 s); one API call per ask",
+    )
     host_facts_interval: float = Field(15.0, description="Seconds between two publications of a host's facts")
     host_alive_seconds: float = Field(60.0, description="A host whose facts are older than this is not alive")
     host_lost_seconds: float = Field(
