@@ -65,7 +65,7 @@ class Settings(BaseSettings):
         0.25, gt=0,
         description="Seconds between two asks for a short per-host step (a move's migrate-step): by the host's "
                     "worker, which runs it in its own process (deployments/step_runner.py), and by the coordinator "
-                    "waiting for its end (doubling up to 1 s); one API call per ask",
+                    "waiting for a step's end (its first 10 s, then every 1 s); one API call per ask",
     )
     host_facts_interval: float = Field(15.0, description="Seconds between two publications of a host's facts")
     host_alive_seconds: float = Field(60.0, description="A host whose facts are older than this is not alive")
