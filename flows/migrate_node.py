@@ -89,6 +89,10 @@ def plan_move(state: LabState, node: str, to_host: str, hosts: list[HostFacts]) 
         mine = [iface for name, _, iface in ends if name == node]
         if not mine:
             continue
+        if names.is_segment_link(link.id) or any(name == names.HOST_NODE for name, _, _ in ends):
+            raise MigrationRefused(f"node {node} is on {'LAN segment' if names.is_segment_link(link.id) else 'link'} "
+                                   f"{link.id}{'' if names.is_segment_link(link.id) else ' (a host:IF end)'}: moving "
+                                   "such a node is not supported yet (deploy the lab again with its host: changed)")
         (other_node, _, _), = [e for e in ends if e[0] != node] or [(node, "", "")]
         other_host = records[other_node].host or source.name
         plan.links.append(LinkMove(link, mine[0], other_node, other_host, local_after=other_host == to_host))
@@ -223,7 +227,15 @@ def _adopt(state: LabState, plan: MovePlan, record: NodeRecord, started: float) 
 def _number_crossing(plan: MovePlan) -> list[LinkMove]:
     """The links that cross hosts after the move, each with its new tunnel's VNI."""
     crossing = [m for m in plan.links if not m.local_after]
-    vnis = allocate_vnis(plan.lab_id, [m.link.id for m in crossing], {}) if crossing else {}
+    vnis = {}
+    if crossing:  # allocated sequentially now: the lab's own VNIs that stay are taken too
+        from tasks.fleet_plan import fleet_allocation
+        from tasks.state import load_lab_state
+
+        state = load_lab_state(plan.lab_id)
+        own = frozenset(vni for link in (state.links if state else []) for vni in (link.vni, *link.vnis.values()) if vni)
+        with fleet_allocation():
+            vnis = allocate_vnis(plan.lab_id, [m.link.id for m in crossing], {}, also_used=own)
     for move in crossing:  # a new VNI: the new tunnel never meets the old one
         move.vni = _fresh_vni(vnis[move.link.id], move.link.vni)
     return crossing

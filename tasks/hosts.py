@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import zlib
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -23,10 +22,9 @@ from prefect.states import Cancelled
 from lab import names
 from lab.errors import ArchetypeError
 from lab.settings import get_settings
-from lab.state import state_from_rows
+from lab.state import LabState, state_from_rows
 from topology.placement import HostFacts
 
-VNI_MIN, VNI_MAX = 4096, 2**24 - 1
 FENCE = "~~~~"
 
 
@@ -105,15 +103,15 @@ def host_is_alive(host: str) -> bool:
 # VNIs ---------------------------------------------------------------------------------
 
 
-def vnis_in_use(except_lab: str) -> set[int]:
-    """VNIs the other known labs' state records hold (the server is the fleet's memory)."""
+def other_labs(except_lab: str) -> list[LabState]:
+    """The state records of the other known labs (the server is the fleet's memory)."""
     from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
 
     with get_client(sync_client=True) as client:
         latest = client.read_latest_artifacts(
             artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(like_="lab-%-state"))
         )
-    used: set[int] = set()
+    others = []
     for artifact in latest:
         try:
             rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
@@ -121,28 +119,29 @@ def vnis_in_use(except_lab: str) -> set[int]:
         except (StopIteration, KeyError, ValueError, TypeError):
             continue
         if state.lab_id != except_lab and state.is_known:
-            used |= {link.vni for link in state.links if link.vni is not None}
-            used |= {vni for link in state.links for vni in link.vnis.values()}  # a segment's, per pair of hosts
+            others.append(state)
+    return others
+
+
+def vnis_in_use(others: list[LabState]) -> set[int]:
+    """VNIs the other labs' state records hold."""
+    used: set[int] = set()
+    for state in others:
+        used |= {link.vni for link in state.links if link.vni is not None}
+        used |= {vni for link in state.links for vni in link.vnis.values()}  # a segment's, per pair of hosts
     return used
 
 
-def allocate_vnis(lab_id: str, link_ids: list[str], previous: dict[str, int]) -> dict[str, int]:
-    """A VNI per cross-host link: the one it had, else one derived from (lab, link) and
-    probed forward past every VNI another known lab holds. (No compare-and-set on the
-    server: two labs deployed at the same instant could only collide on the same hash
-    bucket of 16.7 million, and the lab state records which one each got.)"""
-    used = vnis_in_use(lab_id)
-    span = VNI_MAX - VNI_MIN + 1
-    vnis: dict[str, int] = {}
-    for link in sorted(link_ids):
-        vni = previous.get(link)
-        if vni is None or vni in used:
-            vni = VNI_MIN + zlib.crc32(f"{lab_id}\0{link}".encode()) % span
-            while vni in used:
-                vni = VNI_MIN + (vni - VNI_MIN + 1) % span
-        used.add(vni)
-        vnis[link] = vni
-    return vnis
+def allocate_vnis(lab_id: str, link_ids: list[str], previous: dict[str, int],
+                  others: list[LabState] | None = None, also_used: frozenset[int] = frozenset()) -> dict[str, int]:
+    """A VNI per tunnel: the one it had, else the lowest free one (``topology.fleet_plan.
+    pick_vnis``); ``also_used``: the lab's own VNIs that stay (a move's new tunnels). Call it
+    holding ``tasks.fleet_plan.fleet_allocation()`` and publish the lab's state before
+    letting go: the server has no compare-and-set, the lease is the lock."""
+    from topology.fleet_plan import pick_vnis
+
+    used = vnis_in_use(other_labs(lab_id) if others is None else others) | also_used
+    return pick_vnis(link_ids, previous, used)
 
 
 # Reports of per-host steps ----------------------------------------------------------------

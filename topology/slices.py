@@ -34,6 +34,10 @@ def slice_document(lab: Lab, placement: dict[str, str]) -> tuple[str, dict[str, 
         nodes[link.segment] = {"kind": "bridge"}  # a segment again, one link per end
         links += [{"endpoints": [str(end), f"{link.segment}:e{i}"]} for i, end in enumerate(link.ends, 1)]
     document = {"name": lab.id, "topology": {"nodes": nodes, "links": links}}
+    mgmt = {key: value for key, value in (("network", lab.mgmt.network), ("ipv4-subnet", lab.mgmt.ipv4_subnet),
+                                          ("ipv6-subnet", lab.mgmt.ipv6_subnet)) if value}
+    if mgmt:  # a fleet lab's one management plan: every host makes the same subnet
+        document["mgmt"] = mgmt
     return yaml.safe_dump(document, sort_keys=False), files
 
 
@@ -54,6 +58,9 @@ def _node_fields(node: Node, host: str, files: dict[str, str]) -> dict[str, Any]
         fields["memory"] = node.memory_mb
     if node.cpus is not None:
         fields["cpus"] = node.cpus
+    for key, address in (("mgmt-ipv4", node.mgmt_ipv4), ("mgmt-ipv6", node.mgmt_ipv6)):
+        if address:  # planned over the whole lab by the coordinator: no two hosts give the same one
+            fields[key] = address
     return fields
 
 
