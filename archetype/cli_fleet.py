@@ -54,7 +54,24 @@ def fleet_labs(only_lab: str | None) -> list[dict[str, Any]] | None:
                  "mgmt_ipv4": n[5] if len(n) > 5 else None, "mgmt_ipv6": n[6] if len(n) > 6 else None}
                 for n in nodes
             )
+    _with_lost_nodes(labs, hosts, only_lab)
     return [{"lab_id": lab, "nodes": sorted(nodes, key=lambda n: n["name"])} for lab, nodes in sorted(labs.items())]
+
+
+def _with_lost_nodes(labs: dict[str, list[dict[str, Any]]], hosts: list, only_lab: str | None) -> None:
+    """The nodes a lost host ran when last heard from (its last facts), state ``lost``, but
+    those running on a live host now (re-placed by a deploy or `hosts evacuate`)."""
+    for host in (h for h in hosts if h.lost):
+        for lab_id, nodes in host.labs.items():
+            if only_lab not in (None, lab_id):
+                continue
+            running = {n["name"] for n in labs.get(lab_id, [])}
+            labs.setdefault(lab_id, []).extend(
+                {"name": n[0], "kind": n[1], "provider": n[2], "state": "lost", "runtime_name": n[4],
+                 "host": host.name, "mgmt_ipv4": n[5] if len(n) > 5 else None,
+                 "mgmt_ipv6": n[6] if len(n) > 6 else None}
+                for n in nodes if n[0] not in running
+            )
 
 
 def on_this_host(labs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,20 +119,21 @@ def connect_remote(lab: str, node: str) -> None:
     run_on_node_host(lab, node, "connect", lab, node)
 
 
-hosts_app = typer.Typer(help="The hosts of the fleet; drain one for maintenance, undrain it after.",
+hosts_app = typer.Typer(help="The hosts of the fleet; drain one for maintenance, undrain it after; evacuate a lost one.",
                         invoke_without_command=True)
 app.add_typer(hosts_app, name="hosts")
 
 
 @hosts_app.callback()
 def hosts(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """The hosts of the fleet sharing this Prefect server: liveness, capacity, drained or not."""
+    """The hosts of the fleet sharing this Prefect server: liveness (lost: not heard from for
+    ARCHETYPE_HOST_LOST_SECONDS), capacity, drained or not."""
     if ctx.invoked_subcommand is not None:
         return
     found = _run(fleet_hosts)
     result = {
         "hosts": [
-            {"name": h.name, "address": h.address, "alive": h.alive, "drained": h.drained, "cpus": h.cpus,
+            {"name": h.name, "address": h.address, "alive": h.alive, "lost": h.lost, "drained": h.drained, "cpus": h.cpus,
              "memory_free_mb": h.memory_free_mb, "labs": sorted(h.labs), "updated_at": h.updated_at}
             for h in found
         ]
@@ -129,7 +147,7 @@ def _show_hosts(result: dict[str, Any]) -> None:
         return
     render._table(
         "hosts", ["host", "address", "alive", "drained", "cpus", "free MiB", "labs"],
-        [[h["name"], h["address"], "yes" if h["alive"] else "NO", "DRAINED" if h.get("drained") else "-", h["cpus"],
+        [[h["name"], h["address"], "yes" if h["alive"] else "LOST" if h.get("lost") else "NO", "DRAINED" if h.get("drained") else "-", h["cpus"],
           h["memory_free_mb"], ", ".join(h["labs"])]
          for h in result["hosts"]],
     )
@@ -170,6 +188,24 @@ def undrain(host: str, as_json: JsonOption = False) -> None:
     from flows.drain_host import undrain_host
 
     _emit(_run(lambda: undrain_host(host)), as_json, lambda r: typer.echo(f"{r['host']}: schedulable"))
+
+
+@hosts_app.command("evacuate")
+def evacuate(host: str, as_json: JsonOption = False) -> None:
+    """Bring a lost host's nodes up on live hosts, from their saved configs (archetype configs), else the topology."""
+    _check_fleet_host(host)
+    from flows.evacuate_host import evacuate_host
+
+    result = _run_flow(as_json, evacuate_host, host=host)
+    _emit(result, as_json, _show_evacuate)
+    _exit_on_errors(result)
+
+
+def _show_evacuate(result: dict[str, Any]) -> None:
+    rows = [[f"{m['lab_id']}/{m['node']}", m["from"], m["to"], m["state"]] for m in result["moves"]]
+    if rows:
+        render._table(f"evacuated {result['host']}", ["node", "from", "to", "state"], rows)
+    typer.echo(f"{result['host']}: evacuated, {len(rows)} node(s) re-placed in {result['seconds']:.1f} s")
 
 
 def _show_drain(result: dict[str, Any]) -> None:

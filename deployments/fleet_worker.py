@@ -27,6 +27,19 @@ def publish_facts_forever(stop: threading.Event) -> None:
         stop.wait(interval)
 
 
+def reclaim() -> None:
+    """This host's copies of nodes that moved away while it was lost, removed (reclaim-host,
+    a flow run of its own); a failure is logged and the worker serves all the same."""
+    from flows.evacuate_host import reclaim_host
+
+    try:
+        state = reclaim_host(return_state=True)
+        if not state.is_completed():
+            log.error("reclaim-host: %s", state.message)
+    except Exception:  # noqa: BLE001 - the next start tries again; serving matters more
+        log.exception("reclaim-host could not run")
+
+
 def main() -> None:
     from prefect import serve
 
@@ -38,6 +51,7 @@ def main() -> None:
     from lab.settings import get_settings
 
     host = get_settings().host_name
+    reclaim()  # back from lost: what moved away goes first, so nothing of a lab runs twice
     publish_this_host()  # before serving: a coordinator can place on it at once
     stop = threading.Event()
     threading.Thread(target=publish_facts_forever, args=(stop,), daemon=True, name="host-facts").start()

@@ -21,6 +21,7 @@ def deployments() -> list:
     from flows.destroy_lab import destroy_lab
     from flows.discover_labs import discover_labs
     from flows.drain_host import drain_host
+    from flows.evacuate_host import evacuate_host
     from flows.exec_node import exec_node
     from flows.extract_configs import extract_configs
     from flows.migrate_node import migrate_node
@@ -42,6 +43,7 @@ def deployments() -> list:
         discover_labs.to_deployment(name=host, tags=["archetype"]),
         migrate_node.to_deployment(name=host, tags=["archetype"]),
         drain_host.to_deployment(name=host, tags=["archetype"]),
+        evacuate_host.to_deployment(name=host, tags=["archetype"]),
         cleanup_orphans.to_deployment(name=host, cron=CLEANUP_CRON, tags=["archetype"], concurrency_limit=1),
         *(f.to_deployment(name=host, tags=["archetype"]) for f in (control_node, set_link, exec_node, capture_link)),
         *(f.to_deployment(name=host, tags=["archetype"]) for f in (snapshot_lab, restore_lab)),

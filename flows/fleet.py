@@ -23,6 +23,7 @@ from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord
 from tasks.controls import keep_link_controls
 from tasks.hosts import allocate_vnis, child_error, publish_this_host, read_hosts, read_report, run_on_host
+from tasks.lost import recover_lost, untunnel_now_local
 from tasks.migration import remember_topology
 from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab
@@ -82,6 +83,7 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
     (the caller then deploys in-process, as on a single host). ``strict``: as deploy-lab's,
     on every host."""
     logger = get_run_logger()
+    lab, lost = recover_lost(lab, hosts, load_lab_state(lab.id))  # a lost host's nodes: re-placed, saved configs
     placement = place(lab, hosts)  # unplaceable: TopologyError, nothing created
     used = sorted(set(placement.values()))
     logger.info("placement: %s", ", ".join(f"{n}@{h}" for n, h in sorted(placement.items())))
@@ -114,12 +116,15 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
                "tunnels": _tunnels_of(host, crossing, placement, vnis, address), "strict": strict}
         for host in used
     }
-    left = sorted({n.host for n in (previous.nodes if previous else []) if n.host} - set(used))
+    lost_hosts = {h.name for h in hosts if h.lost}  # each removes its part itself when back (reclaim-host)
+    left = sorted({n.host for n in (previous.nodes if previous else []) if n.host} - set(used) - lost_hosts)
     reports = _on_hosts("deploy", "deploy-slice", params, lab.id)
     if left:  # hosts the lab no longer uses: their part goes
         gone = _on_hosts("destroy", "destroy-slice", {h: {"lab_id": lab.id, "host": h} for h in left}, lab.id)
         state.errors += [r["error"] for r in gone.values() if "error" in r] + [e for r in gone.values() for e in r.get("errors", [])]
     _merge(state, reports)
+    if lost:  # a re-placed node's link now local keeps its tunnel there: it goes
+        state.errors += untunnel_now_local(lab, previous, placement, lost)
     state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
     publish_lab_state(state)
     result = {

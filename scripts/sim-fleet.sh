@@ -6,6 +6,8 @@
 #   scripts/sim-fleet.sh down      end every daemon it started (by recorded pid) and remove it all
 #   scripts/sim-fleet.sh env       print the env (PREFECT_API_URL, auth) of a running fleet
 #   scripts/sim-fleet.sh worker-stop HOST | worker-start HOST    (fault tests)
+#   scripts/sim-fleet.sh host-stop HOST | host-start HOST    a host dies (worker killed, nodes and
+#                                  daemons stopped, its state kept) and comes back (a lost host)
 #
 # Each host lives in its own network + mount + UTS namespaces, held open by bind mounts
 # under /run/archetype-sim/HOST/ns (entered with nsenter, never `ip netns exec`, which makes
@@ -267,6 +269,29 @@ worker_stop() {  # SIGKILL to the worker's whole process group (its flow runs in
     rm -f "$pidfile"
 }
 
+host_stop() {  # a host that dies: its worker killed, nothing of its labs running, its daemons stopped;
+    # its state stays (containers and domains defined, OVS database, workspace), as a machine's disk does
+    local h=$1 r; r=$(rdir "$h")
+    worker_stop "$h"
+    if docker_answers "$h"; then
+        local ids; ids=$(in_host "$h" env DOCKER_HOST=unix:///run/docker/docker.sock docker ps -q 2>/dev/null || true)
+        [[ -n $ids ]] && in_host "$h" env DOCKER_HOST=unix:///run/docker/docker.sock docker kill $ids >/dev/null 2>&1 || true
+    fi
+    if libvirt_answers "$h"; then
+        for dom in $(in_host "$h" timeout 20 virsh -c qemu:///system list --name 2>/dev/null | grep -v '^$'); do
+            in_host "$h" timeout 20 virsh -c qemu:///system destroy "$dom" >/dev/null 2>&1 || true
+        done
+    fi
+    stop_pid "$r/pids/libvirtd"; stop_pid "$r/pids/virtlogd"; stop_pid "$r/pids/dockerd"
+    stop_pid "$r/pids/ovs-vswitchd"; stop_pid "$r/pids/ovsdb-server"
+}
+
+host_start() {  # the host back: its daemons, then its worker
+    [[ -e $(rdir "$1")/ns/net ]] || die "no host $1 (scripts/sim-fleet.sh up)"
+    daemons_up "$1"
+    worker_start "$1"
+}
+
 # ------------------------------------------------------------------ control plane
 pg_answers() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
 api_answers() { curl -sf -o /dev/null -u "$(cat "$STATE/api-auth")" "$API_URL/health" \
@@ -379,5 +404,7 @@ case ${1:-} in
     env) print_env ;;
     worker-stop) worker_stop "${2:?host}" ;;
     worker-start) worker_start "${2:?host}" ;;
-    *) die "usage: $0 up [N] | down | env | worker-stop HOST | worker-start HOST" ;;
+    host-stop) host_stop "${2:?host}" ;;
+    host-start) host_start "${2:?host}" ;;
+    *) die "usage: $0 up [N] | down | env | worker-stop HOST | worker-start HOST | host-stop HOST | host-start HOST" ;;
 esac

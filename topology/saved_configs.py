@@ -18,15 +18,15 @@ def takes_startup_config(node: Node) -> bool:
     return node.vendor.startup_config_refusal is None
 
 
-def with_saved_configs(lab: Lab, folder: Path | None = None) -> tuple[Lab, dict[str, str]]:
-    """The lab whose nodes start from their last extracted config instead of the
-    topology's startup-config; nodes without one (or whose kind takes no startup config)
-    stay as the topology says. Also: node -> the file used."""
+def with_saved_configs(lab: Lab, folder: Path | None = None, only: set[str] | None = None) -> tuple[Lab, dict[str, str]]:
+    """The lab whose nodes (``only`` these, when given) start from their last extracted
+    config instead of the topology's startup-config; nodes without one (or whose kind takes
+    no startup config) stay as the topology says. Also: node -> the file used."""
     used: dict[str, str] = {}
     nodes = dict(lab.nodes)
     for name, node in lab.nodes.items():
         path = config_path(lab.id, name, folder)
-        if not path.is_file() or not takes_startup_config(node):
+        if (only is not None and name not in only) or not path.is_file() or not takes_startup_config(node):
             continue
         text = path.read_text()
         if text.strip():

@@ -1,0 +1,122 @@
+"""A lost host's labs (DESIGN.md, "Draining and losing hosts"): the coordinator's side (a
+deploy re-places the lost nodes on live hosts, from their saved configs) and the host's
+own when it comes back (its copies of nodes that moved away go before it serves).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from lab import names
+from lab.settings import get_settings
+from lab.state import LabState, LabStatus
+from topology import Lab
+from topology.lost import lost_nodes, re_placed
+from topology.placement import HostFacts
+
+log = logging.getLogger("archetype.lost")
+
+
+def _logger() -> Any:
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return log
+
+
+# The coordinator: re-place --------------------------------------------------------------
+
+
+def recover_lost(lab: Lab, hosts: list[HostFacts], previous: LabState | None) -> tuple[Lab, dict[str, str]]:
+    """The lab with its nodes on lost hosts re-placed (their ``host:`` dropped) and starting
+    from their last saved config (the lab's configs folder) where one is kept, else from the
+    topology; and node -> the lost host it leaves."""
+    recorded = {n.name: n.host for n in previous.nodes} if previous else {}
+    lost = lost_nodes(lab, hosts, recorded)
+    if not lost:
+        return lab, {}
+    lab, used = re_placed(lab, lost)
+    logger = _logger()
+    for node, host in sorted(lost.items()):
+        logger.warning("%s: host %s is lost: re-placed on a live host, %s", node, host,
+                       f"from its saved config {used[node]}" if node in used else "as the topology says (no saved config)")
+    return lab, lost
+
+
+def untunnel_now_local(lab: Lab, previous: LabState | None, placement: dict[str, str],
+                       lost: dict[str, str]) -> list[str]:
+    """The VXLAN device a link of a re-placed node kept on a live host where the link is now
+    local (a converge leaves the devices of links it still has), removed by a migrate-step
+    child run there. Errors, each naming its host."""
+    from prefect.runtime import flow_run
+
+    from tasks.hosts import child_error, read_report, run_on_host
+
+    had_vni = {link.id for link in (previous.links if previous else []) if link.vni}
+    stale: dict[str, list[str]] = {}
+    for link in lab.links:
+        ends = [end.node for end in link.node_ends]
+        if link.segment is not None or link.id not in had_vni or len(ends) != 2 or not set(ends) & set(lost):
+            continue
+        if placement[ends[0]] == placement[ends[1]]:
+            stale.setdefault(placement[ends[0]], []).append(names.vxlan_device_name(lab.id, link.id))
+    errors = []
+    for host, devices in sorted(stale.items()):
+        run = run_on_host("migrate-step", host, {"lab_id": lab.id, "host": host, "step": "untunnel",
+                                                 "args": {"devices": devices}}, key=f"{flow_run.id}-{host}-untunnel")
+        report = read_report(names.host_report_key(lab.id, "migrate-untunnel", host), run.id) or {}
+        error = child_error(run)
+        errors += [f"host {host}: {e}" for e in report.get("errors") or ([error] if error else [])]
+    return errors
+
+
+# The host, back: its stale copies go -----------------------------------------------------
+
+
+def stale_here(lab_id: str, here: list[str], state: LabState | None, host: str) -> tuple[list[str], bool]:
+    """Of the lab's nodes on this host, those that are stale (the server's record has the lab
+    destroyed, or puts the node on another host, or has no such node), and whether the whole
+    of the lab here is (no node of the record is on this host). A lab the server has no
+    record of is not ours to judge: nothing."""
+    if state is None:
+        return [], False
+    if state.status is LabStatus.DESTROYED:
+        return list(here), True
+    mine = {n.name for n in state.nodes if n.host == host}
+    return sorted(set(here) - mine), not mine
+
+
+def reclaim_stale_copies() -> dict[str, Any]:
+    """Remove this host's copies of nodes that moved away while it was lost (or of labs
+    destroyed meanwhile), from the labs' records on the server: a lab with no node left here
+    goes as a destroy-slice would take it; otherwise only the moved nodes go."""
+    from flows.slices import destroy_slice
+    from providers import labs
+    from tasks.state import load_lab_state
+
+    host = get_settings().host_name
+    logger = _logger()
+    removed: dict[str, list[str]] = {}
+    errors: list[str] = []
+    found = {lab.lab_id: [n.name for n in lab.nodes] for lab in labs.discover()}
+    for lab_id in sorted(found.keys() | labs.labs_with_resources()):  # nodes, or networks and files only
+        stale, whole = stale_here(lab_id, found.get(lab_id, []), load_lab_state(lab_id), host)
+        if not (stale or whole):
+            continue
+        logger.warning("lab %s: %s moved away or went while this host was lost: removing its copies here", lab_id,
+                       ", ".join(stale) or "nothing of it runs here, what is left")
+        if whole:
+            outcome = destroy_slice(lab_id=lab_id, host=host, return_state=True)
+            result = outcome.result(raise_on_failure=False)
+            report = result if isinstance(result, dict) else {"errors": [str(result)]}
+        else:
+            cleanup = labs.remove_nodes_not_in(lab_id, set(found[lab_id]) - set(stale))
+            report = {"removed": cleanup.removed, "errors": cleanup.errors}
+        removed[lab_id] = stale
+        errors += [f"lab {lab_id}: {e}" for e in report.get("errors", [])]
+    return {"host": host, "removed": removed, "errors": errors}
+
