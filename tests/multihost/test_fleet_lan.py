@@ -1,0 +1,138 @@
+"""A LAN segment spread over two simulated hosts: netlab's own output (`netlab create` of an
+OSPF topology whose one LAN joins three FRR nodes) with `host:` added to its nodes, r1 on
+sim-1, r2 and r3 on sim-2. The segment is one VXLAN tunnel between the two hosts, on each
+host's local VLAN of the segment. OSPF comes up Full on the LAN, read from the devices.
+
+Two `host:IF` ends are added to the same lab (cheaper than a lab of their own): one on r3's
+own link (made on sim-2, where r3 runs), one on the LAN (made on the host of its first node,
+sim-1), each reached by ping from the host it is on. The destroy leaves nothing of the lab
+on either host: no container, OVS port, VXLAN device, host interface or workspace folder."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.multihost.conftest import HOSTS, Fleet, host_leftovers
+
+pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.ovs]
+NETLAB = Path(sys.executable).parent / "netlab"
+PLACEMENT = {"r1": "sim-1", "r2": "sim-2", "r3": "sim-2"}
+
+TOPOLOGY = """\
+name: {lab}
+provider: clab
+defaults.device: frr
+defaults.devices.frr.clab.image: archetype/frr:latest
+module: [ospf]
+nodes: [r1, r2, r3]
+links: [r1-r2-r3]
+"""
+
+
+def wait_until(check, timeout: float, step: float = 2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(step)
+    return check()
+
+
+@pytest.fixture(scope="module")
+def lan(fleet: Fleet, tmp_path_factory) -> dict:
+    lab = f"mhl-{secrets.token_hex(2)}"
+    folder = tmp_path_factory.mktemp("lan")
+    (folder / "topology.yml").write_text(TOPOLOGY.format(lab=lab))
+    created = subprocess.run([str(NETLAB), "create"], cwd=folder, capture_output=True, text=True, timeout=300, check=False)
+    assert created.returncode == 0, created.stdout[-2000:] + created.stderr[-2000:]
+    clab = yaml.safe_load((folder / "clab.yml").read_text())
+    segments = [name for name, node in clab["topology"]["nodes"].items() if node.get("kind") == "bridge"]
+    assert len(segments) == 1 and len(clab["topology"]["links"]) == 3, clab  # netlab made the LAN a bridge
+    for node, host in PLACEMENT.items():
+        clab["topology"]["nodes"][node]["host"] = host
+    ends = {"own": f"lo{secrets.token_hex(3)}", "lan": f"ls{secrets.token_hex(3)}"}
+    clab["topology"]["links"] += [{"endpoints": ["r3:eth2", f"host:{ends['own']}"]},
+                                  {"endpoints": [f"host:{ends['lan']}", f"{segments[0]}:host1"]}]
+    (folder / "clab.yml").write_text(yaml.safe_dump(clab, sort_keys=False))
+    code, deployed, err = fleet.cli_json("deploy", str(folder / "clab.yml"))
+    document = {"lab": lab, "code": code, "deployed": deployed, "err": err, "ends": ends, "folder": folder}
+    try:
+        yield document
+    finally:
+        code, destroyed, err = fleet.cli_json("destroy", lab)
+        document["destroyed"] = (code, destroyed, err)
+        left = {host: host_leftovers(fleet, host, lab) for host in HOSTS}
+        interfaces = {host: [i for i in ends.values() if fleet.on(host, "ip", "link", "show", i).returncode == 0]
+                      for host in HOSTS}
+        assert code == 0, err
+        assert left == {h: {} for h in HOSTS} and interfaces == {h: [] for h in HOSTS}, (left, interfaces)
+
+
+def configure(fleet: Fleet, lab: str, node: str) -> None:
+    """What `netlab initial` runs in each container (its bound scripts), through `archetype exec`."""
+    for argv in (["bash", "/etc/config/01-initial.sh"], ["vtysh", "-f", "/etc/config/02-ospf.sh"]):
+        result = fleet.cli("exec", lab, node, "--", *argv, timeout=300)
+        assert result.returncode == 0, f"{node} {argv}: {result.stdout[-1500:]}{result.stderr[-1500:]}"
+
+
+def ospf_neighbors(fleet: Fleet, lab: str, node: str) -> dict[str, str]:
+    code, out = fleet.docker_exec(PLACEMENT[node], lab, node, "vtysh", "-c", "show ip ospf neighbor json")
+    if code != 0:
+        return {}
+    try:
+        document = json.loads(out)
+    except json.JSONDecodeError:
+        return {}
+    return {router: entry[0].get("nbrState", "") for router, entry in document.get("neighbors", {}).items() if entry}
+
+
+def test_the_lan_spans_both_hosts_and_ospf_is_full_on_it(fleet: Fleet, lan: dict) -> None:
+    lab = lan["lab"]
+    assert lan["code"] == 0, lan["err"][-3000:]
+    assert {n["name"]: n["host"] for n in lan["deployed"]["nodes"]} == PLACEMENT
+    (segment,) = [link for link in lan["deployed"]["links"] if len(link["endpoints"]) > 2]
+    assert set(segment.get("vnis", {})) == {"sim-1+sim-2"} and not segment.get("vni"), segment
+    for host in HOSTS:  # one tunnel per segment and other host, on the segment's VLAN there
+        vxlans = fleet.on(host, "ip", "-d", "-o", "link", "show", "type", "vxlan").stdout.splitlines()
+        ours = [line for line in vxlans if f"lab={lab} " in line]
+        assert len(ours) == 1 and f"vxlan id {segment['vnis']['sim-1+sim-2']} " in ours[0], ours
+        device = ours[0].split(":")[1].strip().split("@")[0]
+        tag = fleet.on(host, "ovs-vsctl", "get", "Port", device, "tag").stdout.strip()
+        assert tag == str(segment["vlans"][host]), (host, tag, segment)
+    for node in PLACEMENT:
+        configure(fleet, lab, node)
+
+    def full_on_the_lan() -> bool:
+        seen = {node: ospf_neighbors(fleet, lab, node) for node in PLACEMENT}
+        return all(len(n) == 2 and all(s.startswith("Full/") for s in n.values()) for n in seen.values())
+
+    assert wait_until(full_on_the_lan, 150), {node: ospf_neighbors(fleet, lab, node) for node in PLACEMENT}
+    code, out = fleet.docker_exec("sim-1", lab, "r1", "ping", "-c", "2", "-W", "2", "-I", "10.0.0.1", "10.0.0.3")
+    assert code == 0, out  # r1 (sim-1) to r3's loopback (sim-2), over the routes OSPF learnt on the LAN
+
+
+def test_host_ends_are_made_where_their_node_runs(fleet: Fleet, lan: dict) -> None:
+    lab, ends = lan["lab"], lan["ends"]
+    assert lan["code"] == 0, lan["err"][-3000:]
+    where = {name: [h for h in HOSTS if fleet.on(h, "ip", "link", "show", name).returncode == 0]
+             for name in ends.values()}
+    assert where == {ends["own"]: ["sim-2"], ends["lan"]: ["sim-1"]}, where
+    # r3's own link: its host end on sim-2, beside r3
+    assert fleet.docker_exec("sim-2", lab, "r3", "ip", "addr", "add", "10.213.77.2/30", "dev", "eth2")[0] == 0
+    assert fleet.on("sim-2", "ip", "addr", "add", "10.213.77.1/30", "dev", ends["own"]).returncode == 0
+    ping = fleet.on("sim-2", "ping", "-c", "2", "-W", "3", "10.213.77.2")
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    # the LAN's host end on sim-1 reaches r3 on sim-2 through the segment's tunnel
+    r3_lan = "172.16.0.3"  # netlab's address for r3 on the LAN (set again: this test may run alone)
+    assert fleet.docker_exec("sim-2", lab, "r3", "ip", "addr", "replace", f"{r3_lan}/24", "dev", "eth1")[0] == 0
+    assert fleet.on("sim-1", "ip", "addr", "add", "172.16.0.200/24", "dev", ends["lan"]).returncode == 0
+    reached = wait_until(lambda: fleet.on("sim-1", "ping", "-c", "1", "-W", "2", r3_lan).returncode == 0, 30)
+    assert reached, fleet.docker_exec("sim-2", lab, "r3", "ip", "-br", "addr")[1]
