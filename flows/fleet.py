@@ -1,12 +1,10 @@
 """Coordination of a lab across the hosts of a fleet (DESIGN.md, "Hosts and the control plane").
 
-deploy: validate (done by the caller) -> place -> allocate a VNI per tunnel (a cross-host
-link; a segment on several hosts: per pair of them, head-end replication) ->
+deploy: validate (done by the caller) -> place -> allocate a VNI per cross-host link ->
 publish the lab's state -> each host's slice as a child run of ``deploy-slice/<host>``, in
 parallel (idempotency key per run/host/step, pickup and step timeouts) -> merge the hosts'
 reports into the lab's state. Each slice wires its own ends of the cross-host links (a
-VXLAN device per link and host; per segment and other host) and the ``host:IF`` ends of its
-nodes (a segment's, on the host of its first node). A lab placed entirely on this very host runs in-process.
+VXLAN device per link and host). A lab placed entirely on this very host runs in-process.
 """
 
 from __future__ import annotations
@@ -24,12 +22,14 @@ from lab.errors import ArchetypeError
 from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord
 from tasks.controls import keep_link_controls
+from tasks.fleet_plan import fleet_allocation, plan_mgmt, route_to_nodes, unroute
 from tasks.hosts import allocate_vnis, child_error, publish_this_host, read_hosts, read_report, run_on_host
 from tasks.lost import recover_lost, untunnel_now_local
 from tasks.migration import remember_topology
 from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab
-from topology.placement import Crossing, HostFacts, crossings, place
+from topology.fleet_plan import routes_to_nodes
+from topology.placement import HostFacts, cross_host_links, place
 from topology.slices import slice_document
 
 __all__ = ["deploy_across_hosts", "destroy_across_hosts", "extract_across_hosts", "fleet_hosts", "publish_this_host",
@@ -91,26 +91,35 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
     logger.info("placement: %s", ", ".join(f"{n}@{h}" for n, h in sorted(placement.items())))
     if used == [get_settings().host_name]:
         return None
+    if lab.segments or lab.host_ends():
+        from lab.errors import TopologyError
+
+        raise TopologyError(["links: segments (bridge kinds) and host:IF ends need the lab on one host; "
+                             f"this one is placed on {', '.join(used)} (give every node the same host:)"])
     previous = load_lab_state(lab.id)
-    crossing = crossings(lab, placement)
-    vnis = allocate_vnis(lab.id, [c.key for c in crossing], _vnis_before(previous))  # the one VNI allocation
-    state = LabState(
-        lab_id=lab.id, status=LabStatus.ALLOCATED,
-        nodes=[NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, host=placement[n.name],
-                          runtime_name=names.container_name(lab.id, n.name) if n.vendor.provider.value == "docker"
-                          else names.domain_name(lab.id, n.name)) for n in lab.nodes.values()],
-        links=[LinkRecord(id=link.id, endpoints=[str(end) for end in link.ends], vlan=0, vni=vnis.get(link.id),
-                          vnis={c.key.rpartition("@")[2]: vnis[c.key] for c in crossing if c.segment and c.link_id == link.id})
-               for link in lab.links],
-    )
-    keep_link_controls(previous, state)  # a link's state and impairment survive a redeploy, as on one host
-    publish_lab_state(state)  # the VNIs are remembered before any tunnel exists
+    crossing = cross_host_links(lab, placement)
+    with fleet_allocation():  # one lab at a time over the fleet chooses its VNIs and subnet, and records them
+        lab = plan_mgmt(lab, previous)  # one management subnet, every node's address
+        vnis = allocate_vnis(lab.id, [link.id for link in crossing],
+                             {link.id: link.vni for link in previous.links if link.vni} if previous else {})
+        state = LabState(
+            lab_id=lab.id, status=LabStatus.ALLOCATED,
+            nodes=[NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, host=placement[n.name],
+                              runtime_name=names.container_name(lab.id, n.name) if n.vendor.provider.value == "docker"
+                              else names.domain_name(lab.id, n.name), mgmt_ipv4=n.mgmt_ipv4)
+                   for n in lab.nodes.values()],
+            links=[LinkRecord(id=link.id, endpoints=[str(link.a), str(link.b)], vlan=0, vni=vnis.get(link.id))
+                   for link in lab.links],
+        )
+        keep_link_controls(previous, state)  # a link's state and impairment survive a redeploy, as on one host
+        state.mgmt_ipv4_subnet = lab.mgmt.ipv4_subnet
+        publish_lab_state(state)  # the VNIs are remembered before any tunnel exists
     address = {h.name: h.address for h in hosts}
     text, files = slice_document(lab, placement)
     remember_topology(lab.id, text)  # a container's cold move re-creates it from it (flows.migrate_node)
     params = {
         host: {"lab_id": lab.id, "host": host, "topology": text, "files": files,
-               "tunnels": _tunnels_of(host, crossing, vnis, address), "strict": strict}
+               "tunnels": _tunnels_of(host, crossing, placement, vnis, address), "strict": strict}
         for host in used
     }
     lost_hosts = {h.name for h in hosts if h.lost}  # each removes its part itself when back (reclaim-host)
@@ -120,6 +129,7 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
         gone = _on_hosts("destroy", "destroy-slice", {h: {"lab_id": lab.id, "host": h} for h in left}, lab.id)
         state.errors += [r["error"] for r in gone.values() if "error" in r] + [e for r in gone.values() for e in r.get("errors", [])]
     _merge(state, reports)
+    route_to_nodes(lab.id, lab.mgmt.ipv4_subnet, routes_to_nodes(lab, placement, address))  # from here
     if lost:  # a re-placed node's link now local keeps its tunnel there: it goes
         state.errors += untunnel_now_local(lab, previous, placement, lost)
     state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
@@ -129,8 +139,7 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
         "nodes": [{"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
                    "ready_seconds": n.ready_seconds, "host": n.host,
                    "config_errors": config_errors.as_json(n.config_errors)} for n in state.nodes],
-        "links": [{"endpoints": link.endpoints, "vlan": link.vlan, "vlans": link.vlans, "vni": link.vni,
-                   **({"vnis": link.vnis} if link.vnis else {})}
+        "links": [{"endpoints": link.endpoints, "vlan": link.vlan, "vlans": link.vlans, "vni": link.vni}
                   for link in state.links],
         "errors": state.errors,
     }
@@ -139,32 +148,21 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
     return result
 
 
-def _vnis_before(previous: LabState | None) -> dict[str, int]:
-    """The VNIs a previous deploy gave, by crossing key (a redeploy keeps them)."""
-    before: dict[str, int] = {}
-    for link in previous.links if previous else []:
-        if link.vni:
-            before[link.id] = link.vni
-        before.update({f"{link.id}@{pair}": vni for pair, vni in link.vnis.items()})
-    return before
-
-
-def _tunnels_of(host: str, crossing: list[Crossing], vnis: dict[str, int],
+def _tunnels_of(host: str, crossing: list, placement: dict[str, str], vnis: dict[str, int],
                 address: dict[str, str | None]) -> list[dict[str, Any]]:
-    """This host's ends of the lab's tunnels (a segment's: one per other host, named by it)."""
     tunnels = []
-    for tunnel in crossing:
-        if host not in tunnel.ends:
+    for link in crossing:
+        ends = {placement[link.a.node]: link.a.node, placement[link.b.node]: link.b.node}
+        if host not in ends:
             continue
-        peer = tunnel.peer_of(host)
-        tunnels.append({"link_id": tunnel.link_id, "node": tunnel.ends[host], "vni": vnis[tunnel.key],
-                        "remote": address[peer], **({"peer": peer} if tunnel.segment else {})})
+        (peer,) = set(ends) - {host}
+        tunnels.append({"link_id": link.id, "node": ends[host], "vni": vnis[link.id], "remote": address[peer]})
     return tunnels
 
 
 def _merge(state: LabState, reports: dict[str, dict[str, Any]]) -> None:
     nodes = {n.name: n for n in state.nodes}
-    links = {_node_ends(link.endpoints): link for link in state.links}
+    links = {link.id: link for link in state.links}
     for host, report in reports.items():
         if "error" in report:
             state.errors.append(report["error"])
@@ -179,17 +177,11 @@ def _merge(state: LabState, reports: dict[str, dict[str, Any]]) -> None:
                 node.ready_seconds = entry.get("ready_seconds")
                 node.config_errors = config_errors.parse(entry.get("config_errors"))
         for entry in report.get("links", []):
-            link = links.get(_node_ends(entry["endpoints"]))
+            link = links.get(names.link_id(*entry["endpoints"]))
             if link is not None:
                 link.vlans[host] = entry["vlan"]
                 link.vlan = link.vlan or entry["vlan"]
         state.errors += report.get("errors", [])
-
-
-def _node_ends(endpoints: list[str]) -> frozenset[str]:
-    """A link's ends on nodes: what names it in a host's report (a segment there may lack
-    its host:IF ends, made on one host only)."""
-    return frozenset(e for e in endpoints if not e.startswith(f"{names.HOST_NODE}:"))
 
 
 # destroy and configs ----------------------------------------------------------------------
@@ -208,6 +200,7 @@ def destroy_across_hosts(lab_id: str, hosts: list[HostFacts]) -> dict[str, Any]:
             removed.setdefault(resource, []).extend(f"{host}:{item}" for item in items)
         errors += [f"host {host}: {e}" for e in report.get("errors", [])]
     previous = load_lab_state(lab_id)
+    unroute(lab_id, previous.mgmt_ipv4_subnet if previous else None)
     down = sorted({n.host for n in (previous.nodes if previous else []) if n.host} - set(alive))
     errors += [f"host {h} is not alive: its part of lab {lab_id} was not removed" for h in down]
     return {"lab_id": lab_id, "removed": removed, "errors": errors}

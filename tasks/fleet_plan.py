@@ -65,15 +65,16 @@ def subnets_in_use(others: list[LabState]) -> list[Taken]:
     return [Taken(ipaddress.ip_network(s.mgmt_ipv4_subnet), f"lab {s.lab_id}") for s in others if s.mgmt_ipv4_subnet]
 
 
-def plan_mgmt(lab: Lab, previous: LabState | None, others: list[LabState]) -> Lab:
+def plan_mgmt(lab: Lab, previous: LabState | None) -> Lab:
     """The lab with its one management subnet (in ``lab.mgmt``) and every node's address,
     chosen here for every host: the topology's subnet, else the one it had, else a free one
     of the pool that no other lab of the fleet and no route of this host overlaps."""
     from dataclasses import replace
 
     from providers.network.mgmt_routes import local_networks
+    from tasks.hosts import other_labs
 
-    taken = subnets_in_use(others) + [Taken(n, "a route of the coordinator host") for n in local_networks()]
+    taken = subnets_in_use(other_labs(lab.id)) + [Taken(n, "a route of the coordinator host") for n in local_networks()]
     subnet = pick_subnet(lab.id, len(lab.nodes), get_settings().mgmt_ipv4_pool, taken,
                          asked=lab.mgmt.ipv4_subnet, previous=previous.mgmt_ipv4_subnet if previous else None)
     remembered = {n.name: n.mgmt_ipv4 for n in previous.nodes if n.mgmt_ipv4} if previous else {}
