@@ -1,10 +1,12 @@
 """Coordination of a lab across the hosts of a fleet (DESIGN.md, "Hosts and the control plane").
 
-deploy: validate (done by the caller) -> place -> allocate a VNI per cross-host link ->
+deploy: validate (done by the caller) -> place -> allocate a VNI per tunnel (a cross-host
+link; a segment on several hosts: per pair of them, head-end replication) ->
 publish the lab's state -> each host's slice as a child run of ``deploy-slice/<host>``, in
 parallel (idempotency key per run/host/step, pickup and step timeouts) -> merge the hosts'
 reports into the lab's state. Each slice wires its own ends of the cross-host links (a
-VXLAN device per link and host). A lab placed entirely on this very host runs in-process.
+VXLAN device per link and host; per segment and other host) and the ``host:IF`` ends of its
+nodes (a segment's, on the host of its first node). A lab placed entirely on this very host runs in-process.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from tasks.migration import remember_topology
 from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab
 from topology.fleet_plan import routes_to_nodes
-from topology.placement import HostFacts, cross_host_links, place
+from topology.placement import Crossing, HostFacts, crossings, place
 from topology.slices import slice_document
 
 __all__ = ["deploy_across_hosts", "destroy_across_hosts", "extract_across_hosts", "fleet_hosts", "publish_this_host",
@@ -91,24 +93,19 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
     logger.info("placement: %s", ", ".join(f"{n}@{h}" for n, h in sorted(placement.items())))
     if used == [get_settings().host_name]:
         return None
-    if lab.segments or lab.host_ends():
-        from lab.errors import TopologyError
-
-        raise TopologyError(["links: segments (bridge kinds) and host:IF ends need the lab on one host; "
-                             f"this one is placed on {', '.join(used)} (give every node the same host:)"])
     previous = load_lab_state(lab.id)
-    crossing = cross_host_links(lab, placement)
+    crossing = crossings(lab, placement)
     with fleet_allocation():  # one lab at a time over the fleet chooses its VNIs and subnet, and records them
         lab = plan_mgmt(lab, previous)  # one management subnet, every node's address
-        vnis = allocate_vnis(lab.id, [link.id for link in crossing],
-                             {link.id: link.vni for link in previous.links if link.vni} if previous else {})
+        vnis = allocate_vnis(lab.id, [c.key for c in crossing], _vnis_before(previous))  # the one VNI allocation
         state = LabState(
             lab_id=lab.id, status=LabStatus.ALLOCATED,
             nodes=[NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, host=placement[n.name],
                               runtime_name=names.container_name(lab.id, n.name) if n.vendor.provider.value == "docker"
                               else names.domain_name(lab.id, n.name), mgmt_ipv4=n.mgmt_ipv4)
                    for n in lab.nodes.values()],
-            links=[LinkRecord(id=link.id, endpoints=[str(link.a), str(link.b)], vlan=0, vni=vnis.get(link.id))
+            links=[LinkRecord(id=link.id, endpoints=[str(end) for end in link.ends], vlan=0, vni=vnis.get(link.id),
+                              vnis={c.key.rpartition("@")[2]: vnis[c.key] for c in crossing if c.segment and c.link_id == link.id})
                    for link in lab.links],
         )
         keep_link_controls(previous, state)  # a link's state and impairment survive a redeploy, as on one host
@@ -119,7 +116,7 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
     remember_topology(lab.id, text)  # a container's cold move re-creates it from it (flows.migrate_node)
     params = {
         host: {"lab_id": lab.id, "host": host, "topology": text, "files": files,
-               "tunnels": _tunnels_of(host, crossing, placement, vnis, address), "strict": strict}
+               "tunnels": _tunnels_of(host, crossing, vnis, address), "strict": strict}
         for host in used
     }
     lost_hosts = {h.name for h in hosts if h.lost}  # each removes its part itself when back (reclaim-host)
@@ -139,7 +136,8 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
         "nodes": [{"name": n.name, "kind": n.kind, "provider": n.provider, "state": n.shown_state,
                    "ready_seconds": n.ready_seconds, "host": n.host,
                    "config_errors": config_errors.as_json(n.config_errors)} for n in state.nodes],
-        "links": [{"endpoints": link.endpoints, "vlan": link.vlan, "vlans": link.vlans, "vni": link.vni}
+        "links": [{"endpoints": link.endpoints, "vlan": link.vlan, "vlans": link.vlans, "vni": link.vni,
+                   **({"vnis": link.vnis} if link.vnis else {})}
                   for link in state.links],
         "errors": state.errors,
     }
@@ -148,21 +146,32 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
     return result
 
 
-def _tunnels_of(host: str, crossing: list, placement: dict[str, str], vnis: dict[str, int],
+def _vnis_before(previous: LabState | None) -> dict[str, int]:
+    """The VNIs a previous deploy gave, by crossing key (a redeploy keeps them)."""
+    before: dict[str, int] = {}
+    for link in previous.links if previous else []:
+        if link.vni:
+            before[link.id] = link.vni
+        before.update({f"{link.id}@{pair}": vni for pair, vni in link.vnis.items()})
+    return before
+
+
+def _tunnels_of(host: str, crossing: list[Crossing], vnis: dict[str, int],
                 address: dict[str, str | None]) -> list[dict[str, Any]]:
+    """This host's ends of the lab's tunnels (a segment's: one per other host, named by it)."""
     tunnels = []
-    for link in crossing:
-        ends = {placement[link.a.node]: link.a.node, placement[link.b.node]: link.b.node}
-        if host not in ends:
+    for tunnel in crossing:
+        if host not in tunnel.ends:
             continue
-        (peer,) = set(ends) - {host}
-        tunnels.append({"link_id": link.id, "node": ends[host], "vni": vnis[link.id], "remote": address[peer]})
+        peer = tunnel.peer_of(host)
+        tunnels.append({"link_id": tunnel.link_id, "node": tunnel.ends[host], "vni": vnis[tunnel.key],
+                        "remote": address[peer], **({"peer": peer} if tunnel.segment else {})})
     return tunnels
 
 
 def _merge(state: LabState, reports: dict[str, dict[str, Any]]) -> None:
     nodes = {n.name: n for n in state.nodes}
-    links = {link.id: link for link in state.links}
+    links = {_node_ends(link.endpoints): link for link in state.links}
     for host, report in reports.items():
         if "error" in report:
             state.errors.append(report["error"])
@@ -177,11 +186,17 @@ def _merge(state: LabState, reports: dict[str, dict[str, Any]]) -> None:
                 node.ready_seconds = entry.get("ready_seconds")
                 node.config_errors = config_errors.parse(entry.get("config_errors"))
         for entry in report.get("links", []):
-            link = links.get(names.link_id(*entry["endpoints"]))
+            link = links.get(_node_ends(entry["endpoints"]))
             if link is not None:
                 link.vlans[host] = entry["vlan"]
                 link.vlan = link.vlan or entry["vlan"]
         state.errors += report.get("errors", [])
+
+
+def _node_ends(endpoints: list[str]) -> frozenset[str]:
+    """A link's ends on nodes: what names it in a host's report (a segment there may lack
+    its host:IF ends, made on one host only)."""
+    return frozenset(e for e in endpoints if not e.startswith(f"{names.HOST_NODE}:"))
 
 
 # destroy and configs ----------------------------------------------------------------------
