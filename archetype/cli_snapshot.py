@@ -1,10 +1,15 @@
 """Snapshots from the command line: ``snapshot LAB [--name NAME] | --delete NAME``,
 ``snapshots [LAB]`` and ``restore LAB NAME [--to HOST] [--force]``. Taking and restoring
-run the snapshot-lab and restore-lab flows here; listing and deleting read the workspace."""
+run the snapshot-lab and restore-lab flows here; listing and deleting read the workspace
+(on a fleet, also the server's record of which host holds each snapshot, and that host's
+workspace through its access). ``snapshot-send`` / ``snapshot-receive`` (hidden) carry a
+snapshot between two hosts' workspaces as a tar stream on stdout / stdin."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -59,16 +64,17 @@ def show_snapshots(result: dict[str, Any]) -> None:
     if not rows:
         typer.echo("no snapshots")
         return
-    typer.echo(f"{'LAB':<20} {'NAME':<20} {'SIZE':>10}  {'AGE':<10} NODES")
+    typer.echo(f"{'LAB':<20} {'NAME':<20} {'SIZE':>10}  {'AGE':<10} {'HOST':<16} NODES")
     for row in rows:
         typer.echo(f"{row['lab_id']:<20} {row['name']:<20} {_size(row['size_bytes']):>10}  "
-                   f"{_age(row['age_seconds']):<10} {' '.join(row['nodes'])}")
+                   f"{_age(row['age_seconds']):<10} {row.get('host') or '-':<16} {' '.join(row['nodes'])}")
 
 
 def show_restored(result: dict[str, Any]) -> None:
     vms = ", ".join(f"{n} {s:.1f} s" for n, s in result.get("vm_restore_seconds", {}).items())
-    typer.echo(f"lab {result['lab_id']} restored from {result['snapshot']} in {result['seconds']:.1f} s"
-               + (f" (VMs resumed: {vms})" if vms else ""))
+    where = f" on {result['host']}" + (f" (copied from {result['copied_from']})" if result.get("copied_from") else "")
+    typer.echo(f"lab {result['lab_id']} restored from {result['snapshot']}{where if result.get('host') else ''} in "
+               f"{result['seconds']:.1f} s" + (f" (VMs resumed: {vms})" if vms else ""))
     for node in result.get("nodes", []):
         typer.echo(f"  {node['name']:<16} {node['kind']:<12} {node['state']}")
 
@@ -88,10 +94,7 @@ def snapshot(
     if delete is not None:
         if name is not None:
             _fail(["--name and --delete: one or the other"], EXIT_INVALID)
-        from lab.snapshots import delete_snapshot
-
-        path = _run(lambda: delete_snapshot(lab, delete))
-        _emit({"lab_id": lab, "name": delete, "deleted": True, "path": str(path)}, as_json, show_snapshot)
+        _emit(_delete(lab, delete), as_json, show_snapshot)
         return
     from flows.snapshot_lab import snapshot_lab
 
@@ -107,6 +110,7 @@ def snapshots(lab: Annotated[str | None, typer.Argument()] = None, as_json: Json
     from lab.snapshots import list_snapshots
 
     rows = _run(lambda: list_snapshots(lab))
+    rows += [r for r in _fleet_rows(lab) if (r["lab_id"], r["name"]) not in {(x["lab_id"], x["name"]) for x in rows}]
     if as_json:
         typer.echo(json.dumps({"snapshots": rows}, indent=2))
     else:
@@ -141,3 +145,62 @@ def restore_from(lab: str, name: str, as_json: bool, *, force: bool = False, to:
     _emit(result, as_json, show_restored)
     if result.get("errors"):
         _fail(result["errors"], EXIT_FAILED)
+
+
+def _fleet_rows(lab: str | None) -> list[dict[str, Any]]:
+    """The fleet's records of snapshots other hosts hold (none on a single host)."""
+    from archetype.app import _prefect_api
+
+    if not _prefect_api().get("PREFECT_API_URL"):
+        return []
+    from flows.snapshot_fleet import fleet_snapshot_rows
+
+    return _run(lambda: fleet_snapshot_rows(lab))
+
+
+def _delete(lab: str, name: str) -> dict[str, Any]:
+    """Remove the snapshot here, or on the fleet host that holds it (its CLI, through its
+    access), and the fleet's record of it."""
+    from lab import snapshots as store
+
+    if store.snapshot_dir(lab, name).is_dir():
+        path = _run(lambda: store.delete_snapshot(lab, name))
+        if _fleet_rows(lab):
+            from flows.snapshot_fleet import forget_snapshot
+
+            forget_snapshot(lab, name)
+        return {"lab_id": lab, "name": name, "deleted": True, "path": str(path)}
+    holder = next((r["host"] for r in _fleet_rows(lab) if r["name"] == name), None)
+    if holder is None:
+        _fail([f"lab {lab} has no snapshot {name!r} (archetype snapshots {lab})"], EXIT_INVALID)
+    from flows.snapshot_fleet import forget_snapshot, host_cli
+
+    argv = _run(lambda: host_cli(holder))
+    done = subprocess.run([*argv, "snapshot", lab, "--delete", name, "--json"],  # noqa: S603 - our CLI's argv
+                          capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        _fail([f"host {holder}: {done.stderr.strip() or 'delete failed'}"], done.returncode)
+    forget_snapshot(lab, name)
+    return {"lab_id": lab, "name": name, "deleted": True, "path": None, "host": holder}
+
+
+@app.command("snapshot-send", hidden=True)
+def snapshot_send(lab: str, name: str) -> None:
+    """Write a snapshot of this host's workspace to stdout, as a tar stream (checked first)."""
+    _check_lab_id(lab)
+    _check_name(name, "NAME")
+    from lab import snapshot_transfer
+
+    _run(lambda: snapshot_transfer.send(lab, name, sys.stdout.buffer))
+    sys.stdout.buffer.flush()
+
+
+@app.command("snapshot-receive", hidden=True)
+def snapshot_receive(lab: str, name: str) -> None:
+    """Read a snapshot's tar stream on stdin into this host's workspace (checked, then renamed in)."""
+    _check_lab_id(lab)
+    _check_name(name, "NAME")
+    from lab import snapshot_transfer
+
+    result = _run(lambda: snapshot_transfer.receive(lab, name, sys.stdin.buffer))
+    typer.echo(json.dumps(result))

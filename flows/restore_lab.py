@@ -1,4 +1,5 @@
-"""restore-lab: bring a lab back from a snapshot (``snapshot-lab``) on this host.
+"""restore-lab: bring a lab back from a snapshot (``snapshot-lab``) on this host (on another
+host of a fleet: flows.snapshot_fleet copies the snapshot there and runs this there).
 
 Check everything first (the manifest, every file's size and sha256, the lab and node
 names, each VM's saved memory, the topology) -> a running lab is refused unless ``force``
@@ -55,14 +56,24 @@ def restore_lab(lab: str, name: str, force: bool = False, to_host: str | None = 
     Args:
         lab: the lab id.
         name: the snapshot's name (archetype snapshots LAB).
-        force: restore over the lab if it runs here (it is destroyed first).
-        to_host: the host to restore on (default, and for now the only choice: this host).
+        force: restore over the lab if it runs (it is destroyed first).
+        to_host: the fleet host to restore on (default: the host that holds the snapshot);
+            the snapshot's files are copied there first.
     """
     store.check_names(lab, name)
+    if to_host is not None and not names.is_valid_host_name(to_host):
+        raise TopologyError([f"to_host: invalid host name {to_host!r}"])
     here = get_settings().host_name
-    if to_host and to_host != here:
-        raise RestoreRefused(f"to_host: restoring on another host ({to_host}) is not supported yet; "
-                             f"restore on {here}, then `archetype migrate` the nodes")
+    if to_host in (None, here) and store.snapshot_dir(lab, name).is_dir():
+        return restore_here(lab, name, force)
+    from flows.snapshot_fleet import restore_on, snapshot_holder
+
+    source = snapshot_holder(lab, name)
+    return restore_on(lab, name, source, to_host or source, force)
+
+
+def restore_here(lab: str, name: str, force: bool) -> dict[str, Any]:
+    """The restore on this host, from a snapshot in its workspace."""
     logger = get_run_logger()
     started = time.monotonic()
     folder, manifest = store.verify(lab, name)  # every file, before anything is made
@@ -93,7 +104,8 @@ def restore_lab(lab: str, name: str, force: bool = False, to_host: str | None = 
     seconds = time.monotonic() - started
     logger.info("lab %s restored from %s in %.1f s (checks %.1f s, VMs %s)", lab, name, seconds, checked,
                 ", ".join(f"{n} {s:.1f} s" for n, s in vm_seconds.items()) or "none")
-    return {**result, "snapshot": name, "seconds": round(seconds, 2), "check_seconds": round(checked, 2),
+    return {**result, "snapshot": name, "host": get_settings().host_name, "seconds": round(seconds, 2),
+            "check_seconds": round(checked, 2),
             "vm_restore_seconds": {n: round(s, 2) for n, s in vm_seconds.items()}}
 
 
@@ -136,7 +148,9 @@ def _read_snapshot(folder: Path, manifest: store.Manifest) -> tuple[Lab, dict[st
     if problems:
         raise store.SnapshotError(f"snapshot {manifest.name} of lab {manifest.lab_id} refused: " + "; ".join(problems))
     containers_on_configs, _used = with_saved_configs(lab_model, folder / "configs")
-    nodes = {n: (containers_on_configs.nodes[n] if lab_model.nodes[n].vendor.provider.value == "docker" else node)
+    here = get_settings().host_name  # a snapshot taken on another host of the fleet is restored here
+    nodes = {n: replace(containers_on_configs.nodes[n] if lab_model.nodes[n].vendor.provider.value == "docker"
+                        else node, host=here)
              for n, node in lab_model.nodes.items()}
     state_text = (folder / "state.json").read_text() if (folder / "state.json").is_file() else "{}"
     previous = LabState.model_validate_json(state_text) if state_text.strip() not in ("", "{}") else None

@@ -26,7 +26,14 @@ from lab.private import private_dir, write_private
 from lab.settings import get_settings
 from tasks.labs import discover_labs_live, failure_of
 from tasks.nodes import extract_config
-from tasks.snapshots import NodeStatus, deployed_topology, is_running, lab_mgmt_network, save_vm
+from tasks.snapshots import (
+    NodeStatus,
+    deployed_topology,
+    is_running,
+    lab_mgmt_network,
+    register_snapshot,
+    save_vm,
+)
 from tasks.state import load_lab_state
 from topology.mgmt import MgmtNetwork
 from vendors.model import ExtractionMethod
@@ -55,6 +62,11 @@ def snapshot_lab(lab: str, name: str | None = None) -> dict[str, Any]:
     """
     name = name or store.default_name()
     store.check_names(lab, name)  # invalid input fails the run before anything is read
+    from flows.snapshot_fleet import lab_host, snapshot_on
+
+    host = lab_host(lab)
+    if host is not None and host != get_settings().host_name:  # a fleet's lab: its host takes it
+        return snapshot_on(host, lab, name)
     logger = get_run_logger()
     started = time.monotonic()
     with lab_lock(lab):  # a deploy or destroy of the lab runs: wait for it
@@ -68,6 +80,7 @@ def snapshot_lab(lab: str, name: str | None = None) -> dict[str, Any]:
             store.abandon_staging(staging)
             raise
     result["seconds"] = round(time.monotonic() - started, 2)
+    register_snapshot(result, [n.name for n in nodes])  # on a fleet: any host finds where it is
     logger.info("lab %s frozen as %s (%.1f MiB) in %.1f s", lab, name, result["size_bytes"] / 2**20, result["seconds"])
     return result
 
@@ -87,9 +100,9 @@ def _check_can_freeze(lab: str, topology: str | None, nodes: list[NodeStatus]) -
     document = yaml.safe_load(topology)
     here = get_settings().host_name
     elsewhere = sorted(n for n, fields in document["topology"]["nodes"].items() if fields.get("host", here) != here)
-    if elsewhere:
-        raise SnapshotRefused(f"lab {lab}: nodes {', '.join(elsewhere)} run on other hosts: a snapshot freezes a lab "
-                              "on one host (migrate them here first)")
+    if elsewhere:  # its state said this host: its topology says otherwise (a move not recorded)
+        raise SnapshotRefused(f"lab {lab}: nodes {', '.join(elsewhere)} run on other hosts by its last deployed "
+                              "topology: a snapshot freezes a lab on one host (archetype migrate them here first)")
     bound = sorted(n for n, fields in document["topology"]["nodes"].items() if fields.get("binds"))
     if bound:
         raise SnapshotRefused(f"lab {lab}: nodes {', '.join(bound)} bind host files, which a snapshot does not carry")

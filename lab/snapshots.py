@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from pydantic import BaseModel, Field, ValidationError
 
 from lab import names
-from lab.errors import ArchetypeError, TopologyError
+from lab.errors import TopologyError
 from lab.private import FILE_MODE, private_dir, write_private
 
 FORMAT = 1
@@ -36,8 +36,12 @@ PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 CHUNK = 1 << 20
 
 
-class SnapshotError(ArchetypeError):
-    """A snapshot is missing, incomplete, corrupted or foreign: nothing was made from it."""
+class SnapshotError(TopologyError):
+    """A snapshot is missing, incomplete, corrupted or foreign: nothing was made from it.
+    Invalid input, as a bad topology is (the CLI exits 2)."""
+
+    def __init__(self, message: str):
+        super().__init__([message])
 
 
 class FileEntry(BaseModel):
@@ -187,7 +191,7 @@ def _checksums(folder: Path) -> dict[str, FileEntry]:
     return entries
 
 
-def _safe_relative(rel: str) -> bool:
+def safe_relative(rel: str) -> bool:
     parts = PurePosixPath(rel).parts
     return bool(parts) and not PurePosixPath(rel).is_absolute() and all(PART_RE.match(p) for p in parts)
 
@@ -195,7 +199,10 @@ def _safe_relative(rel: str) -> bool:
 def read_manifest(lab_id: str, name: str) -> tuple[Path, Manifest]:
     """The snapshot's folder and manifest, the manifest checked to be this snapshot's (not
     its files: ``verify`` does that)."""
-    folder = snapshot_dir(lab_id, name)
+    return _manifest_in(snapshot_dir(lab_id, name), lab_id, name)
+
+
+def _manifest_in(folder: Path, lab_id: str, name: str) -> tuple[Path, Manifest]:
     if folder.is_symlink() or not folder.is_dir():
         raise SnapshotError(f"lab {lab_id} has no snapshot {name!r} (archetype snapshots {lab_id})")
     path = folder / MANIFEST
@@ -216,7 +223,7 @@ def read_manifest(lab_id: str, name: str) -> tuple[Path, Manifest]:
     for node in manifest.nodes:
         if not names.is_valid_node_name(node.name) or node.provider not in ("docker", "libvirt"):
             problems.append(f"node {node.name!r} ({node.provider!r}): not a valid node")
-    bad = [rel for rel in manifest.files if not _safe_relative(rel)]
+    bad = [rel for rel in manifest.files if not safe_relative(rel)]
     problems += [f"file {rel!r}: not a plain relative path inside the snapshot" for rel in bad]
     if problems:
         raise SnapshotError(f"snapshot {name} of lab {lab_id}: {MANIFEST} refused: " + "; ".join(problems))
@@ -226,7 +233,11 @@ def read_manifest(lab_id: str, name: str) -> tuple[Path, Manifest]:
 def verify(lab_id: str, name: str) -> tuple[Path, Manifest]:
     """Every file of the snapshot as its manifest says (size, then sha256), no file it does
     not list, no symlink: SnapshotError listing every problem. Nothing is changed."""
-    folder, manifest = read_manifest(lab_id, name)
+    return verify_folder(snapshot_dir(lab_id, name), lab_id, name)
+
+
+def verify_folder(folder: Path, lab_id: str, name: str) -> tuple[Path, Manifest]:
+    folder, manifest = _manifest_in(folder, lab_id, name)
     problems = []
     present = {}
     for path in folder.rglob("*"):

@@ -1,9 +1,13 @@
 """Tasks of snapshots and restores: thin wrappers over ``providers.libvirt.snapshots`` (a
-VM's memory and disks), the docker provider (the management network) and the lab's
-remembered topology."""
+VM's memory and disks), the docker provider (the management network), the lab's
+remembered topology, and, on a fleet, where each snapshot lives (a server variable per
+snapshot) and the copy of a snapshot from one host to another (``providers.host_pipe``)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +16,18 @@ from prefect.cache_policies import NO_CACHE
 
 from lab.errors import ArchetypeError
 from lab.settings import get_settings
+from lab.snapshots import SnapshotError
 from providers import get_provider
 from providers.base import NodeState, NodeStatus
 from providers.libvirt import snapshots as vm_snapshots
 from tasks.retry import retry_if_transient
 from topology import Lab
 from topology.mgmt import MgmtNetwork, MgmtPlan
+from topology.placement import HostFacts
 from vendors.model import Provider
 
 _ONCE = {"cache_policy": NO_CACHE}
+SNAPSHOT_VARIABLE = "archetype-snapshot-{lab}_{name}"  # lab ids and names have no "_"
 
 def is_running(node: NodeStatus) -> bool:
     """A discovered node runs (flows do not read providers' types themselves)."""
@@ -80,3 +87,86 @@ def deployed_topology(lab_id: str) -> str | None:
     from tasks.migration import placed_topology
 
     return placed_topology(lab_id)
+
+
+# Snapshots of a fleet: where each one lives -------------------------------------------------
+
+
+def in_fleet() -> bool:
+    """This process talks to a fleet's server (hosts publish their facts there)."""
+    import os
+
+    from tasks.hosts import read_hosts
+
+    return bool(os.environ.get("PREFECT_API_URL")) and bool(read_hosts())
+
+
+def register_snapshot(result: dict[str, Any], nodes: list[str]) -> None:
+    """Remember on the fleet's server which host holds the snapshot (``restore`` and
+    ``snapshots`` from any host find it there); nothing on a single host."""
+    from datetime import UTC, datetime
+
+    from prefect.variables import Variable
+
+    if not in_fleet():
+        return
+    record = {"lab_id": result["lab_id"], "name": result["name"], "host": get_settings().host_name,
+              "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+              "size_bytes": result["size_bytes"], "nodes": sorted(nodes)}
+    Variable.set(SNAPSHOT_VARIABLE.format(lab=result["lab_id"], name=result["name"]), record, overwrite=True)
+
+
+def snapshot_record(lab_id: str, name: str) -> dict[str, Any] | None:
+    """The fleet's record of the snapshot (its host...), or None."""
+    from prefect.variables import Variable
+
+    if not in_fleet():
+        return None
+    value = Variable.get(SNAPSHOT_VARIABLE.format(lab=lab_id, name=name))
+    return value if isinstance(value, dict) and isinstance(value.get("host"), str) else None
+
+
+def forget_snapshot(lab_id: str, name: str) -> None:
+    from prefect.variables import Variable
+
+    with contextlib.suppress(Exception):  # never recorded (a single host): nothing to forget
+        Variable.unset(SNAPSHOT_VARIABLE.format(lab=lab_id, name=name))
+
+
+def fleet_snapshots(lab_id: str | None = None) -> list[dict[str, Any]]:
+    """The fleet's records of snapshots (of one lab, or all)."""
+    from prefect.client.orchestration import get_client
+
+    prefix = SNAPSHOT_VARIABLE.format(lab=lab_id, name="") if lab_id else "archetype-snapshot-"
+    with get_client(sync_client=True) as client:
+        variables = client.read_variables()
+    return [v.value for v in variables if v.name.startswith(prefix) and isinstance(v.value, dict)]
+
+
+def cli_of(host: HostFacts | None) -> list[str]:
+    """argv prefix of the archetype CLI on a fleet host (its access), or here (None)."""
+    from providers import host_pipe
+
+    return host_pipe.remote_cli(list(host.access), host.address) if host else host_pipe.local_cli()
+
+
+@task(name="copy-snapshot", task_run_name="copy-snapshot/{lab_id}/{name}", **_ONCE)
+def copy_snapshot(lab_id: str, name: str, source: HostFacts | None, destination: HostFacts | None) -> dict[str, Any]:
+    """Carry the snapshot from ``source``'s workspace to ``destination``'s (None: this
+    host), as one tar stream between the two hosts' CLIs (checked on both ends)."""
+    from providers import host_pipe
+
+    cli = cli_of
+    started = time.monotonic()
+    try:
+        out = host_pipe.pipe([*cli(source), "snapshot-send", lab_id, name], [*cli(destination), "snapshot-receive",
+                             lab_id, name], timeout=get_settings().host_step_timeout)
+    except host_pipe.PipeFailed as err:
+        if 2 in err.codes:  # the snapshot itself is refused (damaged, foreign): invalid input
+            raise SnapshotError(str(err)) from None
+        raise
+    result = json.loads(out.strip().splitlines()[-1])
+    get_run_logger().info("snapshot %s of %s copied from %s to %s in %.1f s", name, lab_id,
+                          source.name if source else "here", destination.name if destination else "here",
+                          time.monotonic() - started)
+    return result
