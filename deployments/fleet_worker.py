@@ -47,7 +47,6 @@ def main() -> None:
     from flows.fleet import publish_this_host
     from flows.migrate_steps import migrate_step_flows
     from flows.slices import slice_flows
-    from flows.snapshot_fleet import snapshot_step_flows
     from flows.test_lab import test_slice
     from lab.settings import get_settings
 
@@ -56,8 +55,7 @@ def main() -> None:
     publish_this_host()  # before serving: a coordinator can place on it at once
     stop = threading.Event()
     threading.Thread(target=publish_facts_forever, args=(stop,), daemon=True, name="host-facts").start()
-    steps = [f.to_deployment(name=host, tags=["archetype", "fleet"])
-             for f in (*slice_flows(), *migrate_step_flows(), *snapshot_step_flows(), test_slice)]
+    steps = [f.to_deployment(name=host, tags=["archetype", "fleet"]) for f in (*slice_flows(), *migrate_step_flows(), test_slice)]
     try:
         serve(*deployments(), *steps, limit=32, query_seconds=get_settings().runner_poll_seconds)
     finally:

@@ -1,5 +1,5 @@
 """restore-lab: bring a lab back from a snapshot (``snapshot-lab``) on this host (on another
-host of a fleet: flows.snapshot_fleet copies the snapshot there and runs this there).
+host of a fleet: flows.snapshot_fleet copies the snapshot there and runs this flow there).
 
 Check everything first (the manifest, every file's size and sha256, the lab and node
 names, each VM's saved memory, the topology) -> a running lab is refused unless ``force``
@@ -104,9 +104,12 @@ def restore_here(lab: str, name: str, force: bool) -> dict[str, Any]:
     seconds = time.monotonic() - started
     logger.info("lab %s restored from %s in %.1f s (checks %.1f s, VMs %s)", lab, name, seconds, checked,
                 ", ".join(f"{n} {s:.1f} s" for n, s in vm_seconds.items()) or "none")
-    return {**result, "snapshot": name, "host": get_settings().host_name, "seconds": round(seconds, 2),
-            "check_seconds": round(checked, 2),
-            "vm_restore_seconds": {n: round(s, 2) for n, s in vm_seconds.items()}}
+    result = {**result, "snapshot": name, "host": get_settings().host_name, "seconds": round(seconds, 2),
+              "check_seconds": round(checked, 2), "vm_restore_seconds": {n: round(s, 2) for n, s in vm_seconds.items()}}
+    from flows.snapshot_fleet import report_to_coordinator
+
+    report_to_coordinator("restore", lab, result)
+    return result
 
 
 def _converged(outcome: tuple[dict[str, Any], str | None], lab: str, name: str) -> dict[str, Any]:

@@ -2,21 +2,22 @@
 it runs on, and restored on any host of the fleet.
 
 snapshot (from any host, the CLI or the UI): the lab runs on one host -> that host's
-``snapshot-slice`` takes it into its own workspace, and records on the server that it holds
-it. A lab spread over several hosts is refused, nothing written (migrate its nodes onto one).
+``snapshot-lab`` deployment takes it into its own workspace, and records on the server that
+it holds it. A lab spread over several hosts is refused, nothing written (migrate its nodes onto one).
 
 restore LAB NAME [--to HOST]: where the snapshot lives (this host's workspace, else the
 server's record) -> the lab running anywhere is refused unless ``force`` (then destroyed on
 every host) -> the snapshot's files go to HOST (a tar stream from the holder's CLI to HOST's,
-checked on both ends; nothing is made from a damaged one) -> HOST's ``restore-slice``
-restores it there as a lab of that host, VMs resumed from their saved memory.
+checked on both ends; nothing is made from a damaged one) -> HOST's ``restore-lab``
+deployment restores it there as a lab of that host, VMs resumed from their saved memory.
+Each host's run leaves its result as a report the coordinator reads (as slices do).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 
 from lab import names
 from lab import snapshots as store
@@ -28,50 +29,22 @@ from tasks.snapshots import cli_of, copy_snapshot, fleet_snapshots, forget_snaps
 from tasks.state import load_lab_state, publish_lab_state
 from topology.placement import HostFacts
 
-__all__ = ["fleet_snapshot_rows", "forget_snapshot", "host_cli", "restore_on", "snapshot_on", "snapshot_step_flows"]
+__all__ = ["fleet_snapshot_rows", "forget_snapshot", "host_cli", "report_to_coordinator", "restore_on", "snapshot_on"]
 
 
 class FleetSnapshotRefused(ArchetypeError):
     """The snapshot or restore cannot be done on the fleet as asked (nothing was made)."""
 
 
-def _check_step(lab: str, name: str, host: str) -> None:
-    store.check_names(lab, name)
-    if host != get_settings().host_name:
-        raise ArchetypeError(f"this step is for host {host}, and this is {get_settings().host_name}")
-
-
-@flow(name="snapshot-slice", flow_run_name="snapshot-slice/{lab}/{host}")
-def snapshot_slice(lab: str, name: str, host: str) -> dict[str, Any]:
-    """Freeze the lab on this host (run by a snapshot-lab started elsewhere on the fleet)."""
-    from flows.slices import refresh_facts
-    from flows.snapshot_lab import snapshot_lab
-    from tasks.hosts import publish_report
-
-    _check_step(lab, name, host)
-    result = snapshot_lab(lab=lab, name=name)
-    publish_report(names.host_report_key(lab, "snapshot", host), result)
-    refresh_facts()  # the VMs were restored from their save: the host's facts say where they run
-    return result
-
-
-@flow(name="restore-slice", flow_run_name="restore-slice/{lab}/{host}")
-def restore_slice(lab: str, name: str, host: str) -> dict[str, Any]:
-    """Restore the lab on this host from its snapshot here (run by a restore-lab started
-    elsewhere on the fleet, once the snapshot's files are here)."""
-    from flows.restore_lab import restore_lab
+def report_to_coordinator(step: str, lab: str, result: dict[str, Any]) -> None:
+    """On a fleet, leave the run's result where a coordinator that started it on this host
+    reads it (``flows.fleet.host_step``), and refresh this host's facts (its labs)."""
     from flows.slices import refresh_facts
     from tasks.hosts import publish_report
 
-    _check_step(lab, name, host)
-    result = restore_lab(lab=lab, name=name)
-    publish_report(names.host_report_key(lab, "restore", host), result)
-    refresh_facts()  # `exec` and `status` find the lab's nodes here
-    return result
-
-
-def snapshot_step_flows() -> list:
-    return [snapshot_slice, restore_slice]
+    if in_fleet():
+        publish_report(names.host_report_key(lab, step, get_settings().host_name), result)
+        refresh_facts()
 
 
 # The coordinator's side -------------------------------------------------------------------
@@ -108,7 +81,7 @@ def snapshot_on(host: str, lab: str, name: str) -> dict[str, Any]:
     """The lab runs on ``host``, not here: that host takes the snapshot."""
     _alive(host, "the lab's host")
     get_run_logger().info("lab %s runs on %s: the snapshot is taken there", lab, host)
-    return {**_step("snapshot", "snapshot-slice", host, {"lab": lab, "name": name, "host": host}, lab), "host": host}
+    return {**_step("snapshot", "snapshot-lab", host, {"lab": lab, "name": name}, lab), "host": host}
 
 
 def snapshot_holder(lab: str, name: str) -> str:
@@ -160,7 +133,8 @@ def restore_on(lab: str, name: str, source: str, destination: str, force: bool) 
 
         result = restore_here(lab, name, force=False)
     else:
-        result = _step("restore", "restore-slice", destination, {"lab": lab, "name": name, "host": destination}, lab)
+        result = _step("restore", "restore-lab", destination,
+                       {"lab": lab, "name": name, "force": False, "to_host": destination}, lab)
     return {**result, "host": destination, "copied_from": source if copied else None}
 
 

@@ -62,7 +62,7 @@ def snapshot_lab(lab: str, name: str | None = None) -> dict[str, Any]:
     """
     name = name or store.default_name()
     store.check_names(lab, name)  # invalid input fails the run before anything is read
-    from flows.snapshot_fleet import lab_host, snapshot_on
+    from flows.snapshot_fleet import lab_host, report_to_coordinator, snapshot_on
 
     host = lab_host(lab)
     if host is not None and host != get_settings().host_name:  # a fleet's lab: its host takes it
@@ -81,6 +81,7 @@ def snapshot_lab(lab: str, name: str | None = None) -> dict[str, Any]:
             raise
     result["seconds"] = round(time.monotonic() - started, 2)
     register_snapshot(result, [n.name for n in nodes])  # on a fleet: any host finds where it is
+    report_to_coordinator("snapshot", lab, result)
     logger.info("lab %s frozen as %s (%.1f MiB) in %.1f s", lab, name, result["size_bytes"] / 2**20, result["seconds"])
     return result
 
