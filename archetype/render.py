@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
     from topology import Lab
 
 console = Console()
+NODE_LINES_UP_TO = 20  # a lab this small gets a line per node and stage when no live table is drawn
+SUMMARY_SECONDS = 5.0  # a larger lab's summary line, at most this often
 
 
 def lab_summary(lab: Lab) -> dict[str, Any]:
@@ -100,6 +104,10 @@ def show_status(result: dict[str, Any]) -> None:
             [[n["name"], n["kind"], n["provider"], n["state"], n["runtime_name"], n.get("host"), n.get("mgmt_ipv4")]
              for n in lab["nodes"]],
         )
+        if len(lab["nodes"]) > NODE_LINES_UP_TO:  # a large lab: its count per state, under the rows
+            states = Counter(n["state"] for n in lab["nodes"])
+            console.print(f"lab {lab['lab_id']}: {len(lab['nodes'])} nodes, "
+                          + ", ".join(f"{count} {state}" for state, count in sorted(states.items())), highlight=False)
         _show_config_errors(lab["nodes"])
 
 
@@ -177,42 +185,92 @@ def with_progress(run: Callable[[], Any]) -> Any:
 
 
 class _LineView:
-    """``lab r1: created at 2.1 s`` for every stage of every node, as it happens."""
+    """Lines for a log or a pipe, as things happen. A small lab: ``lab r1: created at 2.1 s``
+    for every stage of every node. A large one (more than ``NODE_LINES_UP_TO`` nodes): one
+    summary line at most every ``SUMMARY_SECONDS`` (counts per stage, the nodes waiting
+    longest), each failure at once with its cause, and the last summary at the end."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._shown: dict[str, set[str]] = {}
+        self._summarised_at: float | None = None
+        self._quiet = _PrefectConsole()
 
     def __enter__(self) -> _LineView:
         return self
 
     def __exit__(self, *_: object) -> None:
-        return None
+        self._quiet.restore()
 
     def update(self, snapshot: Any, node: Any) -> None:
+        with self._lock:
+            if len(snapshot.nodes) > NODE_LINES_UP_TO:
+                self._summarise(snapshot, node)
+            elif node is not None:
+                self._node_lines(snapshot, node)
+
+    def _node_lines(self, snapshot: Any, node: Any) -> None:
         from lab.progress import STAGES
 
-        if node is None:
+        shown = self._shown.setdefault(node.name, set())
+        for stage in STAGES:
+            if stage in node.reached and stage not in shown:
+                shown.add(stage)
+                console.print(f"{snapshot.lab_id} {node.name}: {stage} at {node.reached[stage]:.1f} s", highlight=False)
+        self._failure_line(snapshot, node)
+
+    def _failure_line(self, snapshot: Any, node: Any) -> None:
+        shown = self._shown.setdefault(node.name, set())
+        if node.failed and "failed" not in shown:
+            shown.add("failed")
+            cause = " ".join(node.failed.split())  # one line each, in a log of 200 nodes
+            console.print(f"{snapshot.lab_id} {node.name}: failed in {cause}", highlight=False, markup=False)
+
+    def _summarise(self, snapshot: Any, node: Any) -> None:
+        self._quiet.quiet()  # 200 nodes' task logs would bury the summary (all are in the run's logs)
+        if node is not None:
+            self._failure_line(snapshot, node)
+        now = time.monotonic()
+        due = self._summarised_at is None or now - self._summarised_at >= SUMMARY_SECONDS
+        if not (due or snapshot.finished):
             return
-        with self._lock:
-            shown = self._shown.setdefault(node.name, set())
-            for stage in STAGES:
-                if stage in node.reached and stage not in shown:
-                    shown.add(stage)
-                    console.print(f"{snapshot.lab_id} {node.name}: {stage} at {node.reached[stage]:.1f} s", highlight=False)
-            if node.failed and "failed" not in shown:
-                shown.add("failed")
-                console.print(f"{snapshot.lab_id} {node.name}: failed in {node.failed}", highlight=False, markup=False)
+        self._summarised_at = now
+        slowest = "" if snapshot.finished else snapshot.slowest_text()
+        console.print(f"{snapshot.lab_id} ({snapshot.elapsed:.0f} s): {snapshot.summary()}"
+                      + (f"; waiting longest: {slowest}" if slowest else ""), highlight=False, markup=False)
+
+
+class _PrefectConsole:
+    """Prefect's console log lines, held to warnings and errors while a view needs the
+    terminal (every line is in the run's logs in the UI), then given back their level."""
+
+    def __init__(self) -> None:
+        self._quieted: list[tuple[logging.Handler, int]] | None = None
+
+    def quiet(self) -> None:
+        if self._quieted is not None:
+            return
+        self._quieted = []
+        for handler in logging.getLogger().handlers:
+            if type(handler).__name__ == "PrefectConsoleHandler":
+                self._quieted.append((handler, handler.level))
+                handler.setLevel(max(handler.level, logging.WARNING))
+
+    def restore(self) -> None:
+        for handler, level in self._quieted or []:
+            handler.setLevel(level)
+        self._quieted = None
 
 
 class _LiveView:
-    """A table redrawn a few times a second: stage counts, then one row per node (the
-    unfinished first; as many as the terminal has room for)."""
+    """A table redrawn a few times a second, its title the counts per stage: the failed
+    nodes first (with their cause), then the unfinished ones that have waited longest for
+    their next stage, as many as the terminal has room for; the rest counted."""
 
     def __init__(self) -> None:
         self._snapshot: Any = None
         self._live: Live | None = None
-        self._quieted: list[tuple[logging.Handler, int]] = []
+        self._quiet = _PrefectConsole()
 
     def __enter__(self) -> _LiveView:
         self._live = Live(get_renderable=self._render, console=console, refresh_per_second=4, transient=False)
@@ -222,39 +280,45 @@ class _LiveView:
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
             self._live.__exit__(*exc)
-        for handler, level in self._quieted:
-            handler.setLevel(level)
+        self._quiet.restore()
 
     def update(self, snapshot: Any, _node: Any) -> None:
-        if self._snapshot is None:
-            self._quiet_prefect_console()
+        self._quiet.quiet()  # Prefect's console lines would tear the table apart
         self._snapshot = snapshot
 
-    def _quiet_prefect_console(self) -> None:
-        """Prefect's console log lines would tear the table apart: while it is drawn they
-        go to warnings and errors only (every line is in the run's logs in the UI)."""
-        for handler in logging.getLogger().handlers:
-            if type(handler).__name__ == "PrefectConsoleHandler":
-                self._quieted.append((handler, handler.level))
-                handler.setLevel(max(handler.level, logging.WARNING))
-
     def _render(self) -> Any:
-        from lab.progress import STAGES
+        return Text("working... (Prefect logs below)") if self._snapshot is None else progress_table(
+            self._snapshot, max(3, console.size.height - 8))
 
-        snapshot = self._snapshot
-        if snapshot is None:
-            return Text("working... (Prefect logs below)")
-        table = Table(title=f"lab {snapshot.lab_id}: {snapshot.summary()} ({snapshot.elapsed:.0f} s)", title_justify="left")
-        table.add_column("node")
-        for stage in STAGES:
-            table.add_column(stage, justify="right")
-        nodes = sorted(snapshot.nodes, key=lambda n: (n.done, n.name))
-        room = max(3, console.size.height - 8)
-        for node in nodes[:room]:
-            cells = [f"{node.reached[s]:.1f} s" if s in node.reached else "" for s in STAGES]
-            if node.failed:  # in the first stage it did not reach
-                cells[min(len(node.reached), len(STAGES) - 1)] = Text("failed", style="red")
-            table.add_row(node.name, *cells)
-        if len(nodes) > room:
-            table.add_row(f"... {len(nodes) - room} more", *[""] * len(STAGES))
-        return table
+
+def progress_table(snapshot: Any, room: int) -> Table:
+    """The live view's table for ``room`` rows: failures, then the created nodes that have
+    waited longest, those not created yet, then the finished ones (a small lab shows all)."""
+    from lab.progress import STAGES
+
+    table = Table(title=f"lab {snapshot.lab_id}: {snapshot.summary()} ({snapshot.elapsed:.0f} s)", title_justify="left")
+    table.add_column("node")
+    for stage in STAGES:
+        table.add_column(stage, justify="right")
+    table.add_column("waiting / failed in", overflow="ellipsis", no_wrap=True)
+    failed = snapshot.failures()
+    started = snapshot.slowest(len(snapshot.nodes))
+    queued = [n for n in snapshot.nodes if not n.reached and not n.done]
+    finished = sorted((n for n in snapshot.nodes if n.done and not n.failed), key=lambda n: n.name)
+    rows = [*failed, *started, *queued, *finished]
+    for node in rows[:room]:
+        cells: list[Any] = [f"{node.reached[s]:.1f} s" if s in node.reached else "" for s in STAGES]
+        if node.failed:  # in the first stage it did not reach
+            cells[min(len(node.reached), len(STAGES) - 1)] = Text("failed", style="red")
+            note: Any = Text(" ".join(node.failed.split()), style="red")
+        elif not node.done:
+            note = f"{snapshot.next_stage(node)}: {snapshot.waiting(node):.0f} s"
+        else:
+            note = ""
+        table.add_row(node.name, *cells, note)
+    if len(rows) > room:
+        hidden = rows[room:]
+        waiting = sum(not n.done for n in hidden)
+        table.add_row(f"... {len(hidden)} more ({waiting} waiting, {len(hidden) - waiting} done)",
+                      *[""] * (len(STAGES) + 1))
+    return table

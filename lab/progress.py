@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 STAGES = ("created", "wired", "ready", "configured")
 PUBLISH_INTERVAL = 2.0  # seconds between two artifact writes while the deploy runs
+SLOWEST_SHOWN = 5  # nodes named in a one-line summary
+MARKDOWN_ROWS = 10  # failures, and nodes waiting longest, listed in the UI's progress artifact
 
 log = logging.getLogger("archetype.progress")
 
@@ -69,6 +71,56 @@ class Snapshot:
         counts = ", ".join(f"{stage} {self.count(stage)}/{len(self.nodes)}" for stage in STAGES)
         failed = sum(n.failed is not None for n in self.nodes)
         return counts + (f", failed {failed}" if failed else "")
+
+    def failures(self) -> list[NodeProgress]:
+        """The failed nodes, in the order they failed (as far as their stages tell), then by name."""
+        failed = [n for n in self.nodes if n.failed is not None]
+        return sorted(failed, key=lambda n: (max(n.reached.values(), default=0.0), n.name))
+
+    def waiting(self, node: NodeProgress) -> float:
+        """Seconds the unfinished ``node`` has been waiting for its next stage."""
+        return max(0.0, self.elapsed - max(node.reached.values(), default=0.0))
+
+    def slowest(self, count: int) -> list[NodeProgress]:
+        """The ``count`` unfinished nodes that have waited longest for their next stage, among
+        those created (a node not created yet waits its turn under the engines' bound: the
+        summary counts those)."""
+        started = [n for n in self.nodes if n.reached and not n.done]
+        return sorted(started, key=lambda n: (-self.waiting(n), n.name))[:count]
+
+    def next_stage(self, node: NodeProgress) -> str:
+        return STAGES[min(len(node.reached), len(STAGES) - 1)]
+
+    def slowest_text(self, count: int = SLOWEST_SHOWN) -> str:
+        """``r12 ready? 31 s, r40 created? 28 s``: the slowest nodes, the stage each waits for."""
+        return ", ".join(f"{n.name} {self.next_stage(n)}? {self.waiting(n):.0f} s" for n in self.slowest(count))
+
+    def markdown(self, shown: int = MARKDOWN_ROWS) -> str:
+        """For the run's progress artifact in the UI, whatever the lab's size: a table of
+        the stages (nodes there, the last one's time), the failures first (each with its
+        cause, at most ``shown``), then the nodes that have waited longest."""
+        total = len(self.nodes)
+        lines = [f"Deploy of lab **{self.lab_id}**: {self.summary()} ({self.elapsed:.1f} s)", "",
+                 "| stage | nodes | last at |", "|---|---|---|"]
+        for stage in STAGES:
+            times = [n.reached[stage] for n in self.nodes if stage in n.reached]
+            lines.append(f"| {stage} | {len(times)}/{total} | {f'{max(times):.1f} s' if times else '-'} |")
+        failures = self.failures()
+        if failures:
+            lines += ["", f"**Failed ({len(failures)})**", ""]
+            lines += [f"- `{n.name}`: {_one_line(n.failed or '')}" for n in failures[:shown]]
+            if len(failures) > shown:
+                lines.append(f"- ... and {len(failures) - shown} more (the state table has every node)")
+        slowest = self.slowest(shown)
+        if slowest and not self.finished:
+            lines += ["", "**Waiting longest**", "", "| node | waits for | since |", "|---|---|---|"]
+            lines += [f"| `{n.name}` | {self.next_stage(n)} | {self.waiting(n):.0f} s |" for n in slowest]
+        return "\n".join(lines)
+
+
+def _one_line(text: str, width: int = 300) -> str:
+    flat = " ".join(text.split()).replace("|", "\\|")
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
 Listener = Callable[[Snapshot, NodeProgress | None], None]

@@ -81,7 +81,7 @@ class ProgressArtifacts:
     _artifact_id: object = field(default=None, init=False)
 
     def __call__(self, snapshot: Snapshot) -> None:
-        description = f"Deploy of lab **{snapshot.lab_id}**: {snapshot.summary()} ({snapshot.elapsed:.1f} s)"
+        description = snapshot.markdown()  # counts per stage, failures first, the slowest: readable at any size
         if self._artifact_id is None:
             self._artifact_id = create_progress_artifact(snapshot.percent, key=self.key, description=description)
         else:

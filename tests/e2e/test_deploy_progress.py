@@ -95,6 +95,8 @@ def _assert_run_artifacts(server: PrefectServer, lab_id: str) -> None:
     assert float(progress["data"]) == 100.0
     for stage in STAGES:
         assert f"{stage} 3/3" in progress["description"], progress["description"]
+        assert f"| {stage} | 3/3 |" in progress["description"], progress["description"]  # the stages' table
+    assert "Failed" not in progress["description"] and "Waiting longest" not in progress["description"]
 
     tables = server.api("POST", "/artifacts/filter", json={
         "artifacts": {"key": {"any_": [names.state_artifact_key(lab_id)]}, "flow_run_id": {"any_": [run["id"]]}},
