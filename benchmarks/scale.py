@@ -57,14 +57,50 @@ def memory_per_node_mib(side: str, lab: str) -> float | None:
     return round(sum(usages) / len(usages) / 2**20, 1) if usages else None
 
 
+def configured_on_devices(side: str, lab: str, n: int) -> dict[str, Any]:
+    """Read back from every node, once its deploy has returned: its running config
+    (``vtysh -c 'show running-config'``) holds its frr.conf's BGP lines (``router bgp``, each
+    ``neighbor``, ``redistribute``: ``baseline_scale.wanted_lines``). Neither side's own word
+    for it: the devices' answer, 4 at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import docker
+
+    from benchmarks.baseline_scale import wanted_lines
+    from benchmarks.topologies import frr_lab
+
+    configs = {name: spec["startup-config"] for name, spec in frr_lab(lab, n)["topology"]["nodes"].items()}
+    api = docker.APIClient(timeout=120)
+    rows = api.containers(filters={"label": f"{LAB_LABELS[side]}={lab}"})
+    by_node = {row["Names"][0].lstrip("/").rsplit("-", 1)[-1]: row["Id"] for row in rows}
+
+    def configured(node: str) -> bool:
+        if node not in by_node:
+            return False
+        exec_id = api.exec_create(by_node[node], ["vtysh", "-c", "show running-config"])["Id"]
+        running = {line.strip() for line in api.exec_start(exec_id).decode(errors="replace").splitlines()}
+        return api.exec_inspect(exec_id)["ExitCode"] == 0 and wanted_lines(configs[node]) <= running
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            found = dict(zip(configs, pool.map(configured, configs), strict=True))
+    finally:
+        api.close()
+    missing = sorted(node for node, ok in found.items() if not ok)
+    return {"configured": len(found) - len(missing), "nodes": len(found), "missing": missing[:20]}
+
+
 def one_size(n: int, p: run.Processes, runs: list[dict[str, Any]]) -> None:
-    """Baseline then Archetype, each deployed, its memory read, then destroyed."""
+    """Baseline then Archetype, each deployed, its memory read and every node's config
+    read back from the device, then destroyed."""
     run.say(f"N={n}")
     for side, deploy, destroy in (("baseline", run.baseline_deploy, run.baseline_destroy),
                                   ("archetype", run.archetype_deploy, run.archetype_destroy)):
         made = run.measure(runs, f"{side} deploy", n, 1, lambda deploy=deploy: deploy(p, n))
         if made:
             made["memory_per_node_mib"] = memory_per_node_mib(side, made["lab"])
+            made["devices"] = configured_on_devices(side, made["lab"], n)
+            run.say(f"{side} N={n}: {made['devices']['configured']}/{n} configured, read back from the devices")
             run.measure(runs, f"{side} destroy", n, 1, lambda destroy=destroy, made=made: destroy(p, made["lab"]))
         time.sleep(10)  # the host settles (removed containers' memory, dockerd's cleanup)
 
@@ -76,10 +112,11 @@ def render(results: dict[str, Any]) -> str:
         f"{results['started']} on {results['host']['host']} ({results['host']['cpus']} CPUs, "
         f"{results['host']['memory_gib']} GiB, docker {results['host']['docker']}); one round per N, every command "
         "a process; baseline: benchmarks/baseline_scale.py (engines only, Debian's FRR start, "
-        "8 workers). Load (1 min) before each deploy in brackets.", "",
-        "| N | baseline deploy | s/node | MiB/node | `archetype deploy` | s/node | MiB/node | ratio "
-        "| baseline destroy | `archetype destroy` | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "8 workers). Load (1 min) before each deploy in brackets. configured: nodes whose running config holds "
+        "their BGP lines, read back from every device after the deploy returned.", "",
+        "| N | baseline deploy | s/node | MiB/node | configured | `archetype deploy` | s/node | MiB/node | configured "
+        "| ratio | baseline destroy | `archetype destroy` | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n in results["sizes"]:
         bd, ad = rows.get(("baseline deploy", n)), rows.get(("archetype deploy", n))
@@ -87,9 +124,10 @@ def render(results: dict[str, Any]) -> str:
 
         def cell(row: dict[str, Any] | None, n: int = n) -> list[str]:
             if not row:
-                return ["failed", "-", "-"]
+                return ["failed", "-", "-", "-"]
+            devices = row.get("devices") or {}
             return [f"{row['seconds']:.1f} s [{row['load']:.0f}]", f"{row['seconds'] / n:.3f}",
-                    f"{row.get('memory_per_node_mib', '-')}"]
+                    f"{row.get('memory_per_node_mib', '-')}", f"{devices.get('configured', '-')}/{n}"]
 
         ratio = f"{ad['seconds'] / bd['seconds']:.2f}x" if ad and bd else "-"
         destroy_ratio = f"{ax['seconds'] / bx['seconds']:.2f}x" if ax and bx else "-"
