@@ -22,6 +22,10 @@ LABEL_LAB = "archetype.lab_id"
 LABEL_NODE = "archetype.node_name"
 LABEL_KIND = "archetype.kind"
 LABEL_PROVIDER = "archetype.provider"
+# A container's management addresses (its eth0 is our veth on the lab's management bridge, not
+# a docker network: discovery reads them here).
+LABEL_MGMT_IPV4 = "archetype.mgmt_ipv4"
+LABEL_MGMT_IPV6 = "archetype.mgmt_ipv6"
 
 # libvirt
 METADATA_NS = "https://archetype.dev/xmlns/node/1"

@@ -19,6 +19,7 @@ from docker import APIClient
 
 from lab import names
 from providers.base import CleanupReport, DiscoveredLab, NodeState, NodeStatus
+from providers.network import mgmt as mgmt_bridges
 from vendors.model import Provider
 
 log = logging.getLogger("archetype.docker")
@@ -47,9 +48,14 @@ def _runtime_name(row: dict[str, Any]) -> str:
     return (row.get("Names") or ["/" + row["Id"][:12]])[0].lstrip("/")
 
 
-def mgmt_address(row: dict[str, Any], live: str, static: str) -> str | None:
-    """The container's address on its (one) network: the lab's management network. A
-    stopped container has none in the list; its static address is in its IPAM config."""
+def mgmt_address(row: dict[str, Any], label: str) -> str | None:
+    """The container's management address: its veth on the lab's bridge has the address its
+    label keeps; a container of a lab made before the bridge was ours has it on its (one)
+    docker network (in the list, or in its IPAM config when stopped)."""
+    labels = row.get("Labels") or (row.get("Config") or {}).get("Labels") or {}
+    if labels.get(label):
+        return labels[label]
+    live, static = ("IPAddress", "IPv4Address") if label == names.LABEL_MGMT_IPV4 else ("GlobalIPv6Address", "IPv6Address")
     for endpoint in ((row.get("NetworkSettings") or {}).get("Networks") or {}).values():
         address = endpoint.get(live) or ((endpoint.get("IPAMConfig") or {}).get(static))
         if address:
@@ -71,8 +77,8 @@ def discover(api: APIClient) -> list[DiscoveredLab]:
                 PROVIDER,
                 state,
                 _runtime_name(row),
-                mgmt_ipv4=mgmt_address(row, "IPAddress", "IPv4Address"),
-                mgmt_ipv6=mgmt_address(row, "GlobalIPv6Address", "IPv6Address"),
+                mgmt_ipv4=mgmt_address(row, names.LABEL_MGMT_IPV4),
+                mgmt_ipv6=mgmt_address(row, names.LABEL_MGMT_IPV6),
             )
         )
     return [
@@ -81,12 +87,23 @@ def discover(api: APIClient) -> list[DiscoveredLab]:
 
 
 def labs_with_resources(api: APIClient) -> set[str]:
-    """Labs that own our containers or a management network on this host."""
+    """Labs that own our containers or a management network (our bridge, or a docker
+    network of a lab made before) on this host."""
     labs = {row["Labels"][names.LABEL_LAB] for row in our_containers(api)}
     labs |= {
         (n.get("Labels") or {})[names.LABEL_LAB] for n in api.networks(filters={"label": names.LABEL_LAB})
     }
-    return labs
+    return labs | mgmt_bridges.bridge_labs()
+
+
+def remove_mgmt_bridge(lab_id: str, report: CleanupReport) -> None:
+    """The lab's management bridge, the host ends of its veths still there, its outbound
+    rules (all found by their markers)."""
+    try:
+        for name in mgmt_bridges.remove_bridge(lab_id):
+            report.add("mgmt-bridge", name)
+    except Exception as err:  # noqa: BLE001 - reported, the rest goes on
+        report.errors.append(f"lab {lab_id}: cannot remove its management bridge: {err}")
 
 
 def remove_lab_containers(api: APIClient, lab_id: str, report: CleanupReport) -> list[str]:

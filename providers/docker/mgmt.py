@@ -1,11 +1,10 @@
-"""A lab's management network: one docker bridge network per lab, which VMs join too.
+"""A lab's management network: our own Linux bridge per lab (``providers.network.mgmt``),
+which containers join with a veth each and VMs with their management NIC.
 
-The network has a subnet chosen by us (the topology's, or a free one from the
-``mgmt_ipv4_pool`` setting), a Linux bridge with a name we know (``lab.names.
-mgmt_bridge_name``: a VM's management NIC is a libvirt ``<interface type='bridge'>`` on it)
-and an ``ip_range`` (docker's own allocations) in the upper half of the subnet, while node
-addresses are in the lower half (``topology.mgmt``): docker never hands a VM's address to
-a container. Found again by its lab label, never by its name alone.
+The subnet is chosen here: the topology's, or a free one from the ``mgmt_ipv4_pool``
+setting (no docker network and no host route overlaps it). Node addresses are in the
+lower half of the subnet (``topology.mgmt``). Labs deployed before the bridge was ours
+have a docker network (found by its lab label): it is still found and removed by cleanup.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import zlib
-from typing import Any
 
 from docker import APIClient
 from filelock import FileLock
@@ -21,49 +19,32 @@ from filelock import FileLock
 from lab import names
 from lab.errors import ProviderError
 from lab.settings import get_settings
-from topology.mgmt import MgmtNetwork, MgmtPlan, docker_range, gateway, prefix_for
+from providers.network import mgmt as bridges
+from providers.network.mgmt_routes import local_networks
+from topology.mgmt import MgmtNetwork, MgmtPlan, prefix_for
 
 log = logging.getLogger("archetype.docker")
 
-BRIDGE_OPTION = "com.docker.network.bridge.name"
 LOCK_TIMEOUT = 60.0
 
 
-def find_network(api: APIClient, lab_id: str) -> dict[str, Any] | None:
-    """The lab's management network (by label), inspected; None if it has none."""
-    found = api.networks(filters={"label": f"{names.LABEL_LAB}={lab_id}"})
-    if not found:
-        return None
-    return api.inspect_network(found[0]["Id"])
-
-
-def plan_of(network: dict[str, Any]) -> MgmtPlan:
-    """What an existing network is: its name, bridge and subnets."""
-    v4 = v6 = None
-    for pool in (network.get("IPAM") or {}).get("Config") or []:
-        subnet = pool.get("Subnet")
-        if not subnet:
-            continue
-        if ipaddress.ip_network(subnet).version == 4 and v4 is None:
-            v4 = (subnet, pool.get("Gateway") or gateway(subnet))
-        elif ipaddress.ip_network(subnet).version == 6 and v6 is None:
-            v6 = (subnet, pool.get("Gateway") or gateway(subnet))
-    if v4 is None:
-        raise ProviderError(f"docker network {network.get('Name')} has no IPv4 subnet")
-    bridge = (network.get("Options") or {}).get(BRIDGE_OPTION) or f"br-{network['Id'][:12]}"
+def plan_of(bridge: bridges.Bridge) -> MgmtPlan:
     return MgmtPlan(
-        network=network["Name"], bridge=bridge, ipv4_subnet=v4[0], ipv4_gateway=v4[1],
-        ipv6_subnet=v6[0] if v6 else None, ipv6_gateway=v6[1] if v6 else None,
+        network=bridge.network, bridge=bridge.name, ipv4_subnet=bridge.ipv4_subnet, ipv4_gateway=bridge.ipv4_gateway,
+        ipv6_subnet=bridge.ipv6_subnet, ipv6_gateway=bridge.ipv6_gateway,
     )
 
 
 def ensure_network(api: APIClient, lab_id: str, wanted: MgmtNetwork, node_count: int) -> MgmtPlan:
-    """The lab's management network, made if missing. An existing one is kept as it is; a
-    topology asking for another subnet than it has is told to destroy the lab first."""
-    existing = find_network(api, lab_id)
+    """The lab's management network, made if missing (a subnet given in ``wanted`` is
+    used as it is). An existing one is kept as it is; a topology asking for another subnet
+    than it has is told to destroy the lab first."""
+    existing = bridges.find_bridge(lab_id)
     if existing is None:
         with FileLock(names.mgmt_subnet_lock_path(), timeout=LOCK_TIMEOUT):
-            existing = find_network(api, lab_id) or _create(api, lab_id, wanted, node_count)
+            existing = bridges.find_bridge(lab_id) or _create(api, lab_id, wanted, node_count)
+    else:
+        existing = bridges.ensure_bridge(lab_id, existing.network, existing.ipv4_subnet, existing.ipv6_subnet)
     plan = plan_of(existing)
     for asked, have, what in ((wanted.ipv4_subnet, plan.ipv4_subnet, "ipv4-subnet"),
                               (wanted.ipv6_subnet, plan.ipv6_subnet, "ipv6-subnet"),
@@ -76,47 +57,32 @@ def ensure_network(api: APIClient, lab_id: str, wanted: MgmtNetwork, node_count:
     return plan
 
 
-def _create(api: APIClient, lab_id: str, wanted: MgmtNetwork, node_count: int) -> dict[str, Any]:
+def _create(api: APIClient, lab_id: str, wanted: MgmtNetwork, node_count: int) -> bridges.Bridge:
     name = wanted.network or names.mgmt_network_name(lab_id)
-    clash = [n for n in api.networks(names=[name]) if n.get("Name") == name]
-    if clash:
-        owner = (clash[0].get("Labels") or {}).get(names.LABEL_LAB)
-        raise ProviderError(
-            f"lab {lab_id}: a docker network named {name} exists and is "
-            f"{'lab ' + owner + chr(39) + 's' if owner else 'not Archetype' + chr(39) + 's'}: "
-            "give the lab another mgmt.network"
-        )
-    v4 = wanted.ipv4_subnet or free_subnet(api, lab_id, node_count)
-    pools = [{"Subnet": v4, "Gateway": gateway(v4), "IPRange": docker_range(v4)}]
-    if wanted.ipv6_subnet:
-        v6 = wanted.ipv6_subnet
-        pools.append({"Subnet": v6, "Gateway": gateway(v6), "IPRange": docker_range(v6)})
+    used = _used_networks(api)
+    v4 = wanted.ipv4_subnet or free_subnet(api, lab_id, node_count, used)
+    for subnet in filter(None, (v4, wanted.ipv6_subnet)):
+        net = ipaddress.ip_network(subnet)
+        if net.version == 4 and (clash := [u for u in used if net.overlaps(u)]):
+            raise ProviderError(f"lab {lab_id}: cannot create its management network {name} ({v4}): "
+                                f"{subnet} overlaps {clash[0]}, in use on this host")
     try:
-        api.create_network(
-            name,
-            driver="bridge",
-            check_duplicate=True,
-            ipam={"Driver": "default", "Config": pools, "Options": {}},
-            enable_ipv6=bool(wanted.ipv6_subnet),
-            options={BRIDGE_OPTION: names.mgmt_bridge_name(lab_id)},
-            labels={names.LABEL_LAB: lab_id, names.LABEL_PROVIDER: "docker"},
-        )
-    except Exception as err:  # docker's words (a pool overlapping another network...) are the story
+        made = bridges.ensure_bridge(lab_id, name, v4, wanted.ipv6_subnet)
+    except Exception as err:
+        bridges.remove_bridge(lab_id)
         raise ProviderError(f"lab {lab_id}: cannot create its management network {name} ({v4}): {err}") from err
-    log.info("created management network %s (%s, bridge %s)", name, v4, names.mgmt_bridge_name(lab_id))
-    found = find_network(api, lab_id)
-    if found is None:
-        raise ProviderError(f"lab {lab_id}: its management network {name} vanished right after it was made")
-    return found
+    log.info("created management network %s (%s, bridge %s)", name, v4, made.name)
+    return made
 
 
-def free_subnet(api: APIClient, lab_id: str, node_count: int) -> str:
+def free_subnet(api: APIClient, lab_id: str, node_count: int,
+                used: list[ipaddress.IPv4Network] | None = None) -> str:
     """A subnet of the pool that no docker network and no host route overlaps. The search
     starts at a place given by the lab id, so a lab usually gets the same subnet again."""
     pool = ipaddress.ip_network(get_settings().mgmt_ipv4_pool)
     prefix = max(prefix_for(node_count), pool.prefixlen)
     candidates = list(pool.subnets(new_prefix=prefix))
-    used = _used_networks(api)
+    used = _used_networks(api) if used is None else used
     start = zlib.crc32(lab_id.encode()) % len(candidates)
     for i in range(len(candidates)):
         subnet = candidates[(start + i) % len(candidates)]
@@ -133,17 +99,5 @@ def _used_networks(api: APIClient) -> list[ipaddress.IPv4Network]:
             subnet = pool.get("Subnet")
             if subnet and ipaddress.ip_network(subnet).version == 4:
                 used.append(ipaddress.ip_network(subnet))
-    used.extend(_host_routes())
+    used.extend(local_networks())  # our bridges' subnets among them (not the fleet's routes to nodes)
     return used
-
-
-def _host_routes() -> list[ipaddress.IPv4Network]:
-    from pyroute2 import IPRoute
-
-    routes = []
-    with IPRoute() as ipr:
-        for route in ipr.get_routes(family=2):
-            dst = route.get_attr("RTA_DST")
-            if dst and route["dst_len"] > 0:
-                routes.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
-    return routes

@@ -57,6 +57,7 @@ from providers.docker.exec import (
 )
 from providers.docker.spec import ContainerSpec, build_container_spec
 from providers.limits import EngineBound, engine_bound
+from providers.network import mgmt as mgmt_bridges
 from topology import Node, NodeRef
 from topology.mgmt import MgmtNetwork, MgmtPlan
 from vendors.model import ConfigSaveMethod, ExtractionMethod, Provider
@@ -104,7 +105,7 @@ class DockerProvider(NodeProvider):
         self._base_url = base_url or get_settings().docker_url
         self._lock = threading.Lock()  # guards the caches and management-network creation
         self._images: set[str] = set()  # images seen on this host (checked once per provider)
-        self._mgmt_networks: dict[str, str] = {}  # lab -> its management network, known to exist
+        self._mgmt_networks: dict[str, MgmtPlan] = {}  # lab -> its management network, known to exist
         self._client: docker.DockerClient | None = None
 
     # -- the client ------------------------------------------------------------------
@@ -190,8 +191,8 @@ class DockerProvider(NodeProvider):
             )
         state = NodeState.RUNNING if info["State"].get("Running") else NodeState.STOPPED
         return NodeStatus(lab_id, node, labels.get(names.LABEL_KIND, ""), self.name, state, name,
-                          mgmt_ipv4=docker_labs.mgmt_address(info, "IPAddress", "IPv4Address"),
-                          mgmt_ipv6=docker_labs.mgmt_address(info, "GlobalIPv6Address", "IPv6Address"))
+                          mgmt_ipv4=docker_labs.mgmt_address(info, names.LABEL_MGMT_IPV4),
+                          mgmt_ipv6=docker_labs.mgmt_address(info, names.LABEL_MGMT_IPV6))
 
     @_docker_errors_named
     def node_status(self, lab_id: str, node_name: str) -> NodeStatus:
@@ -216,8 +217,8 @@ class DockerProvider(NodeProvider):
         if existing is not None:
             return self._reuse(lab_id, node, existing)
         self._check_image(node)
-        mgmt = self._ensure_mgmt_network(lab_id)
-        spec = build_container_spec(lab_id, node, len(ends), mgmt)
+        self._ensure_mgmt_network(lab_id)
+        spec = build_container_spec(lab_id, node, len(ends))
         made_dir = not spec.node_dir.exists()
         started = time.monotonic()
         try:
@@ -301,20 +302,20 @@ class DockerProvider(NodeProvider):
             ) from None
         log.info("node %s: pulled %s", node.name, node.image)
 
-    def _ensure_mgmt_network(self, lab_id: str) -> str:
-        """The lab's management network's name (made with a subnet of its own if the flow
-        has not made it already: a node created on its own)."""
+    def _ensure_mgmt_network(self, lab_id: str) -> MgmtPlan:
+        """The lab's management network (made with a subnet of its own if the flow has not
+        made it already: a node created on its own)."""
         with self._lock:
             if lab_id in self._mgmt_networks:
                 return self._mgmt_networks[lab_id]
-        return self.ensure_mgmt_network(lab_id, MgmtNetwork(), 1).network
+        return self.ensure_mgmt_network(lab_id, MgmtNetwork(), 1)
 
     @_docker_errors_named
     def ensure_mgmt_network(self, lab_id: str, wanted: MgmtNetwork, node_count: int) -> MgmtPlan:
         """The lab's management network (containers and VMs join it), made if missing."""
         plan = docker_mgmt.ensure_network(self.api, lab_id, wanted, node_count)
         with self._lock:
-            self._mgmt_networks[lab_id] = plan.network
+            self._mgmt_networks[lab_id] = plan
         return plan
 
     def _prepare_files(self, node: Node, spec: ContainerSpec) -> None:
@@ -327,31 +328,19 @@ class DockerProvider(NodeProvider):
 
     def _create(self, lab_id: str, node: Node, spec: ContainerSpec) -> str | None:
         """Create the container; None if another caller created it first."""
-        for attempt in (1, 2):
-            try:
-                host_config = self.api.create_host_config(**spec.host)
-                host_config.update(spec.host_extra)
-                with self._engine.slot(measured=True):
-                    return self.api.create_container(host_config=host_config, **spec.create)["Id"]
-            except docker.errors.ImageNotFound:
-                with self._lock:
-                    self._images.discard(node.image)
-                raise ImageNotFoundError(
-                    f"node {node.name}: image {node.image!r} is not on this host"
-                ) from None
-            except docker.errors.NotFound as err:  # the management network went away meanwhile
-                with self._lock:
-                    self._mgmt_networks.pop(lab_id, None)
-                if attempt == 2:
-                    raise ProviderError(
-                        f"node {node.name}: cannot create {spec.name}: {_explain(err)}"
-                    ) from err
-                self._ensure_mgmt_network(lab_id)
-            except docker.errors.APIError as err:
-                if err.status_code == 409:
-                    return None
-                raise ProviderError(f"node {node.name}: cannot create {spec.name}: {_explain(err)}") from err
-        return None
+        try:
+            host_config = self.api.create_host_config(**spec.host)
+            host_config.update(spec.host_extra)
+            with self._engine.slot(measured=True):
+                return self.api.create_container(host_config=host_config, **spec.create)["Id"]
+        except docker.errors.ImageNotFound:
+            with self._lock:
+                self._images.discard(node.image)
+            raise ImageNotFoundError(f"node {node.name}: image {node.image!r} is not on this host") from None
+        except docker.errors.APIError as err:
+            if err.status_code == 409:
+                return None
+            raise ProviderError(f"node {node.name}: cannot create {spec.name}: {_explain(err)}") from err
 
     def _put_file(self, container_id: str, path: str, text: str) -> None:
         target = PurePosixPath(path)
@@ -374,8 +363,6 @@ class DockerProvider(NodeProvider):
             log.info("%s stopped after it was created (%s): starting it again", name, info["State"].get("Status"))
             self._reuse(lab_id, node, info)
             info = self._inspect(name)
-        if not ends:
-            return
         if info is None or not _is_ours(info.get("Config", {}).get("Labels"), lab_id, node.name):
             raise ProviderError(f"node {node.name}: no container {name} of lab {lab_id} to wire")
         pid = info["State"].get("Pid") or 0
@@ -383,6 +370,9 @@ class DockerProvider(NodeProvider):
             raise ProviderError(
                 f"node {node.name}: container {name} is not running ({info['State'].get('Status')})"
             )
+        self._attach_mgmt(lab_id, node.name, info)
+        if not ends:
+            return
         runtime_names = [node.vendor.interfaces.runtime_name(end.port) for end in ends]
         # No separate ensure_bridge: the ports' transaction makes the bridge if it is missing.
         network.attach_container_ends(lab_id, node.name, pid, ends, runtime_names)
@@ -439,6 +429,20 @@ class DockerProvider(NodeProvider):
             with self._engine.slot(measured=True):
                 self.api.start(info["Id"])
             log.info("started %s", info["Name"].lstrip("/"))
+            self._attach_mgmt(lab_id, node_name, self._ours(lab_id, node_name))
+
+    def _attach_mgmt(self, lab_id: str, node_name: str, info: dict[str, Any]) -> None:
+        """The container's management NIC (eth0 on the lab's bridge) with the addresses its
+        labels keep; made again after a restart (a new network namespace)."""
+        labels = info.get("Config", {}).get("Labels") or {}
+        ipv4, ipv6 = labels.get(names.LABEL_MGMT_IPV4), labels.get(names.LABEL_MGMT_IPV6)
+        pid = info["State"].get("Pid") or 0
+        if not (ipv4 or ipv6) or pid <= 0:
+            return
+        plan = self._ensure_mgmt_network(lab_id)
+        bridge = mgmt_bridges.Bridge(lab_id, plan.bridge, plan.network, plan.ipv4_subnet, plan.ipv4_gateway,
+                                     plan.ipv6_subnet, plan.ipv6_gateway)
+        mgmt_bridges.attach(lab_id, node_name, pid, bridge, ipv4, ipv6)
 
     def set_link_state(self, lab_id: str, node_name: str, port_name: str, up: bool) -> None:
         """The host veth up or down: its peer in the container loses carrier (``NO-CARRIER``)."""
@@ -587,7 +591,8 @@ class DockerProvider(NodeProvider):
             report.errors.append(f"lab {lab_id}: cannot remove its containers and network: {err}")
             return report
         removed = docker_labs.remove_lab_containers(api, lab_id, report)
-        docker_labs.remove_mgmt_networks(api, lab_id, report)
+        docker_labs.remove_mgmt_networks(api, lab_id, report)  # a lab made before the bridge was ours
+        docker_labs.remove_mgmt_bridge(lab_id, report)
         self._remove_ports_of(lab_id, removed, report)
         for node_name in removed:
             workspace.remove_tree(names.node_dir(lab_id, node_name), report, f"node {node_name} of lab {lab_id}")

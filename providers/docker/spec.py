@@ -113,7 +113,6 @@ def build_container_spec(
     lab_id: str,
     node: Node,
     interface_count: int,
-    mgmt_network: str,
     *,
     host_cpus: int | None = None,
 ) -> ContainerSpec:
@@ -142,11 +141,11 @@ def build_container_spec(
         "detach": True,
         "stop_timeout": options.stop_timeout,
     }
-    if node.mgmt_ipv4 or node.mgmt_ipv6:  # static: our address plan, not docker's (topology.mgmt)
-        ipam = {"IPv4Address": node.mgmt_ipv4, "IPv6Address": node.mgmt_ipv6}
-        create["networking_config"] = {
-            "EndpointsConfig": {mgmt_network: {"IPAMConfig": {k: v for k, v in ipam.items() if v}}}
-        }
+    # The management NIC is our veth on the lab's bridge (providers.network.mgmt), made once
+    # the container runs: its addresses are ours (topology.mgmt), kept in labels for discovery.
+    for label, address in ((names.LABEL_MGMT_IPV4, node.mgmt_ipv4), (names.LABEL_MGMT_IPV6, node.mgmt_ipv6)):
+        if address:
+            labels[label] = address
     if options.entrypoint is not None:
         create["entrypoint"] = list(options.entrypoint)
     if options.cmd is not None:
@@ -164,7 +163,7 @@ def build_container_spec(
         "mem_limit": f"{node.memory_mb or vendor.memory_mb}m",
         "nano_cpus": cpu_limit(node.cpus or vendor.cpus, host_cpus),
         "restart_policy": {"Name": node.restart_policy or "no"},
-        "network_mode": mgmt_network,
+        "network_mode": "none",  # no docker network: no libnetwork work per node (moby#42119)
         "privileged": False,  # never: capabilities come from the vendor entry (DESIGN, Security)
     }
     host = {k: v for k, v in host.items() if v is not None}

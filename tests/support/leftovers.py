@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -53,6 +54,13 @@ def _veth_leftovers(lab_id: str) -> list[str]:
             if f"lab={lab_id} " in (link.get("ifalias", "") + " ")]
 
 
+def _mgmt_rule_leftovers(lab_id: str) -> list[str]:
+    """The lab's management network's iptables rules (their comment names the lab)."""
+    result = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=30)
+    marker = re.compile(rf'archetype-mgmt:{re.escape(lab_id)}"?(\s|$)')
+    return [line for line in result.stdout.splitlines() if marker.search(line)]
+
+
 def _file_leftovers(lab_id: str) -> list[str]:
     paths = [names.disks_dir(lab_id), names.data_dir(lab_id), names.lab_dir(lab_id), names.vlan_record_path(lab_id)]
     # console locks of the lab's VMs (the lab's own lock stays: it orders runs of the lab)
@@ -64,5 +72,6 @@ def leftovers(lab_id: str) -> dict[str, list[str]]:
     """Every resource of the lab still on the host; all lists empty after a clean destroy."""
     found = _docker_leftovers(lab_id)
     found.update(domains=lab_domains(lab_id), ovs_ports=_ovs_leftovers(lab_id),
-                 veths=_veth_leftovers(lab_id), files=_file_leftovers(lab_id))
+                 veths=_veth_leftovers(lab_id), mgmt_rules=_mgmt_rule_leftovers(lab_id),
+                 files=_file_leftovers(lab_id))
     return {kind: items for kind, items in found.items() if items}

@@ -146,7 +146,7 @@ def test_host_ends_brief_and_extended(tmp_path: Path) -> None:
 def test_prefix_names_containers_as_containerlab_does(line: str, prefix: str | None, container: str, tmp_path: Path) -> None:
     lab = lab_of(f"name: pfx\n{line}topology: {{nodes: {{r1: {{kind: linux}}}}}}\n", tmp_path)
     assert lab.prefix == prefix and lab.nodes["r1"].name_prefix == prefix
-    spec = build_container_spec(lab.id, lab.nodes["r1"], 0, "none")
+    spec = build_container_spec(lab.id, lab.nodes["r1"], 0)
     assert spec.name == container
     assert spec.create["labels"][names.LABEL_LAB] == "pfx" and spec.create["labels"][names.LABEL_NODE] == "r1"
 
@@ -167,7 +167,7 @@ def test_restart_policy_startup_delay_and_stages(tmp_path: Path) -> None:
             c: {kind: linux, wait-for: [a, b]}
         """, tmp_path)
     assert lab.nodes["a"].restart_policy == "no" and lab.nodes["b"].restart_policy == "always"
-    assert build_container_spec("order", lab.nodes["b"], 0, "none").host["restart_policy"] == {"Name": "always"}
+    assert build_container_spec("order", lab.nodes["b"], 0).host["restart_policy"] == {"Name": "always"}
     assert lab.nodes["b"].startup_delay == 2.5
     assert [(w.stage, w.node, w.node_stage) for w in lab.nodes["b"].wait_for] == [
         ("create", "a", "ready"), ("post-boot", "a", "create")]
@@ -262,9 +262,9 @@ def test_writable_sysctls_leave_only_net_writable() -> None:
     assert "/proc/sys" not in paths and "/proc/sys/net" not in paths
     assert {"/proc/sys/kernel", "/proc/sys/vm", "/proc/sys/fs", "/proc/sysrq-trigger"} <= set(paths)
     lab = load_topology("name: s\ntopology: {nodes: {r1: {kind: linux}, r2: {kind: nokia_srlinux}}}\n")
-    assert build_container_spec("s", lab.nodes["r1"], 0, "none").host_extra == {"ReadonlyPaths": paths}
-    assert build_container_spec("s", lab.nodes["r2"], 0, "none").host_extra == {}  # docker's defaults
-    assert build_container_spec("s", lab.nodes["r1"], 0, "none").host["privileged"] is False
+    assert build_container_spec("s", lab.nodes["r1"], 0).host_extra == {"ReadonlyPaths": paths}
+    assert build_container_spec("s", lab.nodes["r2"], 0).host_extra == {}  # docker's defaults
+    assert build_container_spec("s", lab.nodes["r1"], 0).host["privileged"] is False
 
 
 def test_waits_become_the_steps_deploy_lab_runs(tmp_path: Path) -> None:

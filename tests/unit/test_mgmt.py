@@ -189,11 +189,10 @@ def test_vm_management_lines_come_from_the_catalog(tmp_path: Path) -> None:
 
 def test_a_container_gets_its_static_address(tmp_path: Path) -> None:
     node = assign(lab_of(MIXED, tmp_path), plan()).nodes["r2"]
-    spec = build_container_spec("mix", node, 1, "mix-mgmt")
-    assert spec.create["networking_config"] == {
-        "EndpointsConfig": {"mix-mgmt": {"IPAMConfig": {"IPv4Address": "172.30.5.2"}}}
-    }
-    assert spec.host["network_mode"] == "mix-mgmt"
+    spec = build_container_spec("mix", node, 1)
+    assert spec.create["labels"][names.LABEL_MGMT_IPV4] == "172.30.5.2"
+    assert names.LABEL_MGMT_IPV6 not in spec.create["labels"]
+    assert spec.host["network_mode"] == "none" and "networking_config" not in spec.create
 
 
 def fake_interface_xml(end, nic_model: str) -> str:
@@ -285,6 +284,6 @@ def test_ipv6_addresses_go_to_containers(tmp_path: Path) -> None:
     six = MgmtPlan("n", "b", "10.0.0.0/24", "10.0.0.1", "fd00:1::/64", "fd00:1::1")
     nodes = assign(lab, six).nodes
     assert (nodes["r1"].mgmt_ipv6, nodes["r2"].mgmt_ipv6, nodes["v1"].mgmt_ipv6) == ("fd00:1::10", "fd00:1::2", None)
-    spec = build_container_spec("six", nodes["r2"], 0, "net")
-    assert spec.create["networking_config"]["EndpointsConfig"]["net"]["IPAMConfig"] == {
-        "IPv4Address": "10.0.0.3", "IPv6Address": "fd00:1::2"}
+    spec = build_container_spec("six", nodes["r2"], 0)
+    labels = spec.create["labels"]
+    assert (labels[names.LABEL_MGMT_IPV4], labels[names.LABEL_MGMT_IPV6]) == ("10.0.0.3", "fd00:1::2")

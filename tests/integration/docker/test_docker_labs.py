@@ -15,8 +15,10 @@ from lab import names
 from providers import labs
 from providers.base import NodeState
 from providers.docker import DockerProvider
+from providers.network import mgmt as mgmt_bridges
 from tests.support.orphans import remove_orphan
 from topology import Node
+from topology.mgmt import MgmtNetwork
 
 pytestmark = pytest.mark.docker
 
@@ -79,13 +81,14 @@ def test_orphan_cleanup_removes_only_the_unknown_lab(
         assert sorted(report.removed["containers"]) == sorted(
             names.container_name(orphan_lab, n) for n in ("o1", "o2")
         )
-        assert report.removed["networks"] == [names.mgmt_network_name(orphan_lab)]
+        assert report.removed["mgmt-bridge"][0] == names.mgmt_bridge_name(orphan_lab)
+        assert mgmt_bridges.find_bridge(orphan_lab) is None
         assert names.container_name(known_lab, "k1") not in report.removed["containers"]
 
         lookalike.reload()
         assert lookalike.status == "running"
         assert docker_client.containers.get(names.container_name(known_lab, "k1")).status == "running"
-        assert docker_client.networks.get(names.mgmt_network_name(known_lab))
+        assert mgmt_bridges.find_bridge(known_lab) is not None
     finally:
         lookalike.remove(force=True)
 
@@ -136,11 +139,30 @@ def test_discovery_of_200_containers_is_one_api_call_and_destroy_removes_them(
     print(f"\ndiscover 200: {discover_seconds:.2f} s; destroy 200 (stopped): {seconds:.2f} s")
 
 
+def test_a_lab_left_with_only_its_management_bridge_is_an_orphan(
+    provider: DockerProvider, lab_factory: Callable[[], str]
+) -> None:
+    """A deploy killed between the management bridge and the first container: the lab has
+    no node, yet orphan cleanup finds it and removes the bridge and its outbound rules."""
+    lab_id = lab_factory()
+    plan = provider.ensure_mgmt_network(lab_id, MgmtNetwork(), 2)
+    try:
+        assert lab_id not in {lab.lab_id for lab in labs.discover()}  # no node...
+        assert lab_id in labs.labs_with_resources()  # ...yet it owns something
+        known = _all_known_labs_now(provider) - {lab_id}
+        report = remove_orphan(lab_id, known)
+        assert report.removed.get("mgmt-bridge", [])[:1] == [plan.bridge], report
+        assert mgmt_bridges.find_bridge(lab_id) is None
+        assert lab_id not in labs.labs_with_resources()
+    finally:
+        mgmt_bridges.remove_bridge(lab_id)
+
+
 def test_a_lab_left_with_only_its_management_network_is_an_orphan(
     provider: DockerProvider, lab_factory: Callable[[], str], docker_client: docker.DockerClient
 ) -> None:
-    """A deploy killed between the management network and the first container: the lab has
-    no node, yet orphan cleanup finds it and removes the network."""
+    """A lab made before the management bridge was ours (a docker network), killed between
+    the network and the first container: orphan cleanup finds it and removes the network."""
     lab_id = lab_factory()
     network = docker_client.networks.create(
         names.mgmt_network_name(lab_id), driver="bridge", labels={names.LABEL_LAB: lab_id, names.LABEL_PROVIDER: "docker"}

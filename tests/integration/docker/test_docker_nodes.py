@@ -15,6 +15,7 @@ from lab.errors import CommandError, ImageNotFoundError, ProviderError
 from providers import labs
 from providers.base import NodeState
 from providers.docker import DockerProvider
+from providers.network import mgmt as mgmt_bridges
 from topology import Node
 from vendors.model import Readiness, VendorConfig
 
@@ -117,6 +118,7 @@ def test_missing_image_is_a_clear_error_and_leaves_nothing(
     assert docker_client.containers.list(all=True, filters={"label": label}) == []
     assert docker_client.networks.list(filters={"label": label}) == []
     assert docker_client.networks.list(names=[names.mgmt_network_name(lab)]) == []
+    assert mgmt_bridges.find_bridge(lab) is None
     assert not names.lab_dir(lab).exists()
 
 
@@ -136,9 +138,8 @@ def test_create_is_idempotent_and_starts_a_stopped_node(
     assert {k: container.labels.get(k) for k in expected} == expected  # (the image may add its own)
     assert container.attrs["Config"]["Hostname"] == "h1"
     assert container.attrs["HostConfig"]["Privileged"] is False
-    assert list(container.attrs["NetworkSettings"]["Networks"]) == [names.mgmt_network_name(lab)]
-    network = docker_client.networks.get(names.mgmt_network_name(lab))
-    assert network.attrs["Labels"][names.LABEL_LAB] == lab
+    assert container.attrs["HostConfig"]["NetworkMode"] == "none"  # management: our veth on the lab's bridge
+    assert mgmt_bridges.find_bridge(lab) is not None
 
     provider.create_node(lab, node, [])  # running: reused as it is
     assert docker_client.containers.get(first.runtime_name).id == container.id
