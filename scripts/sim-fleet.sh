@@ -253,15 +253,18 @@ images_up() {  # the lab images (docker save | load, cached) and the VM kernels
     fi
 }
 
-worker_start() {
+worker_start() {  # the host's worker, and beside it its carrier watcher (flows/carrier_watch.py)
     local h=$1 r l; r=$(rdir "$h"); l=$LOGS/$h; mkdir -p "$l" "$r/pids"
-    pid_alive "$r/pids/worker" && return 0
     local vars; mapfile -t vars < <(host_env "$h")
+    pid_alive "$r/pids/watcher" \
+        || spawn_in "$h" "$l/watcher.log" "$r/pids/watcher" env "${vars[@]}" "$PYTHON" -m deployments.carrier_watch
+    pid_alive "$r/pids/worker" && return 0
     spawn_in "$h" "$l/worker.log" "$r/pids/worker" env "${vars[@]}" "$PYTHON" -m deployments.fleet_worker
 }
 
-worker_stop() {  # SIGKILL to the worker's whole process group (its flow runs included)
+worker_stop() {  # SIGKILL to the worker's whole process group (its flow runs included), and its watcher
     local h=$1 pidfile pid; pidfile=$(rdir "$h")/pids/worker
+    stop_pid "$(rdir "$h")/pids/watcher" KILL
     pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
     pid=$(tr -dc '0-9' <"$pidfile")
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true

@@ -8,7 +8,7 @@
 # behind: readiness is judged by asking the daemon, never by the existence of a file,
 # and stale files are removed before a start.
 #
-# Usage: scripts/start-daemons.sh [docker|libvirt|ovs|prefect ...]   (default: all four)
+# Usage: scripts/start-daemons.sh [docker|libvirt|ovs|prefect|watch ...]   (default: all five)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -202,17 +202,44 @@ from deployments import local_server; print(local_server.ensure().ui)' 9>&- >/de
     log "local Prefect server and command executor answer"
 }
 
+# ---------------------------------------------------------------- carrier watcher
+# flows/carrier_watch.py: a node stopped outside any flow (docker kill, QEMU killed) takes its
+# peers' carrier, and gives it back when it starts. One idle process on docker's and
+# libvirt's event streams, with no PREFECT_ variable: this host only (a fleet host's watcher
+# is started by scripts/sim-fleet.sh, with the fleet's server). After docker and libvirt.
+WATCH_PID=/run/archetype/carrier-watch.pid
+watch_alive() {
+    local pid; pid=$( [[ -r $WATCH_PID ]] && pid_of "$WATCH_PID" )
+    [[ -n $pid ]] && grep -qa deployments.carrier_watch "/proc/$pid/cmdline" 2>/dev/null \
+        && [[ $(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$pid/stat" 2>/dev/null) != Z ]]
+}
+start_watch() {
+    local python unset=() var
+    python=$(sed -n '1s/^#!//p' "$REPO/.venv/bin/archetype" 2>/dev/null || true)
+    [[ -n $python && -x $python ]] || { log "no venv ($REPO/.venv): no carrier watcher"; return 0; }
+    watch_alive && return 0
+    for var in $(compgen -e); do
+        [[ $var == PREFECT_* ]] && unset+=(-u "$var")
+    done
+    rm -f "$WATCH_PID"
+    (cd "$REPO" && env "${unset[@]}" setsid --fork "$python" -m deployments.carrier_watch --pidfile "$WATCH_PID" \
+        </dev/null >>"$LOG_DIR/carrier-watch.log" 2>&1 9>&-)
+    wait_for 10 carrier-watcher watch_alive || die "the carrier watcher did not start; see $LOG_DIR/carrier-watch.log"
+    log "carrier watcher runs (pid $(pid_of "$WATCH_PID"))"
+}
+
 main() {
     [[ $(id -u) -eq 0 ]] || die "run as root"
     local what=("$@")
-    ((${#what[@]})) || what=(docker libvirt ovs prefect)
+    ((${#what[@]})) || what=(docker libvirt ovs prefect watch)
     for w in "${what[@]}"; do
         case $w in
             docker) start_docker ;;
             libvirt) start_libvirt ;;
             ovs) start_ovs ;;
             prefect) start_prefect ;;
-            *) die "unknown daemon '$w' (docker, libvirt, ovs, prefect)" ;;
+            watch) start_watch ;;
+            *) die "unknown daemon '$w' (docker, libvirt, ovs, prefect, watch)" ;;
         esac
     done
 }

@@ -79,8 +79,9 @@ def apply_links(lab_id: str, state: LabState, links: list[LinkRecord]) -> list[s
 
 
 def _stopped_elsewhere(lab_id: str, state: LabState, links: list[LinkRecord]) -> frozenset[str]:
-    """The links' nodes on other hosts that the lab's record says are stopped (the
-    coordinator records a stop before the peers' hosts take their carrier)."""
+    """The links' nodes on other hosts that the lab's record says are stopped or failed (the
+    coordinator records a stop before the peers' hosts take their carrier; a host's carrier
+    watcher, a node that stopped outside any flow)."""
     elsewhere = {node for link in links for node in (e.partition(":")[0] for e in link.endpoints)
                  if not controls.is_here(state, node)}
     if not elsewhere:
@@ -88,7 +89,8 @@ def _stopped_elsewhere(lab_id: str, state: LabState, links: list[LinkRecord]) ->
     from tasks.state import load_lab_state
 
     whole = load_lab_state(lab_id)
-    return frozenset(n.name for n in (whole.nodes if whole else []) if n.name in elsewhere and n.state is NodePhase.STOPPED)
+    return frozenset(n.name for n in (whole.nodes if whole else []) if n.name in elsewhere
+                     and n.state in (NodePhase.STOPPED, NodePhase.FAILED))
 
 
 def links_with_controls(state: LabState) -> list[LinkRecord]:
