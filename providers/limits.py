@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,42 +65,67 @@ class BoundStats:
     calls: int
 
 
-HOST_POLL_SECONDS = 0.02  # a call waiting for another process's slot looks again this often
+HOST_POLL_SECONDS = 0.02  # the call first in line looks again this often for a slot another process gave back
 
 
 class HostSlots:
-    """The host's slots of one engine, shared by every process: ``count`` files in ``folder``,
-    each held with ``flock`` by at most one call at a time. flock locks belong to an open file
-    description, so this process opens each file once and keeps, under ``EngineBound``'s
-    lock, which of them its own calls hold. The kernel drops a dead process's locks."""
+    """The host's slots of one engine, shared by every process: files ``slot-<i>`` in
+    ``folder``, each held with ``flock`` by at most one call at a time, and a ``gate`` file,
+    the line: a call holds the gate (a blocking ``flock``, which the kernel grants to one
+    waiter at a time, whatever its process) while it looks for a free slot, and lets go of
+    it once it has one. So a process whose calls give slots back cannot hand them straight
+    to its own next calls while another process's call waits: the one at the gate takes the
+    next free slot, a slot given back in this process at once, one given back elsewhere
+    within ``HOST_POLL_SECONDS``.
+
+    flock locks belong to an open file description: this process opens each slot file once
+    and keeps which of them its own calls hold, and opens the gate anew for each call. The
+    kernel drops a dead process's locks."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._files: dict[int, int] = {}
         self._held: set[int] = set()
+        self._freed = threading.Condition()
+
+    def take(self, count: Callable[[], int]) -> int:
+        """A slot among the first ``count()`` (read again while waiting: the bound adapts),
+        waiting in the host's line for it."""
+        private_dir(self.folder)
+        gate = os.open(self.folder / "gate", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            with self._freed:
+                while (index := self.try_take(count())) is None:
+                    self._freed.wait(HOST_POLL_SECONDS)
+                return index
+        finally:
+            os.close(gate)  # lets the next in line look
 
     def try_take(self, count: int) -> int | None:
         """One free slot among the first ``count``, or None; never waits. The highest first,
         so a process whose bound is lower (set lower, or halved) still finds the low ones."""
-        for index in reversed(range(count)):
-            if index in self._held:
-                continue
-            try:
-                fcntl.flock(self._file(index), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            self._held.add(index)
-            return index
-        return None
+        with self._freed:
+            for index in reversed(range(count)):
+                if index in self._held:
+                    continue
+                try:
+                    fcntl.flock(self._file(index), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                self._held.add(index)
+                return index
+            return None
 
     def give_back(self, index: int) -> None:
-        fcntl.flock(self._files[index], fcntl.LOCK_UN)
-        self._held.discard(index)
+        with self._freed:
+            fcntl.flock(self._files[index], fcntl.LOCK_UN)
+            self._held.discard(index)
+            self._freed.notify_all()
 
     def _file(self, index: int) -> int:
         fd = self._files.get(index)
         if fd is None:
-            private_dir(self.folder)
             fd = self._files[index] = os.open(self.folder / f"slot-{index}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                                               FILE_MODE)
         return fd
@@ -120,9 +145,8 @@ class EngineBound:
     as its command.
 
     With ``host_slots`` each call also holds one of the host's slots (``HostSlots``), so all
-    processes together never run more calls than the largest ceiling among them. A call
-    given back here wakes this process's waiters at once; another process's is seen within
-    ``HOST_POLL_SECONDS``."""
+    processes together never run more calls than the largest ceiling among them, and each
+    waits its turn in the host's line."""
 
     def __init__(self, engine: str, ceiling: int, host_slots: HostSlots | None = None) -> None:
         if ceiling < 1:
@@ -131,6 +155,7 @@ class EngineBound:
         self.limit = ceiling
         self._host = host_slots
         self._changed = threading.Condition()
+        self._taken = 0  # calls of this process past its own bound (running, or in the host's line)
         self._active = self._peak = self._calls = self._fast_run = 0
 
     @contextmanager
@@ -138,40 +163,44 @@ class EngineBound:
         """Hold one of the engine's slots for the length of one call (``measured``: its
         time tells how loaded the engine is)."""
         with self._changed:
-            held = self._take()
-            self._active += 1
-            self._calls += 1
-            self._peak = max(self._peak, self._active)
-        started = time.monotonic()
+            self._changed.wait_for(lambda: self._taken < self.limit)
+            self._taken += 1
+        held = None
         try:
-            yield
-        finally:
-            seconds = time.monotonic() - started
+            held = self._host_slot()
             with self._changed:
-                if held is not None:
-                    self._host.give_back(held)  # type: ignore[union-attr]
-                self._active -= 1
-                if measured:
-                    self._adapt(seconds)
+                self._active += 1
+                self._calls += 1
+                self._peak = max(self._peak, self._active)
+            started = time.monotonic()
+            try:
+                yield
+            finally:
+                seconds = time.monotonic() - started
+                with self._changed:
+                    self._active -= 1
+                    if measured:
+                        self._adapt(seconds)
+        finally:
+            if held is not None:
+                self._host.give_back(held)  # type: ignore[union-attr]
+            with self._changed:
+                self._taken -= 1
                 self._changed.notify_all()
 
-    def _take(self) -> int | None:
-        """Wait (holding ``_changed``) for a slot of this process's bound and, with host
-        slots, one of the host's; the host slot's index."""
-        while True:
-            self._changed.wait_for(lambda: self._active < self.limit)
-            if self._host is None:
-                return None
-            try:
-                index = self._host.try_take(self.limit)
-            except OSError as err:  # a workspace this process cannot write: its own bound only
-                log.warning("%s: no host-wide bound (%s): at most %d calls at once in this process",
-                            self.engine, err, self.limit)
-                self._host = None
-                return None
-            if index is not None:
-                return index
-            self._changed.wait(HOST_POLL_SECONDS)  # held by other processes: look again
+    def _host_slot(self) -> int | None:
+        """One of the host's slots (``HostSlots``), waited for in the host's line; None
+        without host slots."""
+        host = self._host
+        if host is None:
+            return None
+        try:
+            return host.take(lambda: self.limit)
+        except OSError as err:  # a workspace this process cannot write: its own bound only
+            log.warning("%s: no host-wide bound (%s): at most %d calls at once in this process",
+                        self.engine, err, self.limit)
+            self._host = None
+            return None
 
     def _adapt(self, seconds: float) -> None:
         if seconds > SLOW_CALL_SECONDS:

@@ -146,3 +146,33 @@ def test_one_count_of_the_host_cpus() -> None:
     assert limits.default_limit() == max(limits.MIN_LIMIT, limits.CALLS_PER_CPU * limits.host_cpus())
     assert spec.cpu_limit(10_000) == limits.host_cpus() * 1_000_000_000
     assert "host_cpus" in vars(host_facts)
+
+
+def test_a_busy_process_does_not_starve_another_one(tmp_path: Path) -> None:
+    # One deploy keeps every slot busy with back-to-back calls from many threads; another
+    # one's call (a second EngineBound on the same slots: its own open files, as another
+    # process has) gets its turn within a few calls, not when the busy one is done.
+    busy = EngineBound("test", 3, limits.HostSlots(tmp_path))
+    other = EngineBound("test", 3, limits.HostSlots(tmp_path))
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            with busy.slot():
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=hammer) for _ in range(9)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        waits = []
+        for _ in range(5):
+            asked = time.monotonic()
+            with other.slot():
+                waits.append(time.monotonic() - asked)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert max(waits) < 0.5, waits  # a busy slot frees every 20 ms: a few turns at most
