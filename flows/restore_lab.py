@@ -14,6 +14,7 @@ made removes what the restore made: never half a lab.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +26,9 @@ from lab import names
 from lab import snapshots as store
 from lab.errors import ArchetypeError, TopologyError
 from lab.locks import lab_lock
+from lab.private import private_dir
 from lab.settings import get_settings
+from lab.snapshot_transfer import give_back
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord
 from tasks.labs import destroy_lab_everywhere
 from tasks.network import allocate_vlans, plan_link_ends
@@ -77,18 +80,22 @@ def restore_here(lab: str, name: str, force: bool) -> dict[str, Any]:
     logger = get_run_logger()
     started = time.monotonic()
     folder, manifest = store.verify(lab, name)  # every file, before anything is made
-    lab_model, saved_vms, previous = _read_snapshot(folder, manifest)
-    for saved in saved_vms.values():
-        check_vm_snapshot(lab, folder / "vms" / saved["node"], saved)
+    files = _node_files_here(lab, name, folder, manifest)  # what the nodes bind: checked with the topology
+    try:
+        lab_model, saved_vms, previous = _read_snapshot(folder, manifest, files)
+        for saved in saved_vms.values():
+            check_vm_snapshot(lab, folder / "vms" / saved["node"], saved)
+        running = _running_unless_forced(lab, force)
+    except BaseException:
+        _drop(files)
+        raise
     checked = time.monotonic() - started
-    running = lab_nodes(lab)
-    if running and not force:
-        raise RestoreRefused(f"lab {lab} runs on this host (nodes {', '.join(sorted(running))}): "
-                             "restore over it with --force (it is destroyed first)")
     if running:
         logger.warning("lab %s runs here: destroyed before the restore (force)", lab)
         with lab_lock(lab):
-            destroy_lab_everywhere(lab)
+            destroy_lab_everywhere(lab)  # the lab's files go with it, the ones just checked too: again
+        files = _node_files_here(lab, name, folder, manifest)
+        lab_model, saved_vms, previous = _read_snapshot(folder, manifest, files)
     try:
         vm_seconds = _restore_vms(lab_model, folder, saved_vms, previous)
         from flows.deploy_lab import converge_here
@@ -99,7 +106,11 @@ def restore_here(lab: str, name: str, force: bool) -> dict[str, Any]:
         with lab_lock(lab):
             report = destroy_lab_everywhere(lab)
             publish_lab_state(LabState(lab_id=lab, status=LabStatus.DESTROYED, errors=report.errors))
+        _drop(files)
         raise
+    for older in names.lab_files_dir(lab).glob(f"{RESTORED_PREFIX}*"):  # an earlier restore's, bound by nothing now
+        if older != files:
+            _drop(older)
     remember_deployed_topology(lab_model)  # a later snapshot of the restored lab
     seconds = time.monotonic() - started
     logger.info("lab %s restored from %s in %.1f s (checks %.1f s, VMs %s)", lab, name, seconds, checked,
@@ -119,11 +130,49 @@ def _converged(outcome: tuple[dict[str, Any], str | None], lab: str, name: str) 
     return result
 
 
-def _read_snapshot(folder: Path, manifest: store.Manifest) -> tuple[Lab, dict[str, dict], LabState | None]:
-    """The lab as the snapshot froze it (containers on their saved configs), each VM's
-    save record, and the lab's state then. TopologyError / SnapshotError: nothing made."""
+RESTORED_PREFIX = "_restored-"
+
+
+def _running_unless_forced(lab: str, force: bool) -> dict[str, bool]:
+    running = lab_nodes(lab)
+    if running and not force:
+        raise RestoreRefused(f"lab {lab} runs on this host (nodes {', '.join(sorted(running))}): "
+                             "restore over it with --force (it is destroyed first)")
+    return running
+
+
+def _node_files_here(lab: str, name: str, folder: Path, manifest: store.Manifest) -> Path | None:
+    """The snapshot's node files (binds' sources, kind files) copied into the lab's files
+    folder, with their modes and owners as they were: what the restored nodes bind. None
+    when the snapshot has none."""
+    kept = [rel for rel in manifest.files if rel.startswith(store.NODE_FILES)]
+    if not kept:
+        return None
+    files = private_dir(names.lab_files_dir(lab)) / f"{RESTORED_PREFIX}{name}-{time.time_ns()}"
     try:
-        lab_model = load_topology((folder / "topology.yml").read_text())
+        for rel in kept:
+            store.private_copy(folder / rel, files / rel)
+        owners = folder / store.OWNERS
+        if owners.is_file():
+            give_back(json.loads(owners.read_text()), files)
+    except BaseException:
+        _drop(files)
+        raise
+    return files
+
+
+def _drop(files: Path | None) -> None:
+    if files is not None:
+        shutil.rmtree(files, ignore_errors=True)
+
+
+def _read_snapshot(folder: Path, manifest: store.Manifest,
+                   files: Path | None = None) -> tuple[Lab, dict[str, dict], LabState | None]:
+    """The lab as the snapshot froze it (containers on their saved configs, binding the
+    saved node files in ``files``), each VM's save record, and the lab's state then.
+    TopologyError / SnapshotError: nothing made."""
+    try:
+        lab_model = load_topology((folder / "topology.yml").read_text(), base_dir=files)
     except TopologyError as err:
         raise store.SnapshotError(f"snapshot {manifest.name} of lab {manifest.lab_id}: its topology is refused: "
                                   + "; ".join(err.problems)) from None

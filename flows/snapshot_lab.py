@@ -1,7 +1,8 @@
 """snapshot-lab: freeze a running lab under ``snapshots/<lab>/<name>/`` in the workspace.
 
 Under the lab's lock (a deploy running: the snapshot waits for it) -> each container's
-running config (its kind's config extraction) -> each VM saved (memory, disks, serial
+running config (its kind's config extraction), the sources of its binds (as its container
+mounts them) and the files its kind says matter (``container.snapshot_files``) -> each VM saved (memory, disks, serial
 log; it runs on) -> the topology (self-contained, with the management subnet and every
 node's address), the lab's state (links, VLANs) -> a manifest with every file's size and
 sha256 -> the folder renamed into place. A snapshot that fails half-way leaves nothing.
@@ -32,6 +33,7 @@ from tasks.snapshots import (
     is_running,
     lab_mgmt_network,
     register_snapshot,
+    save_node_files,
     save_vm,
 )
 from tasks.state import load_lab_state
@@ -95,18 +97,14 @@ def _check_can_freeze(lab: str, topology: str | None, nodes: list[NodeStatus]) -
     if not nodes:
         raise SnapshotRefused(f"no lab {lab!r} runs on this host: nothing to freeze")
     if topology is None:
-        raise SnapshotRefused(f"lab {lab}: its topology is not on the server (deployed before snapshots existed, "
-                              "or its nodes bind host files, which a snapshot does not carry): deploy it again, "
-                              "then take the snapshot")
+        raise SnapshotRefused(f"lab {lab}: its topology is not on the server (deployed before snapshots existed): "
+                              "deploy it again, then take the snapshot")
     document = yaml.safe_load(topology)
     here = get_settings().host_name
     elsewhere = sorted(n for n, fields in document["topology"]["nodes"].items() if fields.get("host", here) != here)
     if elsewhere:  # its state said this host: its topology says otherwise (a move not recorded)
         raise SnapshotRefused(f"lab {lab}: nodes {', '.join(elsewhere)} run on other hosts by its last deployed "
                               "topology: a snapshot freezes a lab on one host (archetype migrate them here first)")
-    bound = sorted(n for n, fields in document["topology"]["nodes"].items() if fields.get("binds"))
-    if bound:
-        raise SnapshotRefused(f"lab {lab}: nodes {', '.join(bound)} bind host files, which a snapshot does not carry")
     stopped = sorted(n.name for n in nodes if not is_running(n))
     if stopped:
         raise SnapshotRefused(f"lab {lab}: nodes {', '.join(stopped)} are not running: start them first")
@@ -134,12 +132,25 @@ def _freeze(lab: str, name: str, staging: Path, topology: str, nodes: list[NodeS
             write_private(staging / "configs" / f"{node}.cfg", future.result())
     if problems:
         raise SnapshotRefused(f"lab {lab}: " + "; ".join(problems))
+    document = yaml.safe_load(topology)
+    owners: dict[str, list[int]] = {}
+    for node in containers:  # its binds' sources and its kind's files, bound in again by a restore
+        fields = document["topology"]["nodes"][node.name]
+        try:
+            kept = save_node_files(lab, node.name, node.kind, list(fields.get("binds") or []), staging)
+        except ArchetypeError as err:
+            raise SnapshotRefused(f"lab {lab}: node {node.name}: {err}") from None
+        fields.pop("binds", None)
+        if kept["binds"]:
+            fields["binds"] = kept["binds"]
+        owners.update(kept["owners"])
+    if owners:
+        store.write_json(staging / store.OWNERS, owners)
     saved = {}
     for vm in vms:  # one at a time: each is paused for its own save only
         folder = private_dir(staging / "vms" / vm.name)
         saved[vm.name] = save_vm(lab, vm.name, folder)
         store.write_json(folder / "vm.json", saved[vm.name])
-    document = yaml.safe_load(topology)
     document["mgmt"] = {"ipv4-subnet": mgmt.ipv4_subnet}
     for node in nodes:
         if node.mgmt_ipv4:

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from lab import snapshots as store
+from lab.errors import ArchetypeError
 from lab.private import FILE_MODE, private_dir
 
 MAX_FILE_BYTES = 64 << 30  # a VM's memory or disk copy: far below, a stream claiming more is refused
@@ -122,3 +123,88 @@ def _write_sparse(source: BinaryIO, target: Path, size: int) -> None:
         if written != size:
             raise store.SnapshotError(f"the snapshot stream's {target.name}: {written} bytes of {size}: cut short")
         out.truncate(size)
+
+
+# A node's own files (its binds' sources, its kind's files) into a snapshot --------------------
+
+MAX_NODE_FILES_BYTES = 512 << 20  # a node's binds and kind files, in all: configs, not disks
+
+
+class NodeFilesRefused(ArchetypeError):
+    """A node's file cannot go into a snapshot as it is (a link, a device, an odd name, too big)."""
+
+
+Owners = dict[Path, tuple[int, int, int]]  # a copy -> the original's (mode, uid, gid)
+
+
+def extract_plain(stream: BinaryIO, target: Path, top: str, owners: Owners) -> int:
+    """Extract a tar stream of ``top`` (a file, or a folder and what it holds) to ``target``,
+    root-only: plain files and folders only, each name of a snapshot's form; each one's mode
+    and owner go to ``owners`` (a restore gives them back). Bytes written."""
+    written = 0
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:
+            parts = PurePosixPath(member.name).parts
+            if not parts or parts[0] != top or not all(store.PART_RE.match(p) for p in parts[1:]):
+                raise NodeFilesRefused(f"{member.name!r}: not a plain name (letters, digits, '_', '.', '-')")
+            path = target.joinpath(*parts[1:])
+            owners[path] = (member.mode & 0o777, member.uid, member.gid)
+            if member.isdir():
+                private_dir(path)
+            elif member.isfile():
+                written += member.size
+                if written > MAX_NODE_FILES_BYTES:
+                    raise NodeFilesRefused(f"{member.name}: more than {MAX_NODE_FILES_BYTES >> 20} MiB of files")
+                source = tar.extractfile(member)
+                if source is None:
+                    raise NodeFilesRefused(f"{member.name}: no content")
+                _write_sparse(source, path, member.size)
+            else:
+                raise NodeFilesRefused(f"{member.name}: {_type_of(member)}, which a snapshot does not keep")
+    return written
+
+
+def copy_plain(source: Path, target: Path, owners: Owners) -> int:
+    """Copy a host file or folder into a snapshot, root-only: plain files and folders with
+    plain names only (a link is refused, not followed); each one's mode and owner go to
+    ``owners``. Bytes copied."""
+    if source.is_symlink() or not (source.is_file() or source.is_dir()):
+        raise NodeFilesRefused(f"{source}: not a plain file or folder")
+    _own(owners, source, target)
+    if source.is_file():
+        store.private_copy(source, target)
+        return source.stat().st_size
+    private_dir(target)
+    copied = 0
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if not all(store.PART_RE.match(p) for p in rel.parts):
+            raise NodeFilesRefused(f"{path}: not a plain name (letters, digits, '_', '.', '-')")
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            raise NodeFilesRefused(f"{path}: a link or a device, which a snapshot does not keep")
+        _own(owners, path, target / rel)
+        if path.is_dir():
+            private_dir(target / rel)
+            continue
+        copied += path.stat().st_size
+        if copied > MAX_NODE_FILES_BYTES:
+            raise NodeFilesRefused(f"{source}: more than {MAX_NODE_FILES_BYTES >> 20} MiB of files")
+        store.private_copy(path, target / rel)
+    return copied
+
+
+def _own(owners: Owners, source: Path, target: Path) -> None:
+    status = source.stat()
+    owners[target] = (status.st_mode & 0o777, status.st_uid, status.st_gid)
+
+
+def give_back(owners: dict[str, list[int]], folder: Path) -> None:
+    """Modes and owners of a node's restored files (relative to ``folder``), as they were;
+    no set-id bit ever."""
+    for rel, (mode, uid, gid) in owners.items():
+        if not store.safe_relative(rel):
+            raise store.SnapshotError(f"owners: {rel!r} is not a path inside the snapshot")
+        path = folder / rel
+        if path.exists() and not path.is_symlink():
+            os.chown(path, uid, gid)
+            os.chmod(path, mode & 0o777)

@@ -28,6 +28,8 @@ from lab.private import FILE_MODE, private_dir, write_private
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+OWNERS = "owners.json"  # the modes and owners of the nodes' files it keeps (binds/, files/)
+NODE_FILES = ("binds/", "files/")
 MAX_MANIFEST_BYTES = 1 << 20
 # Snapshot names are lab ids' form: they become folder names and flow-run names.
 NAME_RE = re.compile(names.LAB_ID_PATTERN)

@@ -18,10 +18,18 @@ from providers.base import CleanupReport
 LAB_FOLDERS = (names.disks_dir, names.data_dir, names.lab_dir, names.logs_dir)
 
 
+# What a restore put in the lab's files folder for its nodes to bind (flows/restore_lab.py):
+# the lab's, not the user's, so it goes with the lab.
+RESTORED_FILES = "_restored-*"
+
+
 def remove_lab_files(lab_id: str) -> CleanupReport:
     report = CleanupReport()
     for folder_of in LAB_FOLDERS:
         remove_tree(folder_of(lab_id), report, f"lab {lab_id}")
+    files = names.lab_files_dir(lab_id)
+    for restored in sorted(files.glob(RESTORED_FILES)) if files.is_dir() else []:
+        remove_tree(restored, report, f"lab {lab_id}")
     return report
 
 

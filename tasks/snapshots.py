@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from lab.errors import ArchetypeError
 from lab.settings import get_settings
+from lab.snapshot_transfer import copy_plain
 from lab.snapshots import SnapshotError
 from providers import get_provider
 from providers.base import NodeState, NodeStatus
@@ -55,6 +56,44 @@ def restore_vm(lab_id: str, folder: Path, saved: dict[str, Any], tags: dict[str,
     return seconds
 
 
+@task(name="save-node-files", task_run_name="save-node-files/{node}", **_ONCE)
+def save_node_files(lab_id: str, node: str, kind: str, binds: list[str], staging: Path) -> dict[str, Any]:
+    """Into the snapshot: the sources of the node's binds, as its container mounts them (what
+    our deploy bound, whatever its topology said then), and the files its kind says matter
+    (``container.snapshot_files``), copied out of it. Returns the node's binds for the
+    snapshot's topology, relative to the snapshot (a restore binds the saved copies in), and
+    each copy's original mode and owner."""
+    from providers.docker import files as docker_files
+    from topology import NodeRef
+
+    provider = get_provider(Provider.DOCKER)
+    ref = NodeRef.of(node, kind)
+    container = provider.node_runtime_name(lab_id, ref)  # type: ignore[attr-defined]
+    mounts = docker_files.bind_mounts(provider.api, container)  # type: ignore[attr-defined]
+    carried, bound = [], []
+    owners: dict[Path, tuple[int, int, int]] = {}
+    for index, spec in enumerate(binds):
+        parts = spec.split(":")
+        inside, mode = parts[1], parts[2] if len(parts) == 3 else "rw"
+        if inside not in mounts:
+            raise ArchetypeError(f"node {node}: its bind of {inside} is not mounted in {container}: deploy it again")
+        source = mounts[inside][0]
+        relative = f"binds/{node}/{index}/{'dir' if source.is_dir() else 'file'}"
+        copy_plain(source, staging / relative, owners)
+        carried.append(f"{relative}:{inside}:{mode}")
+        bound.append(inside.rstrip("/"))
+    assert ref.vendor.container is not None
+    for path in ref.vendor.container.snapshot_files:
+        if any(path == b or path.startswith(b + "/") for b in bound):
+            continue  # the bind carries it
+        relative = f"files/{node}{path}"
+        if docker_files.copy_out(provider.api, container, path, staging / relative, owners):  # type: ignore[attr-defined]
+            carried.append(f"{relative}:{path}:rw")
+    if carried:
+        get_run_logger().info("%s: kept %s", node, ", ".join(c.split(":")[1] for c in carried))
+    return {"binds": carried, "owners": {p.relative_to(staging).as_posix(): list(o) for p, o in owners.items()}}
+
+
 @task(name="mgmt-network-of", task_run_name="mgmt-network-of/{lab_id}", retries=2, retry_delay_seconds=[2, 5],
       retry_condition_fn=retry_if_transient, **_ONCE)
 def lab_mgmt_network(lab_id: str, wanted: MgmtNetwork, node_count: int) -> MgmtPlan:
@@ -64,23 +103,28 @@ def lab_mgmt_network(lab_id: str, wanted: MgmtNetwork, node_count: int) -> MgmtP
 
 
 def remember_deployed_topology(lab: Lab) -> None:
-    """The lab's topology, written back self-contained (startup configs inline), kept on
-    the server as multi-host labs' is, so that ``snapshot`` can freeze it with the lab. A
-    lab with binds is deployed all the same; its snapshot says why it cannot be taken."""
+    """The lab's topology, written back self-contained (startup configs inline, binds as
+    their host paths: no file is read here), kept on the server as multi-host labs' is, so
+    that ``snapshot`` can freeze it with the lab."""
+    from dataclasses import replace
+
+    import yaml
+
     from tasks.migration import remember_topology
     from topology.slices import slice_document
 
     host = get_settings().host_name
-    bound = sorted(name for name, node in lab.nodes.items() if node.binds)
-    if bound:  # a snapshot does not carry host files (nor reads them at every deploy)
-        get_run_logger().info("lab %s: nodes %s bind host files: no snapshots of it", lab.id, ", ".join(bound))
-        return
-    try:
-        text, _files = slice_document(lab, {name: node.host or host for name, node in lab.nodes.items()})
+    unbound = replace(lab, nodes={name: replace(node, binds=()) for name, node in lab.nodes.items()})
+    try:  # binds as the host paths they are (a snapshot copies them from the container's mounts)
+        text, _files = slice_document(unbound, {name: node.host or host for name, node in lab.nodes.items()})
     except ArchetypeError as err:
         get_run_logger().warning("lab %s: its topology is not kept for snapshots: %s", lab.id, err)
         return
-    remember_topology(lab.id, text)
+    document = yaml.safe_load(text)
+    for name, node in lab.nodes.items():
+        if node.binds:
+            document["topology"]["nodes"][name]["binds"] = [f"{b.host}:{b.container}:{b.mode}" for b in node.binds]
+    remember_topology(lab.id, yaml.safe_dump(document, sort_keys=False))
 
 
 def deployed_topology(lab_id: str) -> str | None:

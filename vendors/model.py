@@ -130,6 +130,21 @@ class ContainerOptions(_Model):
         description="containerlab `extras` keys honoured, as env vars: {'frr.daemons': 'FRR_DAEMONS'}",
     )
     stop_timeout: int = 2
+    snapshot_files: list[str] = Field(
+        default_factory=list,
+        description="Files or folders inside the container that a snapshot keeps besides the running config "
+        "(what the device reads at start and a user may have changed, e.g. FRR's /etc/frr/daemons); a restore "
+        "binds the saved copies in",
+    )
+
+    @field_validator("snapshot_files")
+    @classmethod
+    def _absolute_plain_paths(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            parts = path.split("/")
+            if not path.startswith("/") or not all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", p) for p in parts[1:]):
+                raise ValueError(f"snapshot_files: {path!r} is not an absolute path of plain names")
+        return paths
 
     @property
     def broad(self) -> bool:

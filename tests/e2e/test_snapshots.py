@@ -6,7 +6,11 @@ and two FRR nodes in eBGP (test_lab_controls' lab) is frozen, destroyed and brou
   within seconds and its uptime went on (no boot), BGP comes back Established;
 - snapshot-lab runs as a deployment (REST, as the UI does); restore from the CLI;
 - a restore over the running lab is refused without --force;
-- a truncated memory file is refused with a clear error, and nothing is created.
+- the files a node binds (a folder of r2's) and the files its kind says matter (FRR's
+  /etc/frr/daemons, edited by hand in r1) come back as they were when the snapshot was taken,
+  with their modes and owners;
+- a truncated memory file or a foreign file is invalid input: exit 2, the file named, nothing
+  created.
 
 The tests run in order on one lab.
 """
@@ -23,6 +27,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab import names
 from lab import snapshots as store
@@ -36,6 +41,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.
 
 MARK_HOSTNAME = "snapmark"
 FRR_MARK = "ip prefix-list SNAPMARK seq 5 permit 10.99.0.0/16"
+DAEMONS_MARK = "# snapmark: kept by the snapshot"
+BOUND_TEXT = "as it was at the snapshot\n"
 LOCK_HELD = 8.0  # seconds a "deploy" holds the lab's lock while a snapshot is asked for
 ANSWER_WITHIN = 10.0  # seconds from the restore's end to the VM's first answer (a loaded host)
 
@@ -52,14 +59,20 @@ def vm_uptime_minutes(host: PrefectServer, lab: str) -> int:
 @pytest.fixture(scope="module")
 def lab(lab_host: PrefectServer, tmp_path_factory: pytest.TempPathFactory):
     lab_id = f"snap-{secrets.token_hex(3)}"
-    topology = tmp_path_factory.mktemp("snap") / "lab.yml"
-    topology.write_text(mixed_topology(lab_id))
+    folder = tmp_path_factory.mktemp("snap")
+    (folder / "r2-extra").mkdir()
+    (folder / "r2-extra" / "note.txt").write_text(BOUND_TEXT)
+    os.chmod(folder / "r2-extra" / "note.txt", 0o640)
+    document = yaml.safe_load(mixed_topology(lab_id))
+    document["topology"]["nodes"]["r2"]["binds"] = ["r2-extra:/etc/archetype-extra"]
+    topology = folder / "lab.yml"
+    topology.write_text(yaml.safe_dump(document, sort_keys=False))
     try:
         started = time.monotonic()
         ok(cli(lab_host, "deploy", str(topology)))
         deploy_seconds = time.monotonic() - started
         assert wait_until(lambda: bgp_established(lab_id), BGP_WAIT)
-        yield {"id": lab_id, "file": topology, "deploy_seconds": deploy_seconds}
+        yield {"id": lab_id, "file": topology, "deploy_seconds": deploy_seconds, "folder": folder}
     finally:
         if leftovers(lab_id):
             cli(lab_host, "destroy", lab_id)
@@ -72,6 +85,8 @@ def test_snapshot_destroy_restore_keeps_what_lived_in_memory(lab_host: PrefectSe
     ok(cli(lab_host, "exec", lab_id, "v1", "--", "configure terminal", f"hostname {MARK_HOSTNAME}", "end"))
     code, out = exec_in(lab_id, "r1", "vtysh", "-c", "configure terminal", "-c", FRR_MARK)
     assert code == 0, out
+    code, out = exec_in(lab_id, "r1", "sh", "-c", f"echo '{DAEMONS_MARK}' >> /etc/frr/daemons")  # by hand
+    assert code == 0, out
     # an uptime of a minute or more: a VM that booted again would say 0 minutes
     assert wait_until(lambda: vm_uptime_minutes(lab_host, lab_id) >= 1, 120, interval=5)
 
@@ -82,6 +97,9 @@ def test_snapshot_destroy_restore_keeps_what_lived_in_memory(lab_host: PrefectSe
     for path in [folder, *folder.rglob("*")]:  # root-only
         assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
     assert FRR_MARK in (folder / "configs" / "r1.cfg").read_text()
+    assert DAEMONS_MARK in (folder / "files" / "r1" / "etc" / "frr" / "daemons").read_text()  # the kind's file
+    assert (folder / "binds" / "r2" / "0" / "dir" / "note.txt").read_text() == BOUND_TEXT  # r2's bind
+    (lab["folder"] / "r2-extra" / "note.txt").write_text("changed after the snapshot\n")
     assert MARK_HOSTNAME in ok(cli(lab_host, "exec", lab_id, "v1", "--", "show running-config"))  # it ran on
 
     listed = json.loads(ok(cli(lab_host, "snapshots", lab_id, "--json")))["snapshots"]
@@ -105,6 +123,10 @@ def test_snapshot_destroy_restore_keeps_what_lived_in_memory(lab_host: PrefectSe
     code, out = exec_in(lab_id, "r1", "vtysh", "-c", "show running-config")
     assert code == 0 and FRR_MARK in out
     assert wait_until(lambda: bgp_established(lab_id), BGP_WAIT)
+    code, out = exec_in(lab_id, "r1", "sh", "-c", "cat /etc/frr/daemons; stat -c '%U:%G %a' /etc/frr/daemons")
+    assert code == 0 and DAEMONS_MARK in out and "bgpd=yes" in out and "frr:frr 640" in out, out
+    code, out = exec_in(lab_id, "r2", "sh", "-c", "cat /etc/archetype-extra/note.txt; stat -c '%a' /etc/archetype-extra/note.txt")
+    assert code == 0 and out == BOUND_TEXT + "640\n", out  # as it was at the snapshot, not as it is now
     code, out = exec_in(lab_id, "r2", "ping", "-c", "2", "-W", "3", "10.1.23.3")  # the VM's link, as it was
     assert code == 0, out
     print(f"\nfresh deploy {lab['deploy_seconds']:.1f} s; restore (CLI, end to end) {restore_seconds:.1f} s, "
@@ -120,13 +142,14 @@ def test_a_truncated_memory_file_is_refused_and_nothing_is_made(lab_host: Prefec
         handle.truncate(os.path.getsize(memory) // 2)
 
     result = cli(lab_host, "restore", lab_id, "second")
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr  # invalid input
     assert "vms/v1/memory.save" in result.stderr and "truncated" in result.stderr, result.stderr
     assert not leftovers(lab_id)
+    assert not list(names.lab_files_dir(lab_id).glob("_restored-*"))  # not even the nodes' files
 
     (memory.parent / "extra.bin").write_bytes(b"x")  # a file the manifest does not list
     result = cli(lab_host, "restore", lab_id, "second")
-    assert result.returncode == 1 and "extra.bin" in result.stderr, result.stderr
+    assert result.returncode == 2 and "extra.bin" in result.stderr and "foreign" in result.stderr, result.stderr
     assert not leftovers(lab_id)
 
 

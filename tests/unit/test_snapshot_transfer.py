@@ -113,3 +113,61 @@ def test_a_damaged_snapshot_is_not_sent(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(store.SnapshotError, match="truncated"):
         transfer.send("lab1", "one", io.BytesIO())
     get_settings.cache_clear()
+
+
+def test_a_nodes_folder_is_copied_plain_with_its_modes_and_owners_given_back(tmp_path: Path) -> None:
+    source = tmp_path / "bound"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "frr.conf").write_text("router bgp 1\n")
+    os.chmod(source / "sub" / "frr.conf", 0o640)
+    os.chown(source / "sub" / "frr.conf", 100, 101)
+    owners: transfer.Owners = {}
+    assert transfer.copy_plain(source, tmp_path / "snap" / "dir", owners) == len("router bgp 1\n")
+    copy = tmp_path / "snap" / "dir" / "sub" / "frr.conf"
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600 and copy.stat().st_uid == 0  # root-only in the snapshot
+    assert owners[copy] == (0o640, 100, 101)
+
+    transfer.give_back({p.relative_to(tmp_path / "snap").as_posix(): list(o) for p, o in owners.items()},
+                       tmp_path / "snap")
+    assert (stat.S_IMODE(copy.stat().st_mode), copy.stat().st_uid, copy.stat().st_gid) == (0o640, 100, 101)
+    with pytest.raises(store.SnapshotError, match="not a path inside"):
+        transfer.give_back({"../x": [0o644, 0, 0]}, tmp_path / "snap")
+
+
+def test_links_odd_names_and_devices_are_refused_not_followed(tmp_path: Path) -> None:
+    source = tmp_path / "bound"
+    source.mkdir()
+    (source / "shadow").symlink_to("/etc/shadow")
+    with pytest.raises(transfer.NodeFilesRefused, match="a link"):
+        transfer.copy_plain(source, tmp_path / "snap", {})
+    with pytest.raises(transfer.NodeFilesRefused, match="not a plain file"):
+        transfer.copy_plain(source / "shadow", tmp_path / "snap2", {})
+    (source / "shadow").unlink()
+    (source / "a b").write_text("x")
+    with pytest.raises(transfer.NodeFilesRefused, match="not a plain name"):
+        transfer.copy_plain(source, tmp_path / "snap3", {})
+
+
+def test_a_containers_archive_keeps_plain_files_only(tmp_path: Path) -> None:
+    def archive(*members: tarfile.TarInfo) -> io.BytesIO:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            for member in members:
+                tar.addfile(member, io.BytesIO(b"zebra=yes\n") if member.isfile() else None)
+        out.seek(0)
+        return out
+
+    daemons = tarfile.TarInfo("daemons")
+    daemons.size, daemons.mode, daemons.uid, daemons.gid = 10, 0o640, 100, 101
+    owners: transfer.Owners = {}
+    assert transfer.extract_plain(archive(daemons), tmp_path / "files" / "daemons", "daemons", owners) == 10
+    assert (tmp_path / "files" / "daemons").read_text() == "zebra=yes\n"
+    assert owners == {tmp_path / "files" / "daemons": (0o640, 100, 101)}
+    link = tarfile.TarInfo("flash/x")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
+    with pytest.raises(transfer.NodeFilesRefused, match="a link or device"):
+        transfer.extract_plain(archive(link), tmp_path / "flash", "flash", {})
+    other = tarfile.TarInfo("elsewhere")
+    other.size = 10
+    with pytest.raises(transfer.NodeFilesRefused, match="not a plain name"):
+        transfer.extract_plain(archive(other), tmp_path / "y", "daemons", {})
