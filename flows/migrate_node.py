@@ -279,6 +279,9 @@ def _record_move(state: LabState, plan: MovePlan, vlans: dict[str, int]) -> None
         link.vlan = vlans[link.id] if move.local_after else link.vlan
     publish_lab_state(state)
     _remember_host(state.lab_id, plan.node, plan.destination.name)
+    from tasks.fleet_plan import reroute_node
+
+    reroute_node(state, plan.node, plan.destination.address)  # its management address, routed to its new host
 
 
 def _remember_host(lab_id: str, node: str, host: str) -> None:

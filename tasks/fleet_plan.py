@@ -109,3 +109,17 @@ def unroute(lab_id: str, subnet: str | None) -> None:
             remove_routes(subnet)
         except Exception as err:  # noqa: BLE001 - a route left is harmless, and the next deploy replaces it
             get_run_logger().warning("lab %s: routes to its management subnet %s not removed: %s", lab_id, subnet, err)
+
+
+def reroute_node(state: LabState, node: str, address: str | None) -> None:
+    """A node that moved to the host at ``address``: the route to its management address
+    from here follows it (where this runs: the move's coordinating run)."""
+    from providers.network.mgmt_routes import set_route
+
+    record = next((n for n in state.nodes if n.name == node), None)
+    if not (state.mgmt_ipv4_subnet and record and record.mgmt_ipv4 and address):
+        return
+    try:
+        set_route(record.mgmt_ipv4, address)
+    except Exception as err:  # noqa: BLE001 - never fail a move for the way to it
+        get_run_logger().warning("%s: its management address %s is not routed from here: %s", node, record.mgmt_ipv4, err)

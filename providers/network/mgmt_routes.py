@@ -65,6 +65,15 @@ def ensure_routes(subnet: str, routes: Mapping[str, str]) -> list[str]:
     return problems
 
 
+def set_route(address: str, via: str) -> None:
+    """One node's route (it moved to the host at ``via``)."""
+    with IPRoute() as ipr:
+        try:
+            ipr.route("replace", dst=f"{address}/32", gateway=via, proto=PROTO)
+        except NetlinkError as err:
+            raise NetworkError(f"no route to {address} via {via}: {err}") from err
+
+
 def remove_routes(subnet: str) -> list[str]:
     """Our routes into ``subnet`` (the lab was destroyed); returns the addresses unrouted."""
     with IPRoute() as ipr:
