@@ -92,6 +92,8 @@ def find_bridge(lab_id: str) -> Bridge | None:
         link = get_link(ipr, names.mgmt_bridge_name(lab_id))
         if link is None or (owner := _owner(link.alias)) is None or owner[0] != lab_id:
             return None
+        if not ipr.get_addr(index=link.index, family=2):  # half-made: ensure_bridge completes it
+            return None
         return _described(ipr, lab_id, link.index, link.name, owner[1])
 
 

@@ -287,3 +287,15 @@ def test_ipv6_addresses_go_to_containers(tmp_path: Path) -> None:
     spec = build_container_spec("six", nodes["r2"], 0)
     labels = spec.create["labels"]
     assert (labels[names.LABEL_MGMT_IPV4], labels[names.LABEL_MGMT_IPV6]) == ("10.0.0.3", "fd00:1::2")
+
+
+def test_management_veths_have_host_names_macs_and_markers_of_their_own() -> None:
+    from providers.network import mgmt as bridges
+
+    port = bridges.port_name("a-lab", "r1")
+    assert len(port) <= 15 and port.startswith("arm") and port != names.mgmt_bridge_name("a-lab")
+    assert port != bridges.port_name("a-lab", "r2") and port == bridges.port_name("a-lab", "r1")
+    assert bridges.mac_of("10.213.6.2") == "02:42:0a:d5:06:02"  # docker's rule: a restart keeps neighbours right
+    assert bridges._owner(bridges.bridge_alias("a-lab", "archetype-a-lab-mgmt")) == ("a-lab", "archetype-a-lab-mgmt")
+    assert bridges._owner(bridges.port_alias("a-lab", "r1")) is None  # a port is not a bridge
+    assert bridges._owner("archetype-mgmt lab=../x network=n") is None  # not a lab id
