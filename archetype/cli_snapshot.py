@@ -178,6 +178,8 @@ def _delete(lab: str, name: str) -> dict[str, Any]:
     argv = _run(lambda: host_cli(holder))
     done = subprocess.run([*argv, "snapshot", lab, "--delete", name, "--json"],  # noqa: S603 - our CLI's argv
                           capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode == EXIT_INVALID:  # gone from there already (removed by hand): only the record was left
+        forget_snapshot(lab, name)
     if done.returncode != 0:
         _fail([f"host {holder}: {done.stderr.strip() or 'delete failed'}"], done.returncode)
     forget_snapshot(lab, name)

@@ -64,9 +64,9 @@ def lab(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     finally:
         if any(lab_resources(fleet, h, lab_id) for h in HOSTS):
             fleet.cli("destroy", lab_id)
-        for host in HOSTS:
+        fleet.cli("snapshot", lab_id, "--delete", "first")  # where it lives, and the fleet's record of it
+        for host in HOSTS:  # a copy a restore left
             fleet.on(host, "rm", "-rf", f"/var/lib/archetype/snapshots/{lab_id}")
-        fleet.cli("snapshot", lab_id, "--delete", "first")  # the fleet's record of it
 
 
 def ping_v1(fleet: Fleet, host: str, lab_id: str, within: float) -> tuple[int, str]:
@@ -148,3 +148,12 @@ def test_a_snapshot_damaged_on_its_host_is_refused_and_nothing_is_made(fleet: Fl
     assert "vms/v1/memory.save" in result.stderr and "truncated" in result.stderr, result.stderr[-3000:]
     assert not any(lab_resources(fleet, h, lab_id) for h in HOSTS)
     assert not fleet.on("sim-2", "ls", "-A", f"/var/lib/archetype/snapshots/{lab_id}").stdout.strip()
+
+
+def test_delete_from_the_coordinator_removes_it_where_it_lives(fleet: Fleet, lab: str) -> None:
+    assert snapshot_folder("sim-1", lab, "first").is_dir()
+    result = fleet.cli("snapshot", lab, "--delete", "first")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not snapshot_folder("sim-1", lab, "first").exists()
+    code, listed, err = fleet.cli_json("snapshots", lab)
+    assert code == 0 and listed["snapshots"] == [], err
