@@ -2,10 +2,11 @@
 ``mgmt-ipv6``, validated; and the per-node addresses of a lab once its subnet is known.
 
 Every node of a lab (container or VM) gets one address on the lab's management network.
-Addresses are ours, not docker's: containers are created with a static address, VMs are
-configured with theirs, and docker's own allocation range (``ip_range``) is kept to the
-upper half of the subnet, where we never put a node, so docker never hands out a VM's
-address. Pure functions: nothing here touches the host.
+Addresses are ours: a container's management veth gets its address at wiring
+(``providers.network.mgmt``), VMs are configured with theirs. Nodes use the lower half of
+the subnet; the upper half was docker's own allocation range when the network was docker's,
+and stays unused (a lab made then keeps its addresses). Pure functions: nothing here
+touches the host.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ RESERVED_NETWORKS = frozenset({"bridge", "host", "none", "default"})
 class MgmtNetwork:
     """The lab's management network as the topology asks for it (None: Archetype chooses)."""
 
-    network: str | None = None  # the docker network's name
+    network: str | None = None  # the network's name (containerlab's; our bridge keeps it in its marker)
     ipv4_subnet: str | None = None  # e.g. "172.20.20.0/24"
     ipv6_subnet: str | None = None
 
@@ -40,8 +41,8 @@ class MgmtNetwork:
 class MgmtPlan:
     """The lab's management network as it is on the host: the subnets really used."""
 
-    network: str  # docker network name
-    bridge: str  # its Linux bridge (VM management NICs join it)
+    network: str  # its name (containerlab's mgmt.network, else archetype-<lab>-mgmt)
+    bridge: str  # its Linux bridge (container veths and VM management NICs join it)
     ipv4_subnet: str
     ipv4_gateway: str
     ipv6_subnet: str | None = None
