@@ -284,11 +284,10 @@ def containers(lab: str) -> list[dict[str, Any]]:
 
 
 def mgmt_networks(lab: str) -> list[str]:
-    client = docker.from_env(timeout=30)
-    try:
-        return [n["Name"] for n in client.api.networks(filters={"label": f"{names.LABEL_LAB}={lab}"})]
-    finally:
-        client.close()
+    """The lab's management bridge(s), by their ifalias marker (``ip``, not our code)."""
+    result = subprocess.run(["ip", "-j", "-d", "link", "show", "type", "bridge"], capture_output=True, text=True, timeout=30)
+    return [link["ifname"] for link in json.loads(result.stdout or "[]")
+            if link.get("ifalias", "").startswith(f"archetype-mgmt lab={lab} ")]
 
 
 domains = lab_domains
