@@ -1,6 +1,7 @@
 """A fleet host's worker: serves every flow and the per-host steps as `<flow>/<host>`
-deployments on the shared server, and publishes this host's facts when it starts and
-every ``host_facts_interval`` seconds (a host whose facts grow old is not alive).
+deployments on the shared server (a move's steps run in this very process:
+deployments/step_runner.py), and publishes this host's facts when it starts and every
+``host_facts_interval`` seconds (a host whose facts grow old is not alive).
 
     PREFECT_API_URL=... ARCHETYPE_HOST_NAME=lab-2 ARCHETYPE_DATA_ADDRESS=10.0.0.2 \\
         python -m deployments.fleet_worker
@@ -44,6 +45,7 @@ def main() -> None:
     from prefect import serve
 
     from deployments.serve import deployments
+    from deployments.step_runner import StepRunner
     from flows.fleet import publish_this_host
     from flows.migrate_steps import migrate_step_flows
     from flows.slices import slice_flows
@@ -55,7 +57,9 @@ def main() -> None:
     publish_this_host()  # before serving: a coordinator can place on it at once
     stop = threading.Event()
     threading.Thread(target=publish_facts_forever, args=(stop,), daemon=True, name="host-facts").start()
-    steps = [f.to_deployment(name=host, tags=["archetype", "fleet"]) for f in (*slice_flows(), *migrate_step_flows(), test_slice)]
+    steps = [f.to_deployment(name=host, tags=["archetype", "fleet"]) for f in (*slice_flows(), test_slice)]
+    # a move's steps run in this process, at once (deployments/step_runner.py): not one process each
+    StepRunner(migrate_step_flows(), host, get_settings().step_poll_seconds).start()
     try:
         serve(*deployments(), *steps, limit=32, query_seconds=get_settings().runner_poll_seconds)
     finally:

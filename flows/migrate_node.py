@@ -154,31 +154,56 @@ def migrate_node(lab: str, node: str, to_host: str) -> dict[str, Any]:
     src, dst = plan.source, plan.destination
     logger.info("moving %s of %s: %s -> %s; links: %s", node, lab, src.name, dst.name,
                 ", ".join(f"{m.link.id} ({'local' if m.local_after else f'VNI {m.vni}'})" for m in plan.links))
+    timings = {"plan": time.monotonic() - started}
+    lap = time.monotonic()
 
-    described = _host_step(lab, src.name, "describe", {"node": node})
-    links_here = [
-        {"link_id": m.link.id, "port": names.host_port_name(lab, node, m.interface),
-         "vlan": m.link.vlans.get(dst.name) if m.local_after else None,
-         "tunnel": None if m.local_after else {"vni": m.vni, "remote": _address_of(m.other_host, plan)}}
-        for m in plan.links
-    ]
-    prepared = _host_step(lab, dst.name, "prepare", {"plan": described["plan"], "seed": described["seed"],
-                                                     "links": links_here})
+    def timed(name: str) -> None:
+        nonlocal lap
+        now = time.monotonic()
+        timings[name] = round(now - lap, 2)
+        lap = now
+
+    # the other ends' new tunnels need nothing from the source or the destination: made meanwhile
     other_tunnels: dict[str, list[dict[str, Any]]] = {}
     for move in crossing:
         other_tunnels.setdefault(move.other_host, []).append(
             {"link_id": move.link.id, "node": move.other_node, "vni": move.vni, "remote": dst.address,
              "vlan": move.link.vlans.get(move.other_host, move.link.vlan)})
+    tunnelling = {host: _submit_step(lab, host, "tunnels", {"tunnels": tunnels}) for host, tunnels in other_tunnels.items()}
+    described: dict[str, Any] | None = None
+    prepared: dict[str, Any] | None = None
     made_tunnels: dict[str, list[str]] = {}
     try:
-        for host, tunnels in other_tunnels.items():
-            made_tunnels[host] = _host_step(lab, host, "tunnels", {"tunnels": tunnels})["devices"]
+        try:
+            described = _host_step(lab, src.name, "describe", {"node": node})
+            timed("describe")
+            links_here = [
+                {"link_id": m.link.id, "port": names.host_port_name(lab, node, m.interface),
+                 "vlan": m.link.vlans.get(dst.name) if m.local_after else None,
+                 "tunnel": None if m.local_after else {"vni": m.vni, "remote": _address_of(m.other_host, plan)}}
+                for m in plan.links
+            ]
+            prepared = _host_step(lab, dst.name, "prepare", {"plan": described["plan"], "seed": described["seed"],
+                                                             "links": links_here})
+            timed("prepare")
+        finally:
+            failures = []
+            for host, future in tunnelling.items():
+                report = _step_report(future)
+                if "error" in report:
+                    failures.append(report["error"])
+                else:
+                    made_tunnels[host] = report["devices"]
+            if failures:
+                raise ArchetypeError("; ".join(failures))
+        timed("other ends' tunnels")
         sent = _host_step(lab, src.name, "send", {
             "plan": described["plan"], "dest_uri": f"qemu+tcp://{dst.address}/system",
             "migration_uri": f"tcp://{dst.address}", "tags": prepared["tags"], "timeout": settings.migrate_timeout,
             "bandwidth_mib": settings.migrate_bandwidth_mib,
             "keep_links": _keep_on_source(state, plan),
         })
+        timed("send")
     except BaseException as err:
         logger.error("the move of %s failed before the switch: %s; undoing on %s", node, err, dst.name)  # noqa: TRY400 - the error is re-raised with its traceback
         _undo(lab, plan, described, prepared, made_tunnels)
@@ -186,15 +211,34 @@ def migrate_node(lab: str, node: str, to_host: str) -> dict[str, Any]:
     old_devices = [names.vxlan_device_name(lab, m.link.id) for m in plan.links if m.local_after and m.link.vni]
     finished = _host_step(lab, dst.name, "finish", {
         "node": node, "ends": _ends_on_destination(plan, record.kind, prepared["vlans"]), "old_devices": old_devices})
+    timed("finish")
     _record_move(state, plan, prepared["vlans"])
+    timed("record")
     errors = [*sent.get("errors", []), *finished.get("errors", [])]
     seconds = time.monotonic() - started
     downtime = sent.get("downtime_ms")
-    logger.info("%s moved to %s in %.1f s (migration %.1f s, downtime %s ms)", node, dst.name, seconds,
-                sent["seconds"], downtime)
+    logger.info("%s moved to %s in %.1f s (migration %.1f s, downtime %s ms, %s); steps: %s", node, dst.name, seconds,
+                sent["seconds"], downtime, sent.get("downtime_source", "qemu"), timings)
     return {"lab_id": lab, "node": node, "from": src.name, "to": dst.name, "mode": "live",
             "seconds": round(seconds, 2), "downtime_seconds": None if downtime is None else downtime / 1000,
-            "migration_seconds": round(sent["seconds"], 2), "errors": errors}
+            "downtime_source": sent.get("downtime_source", "qemu"), "migration_seconds": round(sent["seconds"], 2),
+            "timings": timings, "errors": errors}
+
+
+def _submit_step(lab_id: str, host: str, step: str, args: dict[str, Any]) -> Any:
+    """A host's step started beside the flow's own work (a future of its report)."""
+    from flows.fleet import host_step
+
+    return host_step.submit(f"migrate-{step}", "migrate-step", host,
+                            {"lab_id": lab_id, "host": host, "step": step, "args": args}, lab_id)
+
+
+def _step_report(future: Any) -> dict[str, Any]:
+    future.wait()
+    try:
+        return future.result()
+    except Exception as err:  # noqa: BLE001 - the host is named in the error
+        return {"error": str(err) or err.__class__.__name__}
 
 
 def _runs_on(hosts: list[HostFacts], lab: str, node: str) -> str | None:
@@ -254,11 +298,17 @@ def _address_of(host: str, plan: MovePlan) -> str:
     raise MigrationRefused(f"host {host} publishes no data-plane address")
 
 
-def _undo(lab: str, plan: MovePlan, described: dict, prepared: dict, made_tunnels: dict[str, list[str]]) -> None:
+def _undo(lab: str, plan: MovePlan, described: dict | None, prepared: dict | None,
+          made_tunnels: dict[str, list[str]]) -> None:
+    """What the move made goes: the destination's part (a prepare that failed undid its own),
+    the other ends' new tunnels."""
     logger = get_run_logger()
-    steps = [(plan.destination.name, "abort", {"plan": described["plan"], "made": prepared["made"],
-                                               "devices": prepared["devices"], "keep_links": prepared["had_links"]})]
-    steps += [(host, "untunnel", {"devices": devices}) for host, devices in made_tunnels.items()]
+    steps = []
+    if described is not None and prepared is not None:
+        steps.append((plan.destination.name, "abort", {"plan": described["plan"], "made": prepared["made"],
+                                                       "devices": prepared["devices"],
+                                                       "keep_links": prepared["had_links"]}))
+    steps += [(host, "untunnel", {"devices": devices}) for host, devices in made_tunnels.items() if devices]
     for host, step, args in steps:
         try:
             _host_step(lab, host, step, args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import signal
 import threading
+from contextvars import ContextVar
 from typing import Any
 
 from lab.errors import ArchetypeError
@@ -20,6 +21,9 @@ from providers.network.vxlan import Tunnel, ensure_tunnels
 
 TOPOLOGY_KEY = "lab-{lab}-placed-topology"
 FENCE = "~~~~"
+# Set when the step's run is cancelled, by the worker that runs it in-process
+# (deployments/step_runner.py); a step run in a process of its own gets SIGTERM instead.
+CANCEL: ContextVar[threading.Event | None] = ContextVar("archetype_step_cancel", default=None)
 
 
 def _warn(message: str, *args: object) -> None:
@@ -137,7 +141,7 @@ def _send(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
     from providers.libvirt.migration import MigrationPlan
 
     plan = MigrationPlan.from_dict(args["plan"])
-    cancel = threading.Event()
+    cancel = CANCEL.get() or threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
         # A cancelled run gets SIGTERM: the source daemon drives a p2p migration and would
@@ -157,8 +161,8 @@ def _send(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
         _release_links_not_in(lab_id, args["keep_links"])
     except Exception as err:  # noqa: BLE001 - the VM has moved; a leftover port is reported
         errors.append(f"releasing the links that left this host: {err}")
-    return {"seconds": result.seconds, "downtime_ms": result.downtime_ms, "data_mb": result.data_mb,
-            "errors": errors}
+    return {"seconds": result.seconds, "downtime_ms": result.downtime_ms, "downtime_source": result.downtime_source,
+            "data_mb": result.data_mb, "errors": errors}
 
 
 def _finish(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
