@@ -63,3 +63,17 @@ def test_a_host_back_removes_only_what_moved_away() -> None:
     assert stale_here("p", ["r1"], record(LabStatus.DESTROYED), "h1") == (["r1"], True)
     assert stale_here("p", ["r1"], None, "h1") == ([], False)  # no record: not ours to judge
     assert stale_here("p", ["r1"], record(r1="h1"), "h1") == ([], False)  # nothing moved
+
+
+def test_status_shows_a_lost_hosts_nodes_lost_until_they_run_elsewhere() -> None:
+    from archetype.cli_fleet import _with_lost_nodes
+
+    entry = ["r1", "frr", "docker", "ready", "archetype-p-r1", "10.0.0.2", None]
+    hosts = [replace(lost("h1"), labs={"p": [entry, ["r2", "frr", "docker", "ready", "archetype-p-r2"]]}), host("h2")]
+    labs = {"p": [{"name": "r2", "host": "h2", "state": "ready"}]}  # r2 re-placed on h2 already
+    _with_lost_nodes(labs, hosts, None)
+    assert [(n["name"], n["host"], n["state"], n.get("mgmt_ipv4")) for n in labs["p"]] == [
+        ("r2", "h2", "ready", None), ("r1", "h1", "lost", "10.0.0.2")]
+    other: dict = {}
+    _with_lost_nodes(other, hosts, "q")
+    assert other == {}
