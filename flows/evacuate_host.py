@@ -73,7 +73,13 @@ def _has_node_on(lab_id: str, host: str) -> bool:
     return state is not None and any(n.host == host for n in state.nodes)
 
 
-@flow(name="reclaim-host", flow_run_name="reclaim-host")
+def _reclaim_run_name() -> str:
+    from lab.settings import get_settings
+
+    return f"reclaim-host/{get_settings().host_name}"
+
+
+@flow(name="reclaim-host", flow_run_name=_reclaim_run_name)
 def reclaim_host() -> dict[str, Any] | Failed:
     """This host's copies of nodes that moved away while it was lost, or of labs destroyed
     meanwhile, removed (run by the host's worker before it serves)."""
