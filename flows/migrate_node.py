@@ -260,10 +260,13 @@ def _adopt(state: LabState, plan: MovePlan, record: NodeRecord, started: float) 
                                                     if m.local_after else None for m in plan.links})
     old_devices = [names.vxlan_device_name(plan.lab_id, m.link.id) for m in plan.links if m.local_after and m.link.vni]
     finished = _host_step(plan.lab_id, plan.destination.name, "finish",
-                          {"node": plan.node, "ends": ends, "old_devices": old_devices})
+                          {"node": plan.node, "ends": ends, "old_devices": old_devices, "downtime": True})
     _record_move(state, plan, finished["vlans"])
+    downtime = finished.get("downtime_ms")
     return {"lab_id": plan.lab_id, "node": plan.node, "from": plan.source.name, "to": plan.destination.name,
-            "mode": "live", "seconds": round(time.monotonic() - started, 2), "downtime_seconds": None,
+            "mode": "live", "seconds": round(time.monotonic() - started, 2),
+            "downtime_seconds": None if downtime is None else downtime / 1000,
+            "downtime_source": None if downtime is None else "qemu",
             "errors": [f"the node was already on {plan.destination.name}: an earlier move was finished",
                        *finished.get("errors", [])]}
 

@@ -179,12 +179,19 @@ def _finish(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
             raise ArchetypeError(f"lab {lab_id}: node {args['node']}: port(s) {', '.join(missing)} not on the bridge here")
     ends = [LinkEnd(**end) for end in args["ends"]]
     errors = []
+    downtime_ms = None
+    if args.get("downtime"):  # a move that switched and was killed: its downtime, as QEMU kept it here
+        provider = _libvirt()
+        try:
+            downtime_ms = provider.arrived_downtime_ms(lab_id, args["node"])
+        finally:
+            provider.close()
     network.ensure_vm_ports(lab_id, args["node"], ends)
     try:
         network.remove_ports(args.get("old_devices", []), lab_id=lab_id)
     except Exception as err:  # noqa: BLE001 - the node works; a leftover tunnel is reported
         errors.append(f"removing the old tunnels: {err}")
-    return {"errors": errors, "vlans": {end.link_id: end.vlan for end in ends}}
+    return {"errors": errors, "vlans": {end.link_id: end.vlan for end in ends}, "downtime_ms": downtime_ms}
 
 
 def _abort(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -509,13 +509,29 @@ def _completed_stats(dest_uri: str, plan: MigrationPlan) -> tuple[int | None, fl
     except libvirt.libvirtError:
         return None, None
     try:
-        stats = conn.lookupByUUIDString(plan.uuid).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
-        total = stats.get("memory_processed", 0) + stats.get("disk_processed", 0)
-        return stats.get("downtime"), (total / 2**20 if total else None)
+        return _stats_of(conn.lookupByUUIDString(plan.uuid))
     except libvirt.libvirtError:
         return None, None
     finally:
         conn.close()
+
+
+def _stats_of(dom: libvirt.virDomain) -> tuple[int | None, float | None]:
+    stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED)
+    total = stats.get("memory_processed", 0) + stats.get("disk_processed", 0)
+    return stats.get("downtime"), (total / 2**20 if total else None)
+
+
+def arrived_downtime_ms(conn: libvirt.virConnect, lab_id: str, node: str) -> int | None:
+    """The downtime of the migration that brought the node's domain here, as QEMU measured
+    it (None: no such statistics, e.g. it was started here)."""
+    dom = lookup_domain(conn, names.domain_name(lab_id, node))
+    if dom is None:
+        return None
+    try:
+        return _stats_of(dom)[0]
+    except libvirt.libvirtError:
+        return None
 
 
 def abort(conn: libvirt.virConnect, lab_id: str, node: str) -> bool:

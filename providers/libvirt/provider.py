@@ -440,6 +440,10 @@ class LibvirtProvider(NodeProvider):
         """Destination, after a migration that did not happen: nothing of the node stays."""
         return self._call(lambda conn: migration.clean(conn, plan, made), f"node {plan.node}")
 
+    def arrived_downtime_ms(self, lab_id: str, node_name: str) -> int | None:
+        """Destination: the downtime of the migration that brought the node here (QEMU's)."""
+        return self._call(lambda conn: migration.arrived_downtime_ms(conn, lab_id, node_name), f"node {node_name}")
+
     def running_uuid(self, lab_id: str, node_name: str) -> str | None:
         """The node's domain UUID if it runs on this host."""
         return self._call(lambda conn: migration.running_here(conn, lab_id, node_name), f"node {node_name}")
