@@ -48,12 +48,7 @@ def fleet_labs(only_lab: str | None) -> list[dict[str, Any]] | None:
         for lab_id, nodes in host.labs.items():
             if only_lab is not None and lab_id != only_lab:
                 continue
-            labs.setdefault(lab_id, []).extend(
-                {"name": n[0], "kind": n[1], "provider": n[2], "state": n[3], "runtime_name": n[4], "host": host.name,
-                 # facts of a host whose worker predates the addresses have five fields
-                 "mgmt_ipv4": n[5] if len(n) > 5 else None, "mgmt_ipv6": n[6] if len(n) > 6 else None}
-                for n in nodes
-            )
+            labs.setdefault(lab_id, []).extend(_node_entry(n, host.name, n[3]) for n in nodes)
     _with_lost_nodes(labs, hosts, only_lab)
     return [{"lab_id": lab, "nodes": sorted(nodes, key=lambda n: n["name"])} for lab, nodes in sorted(labs.items())]
 
@@ -66,12 +61,15 @@ def _with_lost_nodes(labs: dict[str, list[dict[str, Any]]], hosts: list, only_la
             if only_lab not in (None, lab_id):
                 continue
             running = {n["name"] for n in labs.get(lab_id, [])}
-            labs.setdefault(lab_id, []).extend(
-                {"name": n[0], "kind": n[1], "provider": n[2], "state": "lost", "runtime_name": n[4],
-                 "host": host.name, "mgmt_ipv4": n[5] if len(n) > 5 else None,
-                 "mgmt_ipv6": n[6] if len(n) > 6 else None}
-                for n in nodes if n[0] not in running
-            )
+            labs.setdefault(lab_id, []).extend(_node_entry(n, host.name, "lost") for n in nodes if n[0] not in running)
+
+
+def _node_entry(fact: list, host: str, state: str) -> dict[str, Any]:
+    """A node as `status` shows it, from a host's published facts (name, kind, provider,
+    state, runtime name, addresses)."""
+    return {"name": fact[0], "kind": fact[1], "provider": fact[2], "state": state, "runtime_name": fact[4], "host": host,
+            # facts of a host whose worker predates the addresses have five fields
+            "mgmt_ipv4": fact[5] if len(fact) > 5 else None, "mgmt_ipv6": fact[6] if len(fact) > 6 else None}
 
 
 def on_this_host(labs: list[dict[str, Any]]) -> list[dict[str, Any]]:
