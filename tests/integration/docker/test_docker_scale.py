@@ -1,12 +1,18 @@
-"""Many FRR nodes at once on a real dockerd, as a deploy drives them (a thread per node): the
-engines' bound holds, every node is ready only once the device holds its frr.conf, and a
-node whose config application is broken on purpose fails with the cause, never ready."""
+"""Many FRR nodes at once on a real dockerd, as deploys drive them (a thread per node), from
+two processes at once (two deploys on one host): the engines' bound holds for both
+together, every node is ready only once the device holds its frr.conf, and a node whose
+config application is broken on purpose fails with the cause, never ready."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -23,8 +29,47 @@ from topology.node_fields import Bind
 pytestmark = pytest.mark.docker
 
 NODES = 30
+OTHER_PROCESS = 15  # r16..r30 are deployed by another process at the same time
 LIMIT = 3
 BROKEN = "r07"  # its bgpd cannot start: the image cannot apply its `router bgp`
+REPO = Path(__file__).resolve().parents[3]
+# The other deploy: its nodes from a thread each, every engine call's (start, end) on the
+# host's monotonic clock printed as JSON.
+OTHER_DEPLOY = """
+import json, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from providers import limits
+from providers.docker import DockerProvider
+from providers.docker.exec import DOCKER_ENGINE
+from topology import Node
+
+with open(sys.argv[1]) as file:
+    job = json.load(file)
+bound, spans = limits.engine_bound(DOCKER_ENGINE), []
+plain = bound.slot
+
+@contextmanager
+def logged(**kwargs):
+    with plain(**kwargs):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            spans.append((started, time.monotonic()))
+
+bound.slot = logged
+provider = DockerProvider()
+
+def deploy_one(spec):
+    node = Node.of(spec["name"], "frr", image=job["image"], startup_config=spec["config"])
+    provider.create_node(job["lab"], node, [])
+    provider.wait_ready(job["lab"], node)
+
+with ThreadPoolExecutor(max_workers=len(job["nodes"])) as pool:
+    list(pool.map(deploy_one, job["nodes"]))
+print(json.dumps(spans))
+"""
 
 
 def frr_conf(index: int) -> str:
@@ -53,6 +98,33 @@ def bound_of_three(monkeypatch: pytest.MonkeyPatch) -> Iterator[limits.EngineBou
         limits.forget_bounds()
 
 
+def logged_calls(bound: limits.EngineBound, monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
+    """Each engine call's (start, end) in this process, taken while it holds its slot."""
+    spans: list[tuple[float, float]] = []
+    plain = bound.slot
+
+    @contextmanager
+    def logged(**kwargs: bool) -> Iterator[None]:
+        with plain(**kwargs):
+            started = time.monotonic()
+            try:
+                yield
+            finally:
+                spans.append((started, time.monotonic()))
+
+    monkeypatch.setattr(bound, "slot", logged)
+    return spans
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])  # an end before a start at a tie
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
 def broken_bgpd(folder: Path) -> Bind:
     script = folder / "bgpd"
     script.write_text("#!/bin/sh\necho 'bgpd: broken on purpose by the test' >&2\nexit 1\n")
@@ -66,13 +138,14 @@ def running_config(client: docker.DockerClient, container: str) -> str:
     return output.decode()
 
 
-def test_thirty_frr_nodes_stay_within_the_bound_and_the_broken_one_names_its_cause(
+def test_two_deploys_at_once_stay_within_the_bound_together_and_the_broken_node_names_its_cause(
     provider: DockerProvider,
     lab_factory: Callable[[], str],
     frr_image: str,
     docker_client: docker.DockerClient,
     bound_of_three: limits.EngineBound,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lab = lab_factory()
     nodes = [
@@ -83,6 +156,8 @@ def test_thirty_frr_nodes_stay_within_the_bound_and_the_broken_one_names_its_cau
         )
         for i in range(1, NODES + 1)
     ]
+    here, there = nodes[: NODES - OTHER_PROCESS], nodes[NODES - OTHER_PROCESS:]
+    spans = logged_calls(bound_of_three, monkeypatch)
 
     def deploy_one(node: Node) -> float | BaseException:
         provider.create_node(lab, node, [])
@@ -91,14 +166,27 @@ def test_thirty_frr_nodes_stay_within_the_bound_and_the_broken_one_names_its_cau
         except ConfigNotAppliedError as err:
             return err
 
+    job = tmp_path / "other-deploy.json"
+    job.write_text(json.dumps(
+        {"lab": lab, "image": frr_image, "nodes": [{"name": n.name, "config": n.startup_config} for n in there]}
+    ))
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=NODES) as pool:  # as the flow: every node at once
-        outcomes = dict(zip((n.name for n in nodes), pool.map(deploy_one, nodes), strict=True))
+    other = subprocess.Popen(  # the second deploy: another process, same host, same bound setting
+        [sys.executable, "-c", OTHER_DEPLOY, str(job)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "ARCHETYPE_MAX_WORKERS": str(LIMIT)},
+    )
+    with ThreadPoolExecutor(max_workers=len(here)) as pool:  # as the flow: every node at once
+        outcomes = dict(zip((n.name for n in here), pool.map(deploy_one, here), strict=True))
+    out, err = other.communicate(timeout=600)
     elapsed = time.monotonic() - started
+    assert other.returncode == 0, err[-3000:]
+    spans_there = [tuple(span) for span in json.loads(out)]
 
-    stats = bound_of_three.stats()
-    # The bound held and was the limit that mattered (30 nodes wanted more at once).
-    assert stats.peak == LIMIT and stats.calls >= 2 * NODES, stats
+    # The bound held for both deploys together, and was the limit that mattered.
+    assert most_at_once(spans + spans_there) == LIMIT, (most_at_once(spans), most_at_once(spans_there))
+    assert min(b for _, b in spans) < max(a for a, _ in spans_there)  # the two ran at the same time
+    assert min(b for _, b in spans_there) < max(a for a, _ in spans)
+    assert len(spans) >= 2 * len(here) and len(spans_there) >= 2 * len(there)
     failed = outcomes.pop(BROKEN)
     assert isinstance(failed, ConfigNotAppliedError), failed
     assert BROKEN in str(failed) and "bgpd" in str(failed) and "never ready" in str(failed), str(failed)
@@ -109,7 +197,8 @@ def test_thirty_frr_nodes_stay_within_the_bound_and_the_broken_one_names_its_cau
             continue
         config = running_config(docker_client, provider.node_runtime_name(lab, node))
         assert f"ip prefix-list SCALE{index} seq 5" in config and f"router bgp {65000 + index}" in config, config
-    print(f"{NODES} nodes, bound {LIMIT}: {elapsed:.1f} s, {stats.calls} engine calls")  # noqa: T201
+    print(f"{NODES} nodes from 2 processes, bound {LIMIT}: {elapsed:.1f} s, "  # noqa: T201
+          f"{len(spans) + len(spans_there)} engine calls")
 
 
 def test_an_frr_conf_that_cannot_be_read_fails_the_node_at_once(
