@@ -217,7 +217,13 @@ start_watch() {
     local python unset=() var
     python=$(sed -n '1s/^#!//p' "$REPO/.venv/bin/archetype" 2>/dev/null || true)
     [[ -n $python && -x $python ]] || { log "no venv ($REPO/.venv): no carrier watcher"; return 0; }
-    watch_alive && return 0
+    if watch_alive; then  # kept, unless the code it runs changed since it started
+        [[ -z $(find "$REPO"/{providers,tasks,flows,lab,topology,vendors,deployments} -name '*.py' -newer "$WATCH_PID" \
+            -print -quit 2>/dev/null) ]] && return 0
+        kill "$(pid_of "$WATCH_PID")" 2>/dev/null || true
+        wait_for 10 carrier-watcher-exit bash -c "! kill -0 $(pid_of "$WATCH_PID") 2>/dev/null"
+        log "carrier watcher restarted: its code changed"
+    fi
     for var in $(compgen -e); do
         [[ $var == PREFECT_* ]] && unset+=(-u "$var")
     done
