@@ -148,10 +148,11 @@ def restore_from(lab: str, name: str, as_json: bool, *, force: bool = False, to:
 
 
 def _fleet_rows(lab: str | None) -> list[dict[str, Any]]:
-    """The fleet's records of snapshots other hosts hold (none on a single host)."""
-    from archetype.app import _prefect_api
+    """The fleet's records of snapshots other hosts hold (none on a single host: no
+    PREFECT_API_URL, and listing starts no local server)."""
+    import os
 
-    if not _prefect_api().get("PREFECT_API_URL"):
+    if not os.environ.get("PREFECT_API_URL"):
         return []
     from flows.snapshot_fleet import fleet_snapshot_rows
 
