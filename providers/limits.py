@@ -12,9 +12,12 @@ The bound is per engine and per host, across processes: two deploys running at o
 host share it. Each slot is a file under the workspace's ``locks/engine-<engine>/`` folder,
 held with ``flock`` for the length of a call (``HostSlots``); the kernel releases a killed
 process's slots. It is ``ARCHETYPE_MAX_WORKERS`` when set, else derived from the host's CPUs
-(``default_limit``, ``host_cpus``); each process then follows what the engine answers: its
-bound is halved when a create or start is slow, raised back step by step while they are fast
-(``EngineBound``), and a process whose bound is lowered uses only the lower slots.
+(``default_limit``, ``host_cpus``). Waiting calls are served by ``Turn``: the start of a
+container already created first, then creates, then execs, so that a lab's nodes are made
+one after the other as a script's workers make them, not all created and then all started.
+Each process then follows what the engine answers: its bound is halved when a create or
+start is slow, raised back step by step while they are fast (``EngineBound``), and a
+process whose bound is lowered uses only the lower slots.
 Why a semaphore here and not Prefect's global concurrency limits: docs/performance.md,
 "Bounded engine calls".
 """
@@ -22,6 +25,8 @@ Why a semaphore here and not Prefect's global concurrency limits: docs/performan
 from __future__ import annotations
 
 import fcntl
+import heapq
+import itertools
 import logging
 import os
 import threading
@@ -29,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 
 from lab import names
@@ -54,6 +60,17 @@ def host_cpus() -> int:
 def default_limit(cpus: int | None = None) -> int:
     """Engine calls at once on a host with ``cpus`` CPUs (this host's when None)."""
     return max(MIN_LIMIT, CALLS_PER_CPU * (cpus or host_cpus()))
+
+
+class Turn(IntEnum):
+    """Which waiting call gets the next free slot: first the start of a container already
+    created (a node half made is finished before another is begun, as a script's worker
+    does: its node boots while the next ones are created), then creates, then the rest
+    (execs: readiness probes, post-boot commands), each in the order asked."""
+
+    FINISH = 0
+    CREATE = 1
+    OTHER = 2
 
 
 @dataclass
@@ -156,15 +173,16 @@ class EngineBound:
         self._host = host_slots
         self._changed = threading.Condition()
         self._taken = 0  # calls of this process past its own bound (running, or in the host's line)
+        self._line: list[tuple[Turn, int, threading.Event]] = []  # calls waiting for one of this process's slots
+        self._tickets = itertools.count()
         self._active = self._peak = self._calls = self._fast_run = 0
 
     @contextmanager
-    def slot(self, *, measured: bool = False) -> Iterator[None]:
+    def slot(self, *, measured: bool = False, turn: Turn = Turn.OTHER) -> Iterator[None]:
         """Hold one of the engine's slots for the length of one call (``measured``: its
-        time tells how loaded the engine is)."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._taken < self.limit)
-            self._taken += 1
+        time tells how loaded the engine is). Waiting calls get a free slot by ``turn``,
+        then in the order they asked."""
+        self._wait_turn(turn)
         held = None
         try:
             held = self._host_slot()
@@ -186,7 +204,36 @@ class EngineBound:
                 self._host.give_back(held)  # type: ignore[union-attr]
             with self._changed:
                 self._taken -= 1
-                self._changed.notify_all()
+                self._hand_over()
+
+    def _wait_turn(self, turn: Turn) -> None:
+        """One of this process's slots: at once when one is free and nobody waits, else in
+        the line (``turn``, then first come), handed over by the call that gives one back.
+        One waiter woken per slot, not every waiting thread (200 nodes: 200 threads)."""
+        with self._changed:
+            if self._taken < self.limit and not self._line:
+                self._taken += 1
+                return
+            ready = threading.Event()
+            ticket = (turn, next(self._tickets), ready)
+            heapq.heappush(self._line, ticket)
+        try:
+            ready.wait()
+        except BaseException:  # interrupted in line: the slot handed over meanwhile goes on
+            with self._changed:
+                if ready.is_set():
+                    self._taken -= 1
+                else:
+                    self._line.remove(ticket)
+                    heapq.heapify(self._line)
+                self._hand_over()
+            raise
+
+    def _hand_over(self) -> None:
+        """Free slots to the first in line (holding ``_changed``)."""
+        while self._line and self._taken < self.limit:
+            self._taken += 1
+            heapq.heappop(self._line)[2].set()
 
     def _host_slot(self) -> int | None:
         """One of the host's slots (``HostSlots``), waited for in the host's line; None
@@ -215,6 +262,7 @@ class EngineBound:
             if self._fast_run >= self.limit:
                 self._fast_run = 0
                 self.limit += 1
+                self._hand_over()
 
     def stats(self) -> BoundStats:
         with self._changed:

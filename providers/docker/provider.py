@@ -56,7 +56,7 @@ from providers.docker.exec import (
     wait_until_ready,
 )
 from providers.docker.spec import ContainerSpec, build_container_spec
-from providers.limits import EngineBound, engine_bound
+from providers.limits import EngineBound, Turn, engine_bound
 from providers.network import mgmt as mgmt_bridges
 from topology import Node, NodeRef
 from topology.mgmt import MgmtNetwork, MgmtPlan
@@ -231,7 +231,7 @@ class DockerProvider(NodeProvider):
         if container_id is None:  # made meanwhile by a concurrent create of the same node
             return self._reuse(lab_id, node, self._inspect(name) or {})
         try:
-            with self._engine.slot(measured=True):
+            with self._engine.slot(measured=True, turn=Turn.FINISH):
                 if spec.startup_config is not None and not spec.startup_config.in_bind:
                     self._put_file(container_id, spec.startup_config.container_path, node.startup_config or "")
                 self.api.start(container_id)
@@ -266,7 +266,7 @@ class DockerProvider(NodeProvider):
         state = info.get("State", {})
         if not state.get("Running"):
             try:
-                with self._engine.slot(measured=True):
+                with self._engine.slot(measured=True, turn=Turn.FINISH):
                     self.api.start(name)
             except docker.errors.APIError as err:
                 raise ProviderError(
@@ -331,7 +331,7 @@ class DockerProvider(NodeProvider):
         try:
             host_config = self.api.create_host_config(**spec.host)
             host_config.update(spec.host_extra)
-            with self._engine.slot(measured=True):
+            with self._engine.slot(measured=True, turn=Turn.CREATE):
                 return self.api.create_container(host_config=host_config, **spec.create)["Id"]
         except docker.errors.ImageNotFound:
             with self._lock:
@@ -426,7 +426,7 @@ class DockerProvider(NodeProvider):
         if info["State"].get("Paused"):
             self.api.unpause(info["Id"])
         elif not info["State"].get("Running"):
-            with self._engine.slot(measured=True):
+            with self._engine.slot(measured=True, turn=Turn.FINISH):
                 self.api.start(info["Id"])
             log.info("started %s", info["Name"].lstrip("/"))
             self._attach_mgmt(lab_id, node_name, self._ours(lab_id, node_name))

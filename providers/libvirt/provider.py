@@ -54,7 +54,7 @@ from providers.libvirt.domains import (
 )
 from providers.libvirt.migration import MigrationPlan, MigrationResult
 from providers.libvirt.ready import SerialLogWatcher
-from providers.limits import engine_bound
+from providers.limits import Turn, engine_bound
 from topology import Node, NodeRef
 from vendors.model import ConfigSaveMethod, ExtractionMethod, Provider, ReadinessMethod
 
@@ -142,7 +142,7 @@ class LibvirtProvider(NodeProvider):
         network.unplug_dead_taps(lab_id, node.name, [port for xml in plan.interfaces for port in link_ports(xml) if port])
         started = time.monotonic()
         try:
-            with engine_bound(LIBVIRT_ENGINE).slot(measured=True):  # the host's bound on engine calls (providers.limits)
+            with engine_bound(LIBVIRT_ENGINE).slot(measured=True, turn=Turn.CREATE):  # the host's bound on engine calls (providers.limits)
                 if info is None:
                     self._call(define_and_start(domain_xml(plan), undo_define=True, fresh_log=plan.serial_log), f"node {node.name}")
                 else:  # ours and stopped: redefine (NICs may have changed), same UUID, and start

@@ -7,6 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,7 +77,7 @@ def test_the_default_bound_follows_the_cpus_and_the_setting(monkeypatch: pytest.
         limits.forget_bounds()
 
 
-def _calls_in_one_process(folder: str, limit: int, calls: int, log_path: str) -> None:
+def _calls_in_one_process(folder: str, limit: int, calls: int, log_path: str, barrier: Any) -> None:
     """One process's share of ``test_two_processes_together_never_exceed_the_bound``: ``calls``
     engine calls from 3 x ``limit`` threads, each call's (start, end) on the host's monotonic
     clock written to ``log_path``."""
@@ -84,6 +85,7 @@ def _calls_in_one_process(folder: str, limit: int, calls: int, log_path: str) ->
 
     bound = EngineBound("test", limit, limits.HostSlots(Path(folder)))
     spans: list[tuple[float, float]] = []
+    barrier.wait(60)  # both processes started: their calls overlap
 
     def call() -> None:
         with bound.slot():
@@ -113,8 +115,9 @@ def test_two_processes_together_never_exceed_the_bound(tmp_path: Path) -> None:
 
     context = multiprocessing.get_context("spawn")
     logs = [tmp_path / f"calls-{i}.log" for i in range(2)]
-    processes = [context.Process(target=_calls_in_one_process, args=(str(tmp_path / "slots"), 3, 80, str(log)))
-                 for log in logs]
+    barrier = context.Barrier(2)
+    processes = [context.Process(target=_calls_in_one_process,
+                                 args=(str(tmp_path / "slots"), 3, 80, str(log), barrier)) for log in logs]
     for process in processes:
         process.start()
     for process in processes:
@@ -176,3 +179,35 @@ def test_a_busy_process_does_not_starve_another_one(tmp_path: Path) -> None:
         for thread in threads:
             thread.join()
     assert max(waits) < 0.5, waits  # a busy slot frees every 20 ms: a few turns at most
+
+
+def test_a_free_slot_goes_to_a_start_then_a_create_then_the_rest_each_in_the_order_asked() -> None:
+    from providers.limits import Turn
+
+    bound = EngineBound("test", 1)
+    order: list[str] = []
+    release = threading.Event()
+
+    def hold() -> None:
+        with bound.slot():
+            release.wait(10)
+
+    def call(name: str, turn: Turn) -> None:
+        with bound.slot(turn=turn):
+            order.append(name)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.05)
+    waiting = []
+    for name, turn in (("exec-1", Turn.OTHER), ("create-1", Turn.CREATE), ("exec-2", Turn.OTHER),
+                       ("start-1", Turn.FINISH), ("create-2", Turn.CREATE), ("start-2", Turn.FINISH)):
+        thread = threading.Thread(target=call, args=(name, turn))
+        thread.start()
+        waiting.append(thread)
+        time.sleep(0.02)  # each in line before the next asks
+    release.set()
+    for thread in [holder, *waiting]:
+        thread.join(10)
+    assert order == ["start-1", "start-2", "create-1", "create-2", "exec-1", "exec-2"]
+    assert bound.stats().active == 0 and bound._taken == 0
