@@ -41,6 +41,7 @@ WORKERS = 8
 READY_TIMEOUT = 300.0
 POLL_SECONDS = 1.0
 REAPPLY_SECONDS = 30.0
+EXEC_SECONDS = 60  # frrinit.sh restart of the kind's daemons takes ~10 s under load
 # Debian's FRR started by hand: the routing daemons the frr kind starts on (so that both
 # sides run the same daemons), the integrated config, frrinit.sh, then stay up.
 RAW_START = (
@@ -72,6 +73,9 @@ def create(api: docker.APIClient, lab: Plan, node: Node) -> int:
 
 
 def _exec(api: docker.APIClient, container: str, argv: list[str]) -> tuple[int, str]:
+    """``argv`` in the container, ended after ``EXEC_SECONDS`` as a person ends a command that
+    hangs: a ``vtysh -f`` stuck on FRR 10's mgmtd never returned (N=100, 9 minutes)."""
+    argv = ["timeout", "-k", "5", str(EXEC_SECONDS), *argv]
     exec_id = api.exec_create(container, argv)["Id"]
     output = api.exec_start(exec_id).decode(errors="replace")
     return api.exec_inspect(exec_id)["ExitCode"], output
