@@ -92,7 +92,7 @@ def test_a_lost_hosts_nodes_come_up_elsewhere_and_its_copies_go_when_it_is_back(
     assert stopped.returncode == 0, stopped.stderr[-2000:]
     print(f"\n[figures] sim-1 lost {wait_host(fleet, 'sim-1', 'lost', 60):.0f} s after it stopped")
     assert hosts(fleet)["sim-1"]["alive"] is False
-    assert nodes_of(fleet, lab_id) == [("r1", "sim-1", "lost"), ("r2", "sim-1", "lost"), ("r3", "sim-2", "ready")]
+    assert nodes_of(fleet, lab_id) == [("r1", "sim-1", "lost"), ("r2", "sim-1", "lost"), ("r3", "sim-2", "running")]
 
     started = time.monotonic()
     code, deployed, err = fleet.cli_json("deploy", path, extra_env=LOST)
@@ -102,7 +102,7 @@ def test_a_lost_hosts_nodes_come_up_elsewhere_and_its_copies_go_when_it_is_back(
     wait_bgp(fleet, lab_id, 120)
     code, out = fleet.docker_exec("sim-2", lab_id, "r1", "vtysh", "-c", "show running-config")
     assert MARK in out, out  # from its saved config, not the topology's
-    assert nodes_of(fleet, lab_id) == [("r1", "sim-2", "ready"), ("r2", "sim-2", "ready"), ("r3", "sim-2", "ready")]
+    assert nodes_of(fleet, lab_id) == [("r1", "sim-2", "running"), ("r2", "sim-2", "running"), ("r3", "sim-2", "running")]
     vxlans = fleet.on("sim-2", "ip", "-d", "-o", "link", "show", "type", "vxlan").stdout
     assert f"lab={lab_id} " not in vxlans  # its links are local now: no tunnel left
 
@@ -111,5 +111,5 @@ def test_a_lost_hosts_nodes_come_up_elsewhere_and_its_copies_go_when_it_is_back(
     print(f"[figures] sim-1 alive {wait_host(fleet, 'sim-1', 'alive', 120):.0f} s after its daemons were up")
     # its worker removed its copies before it published itself alive
     assert host_leftovers(fleet, "sim-1", lab_id) == {}
-    assert nodes_of(fleet, lab_id) == [("r1", "sim-2", "ready"), ("r2", "sim-2", "ready"), ("r3", "sim-2", "ready")]
+    assert nodes_of(fleet, lab_id) == [("r1", "sim-2", "running"), ("r2", "sim-2", "running"), ("r3", "sim-2", "running")]
     wait_bgp(fleet, lab_id, 60)
