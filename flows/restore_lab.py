@@ -33,7 +33,13 @@ from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord
 from tasks.labs import destroy_lab_everywhere
 from tasks.network import allocate_vlans, plan_link_ends
 from tasks.nodes import lab_nodes
-from tasks.snapshots import check_vm_snapshot, lab_mgmt_network, remember_deployed_topology, restore_vm
+from tasks.snapshots import (
+    check_vm_snapshot,
+    lab_mgmt_network,
+    remember_deployed_topology,
+    report_to_coordinator,
+    restore_vm,
+)
 from tasks.state import publish_lab_state
 from topology import Lab, load_topology
 from topology.saved_configs import with_saved_configs
@@ -72,7 +78,7 @@ def restore_lab(lab: str, name: str, force: bool = False, to_host: str | None = 
     from flows.snapshot_fleet import restore_on, snapshot_holder
 
     source = snapshot_holder(lab, name)
-    return restore_on(lab, name, source, to_host or source, force)
+    return restore_on(lab, name, source, to_host or source, force, lambda: restore_here(lab, name, force=False))
 
 
 def restore_here(lab: str, name: str, force: bool) -> dict[str, Any]:
@@ -117,8 +123,6 @@ def restore_here(lab: str, name: str, force: bool) -> dict[str, Any]:
                 ", ".join(f"{n} {s:.1f} s" for n, s in vm_seconds.items()) or "none")
     result = {**result, "snapshot": name, "host": get_settings().host_name, "seconds": round(seconds, 2),
               "check_seconds": round(checked, 2), "vm_restore_seconds": {n: round(s, 2) for n, s in vm_seconds.items()}}
-    from flows.snapshot_fleet import report_to_coordinator
-
     report_to_coordinator("restore", lab, result)
     return result
 

@@ -15,11 +15,11 @@ Each host's run leaves its result as a report the coordinator reads (as slices d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import get_run_logger
 
-from lab import names
 from lab import snapshots as store
 from lab.errors import ArchetypeError, TopologyError
 from lab.settings import get_settings
@@ -29,22 +29,11 @@ from tasks.snapshots import cli_of, copy_snapshot, fleet_snapshots, forget_snaps
 from tasks.state import load_lab_state, publish_lab_state
 from topology.placement import HostFacts
 
-__all__ = ["fleet_snapshot_rows", "forget_snapshot", "host_cli", "report_to_coordinator", "restore_on", "snapshot_on"]
+__all__ = ["fleet_snapshot_rows", "forget_snapshot", "host_cli", "restore_on", "snapshot_on"]
 
 
 class FleetSnapshotRefused(ArchetypeError):
     """The snapshot or restore cannot be done on the fleet as asked (nothing was made)."""
-
-
-def report_to_coordinator(step: str, lab: str, result: dict[str, Any]) -> None:
-    """On a fleet, leave the run's result where a coordinator that started it on this host
-    reads it (``flows.fleet.host_step``), and refresh this host's facts (its labs)."""
-    from flows.slices import refresh_facts
-    from tasks.hosts import publish_report
-
-    if in_fleet():
-        publish_report(names.host_report_key(lab, step, get_settings().host_name), result)
-        refresh_facts()
 
 
 # The coordinator's side -------------------------------------------------------------------
@@ -105,9 +94,10 @@ def _alive(host: str, what: str) -> HostFacts:
     return facts
 
 
-def restore_on(lab: str, name: str, source: str, destination: str, force: bool) -> dict[str, Any]:
+def restore_on(lab: str, name: str, source: str, destination: str, force: bool,
+               restore_here: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Restore on ``destination`` a snapshot that ``source`` holds (one of them, or both,
-    another host than this one)."""
+    another host than this one); ``restore_here``: restore-lab's own, when it is this host."""
     from flows.fleet import destroy_across_hosts
 
     here = get_settings().host_name
@@ -119,19 +109,17 @@ def restore_on(lab: str, name: str, source: str, destination: str, force: bool) 
     if running and not force:
         raise FleetSnapshotRefused(f"lab {lab} runs (nodes {', '.join(running)}): restore over it with --force "
                                    "(it is destroyed first, on every host)")
+    copied = None
+    if source != destination:  # checked on both ends before the running lab is touched
+        copied = copy_snapshot(lab, name, holder, target)
     if running:
         logger.warning("lab %s runs: destroyed on every host before the restore (force)", lab)
         report = destroy_across_hosts(lab, read_hosts())
         publish_lab_state(LabState(lab_id=lab, status=LabStatus.DESTROYED, errors=report["errors"]))
         if report["errors"]:
             raise ArchetypeError(f"lab {lab} was not removed before the restore: " + "; ".join(report["errors"]))
-    copied = None
-    if source != destination:
-        copied = copy_snapshot(lab, name, holder, target)
     if target is None:
-        from flows.restore_lab import restore_here
-
-        result = restore_here(lab, name, force=False)
+        result = restore_here()
     else:
         result = _step("restore", "restore-lab", destination,
                        {"lab": lab, "name": name, "force": False, "to_host": destination}, lab)

@@ -33,6 +33,7 @@ from tasks.snapshots import (
     is_running,
     lab_mgmt_network,
     register_snapshot,
+    report_to_coordinator,
     save_node_files,
     save_vm,
 )
@@ -64,7 +65,7 @@ def snapshot_lab(lab: str, name: str | None = None) -> dict[str, Any]:
     """
     name = name or store.default_name()
     store.check_names(lab, name)  # invalid input fails the run before anything is read
-    from flows.snapshot_fleet import lab_host, report_to_coordinator, snapshot_on
+    from flows.snapshot_fleet import lab_host, snapshot_on
 
     host = lab_host(lab)
     if host is not None and host != get_settings().host_name:  # a fleet's lab: its host takes it

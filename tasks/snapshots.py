@@ -145,6 +145,18 @@ def in_fleet() -> bool:
     return bool(os.environ.get("PREFECT_API_URL")) and bool(read_hosts())
 
 
+def report_to_coordinator(step: str, lab: str, result: dict[str, Any]) -> None:
+    """On a fleet, leave the run's result where a coordinator that started it on this host
+    reads it (``flows.fleet.host_step``), and refresh this host's facts (its labs)."""
+    from lab import names
+    from tasks.hosts import publish_report, publish_this_host
+
+    if in_fleet():
+        publish_report(names.host_report_key(lab, step, get_settings().host_name), result)
+        with contextlib.suppress(Exception):  # the periodic publication catches up
+            publish_this_host()
+
+
 def register_snapshot(result: dict[str, Any], nodes: list[str]) -> None:
     """Remember on the fleet's server which host holds the snapshot (``restore`` and
     ``snapshots`` from any host find it there); nothing on a single host."""
