@@ -150,7 +150,7 @@ def migrate_node(lab: str, node: str, to_host: str) -> dict[str, Any]:
         return _adopt(state, plan, record, started)
     if record.provider != "libvirt":
         return _move_cold(state, plan, record, started)
-    crossing = _number_crossing(plan)
+    crossing = _number_crossing(plan, state)
     src, dst = plan.source, plan.destination
     logger.info("moving %s of %s: %s -> %s; links: %s", node, lab, src.name, dst.name,
                 ", ".join(f"{m.link.id} ({'local' if m.local_after else f'VNI {m.vni}'})" for m in plan.links))
@@ -255,7 +255,7 @@ def _adopt(state: LabState, plan: MovePlan, record: NodeRecord, started: float) 
     logger = get_run_logger()
     logger.warning("%s already runs on %s (an earlier move did not finish): finishing it", plan.node,
                    plan.destination.name)
-    _number_crossing(plan)
+    _number_crossing(plan, state)
     ends = _ends_on_destination(plan, record.kind, {m.link.id: m.link.vlans.get(plan.destination.name)
                                                     if m.local_after else None for m in plan.links})
     old_devices = [names.vxlan_device_name(plan.lab_id, m.link.id) for m in plan.links if m.local_after and m.link.vni]
@@ -271,25 +271,20 @@ def _adopt(state: LabState, plan: MovePlan, record: NodeRecord, started: float) 
                        *finished.get("errors", [])]}
 
 
-def _number_crossing(plan: MovePlan) -> list[LinkMove]:
-    """The links that cross hosts after the move, each with its new tunnel's VNI."""
+def _number_crossing(plan: MovePlan, state: LabState) -> list[LinkMove]:
+    """The links that cross hosts after the move, each with its new tunnel's VNI: one no
+    tunnel of the lab holds, nor the link's own old one (the new tunnel never meets it)."""
     crossing = [m for m in plan.links if not m.local_after]
-    vnis = {}
-    if crossing:  # allocated sequentially now: the lab's own VNIs that stay are taken too
-        from tasks.fleet_plan import fleet_allocation
-        from tasks.state import load_lab_state
-
-        state = load_lab_state(plan.lab_id)
-        own = frozenset(vni for link in (state.links if state else []) for vni in (link.vni, *link.vnis.values()) if vni)
-        with fleet_allocation():
-            vnis = allocate_vnis(plan.lab_id, [m.link.id for m in crossing], {}, also_used=own)
-    for move in crossing:  # a new VNI: the new tunnel never meets the old one
-        move.vni = _fresh_vni(vnis[move.link.id], move.link.vni)
+    if not crossing:
+        return crossing
+    moving = {m.link.id for m in crossing}
+    held = {link.id: link.vni for link in state.links if link.vni is not None and link.id not in moving}
+    held |= {f"{link.id}@{pair}": vni for link in state.links for pair, vni in link.vnis.items()}
+    held |= {f"{m.link.id}#before": m.link.vni for m in crossing if m.link.vni is not None}
+    vnis = allocate_vnis(plan.lab_id, [*sorted(moving), *held], held)
+    for move in crossing:
+        move.vni = vnis[move.link.id]
     return crossing
-
-
-def _fresh_vni(vni: int, old: int | None) -> int:
-    return vni if vni != old else vni + 1
 
 
 def _address_of(host: str, plan: MovePlan) -> str:
