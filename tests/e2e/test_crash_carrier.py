@@ -2,10 +2,11 @@
 (issue 26), on one host: the host's carrier watcher (flows/carrier_watch.py, started by
 `scripts/start-daemons.sh watch`, as `make setup` does) follows docker's own events.
 
-Lab: FRR r1 -- r2 -- r3 (r2 in the middle). `docker kill` r2, as a crash would: r1's and r3's
-ends lose carrier, read from the peers themselves (``/sys/class/net/ethN/carrier``).
+Lab: FRR r1 -- r2 -- r3 -- v1 (a mini-ios VM). `docker kill` r2, as a crash would: r1's and
+r3's ends lose carrier, read from the peers themselves (``/sys/class/net/ethN/carrier``).
 `docker start` r2: it is wired again (its links came back with its new network namespace)
-and its peers get carrier back; r1 pings r2 over their link.
+and its peers get carrier back; r1 pings r2 over their link. v1's QEMU killed (SIGKILL):
+r3's end loses carrier; the domain started again (libvirt), r3's end gets it back.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from lab import names
 from tests.e2e.test_mixed_lab import exec_in, wait_until
 from tests.support.prefect_server import ARCHETYPE
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.ovs]
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.ovs, pytest.mark.libvirt]
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {
@@ -48,8 +49,10 @@ def lab(tmp_path_factory) -> Iterator[str]:
     lab_id = f"fleetplan-crash-{os.getpid() % 10000}"
     document = {"name": lab_id, "topology": {
         "kinds": {"frr": {"image": "archetype/frr:latest"}},
-        "nodes": {name: {"kind": "frr", "startup-config": config} for name, config in CONFIGS.items()},
-        "links": [{"endpoints": ["r1:eth1", "r2:eth1"]}, {"endpoints": ["r2:eth2", "r3:eth1"]}]}}
+        "nodes": {**{name: {"kind": "frr", "startup-config": config} for name, config in CONFIGS.items()},
+                  "v1": {"kind": "mini-ios"}},
+        "links": [{"endpoints": ["r1:eth1", "r2:eth1"]}, {"endpoints": ["r2:eth2", "r3:eth1"]},
+                  {"endpoints": ["r3:eth2", "v1:GigabitEthernet0/1"]}]}}
     path = tmp_path_factory.mktemp("crash") / f"{lab_id}.yml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     deployed = cli("deploy", str(path))
@@ -90,3 +93,20 @@ def test_a_node_stop_through_the_flow_is_left_to_the_flow(lab: str) -> None:
     assert cli("node", "start", lab, "r2").returncode == 0
     assert carrier(lab, "r1", "eth1") == "1"
     assert not wait_until(lambda: carrier(lab, "r1", "eth1") != "1", 3, 0.3)
+
+
+def test_a_killed_vm_takes_its_peers_carrier_and_gives_it_back_when_started(lab: str) -> None:
+    import libvirt
+
+    domain = names.domain_name(lab, "v1")
+    assert wait_until(lambda: carrier(lab, "r3", "eth2") == "1", WAIT, 0.3), carrier(lab, "r3", "eth2")
+    pid = int(Path(f"/run/libvirt/qemu/{domain}.pid").read_text())
+    os.kill(pid, 9)  # QEMU killed: no flow, no libvirt call
+    assert wait_until(lambda: carrier(lab, "r3", "eth2") == "0", WAIT, 0.3), carrier(lab, "r3", "eth2")
+    assert carrier(lab, "r2", "eth2") == "1"  # not a peer of v1
+    conn = libvirt.open("qemu:///system")
+    try:
+        conn.lookupByName(domain).create()  # started again by hand
+    finally:
+        conn.close()
+    assert wait_until(lambda: carrier(lab, "r3", "eth2") == "1", WAIT, 0.3), carrier(lab, "r3", "eth2")
