@@ -112,17 +112,34 @@ def show_status(result: dict[str, Any]) -> None:
 
 
 def show_deployed(result: dict[str, Any]) -> None:
-    _table(
-        f"lab {result['lab_id']}",
-        ["node", "kind", "provider", "state", "ready (s)", "host", "mgmt ipv4"],
-        [
-            [n["name"], n["kind"], n["provider"], n["state"], _seconds(n.get("ready_seconds")), n.get("host"),
-             n.get("mgmt_ipv4")]
-            for n in result["nodes"]
-        ],
-    )
-    _table("links", ["endpoints", "vlan"], [[" <-> ".join(link["endpoints"]), link["vlan"]] for link in result["links"]])
-    _show_config_errors(result["nodes"])
+    """Every node and link of a small lab; a large one's counts, its nodes that are not
+    ready and its slowest (``archetype status LAB`` and ``--json`` list them all)."""
+    nodes = result["nodes"]
+    large = len(nodes) > NODE_LINES_UP_TO
+    shown = [n for n in nodes if n["state"] != "ready"] if large else nodes
+    if shown:
+        _table(
+            f"lab {result['lab_id']}" + (": nodes not ready" if large else ""),
+            ["node", "kind", "provider", "state", "ready (s)", "host", "mgmt ipv4"],
+            [
+                [n["name"], n["kind"], n["provider"], n["state"], _seconds(n.get("ready_seconds")), n.get("host"),
+                 n.get("mgmt_ipv4")]
+                for n in shown
+            ],
+        )
+    if large:
+        states = Counter(n["state"] for n in nodes)
+        timed = sorted((n for n in nodes if n.get("ready_seconds") is not None), key=lambda n: -n["ready_seconds"])
+        slowest = ", ".join(f"{n['name']} {n['ready_seconds']:.1f} s" for n in timed[:5])
+        console.print(f"lab {result['lab_id']}: {len(nodes)} nodes, "
+                      + ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+                      + (f"; slowest to be ready: {slowest}" if slowest else "")
+                      + f"; {len(result['links'])} links (`archetype status {result['lab_id']}`, --json: every node)",
+                      highlight=False, markup=False, soft_wrap=True)
+    else:
+        _table("links", ["endpoints", "vlan"],
+               [[" <-> ".join(link["endpoints"]), link["vlan"]] for link in result["links"]])
+    _show_config_errors(nodes)
     _show_errors(result)
 
 
@@ -224,7 +241,8 @@ class _LineView:
         if node.failed and "failed" not in shown:
             shown.add("failed")
             cause = " ".join(node.failed.split())  # one line each, in a log of 200 nodes
-            console.print(f"{snapshot.lab_id} {node.name}: failed in {cause}", highlight=False, markup=False)
+            console.print(f"{snapshot.lab_id} {node.name}: failed in {cause}", highlight=False, markup=False,
+                          soft_wrap=True)
 
     def _summarise(self, snapshot: Any, node: Any) -> None:
         self._quiet.quiet()  # 200 nodes' task logs would bury the summary (all are in the run's logs)
@@ -237,7 +255,8 @@ class _LineView:
         self._summarised_at = now
         slowest = "" if snapshot.finished else snapshot.slowest_text()
         console.print(f"{snapshot.lab_id} ({snapshot.elapsed:.0f} s): {snapshot.summary()}"
-                      + (f"; waiting longest: {slowest}" if slowest else ""), highlight=False, markup=False)
+                      + (f"; waiting longest: {slowest}" if slowest else ""), highlight=False, markup=False,
+                      soft_wrap=True)  # one line each in a log, whatever its width
 
 
 class _PrefectConsole:

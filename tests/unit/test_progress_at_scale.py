@@ -99,3 +99,20 @@ def test_a_small_lab_on_a_pipe_keeps_a_line_per_node_and_stage(monkeypatch: pyte
     with view:
         view.update(progress.snapshot(), progress.snapshot().nodes[0])
     assert out.getvalue().splitlines() == ["small r1: created at 0.0 s", "small r1: wired at 0.0 s"]
+
+
+def test_a_large_labs_deploy_result_shows_counts_and_what_is_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(render, "console", Console(file=out, width=120))
+    nodes = [{"name": f"r{i}", "kind": "frr", "provider": "docker", "state": "ready", "ready_seconds": float(i),
+              "host": "vm", "mgmt_ipv4": None} for i in range(1, N)]
+    nodes.append({"name": "r200", "kind": "frr", "provider": "docker", "state": "failed", "ready_seconds": None,
+                  "host": "vm", "mgmt_ipv4": None})
+    links = [{"endpoints": [f"r{i}:eth1", f"r{i + 1}:eth2"], "vlan": 100 + i} for i in range(1, 300)]
+    render.show_deployed({"lab_id": "big", "nodes": nodes, "links": links, "errors": ["r200: ready: never ready"]})
+    shown = out.getvalue()
+    assert len(shown.splitlines()) < 15, shown  # not 200 node rows and 300 link rows
+    assert "r200" in shown and "failed" in shown and "r150 " not in shown
+    assert ("big: 200 nodes, 1 failed, 199 ready; slowest to be ready: r199 199.0 s, r198 198.0 s" in shown
+            and "299 links" in shown), shown
+    assert "error: r200: ready: never ready" in shown
