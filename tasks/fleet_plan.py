@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 
+from lab import names
 from lab.errors import ArchetypeError
 from lab.settings import get_settings
 from lab.state import LabState
@@ -74,7 +75,9 @@ def plan_mgmt(lab: Lab, previous: LabState | None) -> Lab:
     from providers.network.mgmt_routes import local_networks
     from tasks.hosts import other_labs
 
-    taken = subnets_in_use(other_labs(lab.id)) + [Taken(n, "a route of the coordinator host") for n in local_networks()]
+    own_bridge = names.mgmt_bridge_name(lab.id)  # the coordinator may be one of the lab's hosts
+    taken = subnets_in_use(other_labs(lab.id)) + [Taken(n, "a route of the coordinator host")
+                                                  for n in local_networks(except_device=own_bridge, node_routes=False)]
     subnet = pick_subnet(lab.id, len(lab.nodes), get_settings().mgmt_ipv4_pool, taken,
                          asked=lab.mgmt.ipv4_subnet, previous=previous.mgmt_ipv4_subnet if previous else None)
     remembered = {n.name: n.mgmt_ipv4 for n in previous.nodes if n.mgmt_ipv4} if previous else {}

@@ -25,13 +25,18 @@ PROTO = 213  # rtm_protocol of our routes (unassigned in iproute2's rt_protos)
 AF_INET = 2
 
 
-def local_networks() -> list[ipaddress.IPv4Network]:
-    """The IPv4 networks this host routes somewhere (but ours to nodes, and the default)."""
+def local_networks(except_device: str | None = None, *, node_routes: bool = True) -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks this host routes somewhere, but the default and those of
+    ``except_device`` (the lab's own management bridge, when this host runs part of it);
+    with our /32 routes to fleet nodes unless ``node_routes`` is False (the coordinator, which
+    knows their labs' subnets from the server, where a lab's own routes must not count)."""
     networks = []
     with IPRoute() as ipr:
+        skip = set(ipr.link_lookup(ifname=except_device)) if except_device else set()
         for route in ipr.get_routes(family=AF_INET, table=254):
             dst = route.get_attr("RTA_DST")
-            if dst and route["dst_len"] > 0 and route["proto"] != PROTO:
+            if dst and route["dst_len"] > 0 and (node_routes or route["proto"] != PROTO) \
+                    and route.get_attr("RTA_OIF") not in skip:
                 networks.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
     return networks
 
