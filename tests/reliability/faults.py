@@ -323,7 +323,14 @@ def host_links() -> list[dict[str, Any]]:
 
 
 def lab_veths(lab: str) -> list[str]:
-    return [link["ifname"] for link in host_links() if f"lab={lab} " in (link.get("ifalias", "") + " ")]
+    """The host ends of the lab's data links (their ifalias marker)."""
+    return [link["ifname"] for link in host_links() if link.get("ifalias", "").startswith(f"archetype lab={lab} ")]
+
+
+def lab_mgmt_ports(lab: str) -> list[str]:
+    """The host ends of the lab's containers' management veths (their ifalias marker)."""
+    return [link["ifname"] for link in host_links()
+            if link.get("ifalias", "").startswith(f"archetype-mgmt-port lab={lab} ")]
 
 
 def reserved_vlans(lab: str) -> dict[str, int] | None:
@@ -450,6 +457,9 @@ def assert_converged(lab: str, result: dict[str, Any], *, containers_expected: i
     assert len(container_ports) == ports_expected - domain_ports, f"veth ports {container_ports} of {ports}"
     veths = sorted(lab_veths(lab))
     assert veths == container_ports, f"host veths {veths} vs container ports {container_ports}"
+    # One management bridge, one management veth per container on it.
+    assert len(mgmt_networks(lab)) == 1, mgmt_networks(lab)
+    assert len(lab_mgmt_ports(lab)) == containers_expected, lab_mgmt_ports(lab)
 
 
 def discovered(lab: str) -> dict[str, str]:
