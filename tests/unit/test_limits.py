@@ -13,6 +13,7 @@ import pytest
 
 from providers import limits
 from providers.limits import EngineBound
+from tests.support.engine_calls import most_at_once
 
 
 def test_never_more_calls_at_once_than_the_bound() -> None:
@@ -99,15 +100,6 @@ def _calls_in_one_process(folder: str, limit: int, calls: int, log_path: str, ba
     Path(log_path).write_text("\n".join(f"{a} {b}" for a, b in spans))
 
 
-def _most_at_once(spans: list[tuple[float, float]]) -> int:
-    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])  # an end before a start at a tie
-    running = most = 0
-    for _, step in events:
-        running += step
-        most = max(most, running)
-    return most
-
-
 def test_two_processes_together_never_exceed_the_bound(tmp_path: Path) -> None:
     # Two deploys on one host: each process has its own EngineBound, both share the host's
     # slot files; together they never run more than the bound (each alone would run 3).
@@ -127,7 +119,7 @@ def test_two_processes_together_never_exceed_the_bound(tmp_path: Path) -> None:
     assert [len(spans) for spans in per_process] == [80, 80]
     first, second = per_process
     assert min(b for _, b in first) < max(a for a, _ in second) and min(b for _, b in second) < max(a for a, _ in first)
-    assert _most_at_once(first + second) == 3, "the two processes' calls at once, together"
+    assert most_at_once(first + second) == 3, "the two processes' calls at once, together"
 
 
 def test_a_process_whose_bound_is_lower_uses_only_the_lower_slots(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -23,6 +22,7 @@ from lab.settings import get_settings
 from providers import limits
 from providers.docker import DockerProvider
 from providers.docker.exec import DOCKER_ENGINE, ConfigNotAppliedError
+from tests.support.engine_calls import log_calls, most_at_once
 from topology import Node
 from topology.node_fields import Bind
 
@@ -36,29 +36,17 @@ REPO = Path(__file__).resolve().parents[3]
 # The other deploy: its nodes from a thread each, every engine call's (start, end) on the
 # host's monotonic clock printed as JSON.
 OTHER_DEPLOY = """
-import json, sys, time
+import json, sys
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from providers import limits
 from providers.docker import DockerProvider
 from providers.docker.exec import DOCKER_ENGINE
+from tests.support.engine_calls import log_calls
 from topology import Node
 
 with open(sys.argv[1]) as file:
     job = json.load(file)
-bound, spans = limits.engine_bound(DOCKER_ENGINE), []
-plain = bound.slot
-
-@contextmanager
-def logged(**kwargs):
-    with plain(**kwargs):
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            spans.append((started, time.monotonic()))
-
-bound.slot = logged
+spans = log_calls(limits.engine_bound(DOCKER_ENGINE))
 provider = DockerProvider()
 
 def deploy_one(spec):
@@ -98,33 +86,6 @@ def bound_of_three(monkeypatch: pytest.MonkeyPatch) -> Iterator[limits.EngineBou
         limits.forget_bounds()
 
 
-def logged_calls(bound: limits.EngineBound, monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
-    """Each engine call's (start, end) in this process, taken while it holds its slot."""
-    spans: list[tuple[float, float]] = []
-    plain = bound.slot
-
-    @contextmanager
-    def logged(**kwargs: bool) -> Iterator[None]:
-        with plain(**kwargs):
-            started = time.monotonic()
-            try:
-                yield
-            finally:
-                spans.append((started, time.monotonic()))
-
-    monkeypatch.setattr(bound, "slot", logged)
-    return spans
-
-
-def most_at_once(spans: list[tuple[float, float]]) -> int:
-    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])  # an end before a start at a tie
-    running = most = 0
-    for _, step in events:
-        running += step
-        most = max(most, running)
-    return most
-
-
 def broken_bgpd(folder: Path) -> Bind:
     script = folder / "bgpd"
     script.write_text("#!/bin/sh\necho 'bgpd: broken on purpose by the test' >&2\nexit 1\n")
@@ -145,7 +106,6 @@ def test_two_deploys_at_once_stay_within_the_bound_together_and_the_broken_node_
     docker_client: docker.DockerClient,
     bound_of_three: limits.EngineBound,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lab = lab_factory()
     nodes = [
@@ -157,7 +117,7 @@ def test_two_deploys_at_once_stay_within_the_bound_together_and_the_broken_node_
         for i in range(1, NODES + 1)
     ]
     here, there = nodes[: NODES - OTHER_PROCESS], nodes[NODES - OTHER_PROCESS:]
-    spans = logged_calls(bound_of_three, monkeypatch)
+    spans = log_calls(bound_of_three)
 
     def deploy_one(node: Node) -> float | BaseException:
         provider.create_node(lab, node, [])
