@@ -105,10 +105,14 @@ def show_status(result: dict[str, Any]) -> None:
              for n in lab["nodes"]],
         )
         if len(lab["nodes"]) > NODE_LINES_UP_TO:  # a large lab: its count per state, under the rows
-            states = Counter(n["state"] for n in lab["nodes"])
-            console.print(f"lab {lab['lab_id']}: {len(lab['nodes'])} nodes, "
-                          + ", ".join(f"{count} {state}" for state, count in sorted(states.items())), highlight=False)
+            console.print(f"lab {lab['lab_id']}: {_state_counts(lab['nodes'])}", highlight=False)
         _show_config_errors(lab["nodes"])
+
+
+def _state_counts(nodes: list[dict[str, Any]]) -> str:
+    """``200 nodes, 1 failed, 199 ready``."""
+    states = Counter(n["state"] for n in nodes)
+    return f"{len(nodes)} nodes, " + ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
 
 
 def show_deployed(result: dict[str, Any]) -> None:
@@ -128,11 +132,9 @@ def show_deployed(result: dict[str, Any]) -> None:
             ],
         )
     if large:
-        states = Counter(n["state"] for n in nodes)
         timed = sorted((n for n in nodes if n.get("ready_seconds") is not None), key=lambda n: -n["ready_seconds"])
         slowest = ", ".join(f"{n['name']} {n['ready_seconds']:.1f} s" for n in timed[:5])
-        console.print(f"lab {result['lab_id']}: {len(nodes)} nodes, "
-                      + ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+        console.print(f"lab {result['lab_id']}: {_state_counts(nodes)}"
                       + (f"; slowest to be ready: {slowest}" if slowest else "")
                       + f"; {len(result['links'])} links (`archetype status {result['lab_id']}`, --json: every node)",
                       highlight=False, markup=False, soft_wrap=True)
