@@ -41,7 +41,8 @@ WORKERS = 8
 READY_TIMEOUT = 300.0
 POLL_SECONDS = 1.0
 REAPPLY_SECONDS = 30.0
-EXEC_SECONDS = 60  # frrinit.sh restart of the kind's daemons takes ~10 s under load
+EXEC_SECONDS = 60  # a vtysh command
+RESTART_SECONDS = 240  # frrinit.sh restart: ~10 s on a quiet host, minutes at load 200 (never cut halfway)
 # Debian's FRR started by hand: the routing daemons the frr kind starts on (so that both
 # sides run the same daemons), the integrated config, frrinit.sh, then stay up.
 RAW_START = (
@@ -72,10 +73,10 @@ def create(api: docker.APIClient, lab: Plan, node: Node) -> int:
     return api.inspect_container(container)["State"]["Pid"]
 
 
-def _exec(api: docker.APIClient, container: str, argv: list[str]) -> tuple[int, str]:
-    """``argv`` in the container, ended after ``EXEC_SECONDS`` as a person ends a command that
+def _exec(api: docker.APIClient, container: str, argv: list[str], seconds: int = EXEC_SECONDS) -> tuple[int, str]:
+    """``argv`` in the container, ended after ``seconds`` as a person ends a command that
     hangs: a ``vtysh -f`` stuck on FRR 10's mgmtd never returned (N=100, 9 minutes)."""
-    argv = ["timeout", "-k", "5", str(EXEC_SECONDS), *argv]
+    argv = ["timeout", "-k", "5", str(seconds), *argv]
     exec_id = api.exec_create(container, argv)["Id"]
     output = api.exec_start(exec_id).decode(errors="replace")
     return api.exec_inspect(exec_id)["ExitCode"], output
@@ -91,7 +92,7 @@ def _retry(api: docker.APIClient, container: str, attempt: int) -> None:
     _code, status = _exec(api, container, ["vtysh", "-c", "show watchfrr"])
     daemons = [line.split() for line in status.splitlines() if line.startswith("  ") and len(line.split()) == 2]
     if attempt > 1 or any(state != "Up" for _name, state in daemons):
-        _exec(api, container, ["/usr/lib/frr/frrinit.sh", "restart"])
+        _exec(api, container, ["/usr/lib/frr/frrinit.sh", "restart"], RESTART_SECONDS)
     else:
         _exec(api, container, ["vtysh", "-f", FRR_CONF])
 
