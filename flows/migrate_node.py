@@ -154,7 +154,7 @@ def migrate_node(lab: str, node: str, to_host: str) -> dict[str, Any]:
     src, dst = plan.source, plan.destination
     logger.info("moving %s of %s: %s -> %s; links: %s", node, lab, src.name, dst.name,
                 ", ".join(f"{m.link.id} ({'local' if m.local_after else f'VNI {m.vni}'})" for m in plan.links))
-    timings = {"plan": time.monotonic() - started}
+    timings = {"plan": round(time.monotonic() - started, 2)}
     lap = time.monotonic()
 
     def timed(name: str) -> None:
