@@ -62,8 +62,12 @@ def set_link(
         link, _ = controls.find_link(lab_state, endpoint)
         conditions = controls.new_conditions(link.conditions, clear=clear, delay_ms=delay_ms, jitter_ms=jitter_ms,
                                              loss_percent=loss_percent, rate_kbit=rate_kbit)
-        link.state, link.conditions = state or link.state, conditions
         ends_at = _ends_elsewhere(lab_state, link) if not host else {}
+        if conditions.active and names.is_segment_link(link.id) and (len(link.endpoints) > 2 or ends_at):
+            raise TopologyError([f"endpoint: {endpoint} is on LAN segment {link.id} ({len(link.endpoints)} ends"
+                                 f"{', over several hosts' if ends_at else ''}): an impairment is made by a relay "
+                                 "between the two ends of a link, which a LAN does not have (its state up/down applies)"])
+        link.state, link.conditions = state or link.state, conditions
         notes = _on_hosts(lab, link, ends_at) if ends_at else apply_links(lab, lab_state, [link])
         publish_lab_state(lab_state, key)
     result = {"lab_id": lab, "link": controls.link_view(lab, link), "notes": notes}
@@ -75,7 +79,8 @@ def set_link(
 def _ends_elsewhere(state: LabState, link: LinkRecord) -> dict[str, str]:
     """host -> the link's end there, when an end is on another host than this one (else {})."""
     hosts = {n.name: n.host for n in state.nodes}
-    ends = {hosts.get(e.partition(":")[0]) or "": e for e in reversed(link.endpoints)}
+    ends = {hosts.get(e.partition(":")[0]) or "": e for e in reversed(link.endpoints)
+            if e.partition(":")[0] != names.HOST_NODE}  # a host:IF end is on one of its nodes' hosts
     return ends if set(ends) - {get_settings().host_name, ""} else {}
 
 

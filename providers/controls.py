@@ -159,7 +159,8 @@ def apply_link(lab_id: str, state: LabState, link: LinkRecord, stopped_elsewhere
     """Make this host match the link's record for the ends it has.
 
     Carrier: a running end has it when the link is up and every other end's node runs (a
-    node here: its runtime says so; a node on another host: not in ``stopped_elsewhere``).
+    node here: its runtime says so; a node on another host: not in ``stopped_elsewhere``);
+    on a LAN segment, when the segment is up.
     An end without carrier because of its peer is remembered (``carrier_held``), so that a
     redeploy, which starts every node, gives it back. Path: the bridge (the link's VLAN)
     when unimpaired, the link's relay when impaired -- between the two ends here, or for a
@@ -171,8 +172,9 @@ def apply_link(lab_id: str, state: LabState, link: LinkRecord, stopped_elsewhere
     running = [end for end in ends if node_running(lab_id, end)]
     gone = {end.node for end in ends if end not in running} | (set(nodes) & stopped_elsewhere)
     notes = [f"{end.node} is not running: its end follows when it starts" for end in ends if end not in running]
+    lan = names.is_segment_link(link.id)  # a LAN's members keep carrier when one stops, as on a switch
     for end in running:
-        peers_gone = sorted(gone & (set(nodes) - {end.node}))
+        peers_gone = [] if lan else sorted(gone & (set(nodes) - {end.node}))
         get_provider(end.provider).set_link_state(lab_id, end.node, end.port_name, link.state != "down" and not peers_gone)
         _remember_held(lab_id, end.port_name, peers_gone if link.state != "down" else [])
     tunnel = names.vxlan_device_name(lab_id, link.id) if len(ends) < len(nodes) else None

@@ -14,13 +14,13 @@ import json
 import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.multihost.conftest import HOSTS, Fleet, host_leftovers
+from tests.reliability.faults import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.ovs]
 NETLAB = Path(sys.executable).parent / "netlab"
@@ -35,15 +35,6 @@ module: [ospf]
 nodes: [r1, r2, r3]
 links: [r1-r2-r3]
 """
-
-
-def wait_until(check, timeout: float, step: float = 2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +105,15 @@ def test_the_lan_spans_both_hosts_and_ospf_is_full_on_it(fleet: Fleet, lan: dict
         seen = {node: ospf_neighbors(fleet, lab, node) for node in PLACEMENT}
         return all(len(n) == 2 and all(s.startswith("Full/") for s in n.values()) for n in seen.values())
 
-    assert wait_until(full_on_the_lan, 150), {node: ospf_neighbors(fleet, lab, node) for node in PLACEMENT}
+    assert wait_until(full_on_the_lan, 150, 2), {  # what each device says, as it says it
+        node: fleet.docker_exec(host, lab, node, "vtysh", "-c", "show ip ospf neighbor", "-c", "show daemons")[1]
+        for node, host in PLACEMENT.items()}
+    # Full is the databases in sync: the routes follow from the SPF run after it
+    def routed() -> bool:
+        out = fleet.docker_exec("sim-1", lab, "r1", "vtysh", "-c", "show ip route 10.0.0.3/32 json")[1]
+        return '"protocol":"ospf"' in out.replace(" ", "")
+
+    assert wait_until(routed, 30, 1), fleet.docker_exec("sim-1", lab, "r1", "vtysh", "-c", "show ip route")[1]
     code, out = fleet.docker_exec("sim-1", lab, "r1", "ping", "-c", "2", "-W", "2", "-I", "10.0.0.1", "10.0.0.3")
     assert code == 0, out  # r1 (sim-1) to r3's loopback (sim-2), over the routes OSPF learnt on the LAN
 
@@ -125,14 +124,40 @@ def test_host_ends_are_made_where_their_node_runs(fleet: Fleet, lan: dict) -> No
     where = {name: [h for h in HOSTS if fleet.on(h, "ip", "link", "show", name).returncode == 0]
              for name in ends.values()}
     assert where == {ends["own"]: ["sim-2"], ends["lan"]: ["sim-1"]}, where
-    # r3's own link: its host end on sim-2, beside r3
+    # r3's own link: its host end on sim-2, beside r3 (pinged from r3: the hosts have no ping)
     assert fleet.docker_exec("sim-2", lab, "r3", "ip", "addr", "add", "10.213.77.2/30", "dev", "eth2")[0] == 0
     assert fleet.on("sim-2", "ip", "addr", "add", "10.213.77.1/30", "dev", ends["own"]).returncode == 0
-    ping = fleet.on("sim-2", "ping", "-c", "2", "-W", "3", "10.213.77.2")
-    assert ping.returncode == 0, ping.stdout + ping.stderr
-    # the LAN's host end on sim-1 reaches r3 on sim-2 through the segment's tunnel
-    r3_lan = "172.16.0.3"  # netlab's address for r3 on the LAN (set again: this test may run alone)
-    assert fleet.docker_exec("sim-2", lab, "r3", "ip", "addr", "replace", f"{r3_lan}/24", "dev", "eth1")[0] == 0
+    code, out = fleet.docker_exec("sim-2", lab, "r3", "ping", "-c", "2", "-W", "3", "10.213.77.1")
+    assert code == 0, out
+    # the LAN's host end on sim-1 is reached from r3 on sim-2 through the segment's tunnel
+    r3_lan = "172.16.0.3/24"  # netlab's address for r3 on the LAN (set again: this test may run alone)
+    assert fleet.docker_exec("sim-2", lab, "r3", "ip", "addr", "replace", r3_lan, "dev", "eth1")[0] == 0
     assert fleet.on("sim-1", "ip", "addr", "add", "172.16.0.200/24", "dev", ends["lan"]).returncode == 0
-    reached = wait_until(lambda: fleet.on("sim-1", "ping", "-c", "1", "-W", "2", r3_lan).returncode == 0, 30)
+    reached = wait_until(lambda: fleet.docker_exec("sim-2", lab, "r3", "ping", "-c", "1", "-W", "2",
+                                                   "172.16.0.200")[0] == 0, 30, 1)
     assert reached, fleet.docker_exec("sim-2", lab, "r3", "ip", "-br", "addr")[1]
+
+
+def carrier(fleet: Fleet, lab: str, node: str) -> str:
+    code, out = fleet.docker_exec(PLACEMENT[node], lab, node, "cat", "/sys/class/net/eth1/carrier")
+    return out.strip() if code == 0 else f"error: {out}"
+
+
+def test_link_controls_on_the_lan_across_hosts(fleet: Fleet, lan: dict) -> None:
+    """A LAN has no two ends to put an impairment relay between: refused by name (exit 2).
+    Its state applies on every host; a member that stops takes nobody's carrier (a switch)."""
+    lab = lan["lab"]
+    assert lan["code"] == 0, lan["err"][-3000:]
+    impaired = fleet.cli("link", lab, "r1:eth1", "--delay", "50")
+    assert impaired.returncode == 2 and "LAN segment" in impaired.stderr, impaired.stderr[-2000:]
+    stopped = fleet.cli("node", "stop", lab, "r3")
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    assert (carrier(fleet, lab, "r1"), carrier(fleet, lab, "r2")) == ("1", "1")
+    started = fleet.cli("node", "start", lab, "r3")
+    assert started.returncode == 0, started.stderr[-2000:]
+    down = fleet.cli("link", lab, "r1:eth1", "--state", "down")
+    assert down.returncode == 0, down.stderr[-2000:]
+    assert [carrier(fleet, lab, node) for node in PLACEMENT] == ["0", "0", "0"]
+    up = fleet.cli("link", lab, "r2:eth1", "--state", "up")
+    assert up.returncode == 0, up.stderr[-2000:]
+    assert [carrier(fleet, lab, node) for node in PLACEMENT] == ["1", "1", "1"]
