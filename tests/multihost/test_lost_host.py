@@ -3,7 +3,8 @@ line typed on its vtysh, saved with `archetype configs`. sim-1 dies (`sim-fleet.
 host-stop`: worker killed, nodes and daemons stopped): `hosts` shows it lost, `status` its
 nodes lost. A deploy of the lab's own file brings r1 and r2 up on sim-2, r1 from its saved
 config, and BGP comes back. sim-1 comes back (`host-start`): its worker removes its stale
-copies before it serves, and nothing of the lab runs twice.
+copies before it serves, and nothing of the lab runs twice. Then the same with `archetype
+hosts evacuate sim-1` in place of the deploy.
 
 It stops a fleet host: run it alone on the fleet (`flock -x /tmp/fleet.lock`). The fleet is
 left up whatever happens (sim-1 started again, alive). The "set time" is lowered for the
@@ -113,3 +114,30 @@ def test_a_lost_hosts_nodes_come_up_elsewhere_and_its_copies_go_when_it_is_back(
     assert host_leftovers(fleet, "sim-1", lab_id) == {}
     assert nodes_of(fleet, lab_id) == [("r1", "sim-2", "running"), ("r2", "sim-2", "running"), ("r3", "sim-2", "running")]
     wait_bgp(fleet, lab_id, 60)
+
+
+def test_evacuate_brings_a_lost_hosts_nodes_up_elsewhere(fleet: Fleet, lab) -> None:
+    """The same with `hosts evacuate` (each lab with nodes there, from its placed topology):
+    the lab's file first puts r1 and r2 back on sim-1 (alive again), then sim-1 dies."""
+    lab_id, path = lab
+    code, deployed, err = fleet.cli_json("deploy", path, extra_env=LOST)
+    assert code == 0, err[-4000:]
+    assert {n["name"]: n["host"] for n in deployed["nodes"]} == {"r1": "sim-1", "r2": "sim-1", "r3": "sim-2"}
+    stopped = fleet.sim("host-stop", "sim-1")
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    wait_host(fleet, "sim-1", "lost", 60)
+
+    code, evacuated, err = fleet.cli_json("hosts", "evacuate", "sim-1", extra_env=LOST)
+    assert code == 0, err[-4000:]
+    print(f"\n[figures] evacuate sim-1: {evacuated['seconds']} s")
+    assert {(m["lab_id"], m["node"], m["to"]) for m in evacuated["moves"]} >= {
+        (lab_id, "r1", "sim-2"), (lab_id, "r2", "sim-2")}
+    wait_bgp(fleet, lab_id, 120)
+    code, out = fleet.docker_exec("sim-2", lab_id, "r1", "vtysh", "-c", "show running-config")
+    assert MARK in out, out
+
+    back = fleet.sim("host-start", "sim-1")
+    assert back.returncode == 0, back.stderr[-2000:]
+    wait_host(fleet, "sim-1", "alive", 120)
+    assert host_leftovers(fleet, "sim-1", lab_id) == {}
+    assert nodes_of(fleet, lab_id) == [("r1", "sim-2", "running"), ("r2", "sim-2", "running"), ("r3", "sim-2", "running")]
