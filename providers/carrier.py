@@ -29,7 +29,7 @@ from providers.base import LinkEnd, NodeState
 from providers.controls import _held_dir
 from providers.labs import lab_nodes
 from providers.network import ovs
-from providers.network.ports import port_exists, port_is_up
+from providers.network.ports import port_is_up
 from topology import Node
 from vendors.model import Provider
 
@@ -230,8 +230,8 @@ def _wire_again(lab_id: str, status, ports: list[ovs.PortInfo]) -> None:  # noqa
     """A container started outside any flow has a new network namespace and no links: wired
     again from its ports' records in OVS (same VLANs, same port names). A VM's taps come back
     with its domain (libvirt re-adds them with their tags)."""
-    if status.provider is not Provider.DOCKER or not ports or all(port_exists(p.name) for p in ports):
-        return
+    if status.provider is not Provider.DOCKER or not ports:
+        return  # wired even when its old host ends exist: a dead namespace may still hold them (wire_node replaces them)
     node = Node.of(status.name, status.kind)
     naming = node.vendor.interfaces
     ends = []
@@ -241,7 +241,7 @@ def _wire_again(lab_id: str, status, ports: list[ovs.PortInfo]) -> None:  # noqa
             ends.append(LinkEnd(link_id=port.link_id or "", interface=interface, port=naming.port_of(interface) or 0,
                                 vlan=port.tag, port_name=port.name))
     get_provider(Provider.DOCKER).wire_node(lab_id, node, sorted(ends, key=lambda e: e.port))
-    log.info("lab %s: %s wired again after a start outside any flow (%d links)", lab_id, status.name, len(ends))
+    log.info("lab %s: %s wired again after a start (%d links; unchanged where the start was a flow's)", lab_id, status.name, len(ends))
 
 
 def _tunnel_remote(device: str) -> str | None:
