@@ -152,10 +152,28 @@ def save(uri: str, lab_id: str, node: str, folder: Path) -> SavedVm:
             conn.close()
 
 
+RESTORE_TRIES = 3  # libvirt plugs the taps with ovs-vsctl, which times out on a host under heavy load
+
+
+def _restore_from(conn: libvirt.virConnect, memory: Path, xml: str | None, node: str) -> None:
+    """``virDomainRestoreFlags``, tried again when it fails: a failed restore leaves no domain
+    and the memory file unchanged (seen: "Unable to add port ... to OVS bridge" at load 300)."""
+    for attempt in range(1, RESTORE_TRIES + 1):
+        try:
+            conn.restoreFlags(str(memory), xml, libvirt.VIR_DOMAIN_SAVE_RUNNING)
+        except libvirt.libvirtError as err:
+            if attempt == RESTORE_TRIES:
+                raise
+            log.warning("node %s: restore from its saved memory failed (%s): trying again", node, err)
+            time.sleep(2 * attempt)
+        else:
+            return
+
+
 def _resume(conn: libvirt.virConnect, dom: libvirt.virDomain, memory: Path, node: str) -> None:
     """The saved VM runs on from its file; if that fails, it boots (it must not stay down)."""
     try:
-        conn.restoreFlags(str(memory), None, libvirt.VIR_DOMAIN_SAVE_RUNNING)
+        _restore_from(conn, memory, None, node)
     except libvirt.libvirtError as err:
         log.error("node %s: restore after its save failed (%s): booting it", node, err)  # noqa: TRY400 - one line
         dom.create()
@@ -263,7 +281,7 @@ def _restore_on(conn: libvirt.virConnect, lab_id: str, folder: Path, saved: Save
             private_copy(folder / SERIAL_FILE, log_path)
             made.append(log_path)
         network.unplug_dead_taps(lab_id, saved.node, link_ports(xml))
-        conn.restoreFlags(str(folder / MEMORY_FILE), xml, libvirt.VIR_DOMAIN_SAVE_RUNNING)
+        _restore_from(conn, folder / MEMORY_FILE, xml, saved.node)
         dom = conn.lookupByName(saved.domain)
         conn.defineXML(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))  # persistent, as deployed
     except libvirt.libvirtError as err:
