@@ -95,8 +95,9 @@ def libvirt_events(emit: Callable[[NodeEvent], None], stop: threading.Event) -> 
     def lifecycle(_conn, dom, event, detail, _opaque) -> None:  # noqa: ANN001 - libvirt's callback
         if event not in (LIBVIRT_STARTED, LIBVIRT_STOPPED, LIBVIRT_CRASHED):
             return
-        if event == LIBVIRT_STOPPED and detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED:
-            return  # moved live to another host (migrate-node): it runs on, its links follow it
+        if (event, detail) in ((LIBVIRT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED),
+                               (LIBVIRT_STARTED, libvirt.VIR_DOMAIN_EVENT_STARTED_MIGRATED)):
+            return  # a live move (migrate-node), leaving or arriving paused: it runs on, its links follow it
         try:
             marker = _marker(dom)
         except libvirt.libvirtError:
