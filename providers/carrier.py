@@ -98,6 +98,9 @@ def libvirt_events(emit: Callable[[NodeEvent], None], stop: threading.Event) -> 
         if (event, detail) in ((LIBVIRT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED),
                                (LIBVIRT_STARTED, libvirt.VIR_DOMAIN_EVENT_STARTED_MIGRATED)):
             return  # a live move (migrate-node), leaving or arriving paused: it runs on, its links follow it
+        if (event, detail) in ((LIBVIRT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED),
+                               (LIBVIRT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT)):
+            return  # a snapshot's save (archetype snapshot): the VM is restored at once, not a crash
         try:
             marker = _marker(dom)
         except libvirt.libvirtError:
