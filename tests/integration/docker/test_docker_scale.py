@@ -5,10 +5,12 @@ config application is broken on purpose fails with the cause, never ready."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -159,6 +161,47 @@ def test_two_deploys_at_once_stay_within_the_bound_together_and_the_broken_node_
         assert f"ip prefix-list SCALE{index} seq 5" in config and f"router bgp {65000 + index}" in config, config
     print(f"{NODES} nodes from 2 processes, bound {LIMIT}: {elapsed:.1f} s, "  # noqa: T201
           f"{len(spans) + len(spans_there)} engine calls")
+
+
+def watchfrr_dying_once(client: docker.DockerClient, image: str, folder: Path) -> tuple[Bind, Bind]:
+    """Binds that make watchfrr's first start die at once (as under load at N=200: FRR's
+    daemons up, "watchfrr is not running"); later starts run the image's own watchfrr."""
+    made = client.containers.create(image, entrypoint=["true"])
+    try:
+        chunks, _ = made.get_archive("/usr/lib/frr/watchfrr")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            tar.extract("watchfrr", folder, filter="data")
+    finally:
+        made.remove(force=True)
+    wrapper = folder / "watchfrr-once"
+    wrapper.write_text("#!/bin/sh\nif [ ! -e /run/watchfrr-died-once ]; then : >/run/watchfrr-died-once; exit 1; fi\n"
+                       "exec /opt/watchfrr.real \"$@\"\n")
+    wrapper.chmod(0o755)
+    (folder / "watchfrr").chmod(0o755)
+    return (Bind(host=wrapper, container="/usr/lib/frr/watchfrr", mode="ro"),
+            Bind(host=folder / "watchfrr", container="/opt/watchfrr.real", mode="ro"))
+
+
+def test_a_watchfrr_that_died_is_restarted_and_the_node_configured(
+    provider: DockerProvider,
+    lab_factory: Callable[[], str],
+    frr_image: str,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    # Applying frr.conf again cannot bring watchfrr back: the image restarts FRR, and the node
+    # is ready with its config (it failed after 240 s with "watchfrr is not running").
+    lab = lab_factory()
+    node = Node.of("r1", "frr", image=frr_image, startup_config=frr_conf(1),
+                   binds=watchfrr_dying_once(docker_client, frr_image, tmp_path))
+    provider.create_node(lab, node, [])
+    assert provider.wait_ready(lab, node, timeout=120) < 120
+    container = docker_client.containers.get(provider.node_runtime_name(lab, node))
+    assert container.exec_run(["test", "-e", "/run/watchfrr-died-once"]).exit_code == 0  # it did die once
+    config = running_config(docker_client, container.name)
+    assert "ip prefix-list SCALE1 seq 5" in config and "neighbor 10.0.1.2 remote-as 65101" in config, config
+    code, status = container.exec_run(["vtysh", "-c", "show watchfrr"])
+    assert code == 0 and "bgpd" in status.decode(), status
 
 
 def test_an_frr_conf_that_cannot_be_read_fails_the_node_at_once(
