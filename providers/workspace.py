@@ -7,6 +7,7 @@ is made or used, whoever made it; everything else is 0700/0600.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def remove_lab_files(lab_id: str) -> CleanupReport:
     files = names.lab_files_dir(lab_id)
     for restored in sorted(files.glob(RESTORED_FILES)) if files.is_dir() else []:
         remove_tree(restored, report, f"lab {lab_id}")
+        with contextlib.suppress(OSError):
+            files.rmdir()  # only when nothing else is there (the user's own files stay)
     return report
 
 
