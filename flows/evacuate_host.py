@@ -18,10 +18,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.states import Failed
 
+from flows.slices import destroy_slice
 from lab import names
 from lab.errors import ArchetypeError, TopologyError
+from lab.settings import get_settings
 from tasks.hosts import read_hosts
-from tasks.lost import reclaim_stale_copies
+from tasks.lost import copies_here, remove_copies, stale_here
 from tasks.migration import placed_topology
 from tasks.state import known_lab_ids, load_lab_state
 
@@ -74,16 +76,34 @@ def _has_node_on(lab_id: str, host: str) -> bool:
 
 
 def _reclaim_run_name() -> str:
-    from lab.settings import get_settings
-
     return f"reclaim-host/{get_settings().host_name}"
 
 
 @flow(name="reclaim-host", flow_run_name=_reclaim_run_name)
 def reclaim_host() -> dict[str, Any] | Failed:
     """This host's copies of nodes that moved away while it was lost, or of labs destroyed
-    meanwhile, removed (run by the host's worker before it serves)."""
-    result = reclaim_stale_copies()
+    meanwhile, removed (run by the host's worker before it serves), from the labs' records
+    on the server: a lab with no node left here goes as a destroy-slice takes it; otherwise
+    only the moved nodes go."""
+    host = get_settings().host_name
+    logger = get_run_logger()
+    removed: dict[str, list[str]] = {}
+    errors: list[str] = []
+    for lab_id, here in copies_here().items():
+        stale, whole = stale_here(lab_id, here, load_lab_state(lab_id), host)
+        if not (stale or whole):
+            continue
+        logger.warning("lab %s: %s moved away or went while this host was lost: removing its copies here", lab_id,
+                       ", ".join(stale) or "nothing of it runs here, what is left")
+        if whole:  # as the coordinator's destroy would have it (a child run)
+            outcome = destroy_slice(lab_id=lab_id, host=host, return_state=True)
+            report = outcome.result(raise_on_failure=False)
+            report = report if isinstance(report, dict) else {"errors": [str(report)]}
+        else:
+            report = remove_copies(lab_id, stale, here)
+        removed[lab_id] = stale
+        errors += [f"lab {lab_id}: {e}" for e in report.get("errors", [])]
+    result = {"host": host, "removed": removed, "errors": errors}
     if result["errors"]:
         return Failed(message="; ".join(result["errors"])[:1000], data=result)
     return result

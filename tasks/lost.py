@@ -9,7 +9,6 @@ import logging
 from typing import Any
 
 from lab import names
-from lab.settings import get_settings
 from lab.state import LabState, LabStatus
 from topology import Lab
 from topology.lost import lost_nodes, re_placed
@@ -90,33 +89,17 @@ def stale_here(lab_id: str, here: list[str], state: LabState | None, host: str) 
     return sorted(set(here) - mine), not mine
 
 
-def reclaim_stale_copies() -> dict[str, Any]:
-    """Remove this host's copies of nodes that moved away while it was lost (or of labs
-    destroyed meanwhile), from the labs' records on the server: a lab with no node left here
-    goes as a destroy-slice would take it; otherwise only the moved nodes go."""
-    from flows.slices import destroy_slice
+def copies_here() -> dict[str, list[str]]:
+    """Every lab this host has anything of, with its nodes here (none: networks or files only)."""
     from providers import labs
-    from tasks.state import load_lab_state
 
-    host = get_settings().host_name
-    logger = _logger()
-    removed: dict[str, list[str]] = {}
-    errors: list[str] = []
     found = {lab.lab_id: [n.name for n in lab.nodes] for lab in labs.discover()}
-    for lab_id in sorted(found.keys() | labs.labs_with_resources()):  # nodes, or networks and files only
-        stale, whole = stale_here(lab_id, found.get(lab_id, []), load_lab_state(lab_id), host)
-        if not (stale or whole):
-            continue
-        logger.warning("lab %s: %s moved away or went while this host was lost: removing its copies here", lab_id,
-                       ", ".join(stale) or "nothing of it runs here, what is left")
-        if whole:
-            outcome = destroy_slice(lab_id=lab_id, host=host, return_state=True)
-            result = outcome.result(raise_on_failure=False)
-            report = result if isinstance(result, dict) else {"errors": [str(result)]}
-        else:
-            cleanup = labs.remove_nodes_not_in(lab_id, set(found[lab_id]) - set(stale))
-            report = {"removed": cleanup.removed, "errors": cleanup.errors}
-        removed[lab_id] = stale
-        errors += [f"lab {lab_id}: {e}" for e in report.get("errors", [])]
-    return {"host": host, "removed": removed, "errors": errors}
+    return {lab_id: found.get(lab_id, []) for lab_id in sorted(found.keys() | labs.labs_with_resources())}
 
+
+def remove_copies(lab_id: str, stale: list[str], here: list[str]) -> dict[str, Any]:
+    """The stale nodes of the lab removed from this host (its network stays: others use it)."""
+    from providers import labs
+
+    report = labs.remove_nodes_not_in(lab_id, set(here) - set(stale))
+    return {"removed": report.removed, "errors": report.errors}
