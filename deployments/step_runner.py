@@ -9,8 +9,8 @@ each one (Pending: the server lets one claimant win) and runs it in a thread of 
 process. They stay flow runs of their deployments: child runs of the coordinator's run, in
 the UI, with their logs, states and artifacts, as before.
 
-A run set to Cancelling gets its cancel event set (``tasks.migration.CANCEL``: the live
-migration aborts, the VM stays), then ends Cancelled.
+A run set to Cancelling gets its cancel event set (``tasks.migration.CANCEL``, as
+flows.migrate_steps exports it: the live migration aborts, the VM stays), then ends Cancelled.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class StepRunner:
         from prefect.flow_engine import run_flow
         from prefect.states import Cancelled
 
-        from tasks.migration import CANCEL
+        from flows.migrate_steps import CANCEL
 
         started = time.monotonic()
         token = CANCEL.set(cancel)

@@ -21,6 +21,7 @@ from lab import names
 from lab.errors import ArchetypeError, TopologyError
 from lab.settings import get_settings
 from lab.state import LabState, LinkRecord, NodeRecord
+from tasks.fleet_plan import fleet_allocation
 from tasks.hosts import allocate_vnis, read_hosts
 from tasks.migration import placed_topology, remember_topology
 from tasks.state import load_lab_state, publish_lab_state
@@ -137,8 +138,6 @@ def migrate_node(lab: str, node: str, to_host: str) -> dict[str, Any]:
         problems.append(f"to_host: invalid host name {to_host!r}")
     if problems:
         raise TopologyError(problems)
-    logger = get_run_logger()
-    settings = get_settings()
     started = time.monotonic()
     state = load_lab_state(lab)
     if state is None or not state.nodes:
@@ -150,6 +149,15 @@ def migrate_node(lab: str, node: str, to_host: str) -> dict[str, Any]:
         return _adopt(state, plan, record, started)
     if record.provider != "libvirt":
         return _move_cold(state, plan, record, started)
+    with fleet_allocation():  # the new tunnels' VNIs are the lab's, in its published state, only at the end
+        return _move_live(state, plan, record, started)
+
+
+def _move_live(state: LabState, plan: MovePlan, record: NodeRecord, started: float) -> dict[str, Any]:
+    """A VM: describe, prepare (and the other ends' tunnels), send, finish; see the module."""
+    logger = get_run_logger()
+    settings = get_settings()
+    lab, node = plan.lab_id, plan.node
     crossing = _number_crossing(plan, state)
     src, dst = plan.source, plan.destination
     logger.info("moving %s of %s: %s -> %s; links: %s", node, lab, src.name, dst.name,
@@ -255,6 +263,11 @@ def _adopt(state: LabState, plan: MovePlan, record: NodeRecord, started: float) 
     logger = get_run_logger()
     logger.warning("%s already runs on %s (an earlier move did not finish): finishing it", plan.node,
                    plan.destination.name)
+    with fleet_allocation():
+        return _finish_adopted(state, plan, record, started)
+
+
+def _finish_adopted(state: LabState, plan: MovePlan, record: NodeRecord, started: float) -> dict[str, Any]:
     _number_crossing(plan, state)
     ends = _ends_on_destination(plan, record.kind, {m.link.id: m.link.vlans.get(plan.destination.name)
                                                     if m.local_after else None for m in plan.links})

@@ -25,7 +25,9 @@ from lab import names
 from lab.errors import ArchetypeError, TopologyError
 from lab.settings import get_settings
 from tasks.hosts import publish_report
-from tasks.migration import STEP_FUNCTIONS
+from tasks.migration import CANCEL, STEP_FUNCTIONS
+
+__all__ = ["CANCEL", "STEPS", "migrate_step", "migrate_step_flows"]  # CANCEL: for deployments/step_runner.py
 
 STEPS = ("describe", "prepare", "tunnels", "send", "finish", "abort", "untunnel", "extract")
 
