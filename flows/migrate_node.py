@@ -384,17 +384,21 @@ def _move_cold(state: LabState, plan: MovePlan, record: NodeRecord, started: flo
     moved_text = yaml.safe_dump(document, sort_keys=False)
     lab = load_topology(moved_text)
     switch = time.monotonic()
+    # the node's old tunnels go first, on both ends: the converge may give a new tunnel between
+    # the same two hosts the VNI an old one held (lowest free), and the kernel refuses a second
+    # device with it ("File exists")
+    tunnels: dict[str, list[str]] = {}
+    for move in (m for m in plan.links if m.link.vni):
+        for host in (plan.source.name, move.other_host):
+            tunnels.setdefault(host, []).append(names.vxlan_device_name(state.lab_id, move.link.id))
+    for host, devices in tunnels.items():
+        _host_step(state.lab_id, host, "untunnel", {"devices": devices})
     outcome = fleet.deploy_across_hosts(lab, read_hosts())
     downtime = time.monotonic() - switch
     if outcome is None or not isinstance(outcome, dict):
         message = getattr(outcome, "message", None) or "the lab did not converge"
         raise ArchetypeError(f"node {plan.node}: cold move to {plan.destination.name} failed: {message}")
     remember_topology(state.lab_id, moved_text)
-    # links now local on the destination keep their old tunnel there (a converge leaves the
-    # VXLAN devices of links it still has): they go
-    stale = [names.vxlan_device_name(state.lab_id, m.link.id) for m in plan.links if m.local_after and m.link.vni]
-    if stale:
-        _host_step(state.lab_id, plan.destination.name, "untunnel", {"devices": stale})
     logger.info("%s moved cold to %s: down %.1f s", plan.node, plan.destination.name, downtime)
     return {"lab_id": state.lab_id, "node": plan.node, "from": plan.source.name, "to": plan.destination.name,
             "mode": "cold", "seconds": round(time.monotonic() - started, 2), "downtime_seconds": round(downtime, 2),
