@@ -183,6 +183,7 @@ def test_a_destination_whose_worker_is_stopped_gets_nothing(fleet: Fleet, lab: s
                                       extra_env={"ARCHETYPE_HOST_PICKUP_TIMEOUT": "45"})
     finally:
         assert fleet.sim("worker-start", "sim-1").returncode == 0
+        fleet.wait_alive("sim-1")  # the next test moves to it (a move to a host not alive is refused)
     assert code == 1, err[-3000:]
     assert "sim-1" in err and "did not take its step" in err, err[-3000:]
     assert_v1_stays_on(fleet, lab, "sim-2", "sim-1")
