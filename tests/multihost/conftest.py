@@ -9,6 +9,7 @@ at each host directly (nsenter into its namespaces; docker, virsh, ovs-vsctl, ip
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -213,6 +214,29 @@ def start_fresh_fleet(fleet_owner: dict[str, bool]) -> tuple[dict[str, float], F
 @pytest.fixture
 def lab_id() -> str:
     return f"mh-{secrets.token_hex(3)}"
+
+
+def two_routers_across_hosts(lab_id: str, r1_config: str, r2_config: str) -> dict:
+    """A lab document: FRR r1 on sim-1 and r2 on sim-2, linked eth1 to eth1 across the hosts."""
+    return {"name": lab_id, "topology": {
+        "kinds": {"frr": {"image": "archetype/frr:latest"}},
+        "nodes": {"r1": {"kind": "frr", "host": "sim-1", "startup-config": r1_config},
+                  "r2": {"kind": "frr", "host": "sim-2", "startup-config": r2_config}},
+        "links": [{"endpoints": ["r1:eth1", "r2:eth1"]}]}}
+
+
+@contextlib.contextmanager
+def deployed(fleet: Fleet, topology_file: Path) -> Iterator[str]:
+    """The lab of TOPOLOGY_FILE (named after its stem) deployed over the fleet; destroyed at
+    the end, leaving nothing on any host."""
+    lab_id = topology_file.stem
+    code, _, err = fleet.cli_json("deploy", str(topology_file))
+    try:
+        assert code == 0, err[-4000:]
+        yield lab_id
+    finally:
+        fleet.cli("destroy", lab_id)
+        assert {h: host_leftovers(fleet, h, lab_id) for h in HOSTS} == {h: {} for h in HOSTS}
 
 
 def host_leftovers(fleet: Fleet, host: str, lab: str) -> dict[str, list[str]]:

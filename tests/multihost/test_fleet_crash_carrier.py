@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.multihost.conftest import HOSTS, REPO, Fleet, host_leftovers
+from tests.multihost.conftest import REPO, Fleet, deployed, two_routers_across_hosts
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.ovs]
 
@@ -30,20 +30,10 @@ WAIT = 90.0  # the watcher, a flow run on the other host (picked up by its worke
 @pytest.fixture(scope="module")
 def lab(fleet: Fleet, tmp_path_factory) -> Iterator[str]:
     lab_id = f"fleetplan-cc-{secrets.token_hex(2)}"
-    document = {"name": lab_id, "topology": {
-        "kinds": {"frr": {"image": "archetype/frr:latest"}},
-        "nodes": {"r1": {"kind": "frr", "host": "sim-1", "startup-config": R1},
-                  "r2": {"kind": "frr", "host": "sim-2", "startup-config": R2}},
-        "links": [{"endpoints": ["r1:eth1", "r2:eth1"]}]}}
     path: Path = tmp_path_factory.mktemp("cc") / f"{lab_id}.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    code, _, err = fleet.cli_json("deploy", str(path))
-    try:
-        assert code == 0, err[-4000:]
-        yield lab_id
-    finally:
-        fleet.cli("destroy", lab_id)
-        assert {h: host_leftovers(fleet, h, lab_id) for h in HOSTS} == {h: {} for h in HOSTS}
+    path.write_text(yaml.safe_dump(two_routers_across_hosts(lab_id, R1, R2), sort_keys=False))
+    with deployed(fleet, path) as lab_name:
+        yield lab_name
 
 
 def carrier(fleet: Fleet, lab_id: str, host: str, node: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.multihost.conftest import HOSTS, Fleet, host_leftovers
+from tests.multihost.conftest import Fleet, deployed, two_routers_across_hosts
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.ovs]
 
@@ -29,26 +29,15 @@ R2 = "hostname r2\ninterface eth1\n ip address 10.4.12.2/24\n"
 @pytest.fixture(scope="module")
 def topology_file(tmp_path_factory) -> Path:
     lab_id = f"lc-{secrets.token_hex(3)}"
-    document = {"name": lab_id, "topology": {
-        "kinds": {"frr": {"image": "archetype/frr:latest"}},
-        "nodes": {"r1": {"kind": "frr", "host": "sim-1", "startup-config": R1},
-                  "r2": {"kind": "frr", "host": "sim-2", "startup-config": R2}},
-        "links": [{"endpoints": ["r1:eth1", "r2:eth1"]}]}}
     path = tmp_path_factory.mktemp("lab") / f"{lab_id}.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    path.write_text(yaml.safe_dump(two_routers_across_hosts(lab_id, R1, R2), sort_keys=False))
     return path
 
 
 @pytest.fixture(scope="module")
 def lab(fleet: Fleet, topology_file: Path) -> Iterator[str]:
-    lab_id = topology_file.stem
-    code, _, err = fleet.cli_json("deploy", str(topology_file))
-    try:
-        assert code == 0, err[-4000:]
+    with deployed(fleet, topology_file) as lab_id:
         yield lab_id
-    finally:
-        fleet.cli("destroy", lab_id)
-        assert {h: host_leftovers(fleet, h, lab_id) for h in HOSTS} == {h: {} for h in HOSTS}
 
 
 def carrier(fleet: Fleet, lab_id: str) -> str:
