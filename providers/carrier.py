@@ -26,7 +26,7 @@ from pathlib import Path
 from lab import names
 from providers import get_provider
 from providers.base import LinkEnd, NodeState
-from providers.controls import _held_dir
+from providers.controls import held_because_of, remember_held
 from providers.labs import lab_nodes
 from providers.network import ovs
 from providers.network.ports import port_is_up
@@ -178,7 +178,7 @@ def _follow(lab_id: str, node: str, up: bool, peers: list[ovs.PortInfo], statuse
         status = statuses.get(port.node or "")
         if status is None or status.state is not NodeState.RUNNING:
             continue  # a peer that does not run has nothing to lose; its start applies its links
-        held = _held(lab_id, port.name)
+        held = held_because_of(lab_id, port.name)
         if up:
             if node not in held:
                 continue
@@ -195,22 +195,8 @@ def _follow(lab_id: str, node: str, up: bool, peers: list[ovs.PortInfo], statuse
                 get_provider(status.provider).set_link_state(lab_id, status.name, port.name, False)
                 changed.append(port.name)
             held.add(node)
-        _hold(lab_id, port.name, held)
+        remember_held(lab_id, port.name, held)
     return changed
-
-
-def _held(lab_id: str, port_name: str) -> set[str]:
-    path = _held_dir(lab_id) / port_name
-    return set(path.read_text().split()) if path.is_file() else set()
-
-
-def _hold(lab_id: str, port_name: str, because_of: set[str]) -> None:
-    path = _held_dir(lab_id) / port_name
-    if because_of:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(" ".join(sorted(because_of)) + "\n")
-    else:
-        path.unlink(missing_ok=True)
 
 
 def _crashed_path(lab_id: str, node: str) -> Path:

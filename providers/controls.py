@@ -8,6 +8,7 @@ before anything is touched.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,7 +177,7 @@ def apply_link(lab_id: str, state: LabState, link: LinkRecord, stopped_elsewhere
     for end in running:
         peers_gone = [] if lan else sorted(gone & (set(nodes) - {end.node}))
         get_provider(end.provider).set_link_state(lab_id, end.node, end.port_name, link.state != "down" and not peers_gone)
-        _remember_held(lab_id, end.port_name, peers_gone if link.state != "down" else [])
+        remember_held(lab_id, end.port_name, peers_gone if link.state != "down" else [])
     tunnel = names.vxlan_device_name(lab_id, link.id) if len(ends) < len(nodes) else None
     relay_ports = _relay_ports(ends, running, nodes, tunnel)
     if link.conditions.active and relay_ports:
@@ -206,13 +207,21 @@ def _held_dir(lab_id: str) -> Path:
     return names.lab_dir(lab_id) / "carrier-held"
 
 
-def _remember_held(lab_id: str, port_name: str, because_of: list[str]) -> None:
+def remember_held(lab_id: str, port_name: str, because_of: Collection[str]) -> None:
+    """Remember which stopped peers took this host port's carrier (none: forget it). Used by
+    the link controls and by the carrier watcher, so both see the same marks."""
     path = _held_dir(lab_id) / port_name
     if because_of:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(" ".join(because_of) + "\n")
+        path.write_text(" ".join(sorted(because_of)) + "\n")
     else:
         path.unlink(missing_ok=True)
+
+
+def held_because_of(lab_id: str, port_name: str) -> set[str]:
+    """The stopped peers that took this host port's carrier."""
+    path = _held_dir(lab_id) / port_name
+    return set(path.read_text().split()) if path.is_file() else set()
 
 
 def carrier_held(lab_id: str) -> set[str]:
