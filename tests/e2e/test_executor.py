@@ -130,7 +130,11 @@ def test_a_killed_command_takes_its_run_with_it_and_the_lab_stays_deployable(
         deploy = subprocess.Popen([ARCHETYPE, "deploy", str(topology), "--json"], env=host, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 180
-        while not docker_client.containers.list(all=True, filters={"label": f"{names.LABEL_LAB}={unique_lab_id}"}):
+        # sparse: existence only, no inspect per container. A container of the deploy can go
+        # between the list and its inspect (the create path removes one whose start failed,
+        # before the step's retry): a 404 here failed this poll once in CI under load.
+        while not docker_client.containers.list(all=True, sparse=True,
+                                                filters={"label": f"{names.LABEL_LAB}={unique_lab_id}"}):
             assert deploy.poll() is None and time.monotonic() < deadline, "the deploy ended before any node was made"
             time.sleep(0.1)
         (child,) = served(host, "deploy", str(topology), "--json")
