@@ -42,6 +42,7 @@ class LinkMove:
     other_node: str
     other_host: str
     local_after: bool  # both ends on the destination afterwards
+    other_interface: str = ""
     vni: int | None = None  # a new tunnel's VNI (links that cross hosts afterwards)
 
 
@@ -94,9 +95,10 @@ def plan_move(state: LabState, node: str, to_host: str, hosts: list[HostFacts]) 
             raise MigrationRefused(f"node {node} is on {'LAN segment' if names.is_segment_link(link.id) else 'link'} "
                                    f"{link.id}{'' if names.is_segment_link(link.id) else ' (a host:IF end)'}: moving "
                                    "such a node is not supported yet (deploy the lab again with its host: changed)")
-        (other_node, _, _), = [e for e in ends if e[0] != node] or [(node, "", "")]
-        other_host = records[other_node].host or source.name
-        plan.links.append(LinkMove(link, mine[0], other_node, other_host, local_after=other_host == to_host))
+        (other_node, _, other_interface), = [e for e in ends if e[0] != node] or [(node, "", mine[-1])]
+        other_host = to_host if other_node == node else records[other_node].host or source.name
+        plan.links.append(LinkMove(link, mine[0], other_node, other_host, local_after=other_host == to_host,
+                                   other_interface=other_interface))
     return plan
 
 
@@ -147,9 +149,9 @@ def migrate_node(lab: str, node: str, to_host: str) -> dict[str, Any]:
     record = next(n for n in state.nodes if n.name == node)
     if record.provider == "libvirt" and _runs_on(hosts, lab, node) == to_host:
         return _adopt(state, plan, record, started)
-    if record.provider != "libvirt":
-        return _move_cold(state, plan, record, started)
     with fleet_allocation():  # the new tunnels' VNIs are the lab's, in its published state, only at the end
+        if record.provider != "libvirt":
+            return _move_cold(state, plan, record, started)
         return _move_live(state, plan, record, started)
 
 
@@ -360,46 +362,101 @@ def _remember_host(lab_id: str, node: str, host: str) -> None:
 # Containers: cold ---------------------------------------------------------------------------
 
 def _move_cold(state: LabState, plan: MovePlan, record: NodeRecord, started: float) -> dict[str, Any]:
-    """A container: its running config extracted, then the lab converged with the node on
-    the destination and that config as its startup config (the source's slice removes it,
-    the destination's creates and wires it, the tunnels follow). The VMs of the lab are
-    reused as they run. Downtime: from the switch's start to the node ready there."""
+    """A container: made again on the destination from its running config, configured there
+    with its ports down while it still runs on the source (tasks.cold_move); then the switch
+    (the old one goes, the links follow, the new one's ports come up). Down: the switch."""
     import yaml
 
-    from flows import fleet
-    from topology import load_topology
-
     logger = get_run_logger()
+    lab, node, src, dst = state.lab_id, plan.node, plan.source, plan.destination
+    document = _placed_document(state)
+    entry = document["topology"]["nodes"][node]
+    if entry.get("binds"):
+        raise MigrationRefused(f"node {node} binds host files: a cold move does not carry them")
+    timings = {"plan": round(time.monotonic() - started, 2)}
+    extracted = _host_step(lab, src.name, "extract", {"node": node, "kind": record.kind})
+    entry["host"], entry["startup-config"] = dst.name, extracted["config"]
+    moved_text = yaml.safe_dump(document, sort_keys=False)
+    _number_crossing(plan, state)
+    timings["extract"] = round(time.monotonic() - started - sum(timings.values()), 2)
+    staged = _host_step(lab, dst.name, "stage", {
+        "topology": moved_text, "node": node, "macs": extracted["macs"],
+        "addresses": {n.name: n.mgmt_ipv4 for n in state.nodes if n.mgmt_ipv4},
+        "new_here": not any(n.host == dst.name for n in state.nodes),
+        "links": [{"link_id": m.link.id, "interface": m.interface,
+                   "vlan": m.link.vlans.get(dst.name) if m.local_after else None,
+                   "tunnel": None if m.local_after else {"vni": m.vni, "remote": _address_of(m.other_host, plan)}}
+                  for m in plan.links],
+    })
+    timings["stage"] = round(time.monotonic() - started - sum(timings.values()), 2)
+    switch = time.monotonic()
+    errors = _switch(state, plan, staged)
+    downtime = time.monotonic() - switch
+    timings["switch"] = round(downtime, 2)
+    _record_move(state, plan, staged["vlans"])
+    remember_topology(lab, moved_text)
+    timings["record"] = round(time.monotonic() - started - sum(timings.values()), 2)
+    seconds = time.monotonic() - started
+    logger.info("%s moved cold to %s in %.1f s: configured there in %.1f s before the switch, down %.2f s; steps: %s",
+                node, dst.name, seconds, staged["ready_seconds"], downtime, timings)
+    return {"lab_id": lab, "node": node, "from": src.name, "to": dst.name, "mode": "cold",
+            "seconds": round(seconds, 2), "downtime_seconds": round(downtime, 2), "downtime_source": "measured",
+            "timings": timings, "errors": errors}
+
+
+def _placed_document(state: LabState) -> dict[str, Any]:
+    import yaml
+
     text = placed_topology(state.lab_id)
     if text is None:
         raise MigrationRefused(f"lab {state.lab_id}: its placed topology is not on the server (deployed before "
                                "moves existed?): deploy it again, then move the node")
-    document = yaml.safe_load(text)
-    entry = document["topology"]["nodes"][plan.node]
-    if entry.get("binds"):
-        raise MigrationRefused(f"node {plan.node} binds host files: a cold move does not carry them")
-    extracted = _host_step(state.lab_id, plan.source.name, "extract", {"node": plan.node, "kind": record.kind})
-    entry["host"] = plan.destination.name
-    entry["startup-config"] = extracted["config"]
-    moved_text = yaml.safe_dump(document, sort_keys=False)
-    lab = load_topology(moved_text)
-    switch = time.monotonic()
-    # the node's old tunnels go first, on both ends: the converge may give a new tunnel between
-    # the same two hosts the VNI an old one held (lowest free), and the kernel refuses a second
-    # device with it ("File exists")
-    tunnels: dict[str, list[str]] = {}
-    for move in (m for m in plan.links if m.link.vni):
-        for host in (plan.source.name, move.other_host):
-            tunnels.setdefault(host, []).append(names.vxlan_device_name(state.lab_id, move.link.id))
-    for host, devices in tunnels.items():
-        _host_step(state.lab_id, host, "untunnel", {"devices": devices})
-    outcome = fleet.deploy_across_hosts(lab, read_hosts())
-    downtime = time.monotonic() - switch
-    if outcome is None or not isinstance(outcome, dict):
-        message = getattr(outcome, "message", None) or "the lab did not converge"
-        raise ArchetypeError(f"node {plan.node}: cold move to {plan.destination.name} failed: {message}")
-    remember_topology(state.lab_id, moved_text)
-    logger.info("%s moved cold to %s: down %.1f s", plan.node, plan.destination.name, downtime)
-    return {"lab_id": state.lab_id, "node": plan.node, "from": plan.source.name, "to": plan.destination.name,
-            "mode": "cold", "seconds": round(time.monotonic() - started, 2), "downtime_seconds": round(downtime, 2),
-            "errors": outcome.get("errors", [])}
+    return yaml.safe_load(text)
+
+
+def _switch(state: LabState, plan: MovePlan, staged: dict[str, Any]) -> list[str]:
+    """The source lets the old node go first (a failure there undoes the destination: the
+    node runs where it was); then every other host switches at once. Returns what failed
+    after the old node was gone (the node has moved; leftovers are reported)."""
+    lab = state.lab_id
+    steps = _cutovers(state, plan, staged)
+    try:
+        left = _host_step(lab, plan.source.name, "cutover", steps.pop(plan.source.name))
+    except BaseException as err:
+        get_run_logger().error("the switch of %s failed on %s: %s; undoing on %s", plan.node, plan.source.name,  # noqa: TRY400 - re-raised
+                               err, plan.destination.name)
+        _host_step(lab, plan.destination.name, "unstage", {
+            "node": plan.node, "devices": staged["devices"], "had_links": staged["had_links"],
+            "leave": not any(n.host == plan.destination.name for n in state.nodes)})
+        raise
+    reports = {host: _submit_step(lab, host, "cutover", args) for host, args in steps.items()}
+    errors = [f"{plan.source.name}: {e}" for e in left.get("errors", [])]
+    for host, future in reports.items():
+        report = _step_report(future)
+        errors += [f"{host}: {e}" for e in ([report["error"]] if "error" in report else report.get("errors", []))]
+    return errors
+
+
+def _cutovers(state: LabState, plan: MovePlan, staged: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each host's part of the switch (tasks.cold_move ``cutover``)."""
+    lab, node, src, dst = state.lab_id, plan.node, plan.source.name, plan.destination.name
+    hosts = {n.name: n.host for n in state.nodes}
+    steps: dict[str, dict[str, Any]] = {src: {"remove_node": node, "keep_links": _keep_on_source(state, plan),
+                                              "leave": not any(h == src for n, h in hosts.items() if n != node)},
+                                        dst: {"ports_up": [], "old_devices": []}}
+    for move in plan.links:
+        other = steps.setdefault(move.other_host, {})
+        port = names.host_port_name(lab, node, move.interface)
+        if move.link.state == "up":
+            steps[dst]["ports_up"].append(port)
+            if move.other_node != node:
+                other.setdefault("peers", []).append(names.host_port_name(lab, move.other_node, move.other_interface))
+        if move.local_after:  # its old tunnel to the source goes
+            if move.link.vni:
+                steps[dst]["old_devices"].append(names.vxlan_device_name(lab, move.link.id))
+        else:  # the other end's tunnel now reaches the destination (replaced in place)
+            other.setdefault("tunnels", []).append({
+                "link_id": move.link.id, "node": move.other_node, "vni": move.vni, "remote": plan.destination.address,
+                "vlan": move.link.vlans.get(move.other_host, move.link.vlan)})
+    return steps
+

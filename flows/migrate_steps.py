@@ -10,7 +10,8 @@ each host's worker and run by the coordinator as child runs, one step each:
 - ``finish`` (destination): our markers on the VM's ports, the links' old tunnels go;
 - ``abort`` (destination) and ``untunnel`` (other hosts): after a failed switch, nothing of
   the node stays where it was going;
-- ``extract`` (source, a container's cold move): its running config.
+- a container's cold move has steps of its own: ``extract``, ``stage``, ``cutover``,
+  ``unstage`` (tasks.cold_move).
 
 Each step leaves its result as the artifact ``lab.names.host_report_key`` (as the slices do).
 """
@@ -24,12 +25,14 @@ from prefect import flow
 from lab import names
 from lab.errors import ArchetypeError, TopologyError
 from lab.settings import get_settings
+from tasks import cold_move, migration
 from tasks.hosts import publish_report
-from tasks.migration import CANCEL, STEP_FUNCTIONS
+from tasks.migration import CANCEL
 
 __all__ = ["CANCEL", "STEPS", "migrate_step", "migrate_step_flows"]  # CANCEL: for deployments/step_runner.py
 
-STEPS = ("describe", "prepare", "tunnels", "send", "finish", "abort", "untunnel", "extract")
+STEP_FUNCTIONS = {**migration.STEP_FUNCTIONS, **cold_move.STEP_FUNCTIONS}
+STEPS = tuple(STEP_FUNCTIONS)
 
 
 def _check(lab_id: str, host: str, step: str) -> None:
@@ -48,13 +51,13 @@ def migrate_step(lab_id: str, host: str, step: str, args: dict[str, Any]) -> dic
     Args:
         lab_id: the lab.
         host: this host's name (a check: a step sent to the wrong host fails).
-        step: describe, prepare, tunnels, send, finish, abort or untunnel.
+        step: one of STEPS (a live move's, tasks.migration; a cold move's, tasks.cold_move).
         args: the step's arguments, as migrate-node gives them.
     """
     _check(lab_id, host, step)
     result = STEP_FUNCTIONS[step](lab_id, args)
     publish_report(names.host_report_key(lab_id, f"migrate-{step}", host), result)
-    if step in ("send", "finish", "abort"):
+    if step in ("send", "finish", "abort", "stage", "unstage", "cutover"):
         from flows.slices import refresh_facts
 
         refresh_facts()  # `status` reads where the node runs from the hosts' facts

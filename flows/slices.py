@@ -8,7 +8,6 @@ it back), and refreshes the host's published facts so that ``status`` sees the c
 from __future__ import annotations
 
 import contextlib
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,8 @@ from lab import names
 from lab.errors import ArchetypeError, TopologyError
 from lab.locks import lab_lock
 from lab.settings import get_settings
-from lab.state import LabState, LabStatus
 from tasks.hosts import publish_report, publish_this_host
-from tasks.labs import destroy_lab_everywhere
-from tasks.state import publish_lab_state
+from tasks.labs import leave_lab_here
 from topology import load_topology
 from topology.slices import local_part, write_files
 
@@ -77,22 +74,13 @@ def destroy_slice(lab_id: str, host: str) -> dict:
     """Remove everything of the lab on this host (run by the coordinating destroy-lab)."""
     _check(lab_id, host)
     with lab_lock(lab_id):
-        report = destroy_lab_everywhere(lab_id)
-        _remove_slice_files(lab_id)
-        publish_lab_state(LabState(lab_id=lab_id, status=LabStatus.DESTROYED, errors=report.errors),
-                          names.slice_state_key(lab_id, host))
+        report = leave_lab_here(lab_id, host)
     result = {"removed": report.removed, "errors": report.errors}
     publish_report(names.host_report_key(lab_id, "destroy", host), result)
     refresh_facts()
     if report.errors:
         return Failed(message=f"host {host}: not all removed: " + "; ".join(report.errors)[:1000], data=result)
     return result
-
-
-def _remove_slice_files(lab_id: str) -> None:
-    shutil.rmtree(names.slice_files_dir(lab_id), ignore_errors=True)
-    with contextlib.suppress(OSError):
-        names.lab_files_dir(lab_id).rmdir()  # only when nothing else is there (the user's own files stay)
 
 
 @flow(name="extract-slice", flow_run_name="extract-slice/{lab_id}/{host}", task_runner=ThreadPoolTaskRunner(max_workers=16))

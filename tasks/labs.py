@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
@@ -71,3 +74,19 @@ def log_report(report: CleanupReport) -> None:
         logger.info("removed %d %s: %s", len(names), resource, ", ".join(map(str, names)))
     for error in report.errors:
         logger.error(error)
+
+
+def leave_lab_here(lab_id: str, host: str) -> CleanupReport:
+    """Everything of a multi-host lab on this host goes (its slice's nodes, network, files),
+    and its slice state says so. The caller holds the lab's lock."""
+    from lab import names
+    from lab.state import LabState, LabStatus
+    from tasks.state import publish_lab_state
+
+    report = destroy_lab_everywhere(lab_id)
+    shutil.rmtree(names.slice_files_dir(lab_id), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        names.lab_files_dir(lab_id).rmdir()  # only when nothing else is there (the user's own files stay)
+    publish_lab_state(LabState(lab_id=lab_id, status=LabStatus.DESTROYED, errors=report.errors),
+                      names.slice_state_key(lab_id, host))
+    return report

@@ -49,7 +49,7 @@ def _describe(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"plan": plan.to_dict(), "seed": base64.b64encode(serial_log_tail(plan)).decode()}
 
 
-def _tunnels(lab_id: str, entries: list[dict[str, Any]]) -> list[str]:
+def tunnels_here(lab_id: str, entries: list[dict[str, Any]]) -> list[str]:
     tunnels = [Tunnel(**entry) for entry in entries]
     if not tunnels:
         return []
@@ -75,7 +75,7 @@ def _prepare(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
         tags = network.allocate_vlans(lab_id, sorted({*had, *wanted}), had) if wanted else dict(had)
         for entry in links:
             entry["vlan"] = entry["vlan"] if entry["vlan"] is not None else tags[entry["link_id"]]
-        devices = _tunnels(lab_id, [
+        devices = tunnels_here(lab_id, [
             {**entry["tunnel"], "link_id": entry["link_id"], "node": plan.node, "vlan": entry["vlan"]}
             for entry in links if entry.get("tunnel")
         ])
@@ -118,7 +118,7 @@ def _undo_destination(lab_id: str, provider: Any, plan: Any, made: list[str] | N
     for undo in (
         lambda: provider.clean_migration(plan, made),
         lambda: network.remove_ports(devices, lab_id=lab_id),
-        lambda: _release_links_not_in(lab_id, keep_links),
+        lambda: release_links_not_in(lab_id, keep_links),
     ):
         try:
             undo()
@@ -128,7 +128,7 @@ def _undo_destination(lab_id: str, provider: Any, plan: Any, made: list[str] | N
     return errors
 
 
-def _release_links_not_in(lab_id: str, keep: list[str]) -> None:
+def release_links_not_in(lab_id: str, keep: list[str]) -> None:
     if keep:
         network.release_links_not_in(lab_id, keep)
     else:  # the lab had nothing here before: everything it has here goes
@@ -158,7 +158,7 @@ def _send(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     try:
-        _release_links_not_in(lab_id, args["keep_links"])
+        release_links_not_in(lab_id, args["keep_links"])
     except Exception as err:  # noqa: BLE001 - the VM has moved; a leftover port is reported
         errors.append(f"releasing the links that left this host: {err}")
     return {"seconds": result.seconds, "downtime_ms": result.downtime_ms, "downtime_source": result.downtime_source,
@@ -211,20 +211,10 @@ def _untunnel(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"errors": []}
 
 
-def _extract(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
-    """A container's running config (its cold move re-creates it with that as startup config)."""
-    from providers import get_provider
-    from topology import NodeRef
-
-    node = NodeRef.of(args["node"], args["kind"])
-    return {"config": get_provider(node.vendor.provider.value).extract_config(lab_id, node)}
-
-
 STEP_FUNCTIONS = {
-    "extract": _extract,
     "describe": _describe,
     "prepare": _prepare,
-    "tunnels": lambda lab_id, args: {"devices": _tunnels(lab_id, args["tunnels"])},
+    "tunnels": lambda lab_id, args: {"devices": tunnels_here(lab_id, args["tunnels"])},
     "send": _send,
     "finish": _finish,
     "abort": _abort,

@@ -353,7 +353,10 @@ class DockerProvider(NodeProvider):
         self.api.put_archive(container_id, str(target.parent), buffer.getvalue())
 
     @_docker_errors_named
-    def wire_node(self, lab_id: str, node: Node, ends: list[LinkEnd]) -> None:
+    def wire_node(self, lab_id: str, node: Node, ends: list[LinkEnd], *, carrier: bool = True,
+                  macs: dict[str, str] | None = None) -> None:
+        """The management NIC and the link ends (``network.attach_container_ends``: ``carrier``
+        and ``macs`` as there)."""
         name = self.node_runtime_name(lab_id, node)
         info = self._inspect(name)
         if info is not None and _is_ours(info.get("Config", {}).get("Labels"), lab_id, node.name) \
@@ -375,7 +378,16 @@ class DockerProvider(NodeProvider):
             return
         runtime_names = [node.vendor.interfaces.runtime_name(end.port) for end in ends]
         # No separate ensure_bridge: the ports' transaction makes the bridge if it is missing.
-        network.attach_container_ends(lab_id, node.name, pid, ends, runtime_names)
+        network.attach_container_ends(lab_id, node.name, pid, ends, runtime_names, carrier=carrier, macs=macs)
+
+    @_docker_errors_named
+    def interface_macs(self, lab_id: str, node_name: str) -> dict[str, str]:
+        """The running container's interface addresses (runtime name -> MAC)."""
+        info = self._ours(lab_id, node_name)
+        pid = info["State"].get("Pid") or 0
+        if pid <= 0:
+            raise ProviderError(f"node {node_name}: container {info['Name'].lstrip('/')} is not running")
+        return {name: mac for name, mac in network.inside_macs(pid, None).items() if name != "lo"}
 
     @_docker_errors_named
     def remove_node(self, lab_id: str, node_name: str) -> CleanupReport:

@@ -43,6 +43,7 @@ __all__ = [
     "bridge_ports",
     "ensure_bridge",
     "ensure_vm_ports",
+    "inside_macs",
     "network_inventory",
     "network_labs",
     "recover_allocation",
@@ -75,7 +76,8 @@ def bridge_ports() -> dict[str, PortInfo]:
 
 
 def attach_container_ends(
-    lab_id: str, node: str, pid: int, ends: list[LinkEnd], runtime_names: list[str], *, mtu: int | None = None
+    lab_id: str, node: str, pid: int, ends: list[LinkEnd], runtime_names: list[str], *, mtu: int | None = None,
+    carrier: bool = True, macs: dict[str, str] | None = None,
 ) -> None:
     """Wire a running container's link ends: per end a veth pair, the inside end moved into
     the netns of ``pid`` and renamed ``runtime_names[i]``, MTU set (``mtu``, default the
@@ -89,8 +91,18 @@ def attach_container_ends(
     runtime interface (the container restarted: new netns) is recreated, its OVS row
     replaced. A failure halfway removes the veths this call made and raises
     ``NetworkError``; so does an interface of that runtime name already in the container
-    that is not our veth, a ``pid`` in the host's own netns, or a host port of another lab."""
-    _veth.attach_container_ends(lab_id, node, pid, ends, runtime_names, mtu=mtu)
+    that is not our veth, a ``pid`` in the host's own netns, or a host port of another lab.
+
+    ``carrier=False``: the host ends stay down (a node made ready before its links are
+    switched to it: a cold move). ``macs``: runtime name -> the address its new inside end
+    takes (a moved node keeps the ones its peers know)."""
+    _veth.attach_container_ends(lab_id, node, pid, ends, runtime_names, mtu=mtu, carrier=carrier, macs=macs)
+
+
+def inside_macs(pid: int, runtime_names: list[str] | None = None) -> dict[str, str]:
+    """A running container's interface addresses (runtime name -> MAC; all without
+    ``runtime_names``), read in its namespace."""
+    return _veth.inside_macs(pid, runtime_names)
 
 
 def attach_host_ends(lab_id: str, ends: list[LinkEnd], *, mtu: int | None = None) -> None:

@@ -47,6 +47,7 @@ class Link:
     alias: str | None
     peer_index: int | None  # IFLA_LINK: for a veth, the peer's ifindex (in the peer's namespace)
     promiscuous: bool = False  # a switch port's device: set by the datapath that reads it
+    mac: str | None = None
 
 
 def _link(msg) -> Link:
@@ -63,6 +64,7 @@ def _link(msg) -> Link:
         alias=msg.get_attr("IFLA_IFALIAS"),
         peer_index=msg.get_attr("IFLA_LINK"),
         promiscuous=bool(msg["flags"] & IFF_PROMISC),
+        mac=msg.get_attr("IFLA_ADDRESS"),
     )
 
 

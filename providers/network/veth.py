@@ -16,6 +16,7 @@ import errno
 import logging
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from lab.errors import NetworkError
 from lab.settings import get_settings
@@ -86,7 +87,8 @@ class _Container:
 
 
 def attach_container_ends(
-    lab_id: str, node: str, pid: int, ends: list[LinkEnd], runtime_names: list[str], *, mtu: int | None = None
+    lab_id: str, node: str, pid: int, ends: list[LinkEnd], runtime_names: list[str], *, mtu: int | None = None,
+    carrier: bool = True, macs: dict[str, str] | None = None,
 ) -> None:
     """See ``providers.network.attach_container_ends``.
 
@@ -120,7 +122,7 @@ def attach_container_ends(
             for end, inner in right:  # already wired: repair drift in place
                 with netlink_step(what, f"checking {end.port_name} / {inner}"):
                     _repair(host, box, host_links[end.port_name], inside_links[inner],
-                            veth_alias(lab_id, node, end.link_id), mtu)
+                            veth_alias(lab_id, node, end.link_id), mtu, carrier)
                 commands += _port_fix(lab_id, node, end, state)
             to_make = [(end, inner) for end, inner in pairs if (end, inner) not in right]
             old_rows = [e.port_name for e, _ in to_make if state is not None and e.port_name in state.everywhere]
@@ -131,7 +133,8 @@ def attach_container_ends(
                     with netlink_step(what, f"deleting stale {end.port_name}"):
                         _delete_if_there(host, host_links[end.port_name].index)
                 with netlink_step(what, f"creating veth {end.port_name} / {inner} in pid {pid}"):
-                    _make(host, box, end.port_name, inner, veth_alias(lab_id, node, end.link_id), mtu, created)
+                    _make(host, box, _Pair(end.port_name, inner, (macs or {}).get(inner)),
+                          veth_alias(lab_id, node, end.link_id), mtu, carrier, created)
                 commands += ovs.port_commands(end.port_name, end.vlan, port_ids(lab_id, node, end.link_id))
         if commands:
             ovs.grouped_transaction(ovs.bridge_commands() + commands,
@@ -141,15 +144,26 @@ def attach_container_ends(
         raise
 
 
-def _make(host: IPRoute, box: _Container, name: str, inner: str, alias: str, mtu: int, created: list[str]) -> None:
+@dataclass(frozen=True)
+class _Pair:
+    host: str  # the host end (an OVS port)
+    inner: str  # the runtime interface in the container
+    mac: str | None = None  # the inner end's address (a moved node keeps its own)
+
+
+def _make(host: IPRoute, box: _Container, pair: _Pair, alias: str, mtu: int, carrier: bool, created: list[str]) -> None:
     """One netlink request makes the pair, the peer directly in the container under its
-    runtime name; then TX checksum offload off on both ends, marker, up."""
-    host.link("add", ifname=name, kind="veth", mtu=mtu, peer={"ifname": inner, "net_ns_pid": box.pid, "mtu": mtu})
-    created.append(name)
-    tx_checksum_off(name)
-    tx_checksum_off(inner, box.sock())
-    host.link("set", ifname=name, ifalias=alias, state="up")
-    box.ipr.link("set", ifname=inner, state="up")
+    runtime name; then TX checksum offload off on both ends, marker, up (the host end stays
+    down without ``carrier``: the container sees NO-CARRIER and nothing crosses it)."""
+    peer: dict[str, object] = {"ifname": pair.inner, "net_ns_pid": box.pid, "mtu": mtu}
+    if pair.mac:
+        peer["address"] = pair.mac
+    host.link("add", ifname=pair.host, kind="veth", mtu=mtu, peer=peer)
+    created.append(pair.host)
+    tx_checksum_off(pair.host)
+    tx_checksum_off(pair.inner, box.sock())
+    host.link("set", ifname=pair.host, ifalias=alias, state="up" if carrier else "down")
+    box.ipr.link("set", ifname=pair.inner, state="up")
 
 
 def _delete_if_there(ipr: IPRoute, index: int) -> None:
@@ -160,9 +174,9 @@ def _delete_if_there(ipr: IPRoute, index: int) -> None:
             raise
 
 
-def _repair(host: IPRoute, box: _Container, mine: Link, theirs: Link, alias: str, mtu: int) -> None:
-    if mine.alias != alias or not mine.up or mine.mtu != mtu:
-        host.link("set", index=mine.index, ifalias=alias, mtu=mtu, state="up")
+def _repair(host: IPRoute, box: _Container, mine: Link, theirs: Link, alias: str, mtu: int, carrier: bool) -> None:
+    if mine.alias != alias or mine.up != carrier or mine.mtu != mtu:
+        host.link("set", index=mine.index, ifalias=alias, mtu=mtu, state="up" if carrier else "down")
     if not theirs.up or theirs.mtu != mtu:
         box.ipr.link("set", index=theirs.index, mtu=mtu, state="up")
     tx_checksum_off(mine.name)
@@ -253,3 +267,12 @@ def delete_host_veths(candidates: dict[str, str]) -> tuple[list[str], list[str]]
                 if err.code != errno.ENODEV:
                     errors.append(f"{owner}: cannot delete veth {name}: {err}")
     return deleted, errors
+
+
+def inside_macs(pid: int, runtime_names: Sequence[str] | None = None) -> dict[str, str]:
+    """The addresses of a container's interfaces (runtime name -> MAC; all of them without
+    ``runtime_names``), read in its namespace."""
+    with _Container(pid) as box:
+        links = dump_links(box.ipr)
+    wanted = links if runtime_names is None else runtime_names
+    return {name: links[name].mac for name in wanted if name in links and links[name].mac}

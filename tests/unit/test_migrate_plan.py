@@ -66,3 +66,41 @@ def test_where_a_node_runs_comes_from_the_alive_hosts_facts() -> None:
     assert _runs_on(hosts, "mv-a", "r1") is None
     hosts[1] = HostFacts("sim-2", "10.213.0.2", alive=False, labs={"mv-a": [entry]})
     assert _runs_on(hosts, "mv-a", "v1") is None  # a silent host's facts are not trusted
+
+
+def test_a_cold_switch_takes_the_old_node_away_and_turns_each_link_to_the_new_one() -> None:
+    """r1 (sim-1) moves to sim-2: its link to v1 (sim-1) will cross hosts, its link to r2
+    (sim-2) becomes local there."""
+    from flows.migrate_node import _cutovers
+    from lab import names
+
+    lab = state()
+    plan = plan_move(lab, "r1", "sim-2", HOSTS)
+    for move in plan.links:
+        move.vni = 6000 if not move.local_after else None
+    steps = _cutovers(lab, plan, {"vlans": {}})
+    port = {key: names.host_port_name("mv-a", *key) for key in [("r1", "eth1"), ("r1", "eth2"),
+                                                               ("v1", "GigabitEthernet0/1"), ("r2", "eth2")]}
+    source, destination = steps["sim-1"], steps["sim-2"]
+    # sim-1: the old r1 goes; v1 stays, so the lab stays (its link a now has a tunnel to sim-2)
+    assert (source["remove_node"], source["leave"]) == ("r1", False)
+    assert source["keep_links"] == ["a", "b"]
+    assert source["tunnels"] == [{"link_id": "a", "node": "v1", "vni": 6000, "remote": "10.213.0.2", "vlan": 100}]
+    assert source["peers"] == [port[("v1", "GigabitEthernet0/1")]]
+    # sim-2: r1's ports come up; link c is local now: its old tunnel to sim-1 goes
+    assert sorted(destination["ports_up"]) == sorted([port[("r1", "eth1")], port[("r1", "eth2")]])
+    assert destination["old_devices"] == [names.vxlan_device_name("mv-a", "c")]
+    assert destination["peers"] == [port[("r2", "eth2")]]
+
+
+def test_a_cold_switch_leaves_a_link_set_down_down_and_a_host_with_nothing_left_empty() -> None:
+    from flows.migrate_node import _cutovers
+
+    lab = state()
+    lab.nodes = [n for n in lab.nodes if n.name != "v1"]
+    lab.links = [link for link in lab.links if link.id == "c"]
+    lab.links[0].state = "down"
+    plan = plan_move(lab, "r1", "sim-2", HOSTS)
+    steps = _cutovers(lab, plan, {"vlans": {}})
+    assert steps["sim-1"]["leave"] is True  # r1 was the lab's last node on sim-1
+    assert steps["sim-2"]["ports_up"] == [] and "peers" not in steps["sim-2"]  # set down by `archetype link`: stays down

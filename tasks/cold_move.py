@@ -1,0 +1,150 @@
+"""A container's cold move, the host steps (``migrate-node`` runs them as ``migrate-step``
+child runs, as it does a VM's live move):
+
+- ``extract`` (source): the node's running config and its interfaces' MAC addresses;
+- ``stage`` (destination): the node made again from that config, BEFORE the switch, while it
+  still runs on the source: its management address, its link ends on their VLANs here with
+  the addresses its peers know, the tunnels of the links that will cross hosts; its ports
+  stay down (the container sees NO-CARRIER, nothing crosses them) until the switch. The step
+  returns once the node is configured (its readiness check), so that the switch waits for
+  nothing the node does;
+- ``cutover`` (every host with a part in the switch): the old node goes (source), each link's
+  tunnel follows the node (replaced in place), the new node's ports come up (destination),
+  and each container peer's end loses carrier for a moment, as when a cable is moved: the
+  peer drops its sessions with the old node at once instead of waiting for their timers;
+- ``unstage`` (destination): a move that failed before the switch leaves nothing there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab import names
+from lab.errors import ArchetypeError
+from lab.locks import lab_lock
+from lab.settings import get_settings
+from providers import get_provider, network
+from providers.base import LinkEnd
+from providers.network import vlans as vlan_records
+from providers.network.ports import port_is_up
+from tasks.migration import release_links_not_in, tunnels_here
+from topology import Node, NodeRef, load_topology
+from topology.addressing import assign
+from vendors.model import Provider
+
+
+def _extract(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The container's running config (its startup config on the destination) and the MAC
+    address of each of its interfaces (its new ends take them: the peers' ARP and neighbour
+    caches stay right, and so do its IPv6 link-local addresses)."""
+    node = NodeRef.of(args["node"], args["kind"])
+    provider = get_provider(node.vendor.provider)
+    return {"config": provider.extract_config(lab_id, node), "macs": provider.interface_macs(lab_id, node.name)}
+
+
+def _moved_node(lab_id: str, topology: str, name: str, addresses: dict[str, str]) -> Node:
+    """The node as the placed topology gives it (its extracted config as startup config),
+    with the management address it had: the lab's management network made here first, as a
+    deploy on this host would make it."""
+    lab = load_topology(topology, base_dir=names.slice_files_dir(lab_id))
+    if lab.id != lab_id:
+        raise ArchetypeError(f"the topology is lab {lab.id!r}, not {lab_id!r}")
+    plan = get_provider(Provider.DOCKER).ensure_mgmt_network(lab.id, lab.mgmt, len(lab.nodes))  # type: ignore[attr-defined]
+    return assign(lab, plan, None, addresses).nodes[name]
+
+
+def _stage(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    """See the module. ``args``: topology (the lab placed as after the move), node,
+    addresses (node -> management IPv4, as the lab's state has them), macs, links: per link
+    of the node, link_id, interface, vlan (its tag here, None: a new one) and tunnel (vni,
+    remote: a link that will cross hosts) or None; new_here: the lab has nothing on this host
+    yet. On any failure nothing of it stays here."""
+    node = _moved_node(lab_id, args["topology"], args["node"], args["addresses"])
+    provider = get_provider(node.vendor.provider)
+    links: list[dict[str, Any]] = args["links"]
+    before = vlan_records.load_reservation(lab_id)
+    had = sorted(before.tags()) if before else []
+    devices: list[str] = []
+    try:
+        with lab_lock(lab_id):
+            tags = network.allocate_vlans(lab_id, sorted({*had, *(e["link_id"] for e in links)}),
+                                          {e["link_id"]: e["vlan"] for e in links if e["vlan"] is not None})
+            devices = tunnels_here(lab_id, [{**e["tunnel"], "link_id": e["link_id"], "node": node.name,
+                                             "vlan": tags[e["link_id"]]} for e in links if e.get("tunnel")])
+            ends = _ends(lab_id, node, links, tags)
+            provider.create_node(lab_id, node, ends)
+            provider.wire_node(lab_id, node, ends, carrier=False, macs=args.get("macs"))  # type: ignore[call-arg]
+        seconds = provider.wait_ready(lab_id, node)
+    except BaseException:
+        _unstage(lab_id, {"node": node.name, "devices": devices, "had_links": had, "leave": args.get("new_here")})
+        raise
+    return {"vlans": {e.link_id: e.vlan for e in ends}, "ports": [e.port_name for e in ends], "devices": devices,
+            "had_links": had, "ready_seconds": round(seconds, 2)}
+
+
+def _ends(lab_id: str, node: Node, links: list[dict[str, Any]], tags: dict[str, int]) -> list[LinkEnd]:
+    return [LinkEnd(link_id=e["link_id"], interface=e["interface"], port=node.vendor.interfaces.port_of(e["interface"]),
+                    vlan=tags[e["link_id"]], port_name=names.host_port_name(lab_id, node.name, e["interface"]))
+            for e in links]
+
+
+def _unstage(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The staged node, its new tunnels and the VLAN records of links the host did not have;
+    all of the lab here when it had nothing here before (``leave``)."""
+    errors = []
+    with lab_lock(lab_id):
+        if args.get("leave"):
+            from tasks.labs import leave_lab_here
+
+            return {"errors": leave_lab_here(lab_id, get_settings().host_name).errors}
+        for undo in (
+            lambda: get_provider(Provider.DOCKER).remove_node(lab_id, args["node"]),
+            lambda: network.remove_ports(args.get("devices", []), lab_id=lab_id),
+            lambda: release_links_not_in(lab_id, args.get("had_links", [])),
+        ):
+            try:
+                undo()
+            except Exception as err:  # noqa: BLE001 - every undo is tried; failures are reported
+                errors.append(str(err))
+    return {"errors": errors}
+
+
+def _cutover(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    """This host's part of the switch. ``args`` (each optional): remove_node (source: the old
+    node), leave (source: the lab has nothing more here: all of it goes), keep_links (source:
+    the lab's links still with an end here), tunnels (this host's ends of links that now
+    reach the destination: replaced in place), old_devices (tunnels no longer needed),
+    ports_up (destination: the new node's ports), peers (the host ports of the links' other
+    container ends here: their carrier flickers, unless it is down already). The old node's removal is the step's only failure: after it, what fails is
+    reported in ``errors`` (the node has moved)."""
+    errors: list[str] = []
+    with lab_lock(lab_id):
+        if args.get("remove_node"):
+            removed = get_provider(Provider.DOCKER).remove_node(lab_id, args["remove_node"])
+            errors += removed.errors
+        peers = [port for port in args.get("peers", []) if port_is_up(port)]  # one held down stays down
+        for port in peers:
+            _try(errors, f"peer port {port}: carrier off", network.set_port_up, port, False)
+        if args.get("leave"):
+            from tasks.labs import leave_lab_here
+
+            errors += leave_lab_here(lab_id, get_settings().host_name).errors
+        elif args.get("remove_node"):
+            _try(errors, "releasing the links that left this host", release_links_not_in, lab_id, args["keep_links"])
+        _try(errors, "tunnels", tunnels_here, lab_id, args.get("tunnels", []))
+        _try(errors, "removing the old tunnels", network.remove_ports, args.get("old_devices", []), lab_id=lab_id)
+        for port in args.get("ports_up", []):
+            _try(errors, f"port {port} up", network.set_port_up, port, True)
+        for port in peers:
+            _try(errors, f"peer port {port}: carrier back", network.set_port_up, port, True)
+    return {"errors": errors}
+
+
+def _try(errors: list[str], what: str, func: Any, *args: Any, **kwargs: Any) -> None:
+    try:
+        func(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - the node has moved; what is left over is reported
+        errors.append(f"{what}: {err}")
+
+
+STEP_FUNCTIONS = {"extract": _extract, "stage": _stage, "unstage": _unstage, "cutover": _cutover}
