@@ -67,6 +67,13 @@ def host_step(step: str, flow_name: str, host: str, parameters: dict[str, Any], 
     return report
 
 
+def cancel_host_step(step: str, host: str) -> bool:
+    """Cancel this run's ``step`` on ``host`` (started by ``host_step``); False: none runs."""
+    from tasks.hosts import cancel_child
+
+    return cancel_child(_run_key(host, step))
+
+
 def _on_hosts(step: str, flow_name: str, params: dict[str, dict[str, Any]], lab_id: str) -> dict[str, dict[str, Any]]:
     futures = {host: host_step.submit(step, flow_name, host, p, lab_id) for host, p in params.items()}
     reports: dict[str, dict[str, Any]] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -47,12 +48,41 @@ class LinkMove:
 
 
 @dataclass
+class SegmentMove:
+    """What a LAN segment of the moving node becomes (a container's cold move): the hosts
+    with members change, and so do the pairs of hosts joined by a tunnel."""
+
+    link: LinkRecord
+    interface: str  # the moving node's end
+    marker_nodes: dict[str, str]  # each host with members afterwards -> its first member (its tunnels' marker)
+    new_pairs: list[str]  # "host-a+host-b", sorted: joined afterwards, not before
+    gone_pairs: list[str]
+    vnis: dict[str, int] = field(default_factory=dict)  # new pair -> its VNI
+
+
+@dataclass
 class MovePlan:
     lab_id: str
     node: str
     source: HostFacts
     destination: HostFacts
     links: list[LinkMove] = field(default_factory=list)
+    segments: list[SegmentMove] = field(default_factory=list)
+    addresses: dict[str, str] = field(default_factory=dict)  # every host's data-plane address, as planned
+
+
+class Laps:
+    """A move's phases, each with its seconds (the ``timings`` of its result)."""
+
+    def __init__(self, started: float) -> None:
+        self.timings: dict[str, float] = {}
+        self._lap = started
+
+    def __call__(self, phase: str) -> float:
+        now = time.monotonic()
+        self.timings[phase] = round(now - self._lap, 2)
+        self._lap = now
+        return self.timings[phase]
 
 
 def _host_step(lab_id: str, host: str, step: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -85,21 +115,42 @@ def plan_move(state: LabState, node: str, to_host: str, hosts: list[HostFacts]) 
             raise MigrationRefused(f"host {host.name} is not alive (its worker publishes no facts): nothing was moved")
         if not host.address:
             raise MigrationRefused(f"host {host.name} publishes no data-plane address")
-    plan = MovePlan(state.lab_id, node, source, destination)
+    plan = MovePlan(state.lab_id, node, source, destination, addresses={h.name: h.address for h in hosts if h.address})
     for link in state.links:
         ends = [e.partition(":") for e in link.endpoints]
         mine = [iface for name, _, iface in ends if name == node]
         if not mine:
             continue
-        if names.is_segment_link(link.id) or any(name == names.HOST_NODE for name, _, _ in ends):
-            raise MigrationRefused(f"node {node} is on {'LAN segment' if names.is_segment_link(link.id) else 'link'} "
-                                   f"{link.id}{'' if names.is_segment_link(link.id) else ' (a host:IF end)'}: moving "
-                                   "such a node is not supported yet (deploy the lab again with its host: changed)")
+        if any(name == names.HOST_NODE for name, _, _ in ends):
+            raise MigrationRefused(f"node {node} is on {link.id} (a host:IF end): moving such a node is not supported "
+                                   "yet (deploy the lab again with its host: changed)")
+        if names.is_segment_link(link.id):
+            if record.provider == "libvirt":
+                raise MigrationRefused(f"node {node} is a VM on LAN segment {link.id}: a live move of such a node is "
+                                       "not supported yet (deploy the lab again with its host: changed)")
+            plan.segments.append(_segment_move(link, node, mine[0], records, to_host))
+            continue
         (other_node, _, other_interface), = [e for e in ends if e[0] != node] or [(node, "", mine[-1])]
         other_host = to_host if other_node == node else records[other_node].host or source.name
         plan.links.append(LinkMove(link, mine[0], other_node, other_host, local_after=other_host == to_host,
                                    other_interface=other_interface))
     return plan
+
+
+def _segment_move(link: LinkRecord, node: str, interface: str, records: dict[str, NodeRecord],
+                  to_host: str) -> SegmentMove:
+    def marker_nodes(moved: bool) -> dict[str, str]:
+        first: dict[str, str] = {}
+        for end in link.endpoints:
+            member = end.partition(":")[0]
+            first.setdefault(to_host if moved and member == node else records[member].host or "", member)
+        return first
+
+    def pairs(hosts: dict[str, str]) -> set[str]:
+        return {f"{a}+{b}" for a, b in combinations(sorted(hosts), 2)}
+
+    before, after = marker_nodes(False), marker_nodes(True)
+    return SegmentMove(link, interface, after, sorted(pairs(after) - pairs(before)), sorted(pairs(before) - pairs(after)))
 
 
 def _ends_on_destination(plan: MovePlan, kind: str, vlans: dict[str, int]) -> list[dict[str, Any]]:
@@ -164,14 +215,9 @@ def _move_live(state: LabState, plan: MovePlan, record: NodeRecord, started: flo
     src, dst = plan.source, plan.destination
     logger.info("moving %s of %s: %s -> %s; links: %s", node, lab, src.name, dst.name,
                 ", ".join(f"{m.link.id} ({'local' if m.local_after else f'VNI {m.vni}'})" for m in plan.links))
-    timings = {"plan": round(time.monotonic() - started, 2)}
-    lap = time.monotonic()
-
-    def timed(name: str) -> None:
-        nonlocal lap
-        now = time.monotonic()
-        timings[name] = round(now - lap, 2)
-        lap = now
+    timed = Laps(started)
+    timed("plan")
+    timings = timed.timings
 
     # the other ends' new tunnels need nothing from the source or the destination: made meanwhile
     other_tunnels: dict[str, list[dict[str, Any]]] = {}
@@ -182,6 +228,7 @@ def _move_live(state: LabState, plan: MovePlan, record: NodeRecord, started: flo
     tunnelling = {host: _submit_step(lab, host, "tunnels", {"tunnels": tunnels}) for host, tunnels in other_tunnels.items()}
     described: dict[str, Any] | None = None
     prepared: dict[str, Any] | None = None
+    finishing = None
     made_tunnels: dict[str, list[str]] = {}
     try:
         try:
@@ -207,6 +254,12 @@ def _move_live(state: LabState, plan: MovePlan, record: NodeRecord, started: flo
             if failures:
                 raise ArchetypeError("; ".join(failures))
         timed("other ends' tunnels")
+        # the destination's finish waits for the VM there: it is done as soon as the switch is,
+        # while the source still cleans up
+        finishing = _submit_step(lab, dst.name, "finish", {
+            "node": node, "ends": _ends_on_destination(plan, record.kind, prepared["vlans"]),
+            "old_devices": [names.vxlan_device_name(lab, m.link.id) for m in plan.links if m.local_after and m.link.vni],
+            "arrival": {"uuid": described["plan"]["uuid"], "timeout": settings.migrate_timeout}})
         sent = _host_step(lab, src.name, "send", {
             "plan": described["plan"], "dest_uri": f"qemu+tcp://{dst.address}/system",
             "migration_uri": f"tcp://{dst.address}", "tags": prepared["tags"], "timeout": settings.migrate_timeout,
@@ -216,11 +269,15 @@ def _move_live(state: LabState, plan: MovePlan, record: NodeRecord, started: flo
         timed("send")
     except BaseException as err:
         logger.error("the move of %s failed before the switch: %s; undoing on %s", node, err, dst.name)  # noqa: TRY400 - the error is re-raised with its traceback
+        if finishing is not None:
+            _call_off(lab, dst.name, "finish", finishing)
         _undo(lab, plan, described, prepared, made_tunnels)
         raise
-    old_devices = [names.vxlan_device_name(lab, m.link.id) for m in plan.links if m.local_after and m.link.vni]
-    finished = _host_step(lab, dst.name, "finish", {
-        "node": node, "ends": _ends_on_destination(plan, record.kind, prepared["vlans"]), "old_devices": old_devices})
+    finished = _step_report(finishing)
+    if "error" in finished or finished.get("arrived") is False:  # switched (send says so), not finished there
+        raise ArchetypeError(f"node {node}: it was sent to {dst.name}, which did not finish taking it "
+                             f"({finished.get('error') or 'not seen running there'}): `archetype migrate {lab} "
+                             f"{node} --to {dst.name}` again finishes the move")
     timed("finish")
     _record_move(state, plan, prepared["vlans"])
     timed("record")
@@ -243,6 +300,17 @@ def _submit_step(lab_id: str, host: str, step: str, args: dict[str, Any]) -> Any
                             {"lab_id": lab_id, "host": host, "step": step, "args": args}, lab_id)
 
 
+def _call_off(lab_id: str, host: str, step: str, future: Any) -> None:
+    """A step started beside the flow's work and no longer wanted: cancelled, and waited for."""
+    from flows.fleet import cancel_host_step
+
+    try:
+        cancel_host_step(f"migrate-{step}", host)
+    except Exception as err:  # noqa: BLE001 - it gives up on its own (its wait ends)
+        get_run_logger().warning("could not cancel the %s step on %s: %s", step, host, err)
+    _step_report(future)
+
+
 def _step_report(future: Any) -> dict[str, Any]:
     future.wait()
     try:
@@ -254,9 +322,13 @@ def _step_report(future: Any) -> dict[str, Any]:
 def _runs_on(hosts: list[HostFacts], lab: str, node: str) -> str | None:
     """The alive host whose published facts list the node running (None: none says so)."""
     for host in hosts:
-        if host.alive and any(entry[0] == node for entry in host.labs.get(lab, [])):
+        if _listed_on(host, lab, node):
             return host.name
     return None
+
+
+def _listed_on(host: HostFacts, lab: str, node: str) -> bool:
+    return host.alive and host.runs(lab, node)
 
 
 def _adopt(state: LabState, plan: MovePlan, record: NodeRecord, started: float) -> dict[str, Any]:
@@ -290,25 +362,26 @@ def _number_crossing(plan: MovePlan, state: LabState) -> list[LinkMove]:
     """The links that cross hosts after the move, each with its new tunnel's VNI: one no
     tunnel of the lab holds, nor the link's own old one (the new tunnel never meets it)."""
     crossing = [m for m in plan.links if not m.local_after]
-    if not crossing:
+    new_pairs = [f"{seg.link.id}@{pair}" for seg in plan.segments for pair in seg.new_pairs]
+    if not crossing and not new_pairs:
         return crossing
     moving = {m.link.id for m in crossing}
     held = {link.id: link.vni for link in state.links if link.vni is not None and link.id not in moving}
     held |= {f"{link.id}@{pair}": vni for link in state.links for pair, vni in link.vnis.items()}
     held |= {f"{m.link.id}#before": m.link.vni for m in crossing if m.link.vni is not None}
-    vnis = allocate_vnis(plan.lab_id, [*sorted(moving), *held], held)
+    vnis = allocate_vnis(plan.lab_id, [*sorted(moving), *new_pairs, *held], held)
     for move in crossing:
         move.vni = vnis[move.link.id]
+    for seg in plan.segments:
+        seg.vnis = {pair: vnis[f"{seg.link.id}@{pair}"] for pair in seg.new_pairs}
     return crossing
 
 
 def _address_of(host: str, plan: MovePlan) -> str:
-    from tasks.hosts import read_hosts as hosts
-
-    for facts in (plan.source, plan.destination, *hosts()):
-        if facts.name == host and facts.address:
-            return facts.address
-    raise MigrationRefused(f"host {host} publishes no data-plane address")
+    address = plan.addresses.get(host)
+    if not address:
+        raise MigrationRefused(f"host {host} publishes no data-plane address")
+    return address
 
 
 def _undo(lab: str, plan: MovePlan, described: dict | None, prepared: dict | None,
@@ -340,6 +413,11 @@ def _record_move(state: LabState, plan: MovePlan, vlans: dict[str, int]) -> None
         link.vlans[plan.destination.name] = vlans[link.id]
         link.vni = None if move.local_after else move.vni
         link.vlan = vlans[link.id] if move.local_after else link.vlan
+    for seg in plan.segments:
+        seg.link.vlans[plan.destination.name] = vlans[seg.link.id]
+        if plan.source.name not in seg.marker_nodes:
+            seg.link.vlans.pop(plan.source.name, None)
+        seg.link.vnis = {pair: vni for pair, vni in {**seg.link.vnis, **seg.vnis}.items() if pair not in seg.gone_pairs}
     publish_lab_state(state)
     _remember_host(state.lab_id, plan.node, plan.destination.name)
     from tasks.fleet_plan import reroute_node
@@ -373,35 +451,55 @@ def _move_cold(state: LabState, plan: MovePlan, record: NodeRecord, started: flo
     entry = document["topology"]["nodes"][node]
     if entry.get("binds"):
         raise MigrationRefused(f"node {node} binds host files: a cold move does not carry them")
-    timings = {"plan": round(time.monotonic() - started, 2)}
-    extracted = _host_step(lab, src.name, "extract", {"node": node, "kind": record.kind})
+    timed = Laps(started)
+    timed("plan")
+    if not _listed_on(src, lab, node) and _listed_on(dst, lab, node):
+        # a move cut short in its switch (the old one gone, the new one there): finish it
+        logger.warning("%s no longer runs on %s and runs on %s: finishing an earlier move", node, src.name, dst.name)
+        extracted = {"config": entry.get("startup-config") or "", "macs": {}}
+    else:
+        extracted = _host_step(lab, src.name, "extract", {"node": node, "kind": record.kind})
     entry["host"], entry["startup-config"] = dst.name, extracted["config"]
     moved_text = yaml.safe_dump(document, sort_keys=False)
     _number_crossing(plan, state)
-    timings["extract"] = round(time.monotonic() - started - sum(timings.values()), 2)
+    timed("extract")
     staged = _host_step(lab, dst.name, "stage", {
         "topology": moved_text, "node": node, "macs": extracted["macs"],
         "addresses": {n.name: n.mgmt_ipv4 for n in state.nodes if n.mgmt_ipv4},
         "new_here": not any(n.host == dst.name for n in state.nodes),
-        "links": [{"link_id": m.link.id, "interface": m.interface,
-                   "vlan": m.link.vlans.get(dst.name) if m.local_after else None,
-                   "tunnel": None if m.local_after else {"vni": m.vni, "remote": _address_of(m.other_host, plan)}}
-                  for m in plan.links],
+        "links": [*({"link_id": m.link.id, "interface": m.interface,
+                     "vlan": m.link.vlans.get(dst.name) if m.local_after else None} for m in plan.links),
+                  *({"link_id": seg.link.id, "interface": seg.interface, "vlan": seg.link.vlans.get(dst.name)}
+                    for seg in plan.segments)],
+        "tunnels": _staged_tunnels(plan),
     })
-    timings["stage"] = round(time.monotonic() - started - sum(timings.values()), 2)
-    switch = time.monotonic()
+    timed("stage")
     errors = _switch(state, plan, staged)
-    downtime = time.monotonic() - switch
-    timings["switch"] = round(downtime, 2)
+    downtime = timed("switch")
     _record_move(state, plan, staged["vlans"])
     remember_topology(lab, moved_text)
-    timings["record"] = round(time.monotonic() - started - sum(timings.values()), 2)
+    timed("record")
     seconds = time.monotonic() - started
     logger.info("%s moved cold to %s in %.1f s: configured there in %.1f s before the switch, down %.2f s; steps: %s",
-                node, dst.name, seconds, staged["ready_seconds"], downtime, timings)
+                node, dst.name, seconds, staged["ready_seconds"], downtime, timed.timings)
     return {"lab_id": lab, "node": node, "from": src.name, "to": dst.name, "mode": "cold",
-            "seconds": round(seconds, 2), "downtime_seconds": round(downtime, 2), "downtime_source": "measured",
-            "timings": timings, "errors": errors}
+            "seconds": round(seconds, 2), "downtime_seconds": downtime, "downtime_source": "measured",
+            "timings": timed.timings, "errors": errors}
+
+
+def _staged_tunnels(plan: MovePlan) -> list[dict[str, Any]]:
+    """The destination's ends of the node's new tunnels, made before the switch (their other
+    ends, made at the switch, are what lets traffic through)."""
+    dst = plan.destination.name
+    tunnels = [{"link_id": m.link.id, "node": plan.node, "vni": m.vni, "remote": _address_of(m.other_host, plan)}
+               for m in plan.links if not m.local_after]
+    for seg in plan.segments:
+        for pair, vni in seg.vnis.items():
+            if dst in pair.split("+"):
+                (other,) = [h for h in pair.split("+") if h != dst]
+                tunnels.append({"link_id": seg.link.id, "node": seg.marker_nodes[dst], "vni": vni,
+                                "remote": _address_of(other, plan), "peer": other})
+    return tunnels
 
 
 def _placed_document(state: LabState) -> dict[str, Any]:
@@ -458,5 +556,32 @@ def _cutovers(state: LabState, plan: MovePlan, staged: dict[str, Any]) -> dict[s
             other.setdefault("tunnels", []).append({
                 "link_id": move.link.id, "node": move.other_node, "vni": move.vni, "remote": plan.destination.address,
                 "vlan": move.link.vlans.get(move.other_host, move.link.vlan)})
+    for seg in plan.segments:
+        _segment_cutovers(plan, seg, steps)
     return steps
+
+
+def _segment_cutovers(plan: MovePlan, seg: SegmentMove, steps: dict[str, dict[str, Any]]) -> None:
+    """A segment's part of the switch: the node's port up; on each host, its tunnels of the
+    pairs joined now (the destination made its own at the stage), and those of pairs no
+    longer joined go (a source that leaves the segment lets them go with its links)."""
+    lab, dst = plan.lab_id, plan.destination.name
+    if seg.link.state == "up":
+        steps[dst]["ports_up"].append(names.host_port_name(lab, plan.node, seg.interface))
+    for pair, vni in seg.vnis.items():
+        for here, there in _both_ways(pair):
+            if here != dst:
+                steps.setdefault(here, {}).setdefault("tunnels", []).append({
+                    "link_id": seg.link.id, "node": seg.marker_nodes[here], "vni": vni,
+                    "remote": _address_of(there, plan), "vlan": seg.link.vlans[here], "peer": there})
+    for pair in seg.gone_pairs:
+        for here, there in _both_ways(pair):
+            if here in seg.marker_nodes:  # still on the segment
+                steps.setdefault(here, {}).setdefault("old_devices", []).append(
+                    names.vxlan_device_name(lab, f"{seg.link.id}@{there}"))
+
+
+def _both_ways(pair: str) -> list[tuple[str, str]]:
+    a, b = pair.split("+")
+    return [(a, b), (b, a)]
 

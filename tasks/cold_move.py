@@ -56,9 +56,9 @@ def _moved_node(lab_id: str, topology: str, name: str, addresses: dict[str, str]
 def _stage(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
     """See the module. ``args``: topology (the lab placed as after the move), node,
     addresses (node -> management IPv4, as the lab's state has them), macs, links: per link
-    of the node, link_id, interface, vlan (its tag here, None: a new one) and tunnel (vni,
-    remote: a link that will cross hosts) or None; new_here: the lab has nothing on this host
-    yet. On any failure nothing of it stays here."""
+    of the node, link_id, interface and vlan (its tag here, None: a new one); tunnels: this
+    host's ends of the node's new tunnels (link_id, node, vni, remote, peer for a segment's);
+    new_here: the lab has nothing on this host yet. On any failure nothing of it stays here."""
     node = _moved_node(lab_id, args["topology"], args["node"], args["addresses"])
     provider = get_provider(node.vendor.provider)
     links: list[dict[str, Any]] = args["links"]
@@ -69,8 +69,7 @@ def _stage(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
         with lab_lock(lab_id):
             tags = network.allocate_vlans(lab_id, sorted({*had, *(e["link_id"] for e in links)}),
                                           {e["link_id"]: e["vlan"] for e in links if e["vlan"] is not None})
-            devices = tunnels_here(lab_id, [{**e["tunnel"], "link_id": e["link_id"], "node": node.name,
-                                             "vlan": tags[e["link_id"]]} for e in links if e.get("tunnel")])
+            devices = tunnels_here(lab_id, [{**tunnel, "vlan": tags[tunnel["link_id"]]} for tunnel in args["tunnels"]])
             ends = _ends(lab_id, node, links, tags)
             provider.create_node(lab_id, node, ends)
             provider.wire_node(lab_id, node, ends, carrier=False, macs=args.get("macs"))  # type: ignore[call-arg]

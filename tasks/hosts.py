@@ -183,6 +183,39 @@ def run_on_host(flow_name: str, host: str, parameters: dict[str, Any], *, key: s
     logger = get_run_logger()
     run = run_deployment(f"{flow_name}/{host}", parameters=parameters, timeout=0, idempotency_key=key)
     logger.info("%s on %s: child run %s", flow_name, host, run.name)
+    _CHILDREN[key] = run.id
+    try:
+        return _wait_for(run, flow_name, host, settings)
+    finally:
+        _CHILDREN.pop(key, None)
+
+
+# The child runs this process waits for, by key: another thread of the flow may cancel one.
+_CHILDREN: dict[str, UUID] = {}
+
+
+def cancel_child(key: str, wait: float = 10.0) -> bool:
+    """Cancel the child run started with ``key`` (its host's runner sets the step's cancel
+    event; the waiting ``run_on_host`` then returns it Cancelled). Waits up to ``wait`` s for
+    the run to be started; False when there is none."""
+    from prefect.states import Cancelling
+
+    deadline = time.monotonic() + wait
+    while (run_id := _CHILDREN.get(key)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if run_id is None:
+        return False
+    why = "the coordinator no longer needs this step"
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+        if state is not None and state.is_running():
+            client.set_flow_run_state(run_id, Cancelling(message=why), force=True)
+        elif state is None or not state.is_final():  # not taken yet: it never runs (a claim of it is refused)
+            client.set_flow_run_state(run_id, Cancelled(message=why), force=True)
+    return True
+
+
+def _wait_for(run: Any, flow_name: str, host: str, settings: Any) -> Any:
     started = time.monotonic()
     running_since: float | None = None
     last_liveness = 0.0

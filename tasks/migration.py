@@ -167,7 +167,12 @@ def _send(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
 
 def _finish(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
     """Our markers on the VM's ports here, and the old tunnels of links now local go. An
-    end without a VLAN (a run that lost its plan) takes the tag libvirt gave its tap."""
+    end without a VLAN (a run that lost its plan) takes the tag libvirt gave its tap.
+    With ``arrival`` (uuid, timeout), started beside the source's ``send``: first wait for
+    the VM to run here; a migration that ends without it (cancelled, failed) leaves
+    everything as it is (``arrived`` false)."""
+    if args.get("arrival") and not _arrived(lab_id, args["node"], args["arrival"]):
+        return {"arrived": False, "errors": [], "vlans": {}, "downtime_ms": None}
     if any(end["vlan"] is None for end in args["ends"]):
         ports = network.bridge_ports()
         for end in args["ends"]:
@@ -192,6 +197,32 @@ def _finish(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001 - the node works; a leftover tunnel is reported
         errors.append(f"removing the old tunnels: {err}")
     return {"errors": errors, "vlans": {end.link_id: end.vlan for end in ends}, "downtime_ms": downtime_ms}
+
+
+ARRIVAL_POLL_SECONDS = 0.1
+
+
+def _arrived(lab_id: str, node: str, arrival: dict[str, Any]) -> bool:
+    """Whether the VM runs here within ``arrival['timeout']`` s: False once the migration's
+    incoming domain is gone again, or when this step's run is cancelled."""
+    import time
+
+    cancel = CANCEL.get() or threading.Event()
+    deadline = time.monotonic() + float(arrival.get("timeout") or 600)
+    seen = False
+    provider = _libvirt()
+    try:
+        while not cancel.is_set() and time.monotonic() < deadline:
+            where = provider.arrival(lab_id, node, arrival["uuid"])
+            if where == "running":
+                return True
+            if where == "absent" and seen:
+                return False  # the migration failed or was aborted: the VM runs on at the source
+            seen = seen or where == "incoming"
+            cancel.wait(ARRIVAL_POLL_SECONDS)
+    finally:
+        provider.close()
+    return False
 
 
 def _abort(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -550,6 +550,21 @@ def abort(conn: libvirt.virConnect, lab_id: str, node: str) -> bool:
     return True
 
 
+def arrival(conn: libvirt.virConnect, lab_id: str, node: str, uuid: str) -> str:
+    """Destination, during a move: ``running`` (the switch is done: it runs here), ``incoming``
+    (the paused domain the migration fills), or ``absent``."""
+    dom = lookup_domain(conn, names.domain_name(lab_id, node))
+    if dom is None or dom.UUIDString() != uuid:
+        return "absent"
+    try:
+        state = dom.state()[0]
+    except libvirt.libvirtError as err:
+        if error_code(err) == VIR_ERR_NO_DOMAIN:
+            return "absent"
+        raise
+    return "running" if state == libvirt.VIR_DOMAIN_RUNNING else "incoming"
+
+
 def running_here(conn: libvirt.virConnect, lab_id: str, node: str) -> str | None:
     """The node's domain UUID when it runs on this host (by marker), else None."""
     dom = lookup_domain(conn, names.domain_name(lab_id, node))

@@ -444,6 +444,10 @@ class LibvirtProvider(NodeProvider):
         """Destination: the downtime of the migration that brought the node here (QEMU's)."""
         return self._call(lambda conn: migration.arrived_downtime_ms(conn, lab_id, node_name), f"node {node_name}")
 
+    def arrival(self, lab_id: str, node_name: str, uuid: str) -> str:
+        """Destination, during a move: ``running``, ``incoming`` or ``absent`` (migration.arrival)."""
+        return self._call(lambda conn: migration.arrival(conn, lab_id, node_name, uuid), f"node {node_name}")
+
     def running_uuid(self, lab_id: str, node_name: str) -> str | None:
         """The node's domain UUID if it runs on this host."""
         return self._call(lambda conn: migration.running_here(conn, lab_id, node_name), f"node {node_name}")

@@ -146,7 +146,7 @@ def test_undrain_lets_placement_use_the_host_again(fleet: Fleet, lab: str, tmp_p
         fleet.cli("destroy", small["name"])
 
 
-WATCH_SLICE = """
+WATCH_STEP = """
 import sys, time
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
@@ -168,14 +168,14 @@ def test_a_drain_killed_halfway_is_finished_by_the_next(fleet: Fleet, lab: str) 
     move; every node is on a host the lab's status names; the next drain finishes that move
     and moves the rest, and the lab runs (v1 was moved live twice: its line is still there)."""
     env = {**os.environ, **fleet.env, "PYTHONPATH": str(REPO)}
-    watcher = subprocess.Popen([sys.executable, "-c", WATCH_SLICE, f"deploy-slice/{lab}/sim-1"], env=env,
+    watcher = subprocess.Popen([sys.executable, "-c", WATCH_STEP, f"migrate-stage/{lab}/sim-1"], env=env,
                                stdout=subprocess.PIPE, text=True)
     drain = subprocess.Popen([ARCHETYPE, "hosts", "drain", "sim-2", "--lab", lab, "--json"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env={**env, "PREFECT_HOME": str(COORDINATOR_HOME)})
     try:
         out, _ = watcher.communicate(timeout=900)
         assert "running" in out
-        time.sleep(2)  # the cold move is under way on the hosts
+        time.sleep(2)  # the cold move is under way on the hosts: its node made ready there, or switching
     finally:
         drain.kill()
         drain.communicate(timeout=60)

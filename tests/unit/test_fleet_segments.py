@@ -53,8 +53,8 @@ def test_a_segments_vnis_per_pair_of_hosts_survive_the_state_table() -> None:
     assert back.links == state.links
 
 
-def test_a_node_on_a_segment_across_hosts_is_refused_a_move_by_name() -> None:
-    from flows.migrate_node import MigrationRefused, plan_move
+def test_a_container_on_a_segment_across_hosts_moves_with_its_segment() -> None:
+    from flows.migrate_node import plan_move
     from lab.state import NodeRecord
     from topology.placement import HostFacts
 
@@ -64,9 +64,7 @@ def test_a_node_on_a_segment_across_hosts_is_refused_a_move_by_name() -> None:
                             for n, h in (("a", "h1"), ("b", "h2"), ("c", "h2"))],
                      links=[LinkRecord(id="segment:lan", endpoints=["a:eth1", "b:eth1", "c:eth1"], vlan=100,
                                        vnis={"h1+h2": 5001})])
-    try:
-        plan_move(state, "a", "h2", hosts)
-    except MigrationRefused as err:
-        assert "LAN segment segment:lan" in str(err)
-    else:
-        raise AssertionError("a node on a segment moved")
+    plan = plan_move(state, "a", "h2", hosts)
+    assert plan.links == []  # a segment is not a point-to-point link
+    (segment,) = plan.segments
+    assert (segment.link.id, segment.new_pairs, segment.gone_pairs) == ("segment:lan", [], ["h1+h2"])

@@ -104,3 +104,61 @@ def test_a_cold_switch_leaves_a_link_set_down_down_and_a_host_with_nothing_left_
     steps = _cutovers(lab, plan, {"vlans": {}})
     assert steps["sim-1"]["leave"] is True  # r1 was the lab's last node on sim-1
     assert steps["sim-2"]["ports_up"] == [] and "peers" not in steps["sim-2"]  # set down by `archetype link`: stays down
+
+
+def segment_lab() -> LabState:
+    """A LAN of r1, r2 (sim-1) and r3 (sim-2), joined by one tunnel sim-1+sim-2."""
+    def node(name: str, host: str) -> NodeRecord:
+        return NodeRecord(name=name, kind="frr", provider="docker", runtime_name=name, host=host)
+
+    return LabState(
+        lab_id="mv-s", status=LabStatus.DEPLOYED,
+        nodes=[node("r1", "sim-1"), node("r2", "sim-1"), node("r3", "sim-2")],
+        links=[LinkRecord(id="segment:lan", endpoints=["r1:eth1", "r2:eth1", "r3:eth1"], vlan=100,
+                          vlans={"sim-1": 100, "sim-2": 200}, vnis={"sim-1+sim-2": 4096})],
+    )
+
+
+def test_a_segment_member_moving_where_the_segment_already_is_changes_no_tunnel() -> None:
+    plan = plan_move(segment_lab(), "r1", "sim-2", HOSTS)
+    (seg,) = plan.segments
+    assert (seg.interface, seg.new_pairs, seg.gone_pairs) == ("eth1", [], [])  # r2 keeps sim-1 on the LAN
+    assert seg.marker_nodes == {"sim-1": "r2", "sim-2": "r1"}
+
+
+def test_the_last_member_leaving_a_host_takes_its_tunnels_with_it() -> None:
+    from flows.migrate_node import _cutovers
+    from lab import names
+
+    lab = segment_lab()
+    plan = plan_move(lab, "r3", "sim-1", HOSTS)
+    (seg,) = plan.segments
+    assert (seg.new_pairs, seg.gone_pairs) == ([], ["sim-1+sim-2"])
+    steps = _cutovers(lab, plan, {"vlans": {}})
+    assert steps["sim-2"]["leave"] is True  # r3 was the lab's only node there
+    assert steps["sim-1"]["old_devices"] == [names.vxlan_device_name("mv-s", "segment:lan@sim-2")]
+    assert steps["sim-1"]["ports_up"] == [names.host_port_name("mv-s", "r3", "eth1")]
+
+
+def test_a_member_reaching_a_new_host_joins_it_to_every_other_host_of_the_segment() -> None:
+    from flows.migrate_node import _cutovers, _staged_tunnels
+
+    lab = segment_lab()
+    hosts = [*HOSTS, HostFacts("sim-3", "10.213.0.3")]
+    plan = plan_move(lab, "r3", "sim-3", hosts)
+    (seg,) = plan.segments
+    assert (seg.new_pairs, seg.gone_pairs) == (["sim-1+sim-3"], ["sim-1+sim-2"])
+    seg.vnis = {"sim-1+sim-3": 4097}
+    assert _staged_tunnels(plan) == [{"link_id": "segment:lan", "node": "r3", "vni": 4097, "remote": "10.213.0.1",
+                                      "peer": "sim-1"}]
+    steps = _cutovers(lab, plan, {"vlans": {}})
+    assert steps["sim-1"]["tunnels"] == [{"link_id": "segment:lan", "node": "r1", "vni": 4097, "remote": "10.213.0.3",
+                                          "vlan": 100, "peer": "sim-3"}]
+    assert len(steps["sim-1"]["old_devices"]) == 1 and "sim-3" not in steps["sim-1"].get("old_devices", [""])[0]
+
+
+def test_a_vm_on_a_segment_is_refused_with_the_segment_named() -> None:
+    lab = segment_lab()
+    lab.nodes[2] = NodeRecord(name="r3", kind="mini-ios", provider="libvirt", runtime_name="r3", host="sim-2")
+    with pytest.raises(MigrationRefused, match="VM on LAN segment segment:lan"):
+        plan_move(lab, "r3", "sim-1", HOSTS)
