@@ -10,43 +10,31 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.multihost.conftest import HOSTS, Fleet, host_leftovers
+from tests.multihost.conftest import Fleet, deployed, host_leftovers
 from tests.reliability.faults import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.docker, pytest.mark.ovs]
 ADDRESSES = {"r1": "10.78.0.1", "r2": "10.78.0.2", "r3": "10.78.0.3"}
 
 
-def topology(lab_id: str, folder: Path) -> str:
-    nodes = {name: {"kind": "frr", "host": "sim-2" if name == "r3" else "sim-1",
-                    "startup-config": f"hostname {name}\ninterface eth1\n ip address {address}/24\n"}
-             for name, address in ADDRESSES.items()}
-    document = {"name": lab_id, "topology": {
-        "kinds": {"frr": {"image": "archetype/frr:latest"}},
-        "nodes": {**nodes, "lan": {"kind": "bridge"}},
-        "links": [{"endpoints": [f"{name}:eth1", f"lan:eth{i}"]} for i, name in enumerate(ADDRESSES, 1)],
-    }}
-    path = folder / "lan.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def lab(fleet: Fleet, tmp_path_factory) -> Iterator[str]:
     lab_id = f"sgm-{secrets.token_hex(2)}"
-    code, deployed, err = fleet.cli_json("deploy", topology(lab_id, tmp_path_factory.mktemp("lan")))
-    try:
-        assert code == 0, err[-4000:]
+    nodes = {name: {"kind": "frr", "host": "sim-2" if name == "r3" else "sim-1",
+                    "startup-config": f"hostname {name}\ninterface eth1\n ip address {address}/24\n"}
+             for name, address in ADDRESSES.items()}
+    path = tmp_path_factory.mktemp("lan") / f"{lab_id}.yml"
+    path.write_text(yaml.safe_dump({"name": lab_id, "topology": {
+        "kinds": {"frr": {"image": "archetype/frr:latest"}},
+        "nodes": {**nodes, "lan": {"kind": "bridge"}},
+        "links": [{"endpoints": [f"{name}:eth1", f"lan:eth{i}"]} for i, name in enumerate(ADDRESSES, 1)],
+    }}, sort_keys=False))
+    with deployed(fleet, path) as lab_id:
         yield lab_id
-    finally:
-        code, _, err = fleet.cli_json("destroy", lab_id)
-        assert code == 0, err[-3000:]
-        assert {h: host_leftovers(fleet, h, lab_id) for h in HOSTS} == {h: {} for h in HOSTS}
 
 
 def lan_works(fleet: Fleet, lab: str, where: dict[str, str]) -> bool:

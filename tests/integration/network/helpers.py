@@ -50,7 +50,8 @@ class Endpoint:
     def links(self) -> dict[str, dict]:
         with iproute_in_netns(self.pid) as ipr:
             return {
-                m.get_attr("IFLA_IFNAME"): {"index": m["index"], "up": bool(m["flags"] & 1), "mtu": m.get_attr("IFLA_MTU")}
+                m.get_attr("IFLA_IFNAME"): {"index": m["index"], "up": bool(m["flags"] & 1), "mtu": m.get_attr("IFLA_MTU"),
+                                            "carrier": bool(m.get_attr("IFLA_CARRIER"))}
                 for m in ipr.link("dump")
             }
 

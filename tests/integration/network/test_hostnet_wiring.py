@@ -179,7 +179,7 @@ def test_a_call_killed_before_its_ovs_transaction_is_completed_by_the_next(lab_i
     end_a, end_b = _end(lab, "a", "eth1", link, tag), _end(lab, "b", "eth1", link, tag)
     # What a SIGKILL right after the netlink work leaves: the veth pair, marked, no OVS port.
     with IPRoute() as host, veth._Container(a.pid) as box:
-        veth._make(host, box, end_a.port_name, "eth1", veth.veth_alias(lab, "a", link), 1500, [])
+        veth._make(host, box, veth._Pair(end_a.port_name, "eth1"), veth.veth_alias(lab, "a", link), 1500, True, [])
     assert end_a.port_name not in network.bridge_ports()
     assert lab in network.network_labs()
 
@@ -188,3 +188,28 @@ def test_a_call_killed_before_its_ovs_transaction_is_completed_by_the_next(lab_i
     assert network.bridge_ports()[end_a.port_name].tag == tag
     a.address("eth1", "10.84.0.1"), b.address("eth1", "10.84.0.2")
     assert ping(a, "10.84.0.2")
+
+
+def test_a_parked_end_carries_nothing_until_it_comes_up_with_the_address_it_was_given(lab_ids, endpoints):
+    """A cold move's new copy of a node: wired with its host end down (NO-CARRIER inside, no
+    frame through) and the MAC the old copy had; up at the switch, it answers."""
+    lab = lab_ids()
+    a, b = endpoints("a"), endpoints("b")
+    link = names.link_id("a:eth1", "b:eth1")
+    tag = network.allocate_vlans(lab, [link])[link]
+    end_a, end_b = _end(lab, "a", "eth1", link, tag), _end(lab, "b", "eth1", link, tag)
+    network.attach_container_ends(lab, "a", a.pid, [end_a], ["eth1"])
+    network.attach_container_ends(lab, "b", b.pid, [end_b], ["eth1"], carrier=False, macs={"eth1": "02:aa:bb:cc:dd:01"})
+    a.address("eth1", "10.79.0.1")
+    b.address("eth1", "10.79.0.2")
+    assert not _host_links()[end_b.port_name].up
+    assert network.inside_macs(b.pid, ["eth1"]) == {"eth1": "02:aa:bb:cc:dd:01"}
+    assert b.links()["eth1"]["carrier"] is False
+    assert not ping(a, "10.79.0.2", attempts=2)
+
+    network.set_port_up(end_b.port_name, True)
+    assert ping(a, "10.79.0.2")
+    # a re-wire (a retried stage) keeps it as asked: down again, its address unchanged
+    network.attach_container_ends(lab, "b", b.pid, [end_b], ["eth1"], carrier=False)
+    assert not _host_links()[end_b.port_name].up
+    assert network.inside_macs(b.pid, ["eth1"]) == {"eth1": "02:aa:bb:cc:dd:01"}
