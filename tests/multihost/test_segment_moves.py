@@ -78,4 +78,4 @@ def test_a_lan_member_moves_away_and_back_and_the_lan_follows(fleet: Fleet, lab:
     assert wait_until(lambda: lan_works(fleet, lab, where), 30, 1)
     code, document, err = fleet.cli_json("status", lab)
     assert code == 0, err[-2000:]
-    assert {n["name"]: n["host"] for n in document["nodes"]} == where
+    assert {n["name"]: n["host"] for n in document["labs"][0]["nodes"]} == where
