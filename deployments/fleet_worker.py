@@ -41,6 +41,20 @@ def reclaim() -> None:
         log.exception("reclaim-host could not run")
 
 
+def ready_for_vms() -> None:
+    """libvirtd's QEMU capabilities probed before any VM is started or migrated here (in the
+    background: serving does not wait for it)."""
+    from providers.libvirt import LibvirtProvider
+
+    provider = LibvirtProvider()
+    try:
+        provider.probe_capabilities()
+    except Exception as err:  # noqa: BLE001 - no libvirt here, or not yet: the first VM pays for it
+        log.info("libvirt's capabilities not probed: %s", err)
+    finally:
+        provider.close()
+
+
 def main() -> None:
     from prefect import serve
 
@@ -53,6 +67,7 @@ def main() -> None:
     from lab.settings import get_settings
 
     host = get_settings().host_name
+    threading.Thread(target=ready_for_vms, daemon=True, name="libvirt-capabilities").start()
     reclaim()  # back from lost: what moved away goes first, so nothing of a lab runs twice
     publish_this_host()  # before serving: a coordinator can place on it at once
     stop = threading.Event()

@@ -88,6 +88,13 @@ class LibvirtProvider(NodeProvider):
     def close(self) -> None:
         self._libvirt.close()
 
+    def probe_capabilities(self) -> None:
+        """Have libvirtd probe QEMU's capabilities now. A daemon does it once, at the first
+        call that needs them (4-8 s here): without this, the first VM started on a host, or
+        the first one migrated to it, waits for it."""
+        self._call(lambda conn: conn.getDomainCapabilities(None, None, None, get_settings().domain_type, 0),
+                   "libvirt's QEMU capabilities")
+
     # names and plans --------------------------------------------------------------------
 
     def runtime_name(self, lab_id: str, node: str) -> str:
