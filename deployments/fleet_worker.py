@@ -10,6 +10,7 @@ deployments/step_runner.py), and publishes this host's facts when it starts and 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 log = logging.getLogger("archetype.fleet")
@@ -42,6 +43,9 @@ def reclaim() -> None:
 
 
 def main() -> None:
+    # this process and the runs it serves are on a lab host: the routes to labs' management
+    # addresses are the coordinator's (tasks.fleet_plan), never made here
+    os.environ["ARCHETYPE_COORDINATOR_ROUTES"] = "false"
     from prefect import serve
 
     from deployments.serve import deployments
@@ -52,6 +56,7 @@ def main() -> None:
     from flows.test_lab import test_slice
     from lab.settings import get_settings
 
+    get_settings.cache_clear()  # read again, with the line above
     host = get_settings().host_name
     reclaim()  # back from lost: what moved away goes first, so nothing of a lab runs twice
     publish_this_host()  # before serving: a coordinator can place on it at once
