@@ -88,7 +88,7 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
     on every host."""
     logger = get_run_logger()
     previous = load_lab_state(lab.id)
-    lab, lost = recover_lost(lab, hosts, previous)  # a lost host's nodes: re-placed, saved configs
+    lab, _ = recover_lost(lab, hosts, previous)  # a lost host's nodes: re-placed, saved configs
     placement = place(lab, hosts)  # unplaceable: TopologyError, nothing created
     used = sorted(set(placement.values()))
     logger.info("placement: %s", ", ".join(f"{n}@{h}" for n, h in sorted(placement.items())))
