@@ -10,6 +10,7 @@ deployments/step_runner.py), and publishes this host's facts when it starts and 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 log = logging.getLogger("archetype.fleet")
@@ -41,32 +42,23 @@ def reclaim() -> None:
         log.exception("reclaim-host could not run")
 
 
-def ready_for_vms() -> None:
-    """libvirtd's QEMU capabilities probed before any VM is started or migrated here (in the
-    background: serving does not wait for it)."""
-    from providers.libvirt import LibvirtProvider
-
-    provider = LibvirtProvider()
-    try:
-        provider.probe_capabilities()
-    except Exception as err:  # noqa: BLE001 - no libvirt here, or not yet: the first VM pays for it
-        log.info("libvirt's capabilities not probed: %s", err)
-    finally:
-        provider.close()
-
-
 def main() -> None:
+    # this process and the runs it serves are on a lab host: the routes to labs' management
+    # addresses are the coordinator's (tasks.fleet_plan), never made here
+    os.environ["ARCHETYPE_COORDINATOR_ROUTES"] = "false"
     from prefect import serve
 
     from deployments.serve import deployments
     from deployments.step_runner import StepRunner
-    from flows.fleet import publish_this_host
+    from flows.fleet import publish_this_host, ready_for_vms
     from flows.migrate_steps import migrate_step_flows
     from flows.slices import slice_flows
     from flows.test_lab import test_slice
     from lab.settings import get_settings
 
+    get_settings.cache_clear()  # read again, with the line above
     host = get_settings().host_name
+    # libvirtd probes QEMU once, at the first call that needs it (4-8 s): before any VM comes
     threading.Thread(target=ready_for_vms, daemon=True, name="libvirt-capabilities").start()
     reclaim()  # back from lost: what moved away goes first, so nothing of a lab runs twice
     publish_this_host()  # before serving: a coordinator can place on it at once

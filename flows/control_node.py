@@ -82,7 +82,7 @@ def _here(state: LabState, record: NodeRecord, action: str) -> list[str]:
 
 def _bring_back(lab: str, state: LabState, record: NodeRecord) -> list[str]:
     """Start the node and give it back what it had: links, readiness, post-boot, link controls."""
-    node = controls.node_of(record)
+    node = controls.node_of(record, lab)
     was_stopped = start_node(lab, record)
     wire_node(lab, node, controls.link_ends_of(state, record.name))
     record.ready_seconds = wait_ready(lab, node)

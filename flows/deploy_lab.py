@@ -140,7 +140,8 @@ def converge_here(
         if set(present) - set(lab.nodes):  # a converging deploy: nodes the topology no longer has
             remove_nodes_not_in(lab.id, list(lab.nodes))
         remove_links_not_in(lab)
-        wire_tunnels(lab.id, list(tunnels), vlans, get_settings().data_address)
+        if whole is not None or tunnels or _had_tunnels(previous):  # a lab on one host only never had one
+            wire_tunnels(lab.id, list(tunnels), vlans, get_settings().data_address)
         if host_ends:
             host_wired = wire_host_ends(lab.id, host_ends, return_state=True)
             if not host_wired.is_completed():
@@ -153,6 +154,11 @@ def converge_here(
         publish_lab_state(state, state_key)
     result = _result(state, progress, flow_started_at)
     return result, (f"lab {lab.id}: " + "; ".join(state.errors)[:1000] if state.errors else None)
+
+
+def _had_tunnels(previous: LabState | None) -> bool:
+    """The lab's record has cross-host links: it ran on several hosts (all on this one now)."""
+    return previous is not None and any(link.vni or link.vnis for link in previous.links)
 
 
 def _configured_before(previous: LabState | None, running: set[str]) -> set[str]:

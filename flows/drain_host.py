@@ -26,6 +26,7 @@ from prefect.states import Failed
 from lab import names
 from lab.errors import ArchetypeError, TopologyError
 from lab.state import NodePhase
+from tasks.fleet_plan import route_lab
 from tasks.hosts import child_error, drain_record, read_hosts, read_report, run_on_host, set_drained
 from tasks.migration import placed_topology
 from tasks.state import known_lab_ids, load_lab_state
@@ -73,6 +74,8 @@ def drain_host(host: str, labs: list[str] | None = None) -> dict[str, Any] | Fai
         results.append(result)
         errors += [f"{lab_id}/{node}: {e}" for e in result.get("errors", [])]
     errors += _clear(host, sorted({lab_id for lab_id, _ in moves}))
+    for lab_id in sorted({lab_id for lab_id, _ in moves}):  # from here, wherever each move ran
+        route_lab(lab_id)
     result = {"host": host, "drained": True, "moves": results, "errors": errors,
               "seconds": round(time.monotonic() - started, 2)}
     if errors:  # the run ends Failed, its report as its result (draining again resumes)

@@ -22,6 +22,7 @@ from flows.slices import destroy_slice
 from lab import names
 from lab.errors import ArchetypeError, TopologyError
 from lab.settings import get_settings
+from tasks.fleet_plan import route_lab
 from tasks.hosts import read_hosts
 from tasks.lost import copies_here, remove_copies, stale_here
 from tasks.migration import placed_topology
@@ -61,6 +62,7 @@ def evacuate_host(host: str) -> dict[str, Any] | Failed:
         outcome = deploy_lab(topology=text, return_state=True)
         if not outcome.is_completed():
             errors.append(f"lab {lab_id}: {outcome.message}")
+        route_lab(lab_id)  # the coordinator's way to the re-placed nodes, wherever the deploy ran
         after = load_lab_state(lab_id)
         moves += [{"lab_id": lab_id, "node": n.name, "from": host, "to": n.host, "state": n.shown_state}
                   for n in after.nodes if n.name in before]

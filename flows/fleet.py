@@ -25,8 +25,16 @@ from lab.settings import get_settings
 from lab.state import LabState, LabStatus, LinkRecord, NodePhase, NodeRecord
 from tasks.controls import keep_link_controls
 from tasks.fleet_plan import fleet_allocation, plan_mgmt, route_to_nodes, unroute
-from tasks.hosts import allocate_vnis, child_error, publish_this_host, read_hosts, read_report, run_on_host
-from tasks.lost import recover_lost, untunnel_now_local
+from tasks.hosts import (
+    allocate_vnis,
+    child_error,
+    publish_this_host,
+    read_hosts,
+    read_report,
+    ready_for_vms,
+    run_on_host,
+)
+from tasks.lost import recover_lost
 from tasks.migration import remember_topology
 from tasks.state import load_lab_state, publish_lab_state
 from topology import Lab
@@ -34,7 +42,7 @@ from topology.fleet_plan import routes_to_nodes
 from topology.placement import Crossing, HostFacts, crossings, place
 from topology.slices import slice_document
 
-__all__ = ["deploy_across_hosts", "destroy_across_hosts", "extract_across_hosts", "fleet_hosts", "publish_this_host",
+__all__ = ["deploy_across_hosts", "destroy_across_hosts", "extract_across_hosts", "fleet_hosts", "publish_this_host", "ready_for_vms",
            "read_hosts"]
 
 
@@ -94,13 +102,15 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
     (the caller then deploys in-process, as on a single host). ``strict``: as deploy-lab's,
     on every host."""
     logger = get_run_logger()
-    lab, lost = recover_lost(lab, hosts, load_lab_state(lab.id))  # a lost host's nodes: re-placed, saved configs
+    previous = load_lab_state(lab.id)
+    lab, _ = recover_lost(lab, hosts, previous)  # a lost host's nodes: re-placed, saved configs
     placement = place(lab, hosts)  # unplaceable: TopologyError, nothing created
     used = sorted(set(placement.values()))
     logger.info("placement: %s", ", ".join(f"{n}@{h}" for n, h in sorted(placement.items())))
-    if used == [get_settings().host_name]:
+    lost_hosts = {h.name for h in hosts if h.lost}  # each removes its part itself when back (reclaim-host)
+    left = sorted({n.host for n in (previous.nodes if previous else []) if n.host} - set(used) - lost_hosts)
+    if used == [get_settings().host_name] and not left:  # (a lab leaving other hosts: their part goes below)
         return None
-    previous = load_lab_state(lab.id)
     crossing = crossings(lab, placement)
     with fleet_allocation():  # one lab at a time over the fleet chooses its VNIs and subnet, and records them
         lab = plan_mgmt(lab, previous)  # one management subnet, every node's address
@@ -108,7 +118,7 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
         state = LabState(
             lab_id=lab.id, status=LabStatus.ALLOCATED,
             nodes=[NodeRecord(name=n.name, kind=n.kind, provider=n.vendor.provider.value, host=placement[n.name],
-                              runtime_name=names.container_name(lab.id, n.name) if n.vendor.provider.value == "docker"
+                              runtime_name=names.container_name(lab.id, n.name, n.name_prefix) if n.vendor.provider.value == "docker"
                               else names.domain_name(lab.id, n.name), mgmt_ipv4=n.mgmt_ipv4)
                    for n in lab.nodes.values()],
             links=[LinkRecord(id=link.id, endpoints=[str(end) for end in link.ends], vlan=0, vni=vnis.get(link.id),
@@ -126,16 +136,12 @@ def deploy_across_hosts(lab: Lab, hosts: list[HostFacts], strict: bool = False) 
                "tunnels": _tunnels_of(host, crossing, vnis, address), "strict": strict}
         for host in used
     }
-    lost_hosts = {h.name for h in hosts if h.lost}  # each removes its part itself when back (reclaim-host)
-    left = sorted({n.host for n in (previous.nodes if previous else []) if n.host} - set(used) - lost_hosts)
-    reports = _on_hosts("deploy", "deploy-slice", params, lab.id)
+    reports = _on_hosts("deploy", "deploy-slice", params, lab.id)  # each slice ends with exactly its tunnels
     if left:  # hosts the lab no longer uses: their part goes
         gone = _on_hosts("destroy", "destroy-slice", {h: {"lab_id": lab.id, "host": h} for h in left}, lab.id)
         state.errors += [r["error"] for r in gone.values() if "error" in r] + [e for r in gone.values() for e in r.get("errors", [])]
     _merge(state, reports)
     route_to_nodes(lab.id, lab.mgmt.ipv4_subnet, routes_to_nodes(lab, placement, address))  # from here
-    if lost:  # a re-placed node's link now local keeps its tunnel there: it goes
-        state.errors += untunnel_now_local(lab, previous, placement, lost)
     state.status = LabStatus.FAILED if state.errors else LabStatus.DEPLOYED
     publish_lab_state(state)
     result = {

@@ -73,6 +73,17 @@ def container_name(lab_id: str, node: str, prefix: str | None = None) -> str:
     return f"{prefix}-{lab_id}-{node}" if prefix else node
 
 
+def container_prefix(runtime_name: str, lab_id: str, node: str) -> str | None:
+    """The ``prefix`` a container name was made with (``container_name`` read back): None for
+    our own ``archetype-<lab>-<node>`` (and for a name no prefix gives)."""
+    suffix = f"-{lab_id}-{node}"
+    if runtime_name == node:
+        return ""
+    if runtime_name.endswith(suffix) and runtime_name != f"archetype{suffix}":
+        return runtime_name.removesuffix(suffix) or None
+    return None
+
+
 def domain_name(lab_id: str, node: str) -> str:
     return f"arch-{lab_id}-{node}"
 

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     host_memory_mb: int = Field(
         0, ge=0, description="Memory this host offers to labs, MiB (placement); 0: what the kernel says is available"
     )
+    coordinator_routes: bool = Field(
+        True,
+        description="This process's fleet runs (deploy, move, drain, evacuation, destroy) keep the coordinator "
+                    "host's routes to the labs' management addresses, here. A fleet host's worker turns it off "
+                    "for its runs: they run on a lab host, which reaches its own nodes on its bridge",
+    )
     vxlan_port: int = Field(4789, ge=1, le=65535, description="UDP port of cross-host VXLAN tunnels")
     runner_poll_seconds: float = Field(
         2.0, gt=0,

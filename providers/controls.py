@@ -49,10 +49,12 @@ def node_record(state: LabState, node_name: str) -> NodeRecord:
     raise TopologyError([f"node: lab {state.lab_id} has no node {node_name!r} (its nodes: {known})"])
 
 
-def node_of(record: NodeRecord) -> Node:
-    """The node as providers need it for readiness and post-boot: its kind's vendor entry
-    and the topology's ``exec`` the deploy recorded."""
-    return Node.of(record.name, record.kind, exec=tuple(record.exec_lines))
+def node_of(record: NodeRecord, lab_id: str | None = None) -> Node:
+    """The node as providers need it for wiring, readiness and post-boot: its kind's vendor
+    entry, the topology's ``exec`` the deploy recorded and, given the lab, its container's
+    name's containerlab prefix (netlab's ``clab-<lab>-<node>``), read from its runtime name."""
+    prefix = names.container_prefix(record.runtime_name, lab_id, record.name) if lab_id else None
+    return Node.of(record.name, record.kind, exec=tuple(record.exec_lines), name_prefix=prefix)
 
 
 def check_can_stop(record: NodeRecord) -> None:

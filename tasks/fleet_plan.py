@@ -86,12 +86,19 @@ def plan_mgmt(lab: Lab, previous: LabState | None) -> Lab:
     return planned
 
 
+def routes_here() -> bool:
+    """This process keeps the coordinator's routes (the user's command runs here), not a run
+    of a fleet host's worker (lab.settings ``coordinator_routes``)."""
+    return get_settings().coordinator_routes
+
+
 def route_to_nodes(lab_id: str, subnet: str | None, routes: dict[str, str]) -> None:
-    """This (coordinator) host's routes to the lab's nodes; a failure is a warning: the lab
-    runs, only its management addresses are not reached from here."""
+    """This (coordinator) host's routes to the lab's nodes, exactly (a route to an address of
+    the subnet not in ``routes`` goes); a failure is a warning: the lab runs, only its
+    management addresses are not reached from here. None on a lab host's worker."""
     from providers.network.mgmt_routes import ensure_routes
 
-    if not subnet:
+    if not subnet or not routes_here():
         return
     logger = get_run_logger()
     try:
@@ -104,10 +111,34 @@ def route_to_nodes(lab_id: str, subnet: str | None, routes: dict[str, str]) -> N
         logger.info("lab %s: %d management addresses routed from this host via their hosts", lab_id, len(routes))
 
 
+def route_lab(lab_id: str) -> None:
+    """The coordinator's routes to every node of the lab, from its record (the host each node
+    runs on now) and the hosts' addresses: what the deploy makes, made again here at the end
+    of moves that may have run elsewhere (a drain's, an evacuation's child runs)."""
+    from tasks.hosts import read_hosts
+    from tasks.state import load_lab_state
+
+    if not routes_here():
+        return
+    try:
+        state = load_lab_state(lab_id)
+        address = {h.name: h.address for h in read_hosts()} if state and state.mgmt_ipv4_subnet else {}
+    except Exception as err:  # noqa: BLE001 - never fail a drain for the way to its nodes
+        get_run_logger().warning("lab %s: management routes not updated from here: %s", lab_id, err)
+        return
+    if state is not None and state.mgmt_ipv4_subnet:
+        route_to_nodes(lab_id, state.mgmt_ipv4_subnet, mgmt_routes(state, address))
+
+
+def mgmt_routes(state: LabState, address: dict[str, str | None]) -> dict[str, str]:
+    """Each node's management address -> the address of the host its record puts it on."""
+    return {n.mgmt_ipv4: via for n in state.nodes if n.mgmt_ipv4 and (via := address.get(n.host or ""))}
+
+
 def unroute(lab_id: str, subnet: str | None) -> None:
     from providers.network.mgmt_routes import remove_routes
 
-    if subnet:
+    if subnet and routes_here():
         try:
             remove_routes(subnet)
         except Exception as err:  # noqa: BLE001 - a route left is harmless, and the next deploy replaces it
@@ -116,11 +147,14 @@ def unroute(lab_id: str, subnet: str | None) -> None:
 
 def reroute_node(state: LabState, node: str, address: str | None) -> None:
     """A node that moved to the host at ``address``: the route to its management address
-    from here follows it (where this runs: the move's coordinating run)."""
+    from here follows it, when the move runs where the user's command does (the coordinator:
+    a migrate from the command line, a drain's moves in its own process). A move run by a
+    fleet host's worker routes nothing there: the run that coordinates it does
+    (``route_lab``, at the end of a drain or an evacuation)."""
     from providers.network.mgmt_routes import set_route
 
     record = next((n for n in state.nodes if n.name == node), None)
-    if not (state.mgmt_ipv4_subnet and record and record.mgmt_ipv4 and address):
+    if not (state.mgmt_ipv4_subnet and record and record.mgmt_ipv4 and address and routes_here()):
         return
     try:
         set_route(record.mgmt_ipv4, address)

@@ -259,3 +259,19 @@ def child_error(run: Any) -> str | None:
     if state is None or state.is_completed():
         return None
     return f"{state.name}: {state.message or 'no message'}"
+
+
+def ready_for_vms() -> None:
+    """libvirtd's QEMU capabilities probed before any VM is started or migrated here (a host
+    whose libvirt does not answer yet: the first VM pays for it)."""
+    import logging
+
+    from providers.libvirt import LibvirtProvider
+
+    provider = LibvirtProvider()
+    try:
+        provider.probe_capabilities()
+    except Exception as err:  # noqa: BLE001 - logged; nothing depends on it
+        logging.getLogger("archetype.fleet").info("libvirt's capabilities not probed: %s", err)
+    finally:
+        provider.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lab import names
 from lab.state import LabState, LabStatus
 from topology import Lab
 from topology.lost import lost_nodes, re_placed
@@ -44,33 +43,6 @@ def recover_lost(lab: Lab, hosts: list[HostFacts], previous: LabState | None) ->
         logger.warning("%s: host %s is lost: re-placed on a live host, %s", node, host,
                        f"from its saved config {used[node]}" if node in used else "as the topology says (no saved config)")
     return lab, lost
-
-
-def untunnel_now_local(lab: Lab, previous: LabState | None, placement: dict[str, str],
-                       lost: dict[str, str]) -> list[str]:
-    """The VXLAN device a link of a re-placed node kept on a live host where the link is now
-    local (a converge leaves the devices of links it still has), removed by a migrate-step
-    child run there. Errors, each naming its host."""
-    from prefect.runtime import flow_run
-
-    from tasks.hosts import child_error, read_report, run_on_host
-
-    had_vni = {link.id for link in (previous.links if previous else []) if link.vni}
-    stale: dict[str, list[str]] = {}
-    for link in lab.links:
-        ends = [end.node for end in link.node_ends]
-        if link.segment is not None or link.id not in had_vni or len(ends) != 2 or not set(ends) & set(lost):
-            continue
-        if placement[ends[0]] == placement[ends[1]]:
-            stale.setdefault(placement[ends[0]], []).append(names.vxlan_device_name(lab.id, link.id))
-    errors = []
-    for host, devices in sorted(stale.items()):
-        run = run_on_host("migrate-step", host, {"lab_id": lab.id, "host": host, "step": "untunnel",
-                                                 "args": {"devices": devices}}, key=f"{flow_run.id}-{host}-untunnel")
-        report = read_report(names.host_report_key(lab.id, "migrate-untunnel", host), run.id) or {}
-        error = child_error(run)
-        errors += [f"host {host}: {e}" for e in report.get("errors") or ([error] if error else [])]
-    return errors
 
 
 # The host, back: its stale copies go -----------------------------------------------------

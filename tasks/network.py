@@ -104,15 +104,21 @@ def remove_links_not_in(lab: Lab) -> list[str]:
 @task(name="wire-tunnels", task_run_name="wire-tunnels/{lab_id}", retries=2, retry_delay_seconds=[1, 3],
       retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE)
 def wire_tunnels(lab_id: str, tunnels: list[dict], vlans: dict[str, int], local: str | None) -> list[str]:
-    """The VXLAN devices of the lab's cross-host links on this host (``tunnels``: link_id,
-    node, vni, remote), on the bridge with each link's local tag."""
+    """The VXLAN devices of the lab's cross-host links on this host, exactly: ``tunnels``
+    (link_id, node, vni, remote; all this host's part needs, from the coordinator), on the
+    bridge with each link's local tag; the lab's other devices here go first (a link or
+    segment that no longer reaches that host; their VNIs may be the new ones')."""
     from lab.errors import NetworkError
-    from providers.network.vxlan import Tunnel, ensure_tunnels
+    from providers.network.vxlan import Tunnel, ensure_tunnels, remove_tunnels_not_in
 
+    logger = get_run_logger()
     tunnels = [Tunnel(**t, vlan=vlans[t["link_id"]]) for t in tunnels]
     if tunnels and not local:
         raise NetworkError(f"lab {lab_id}: this host has no data-plane address (ARCHETYPE_DATA_ADDRESS)")
+    removed = remove_tunnels_not_in(lab_id, [t.device(lab_id) for t in tunnels])
+    if removed:
+        logger.info("removed tunnels this host's part no longer has: %s", ", ".join(removed))
     devices = ensure_tunnels(lab_id, tunnels, local=local or "")
     if devices:
-        get_run_logger().info("tunnels: %s", ", ".join(f"{t.link_id}=VNI {t.vni} to {t.remote}" for t in tunnels))
+        logger.info("tunnels: %s", ", ".join(f"{t.link_id}=VNI {t.vni} to {t.remote}" for t in tunnels))
     return devices

@@ -33,7 +33,10 @@ def slice_document(lab: Lab, placement: dict[str, str]) -> tuple[str, dict[str, 
             continue
         nodes[link.segment] = {"kind": "bridge"}  # a segment again, one link per end
         links += [{"endpoints": [str(end), f"{link.segment}:e{i}"]} for i, end in enumerate(link.ends, 1)]
-    document = {"name": lab.id, "topology": {"nodes": nodes, "links": links}}
+    document: dict[str, Any] = {"name": lab.id}
+    if lab.prefix is not None:  # containerlab's container names (netlab's `prefix: clab`), as on one host
+        document["prefix"] = lab.prefix
+    document["topology"] = {"nodes": nodes, "links": links}
     mgmt = {key: value for key, value in (("network", lab.mgmt.network), ("ipv4-subnet", lab.mgmt.ipv4_subnet),
                                           ("ipv6-subnet", lab.mgmt.ipv6_subnet)) if value}
     if mgmt:  # a fleet lab's one management plan: every host makes the same subnet

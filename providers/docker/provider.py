@@ -405,10 +405,12 @@ class DockerProvider(NodeProvider):
     # -- a running lab's controls ------------------------------------------------------
 
     def _ours(self, lab_id: str, node_name: str) -> dict[str, Any]:
-        name = self.runtime_name(lab_id, node_name)
-        info = self._inspect(name)
+        """The node's container, by our name or by its labels (a containerlab ``prefix`` names
+        it otherwise: netlab's ``clab-<lab>-<node>``)."""
+        info = self._find(lab_id, node_name)
         if info is None or not _is_ours(info.get("Config", {}).get("Labels"), lab_id, node_name):
-            raise ProviderError(f"node {node_name}: no container {name} of lab {lab_id}")
+            raise ProviderError(f"node {node_name}: no container of lab {lab_id} (none named "
+                                f"{self.runtime_name(lab_id, node_name)}, none labelled so)")
         return info
 
     @_docker_errors_named

@@ -19,6 +19,7 @@ the sizes named), so that nothing is silently fragmented or dropped.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
@@ -28,7 +29,7 @@ from lab import names
 from lab.errors import NetworkError
 from lab.settings import get_settings
 from providers.network import ovs
-from providers.network.markers import port_ids, veth_alias
+from providers.network.markers import parse_alias, port_ids, veth_alias
 from providers.network.netlink import dump_links, tx_checksum_off
 
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
@@ -78,13 +79,16 @@ def ensure_tunnels(lab_id: str, tunnels: list[Tunnel], *, local: str) -> list[st
     commands: list[ovs.Command] = ovs.bridge_commands()
     with IPRoute() as ipr:
         links = dump_links(ipr)
+        # every wrong device goes before any is made: a VNI is unique per host and UDP port, so
+        # one that another of these devices held until now is free only once that one went
         for tunnel in tunnels:
-            name = tunnel.device(lab_id)
-            existing = links.get(name)
+            existing = links.get(tunnel.device(lab_id))
             if existing is not None and not _matches(ipr, existing.index, tunnel, local, settings.vxlan_port):
                 ipr.link("del", index=existing.index)
-                stale_rows.append(name)
-                existing = None
+                stale_rows.append(existing.name)
+        for tunnel in tunnels:
+            name = tunnel.device(lab_id)
+            existing = None if name in stale_rows else links.get(name)
             if existing is None:
                 _create(ipr, lab_id, name, tunnel, local, settings.vxlan_port, settings.link_mtu)
             port = state.everywhere.get(name)
@@ -125,3 +129,22 @@ def _create(ipr: IPRoute, lab_id: str, name: str, tunnel: Tunnel, local: str, po
         ipr.link("set", index=index, state="up")
     except (NetlinkError, OSError) as err:
         raise NetworkError(f"lab {lab_id}: cannot create VXLAN device {name} (VNI {tunnel.vni} to {tunnel.remote}): {err}") from err
+
+
+def remove_tunnels_not_in(lab_id: str, keep: Iterable[str]) -> list[str]:
+    """The lab's VXLAN devices on this host but those named in ``keep``, with their OVS ports:
+    a converge's tunnels to hosts where a link or segment of the lab no longer has an end
+    (a node moved, a lost host's nodes re-placed). Found by their markers (the device's
+    ifalias, the port's external_ids), never another lab's. Returns the names removed."""
+    from providers.network.cleanup import remove_ports
+
+    keep = set(keep)
+    with IPRoute() as ipr:
+        devices = {link.name for link in dump_links(ipr).values()
+                   if link.kind == "vxlan" and (owner := parse_alias(link.alias)) is not None and owner[0] == lab_id}
+    rows = {name for name, port in ovs.read_state().everywhere.items()  # a row whose device went already
+            if port.lab_id == lab_id and name.startswith(names.VXLAN_PREFIX)}
+    stale = sorted((devices | rows) - keep)
+    if stale:
+        remove_ports(stale, lab_id=lab_id)
+    return stale

@@ -68,8 +68,10 @@ class Fleet:
                   "env", "DOCKER_HOST=unix:///run/docker/docker.sock"]
         return subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=timeout, check=False)
 
-    def docker_exec(self, host: str, lab: str, node: str, *argv: str, timeout: float = 60) -> tuple[int, str]:
-        result = self.on(host, "docker", "exec", f"archetype-{lab}-{node}", *argv, timeout=timeout)
+    def docker_exec(self, host: str, lab: str, node: str, *argv: str, timeout: float = 60,
+                    prefix: str = "archetype") -> tuple[int, str]:
+        """``prefix``: the container's name's (containerlab's top-level ``prefix``: netlab says clab)."""
+        result = self.on(host, "docker", "exec", f"{prefix}-{lab}-{node}", *argv, timeout=timeout)
         return result.returncode, result.stdout + result.stderr
 
     def serve_tcp(self, host: str, lab: str, node: str, port: int, script: str, timeout: float = 30) -> None:

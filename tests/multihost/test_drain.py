@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.multihost.conftest import COORDINATOR_HOME, HOSTS, REPO, Fleet, host_leftovers
+from tests.multihost.test_fleet_plan import OUR_ROUTES, ssh_banner
 from tests.multihost.test_migrate import console
 from tests.support.prefect_server import ARCHETYPE
 
@@ -92,6 +93,26 @@ def wait_bgp(fleet: Fleet, lab_id: str, timeout: float) -> None:
     wait_bgp_on(fleet, lab_id, "sim-2", timeout)
 
 
+def mgmt_address(fleet: Fleet, lab_id: str, node: str, host: str = "sim-2") -> str:
+    code, out = fleet.docker_exec(host, lab_id, node, "ip", "-4", "-o", "addr", "show", "dev", "eth0")
+    assert code == 0 and "inet " in out, out
+    return out.split("inet ")[1].split("/")[0]
+
+
+def routed_from_here(fleet: Fleet, lab_id: str, nodes: list[str], host: str) -> None:
+    """The coordinator's routes followed the nodes to ``host``: their management addresses
+    are routed via its address and answer (SSH) from this machine; no lab host holds one of
+    those routes (they are the coordinator's)."""
+    via = fleet.hosts()[host]["address"]
+    for node in nodes:
+        address = mgmt_address(fleet, lab_id, node, host)
+        route = subprocess.run(["ip", "-4", "route", "get", address], capture_output=True, text=True, check=False)
+        assert f"via {via} " in route.stdout, (node, address, route.stdout, route.stderr)
+        assert ssh_banner(address).startswith("SSH-2.0"), (node, address, route.stdout)
+    on_hosts = {h: fleet.on(h, "ip", "-4", "route", "show", "proto", OUR_ROUTES).stdout.split() for h in HOSTS}
+    assert on_hosts == {h: [] for h in HOSTS}, on_hosts
+
+
 def hosts_of(fleet: Fleet, lab_id: str) -> dict[str, str]:
     code, document, err = fleet.cli_json("status", lab_id)
     assert code == 0, err
@@ -117,6 +138,7 @@ def test_draining_a_host_moves_every_node_and_keeps_the_lab_running(fleet: Fleet
     wait_bgp(fleet, lab, 180)
     assert "hostname DRMARK" in console(fleet, "sim-2", lab, "show running-config")[0]  # live: not rebooted
     assert fleet.hosts()["sim-1"]["drained"] is True
+    routed_from_here(fleet, lab, ["r1", "r2"], "sim-2")
 
 
 def test_a_drain_that_cannot_place_a_node_moves_nothing(fleet: Fleet, lab: str) -> None:
@@ -196,3 +218,4 @@ def test_a_drain_killed_halfway_is_finished_by_the_next(fleet: Fleet, lab: str) 
     assert host_leftovers(fleet, "sim-2", lab) == {}
     wait_bgp_on(fleet, lab, "sim-1", 180)
     assert "hostname DRMARK" in console(fleet, "sim-1", lab, "show running-config")[0]
+    routed_from_here(fleet, lab, ["r1", "r2", "r3"], "sim-1")  # r1 too, moved by the drain that was killed

@@ -66,6 +66,18 @@ def test_node_of_carries_the_recorded_exec_for_post_boot() -> None:
     assert v1.post_boot_commands[-2:] == ["configure terminal", "end"]
 
 
+def test_node_of_names_the_container_as_the_deploy_did() -> None:
+    """node start rewires and waits for a container by its name: netlab's `prefix: clab` one too."""
+    from lab import names
+
+    for prefix in ("clab", "", None):
+        record = controls.node_record(_state(), "r1").model_copy(
+            update={"runtime_name": names.container_name("lab1", "r1", prefix)})
+        node = controls.node_of(record, "lab1")
+        assert node.name_prefix == prefix
+        assert names.container_name("lab1", "r1", node.name_prefix) == record.runtime_name
+
+
 def test_find_link_takes_any_vendor_spelling_and_names_what_is_wrong() -> None:
     state = _state()
     link, index = controls.find_link(state, "v1:Gi0/1")

@@ -68,3 +68,19 @@ def test_a_container_on_a_segment_across_hosts_moves_with_its_segment() -> None:
     assert plan.links == []  # a segment is not a point-to-point link
     (segment,) = plan.segments
     assert (segment.link.id, segment.new_pairs, segment.gone_pairs) == ("segment:lan", [], ["h1+h2"])
+
+
+def test_a_hosts_slice_keeps_the_containerlab_prefix_so_containers_are_named_as_on_one_host() -> None:
+    """netlab's clab.yml says `prefix: clab`: each host's part names its containers
+    clab-<lab>-<node>, as one host does; an empty prefix (bare names) and none stay so too."""
+    from lab import names
+
+    placement = {"a": "h1", "b": "h2", "c": "h3", "d": "h1"}
+    for prefix, expected in (("clab", "clab-p-a"), ("", "a"), (None, "archetype-p-a")):
+        document = {"name": "p", "topology": {"nodes": NODES, "links": [{"endpoints": e} for e in LINKS]}}
+        if prefix is not None:
+            document["prefix"] = prefix
+        text, _ = slice_document(load_topology(yaml.safe_dump(document)), placement)
+        part = local_part(load_topology(text), "h1")
+        assert part.prefix == prefix and {n.name_prefix for n in part.nodes.values()} == {prefix}, text
+        assert names.container_name("p", "a", part.nodes["a"].name_prefix) == expected

@@ -47,6 +47,10 @@ def test_prefix_names_the_container_and_labels_find_it(
     assert found.state is NodeState.RUNNING and found.runtime_name == f"clab-{lab_id}-{r1}"
     assert provider.connect_command(lab_id, node.ref)[3] == f"clab-{lab_id}-{r1}"  # a reference: by labels
     first = docker_client.containers.get(f"clab-{lab_id}-{r1}").id
+    provider.stop_node(lab_id, r1)  # the controls (archetype node stop/start) find it by its labels too
+    assert provider.node_status(lab_id, r1).state is NodeState.STOPPED
+    provider.start_node(lab_id, r1)
+    assert provider.node_status(lab_id, r1).state is NodeState.RUNNING
 
     again = provider.create_node(lab_id, replace(node, name_prefix=""), [])  # the prefix changed
     assert again.runtime_name == r1  # an empty prefix: the bare node name
