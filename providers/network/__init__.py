@@ -41,6 +41,7 @@ __all__ = [
     "attach_container_ends",
     "attach_host_ends",
     "bridge_ports",
+    "check_lab_ports",
     "ensure_bridge",
     "ensure_vm_ports",
     "inside_macs",
@@ -55,6 +56,12 @@ __all__ = [
     "unplug_dead_taps",
     "vm_interface_xml",
 ]
+
+
+def check_lab_ports(lab_id: str, port_names: list[str]) -> None:
+    """Refuse (``NetworkError``) a name that exists and is not an interface of the lab (our
+    ifalias marker, or its OVS row): a step's port names are flow parameters."""
+    _ports.check_lab_ports(lab_id, port_names)
 
 
 def set_port_up(port_name: str, up: bool) -> None:

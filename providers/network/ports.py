@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lab.errors import NetworkError
 from providers.network import ovs
-from providers.network.markers import check_ifname, port_ids
+from providers.network.markers import check_ifname, parse_alias, port_ids
 from providers.network.netlink import IPRoute, get_link, netlink_step
 
 
@@ -52,3 +52,19 @@ def put_on_bridge(lab_id: str, ends: list[tuple[str, str]], link_id: str, vlan: 
 def on_bridge(port_names: list[str]) -> set[str]:
     ports = ovs.bridge_ports()
     return {name for name in port_names if name in ports}
+
+
+def check_lab_ports(lab_id: str, port_names: list[str]) -> None:
+    """Refuse (``NetworkError``, nothing changed) a name that is not an interface of this
+    lab: one that exists and carries neither our marker for the lab (ifalias) nor an OVS row
+    of it (a VM's tap). A name that does not exist passes (what follows finds it missing)."""
+    rows = None
+    with netlink_step(f"lab {lab_id} ports", "looking them up"), IPRoute() as host:
+        for name in port_names:
+            check_ifname(name, "port")
+            link = get_link(host, name)
+            if link is None or ((owner := parse_alias(link.alias)) is not None and owner[0] == lab_id):
+                continue
+            rows = ovs.bridge_ports() if rows is None else rows
+            if name not in rows or rows[name].lab_id != lab_id:
+                raise NetworkError(f"interface {name} is not a port of lab {lab_id}: left alone")

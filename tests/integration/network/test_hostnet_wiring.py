@@ -213,3 +213,19 @@ def test_a_parked_end_carries_nothing_until_it_comes_up_with_the_address_it_was_
     network.attach_container_ends(lab, "b", b.pid, [end_b], ["eth1"], carrier=False)
     assert not _host_links()[end_b.port_name].up
     assert network.inside_macs(b.pid, ["eth1"]) == {"eth1": "02:aa:bb:cc:dd:01"}
+
+
+def test_a_steps_port_names_must_be_the_labs_own(lab_ids, endpoints):
+    """A cold move's cutover sets ports up and down by name, from flow parameters: only the
+    lab's own (marked) ports pass; the host's interfaces and another lab's are refused."""
+    lab, other = lab_ids(), lab_ids()
+    a, b = endpoints("a"), endpoints("b")
+    link = names.link_id("a:eth1", "b:eth1")
+    end_a = _end(lab, "a", "eth1", link, network.allocate_vlans(lab, [link])[link])
+    end_b = _end(other, "b", "eth1", link, network.allocate_vlans(other, [link])[link])
+    network.attach_container_ends(lab, "a", a.pid, [end_a], ["eth1"])
+    network.attach_container_ends(other, "b", b.pid, [end_b], ["eth1"])
+    network.check_lab_ports(lab, [end_a.port_name, "arxnotthere"])  # its own, and one that does not exist
+    for foreign in ("lo", end_b.port_name):
+        with pytest.raises(NetworkError, match="not a port of lab"):
+            network.check_lab_ports(lab, [end_a.port_name, foreign])
