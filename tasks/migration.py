@@ -193,7 +193,7 @@ def _finish(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
             provider.close()
     network.ensure_vm_ports(lab_id, args["node"], ends)
     try:
-        network.remove_ports(args.get("old_devices", []), lab_id=lab_id)
+        network.remove_ports(_lab_devices(lab_id, args.get("old_devices", [])), lab_id=lab_id)
     except Exception as err:  # noqa: BLE001 - the node works; a leftover tunnel is reported
         errors.append(f"removing the old tunnels: {err}")
     return {"errors": errors, "vlans": {end.link_id: end.vlan for end in ends}, "downtime_ms": downtime_ms}
@@ -231,15 +231,21 @@ def _abort(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
     provider = _libvirt()
     try:
         errors = _undo_destination(lab_id, provider, MigrationPlan.from_dict(args["plan"]), args.get("made"),
-                                   args.get("devices", []), args.get("keep_links", []))
+                                   _lab_devices(lab_id, args.get("devices", [])), args.get("keep_links", []))
     finally:
         provider.close()
     return {"errors": errors}
 
 
 def _untunnel(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
-    network.remove_ports(args.get("devices", []), lab_id=lab_id)
+    network.remove_ports(_lab_devices(lab_id, args.get("devices", [])), lab_id=lab_id)
     return {"errors": []}
+
+
+def _lab_devices(lab_id: str, devices: list[str]) -> list[str]:
+    """Interfaces a step removes by name (a flow parameter): only the lab's own."""
+    network.check_lab_ports(lab_id, list(devices))
+    return list(devices)
 
 
 STEP_FUNCTIONS = {
