@@ -360,7 +360,8 @@ def _finish_adopted(state: LabState, plan: MovePlan, record: NodeRecord, started
 
 def _number_crossing(plan: MovePlan, state: LabState) -> list[LinkMove]:
     """The links that cross hosts after the move, each with its new tunnel's VNI: one no
-    tunnel of the lab holds, nor the link's own old one (the new tunnel never meets it)."""
+    tunnel of the lab holds, nor the link's own old one (the new tunnel never meets it); and
+    the VNIs of the pairs of hosts a segment of the node newly joins (``SegmentMove.vnis``)."""
     crossing = [m for m in plan.links if not m.local_after]
     new_pairs = [f"{seg.link.id}@{pair}" for seg in plan.segments for pair in seg.new_pairs]
     if not crossing and not new_pairs:
@@ -495,8 +496,9 @@ def _staged_tunnels(plan: MovePlan) -> list[dict[str, Any]]:
                for m in plan.links if not m.local_after]
     for seg in plan.segments:
         for pair, vni in seg.vnis.items():
-            if dst in pair.split("+"):
-                (other,) = [h for h in pair.split("+") if h != dst]
+            for here, other in _both_ways(pair):
+                if here != dst:
+                    continue
                 tunnels.append({"link_id": seg.link.id, "node": seg.marker_nodes[dst], "vni": vni,
                                 "remote": _address_of(other, plan), "peer": other})
     return tunnels
@@ -525,7 +527,7 @@ def _switch(state: LabState, plan: MovePlan, staged: dict[str, Any]) -> list[str
                                err, plan.destination.name)
         _host_step(lab, plan.destination.name, "unstage", {
             "node": plan.node, "devices": staged["devices"], "had_links": staged["had_links"],
-            "leave": not any(n.host == plan.destination.name for n in state.nodes)})
+            "leave": staged["new_here"]})
         raise
     reports = {host: _submit_step(lab, host, "cutover", args) for host, args in steps.items()}
     errors = [f"{plan.source.name}: {e}" for e in left.get("errors", [])]

@@ -121,7 +121,7 @@ def _stage(lab_id: str, args: dict[str, Any]) -> dict[str, Any]:
         _unstage(lab_id, {"node": node.name, "devices": devices, "had_links": had, "leave": args.get("new_here")})
         raise
     return {"vlans": {e.link_id: e.vlan for e in ends}, "ports": [e.port_name for e in ends], "devices": devices,
-            "had_links": had, "ready_seconds": round(seconds, 2)}
+            "had_links": had, "new_here": bool(args.get("new_here")), "ready_seconds": round(seconds, 2)}
 
 
 def _ends(lab_id: str, node: Node, links: list[dict[str, Any]], tags: dict[str, int]) -> list[LinkEnd]:
